@@ -1,0 +1,1 @@
+//! gRPC services for remote agents and supervisors (issue 6).

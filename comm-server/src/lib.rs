@@ -1,0 +1,5 @@
+//! The call-center communication server: one process that every customer call passes
+//! through. Protocol and policy live in pure state machines (no sockets, no clocks, no
+//! tasks); thin async drivers own the I/O. See `../shared/STYLE.md` for the house style.
+
+pub mod time;

@@ -1,0 +1,28 @@
+//! The only place that reads ambient clocks (`clippy.toml` bans them everywhere else).
+//!
+//! Cores never call this: they take `now` as an argument. Drivers use
+//! `tokio::time::Instant` for monotonic time so paused-clock tests work, and read
+//! wall-clock time (CDR timestamps, calling windows, registration expiry that must
+//! survive a restart) through a [`Clock`], which tests replace.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Wall-clock source, injected so tests can fix or advance it.
+pub trait Clock: Send + Sync + 'static {
+    /// Milliseconds since the Unix epoch.
+    fn unix_ms(&self) -> i64;
+}
+
+/// The real wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)]
+    fn unix_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_millis() as i64
+    }
+}

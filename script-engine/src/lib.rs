@@ -1,0 +1,1 @@
+//! XML dialog scripts: format, loader, validator and a pure interpreter.

@@ -1,0 +1,1 @@
+//! Test user agent and harness for the end-to-end suite.
