@@ -3,3 +3,5 @@
 //! tasks); thin async drivers own the I/O. See `../shared/STYLE.md` for the house style.
 
 pub mod time;
+pub mod config;
+pub mod sip;

@@ -1,0 +1,827 @@
+//! One B2BUA call (RFC 3261 §12-§15 on each side) as a pure state machine.
+//!
+//! Owns: the caller leg (we are its UAS), the callee leg (we are its UAC), relaying
+//! provisional/final answers, offer/answer bodies, CANCEL before answer, BYE from either
+//! side, re-INVITE (hold/unhold) relayed across, the ring timeout, and the summary that
+//! becomes the CDR. Must not own: transactions (the endpoint), routing decisions or
+//! storage (the driver resolves the destination before the call starts), sockets, clocks.
+//!
+//! ```text
+//!   Routing --dest--> Calling --18x--> Ringing --2xx (ACK callee, 200 caller)--> Answered
+//!      |                 |  '--ring timeout / CANCEL--> Cancelling --487--> Ended
+//!      |                 '--3xx-6xx (relayed)--> Ended
+//!      '--auto-answer--> Answered --ACK--> Confirmed --BYE either side--> Ending --> Ended
+//! ```
+//!
+//! Requests the call sends carry a call-local `handle`; the driver maps it to the
+//! endpoint's transaction and feeds responses (and timeouts, as 408) back by handle.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::sip::endpoint::{Flow, TxId};
+use crate::sip::header::{self, NameAddr};
+use crate::sip::message::{self, Headers, Method, Request, Response};
+
+/// Which side of the B2BUA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Leg {
+    Caller,
+    Callee,
+}
+
+impl Leg {
+    fn other(self) -> Leg {
+        match self {
+            Leg::Caller => Leg::Callee,
+            Leg::Callee => Leg::Caller,
+        }
+    }
+}
+
+/// Where the callee leg goes, resolved by the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Dial this URI over this flow (a registered binding, a trunk).
+    Dial { flow: Flow, uri: String, label: String },
+    /// Answer on the caller leg with this SDP body and hang up after a while.
+    AutoAnswer { sdp: Vec<u8>, hangup_after: Option<Duration> },
+    /// Refuse with this status.
+    Reject { status: u16 },
+}
+
+/// Who ended the call, for the CDR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HungUpBy {
+    Caller,
+    Callee,
+    System,
+}
+
+impl HungUpBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HungUpBy::Caller => "caller",
+            HungUpBy::Callee => "callee",
+            HungUpBy::System => "system",
+        }
+    }
+}
+
+/// How the call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub answered_at: Option<Instant>,
+    pub ended_at: Instant,
+    pub hung_up_by: HungUpBy,
+    /// `answered`, `cancelled`, `busy`, `no-answer`, `rejected`, `failed`, `shutdown`...
+    pub result: String,
+    /// Final status given to the caller.
+    pub status: u16,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Answer a request in a server transaction.
+    Respond { tx: TxId, response: Response },
+    /// Start a client transaction; its responses come back with this handle.
+    Send { handle: u64, leg: Leg, flow: Flow, request: Request },
+    /// ACK a 2xx (no transaction).
+    Ack { flow: Flow, request: Request },
+    /// CANCEL the INVITE sent with this handle.
+    Cancel { handle: u64 },
+    /// The callee leg's Call-ID, so the driver routes its in-dialog requests here.
+    Bind { call_id: String },
+    /// The call is over; write the CDR and stop.
+    Ended(Summary),
+}
+
+/// Our side of one dialog.
+#[derive(Debug, Clone)]
+struct Dialog {
+    flow: Flow,
+    call_id: String,
+    /// Our From (callee leg) / To (caller leg) with our tag.
+    local: String,
+    /// The peer's name-addr with its tag (empty tag until known on the callee leg).
+    remote: String,
+    remote_target: String,
+    route_set: Vec<String>,
+    local_cseq: u32,
+    confirmed: bool,
+    /// We sent or received a BYE; no further requests.
+    closing: bool,
+}
+
+impl Dialog {
+    fn request(&mut self, method: Method, body: Option<(&str, &[u8])>) -> Request {
+        self.local_cseq += 1;
+        let mut h = Headers::default();
+        for r in &self.route_set {
+            h.push("Route", r.clone());
+        }
+        h.push("Max-Forwards", "70");
+        h.push("From", self.local.clone());
+        h.push("To", self.remote.clone());
+        h.push("Call-ID", self.call_id.clone());
+        h.push("CSeq", format!("{} {}", self.local_cseq, method));
+        if let Some((ct, b)) = body {
+            h.push("Content-Type", ct);
+            return Request {
+                method,
+                uri: target_uri(&self.remote_target),
+                headers: h,
+                body: b.to_vec(),
+            };
+        }
+        Request {
+            method,
+            uri: target_uri(&self.remote_target),
+            headers: h,
+            body: Vec::new(),
+        }
+    }
+
+    fn ack(&self, cseq: u32) -> Request {
+        let mut h = Headers::default();
+        for r in &self.route_set {
+            h.push("Route", r.clone());
+        }
+        h.push("Max-Forwards", "70");
+        h.push("From", self.local.clone());
+        h.push("To", self.remote.clone());
+        h.push("Call-ID", self.call_id.clone());
+        h.push("CSeq", format!("{cseq} ACK"));
+        Request {
+            method: Method::Ack,
+            uri: target_uri(&self.remote_target),
+            headers: h,
+            body: Vec::new(),
+        }
+    }
+}
+
+/// The URI to send requests to: a Contact with any `?headers` removed, so a stored
+/// binding can never inject header fields (RFC 4475 §3.3.14).
+fn target_uri(contact: &str) -> header::Uri {
+    let clean = contact.split('?').next().unwrap_or(contact);
+    header::parse_request_uri(clean)
+        .or_else(|_| header::parse_request_uri("sip:invalid.invalid"))
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Calling,
+    Ringing,
+    Cancelling,
+    Answered,
+    Ending,
+    Ended,
+}
+
+/// Settings the call needs from the server.
+#[derive(Debug, Clone)]
+pub struct CallSettings {
+    /// Our Contact URI per flow kind (`sip:host:port;transport=...`).
+    pub contact_udp: String,
+    pub contact_tcp: String,
+    pub ring_timeout: Duration,
+    /// A final answer to our BYE may take this long before the leg counts as gone.
+    pub bye_timeout: Duration,
+}
+
+impl CallSettings {
+    fn contact(&self, flow: Flow) -> String {
+        match flow {
+            Flow::Udp(_) => format!("<{}>", self.contact_udp),
+            Flow::Tcp(_) => format!("<{}>", self.contact_tcp),
+        }
+    }
+}
+
+/// A relayed in-dialog request waiting for the other side's answer.
+#[derive(Debug, Clone)]
+struct Relay {
+    from_leg: Leg,
+    tx: TxId,
+    method: Method,
+}
+
+#[derive(Debug)]
+pub struct Call {
+    settings: CallSettings,
+    phase: Phase,
+    invite_tx: TxId,
+    caller: Dialog,
+    callee: Option<Dialog>,
+    /// Handle of the callee INVITE.
+    invite_handle: Option<u64>,
+    next_handle: u64,
+    relays: HashMap<u64, Relay>,
+    /// Handles of BYEs we sent, per leg.
+    byes: HashMap<u64, Leg>,
+    ring_deadline: Option<Instant>,
+    hangup_deadline: Option<Instant>,
+    bye_deadline: Option<Instant>,
+    answered_at: Option<Instant>,
+    hung_up_by: Option<HungUpBy>,
+    result: Option<String>,
+    caller_status: u16,
+    actions: VecDeque<Action>,
+}
+
+impl Call {
+    /// Starts a call from the caller's INVITE, whose 100 Trying is already sent.
+    pub fn new(
+        now: Instant,
+        settings: CallSettings,
+        tx: TxId,
+        flow: Flow,
+        invite: &Request,
+        destination: Destination,
+    ) -> Call {
+        let tag = crate::sip::random_token();
+        let to = invite.headers.get("To").unwrap_or_default();
+        let caller = Dialog {
+            flow,
+            call_id: invite.call_id().to_string(),
+            local: format!("{to};tag={tag}"),
+            remote: invite.headers.get("From").unwrap_or_default().to_string(),
+            remote_target: contact_uri(&invite.headers).unwrap_or_default(),
+            route_set: invite.headers.all("Record-Route").map(str::to_string).collect(),
+            local_cseq: 0,
+            confirmed: false,
+            closing: false,
+        };
+        let mut call = Call {
+            settings,
+            phase: Phase::Calling,
+            invite_tx: tx,
+            caller,
+            callee: None,
+            invite_handle: None,
+            next_handle: 1,
+            relays: HashMap::new(),
+            byes: HashMap::new(),
+            ring_deadline: None,
+            hangup_deadline: None,
+            bye_deadline: None,
+            answered_at: None,
+            hung_up_by: None,
+            result: None,
+            caller_status: 0,
+            actions: VecDeque::new(),
+        };
+        call.start(now, invite, destination);
+        call
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.ring_deadline, self.hangup_deadline, self.bye_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.phase == Phase::Ended
+    }
+
+    /// Whether the call got past the ringing stage (for shutdown figures).
+    pub fn is_answered(&self) -> bool {
+        self.answered_at.is_some()
+    }
+
+    fn handle(&mut self) -> u64 {
+        self.next_handle += 1;
+        self.next_handle
+    }
+
+    fn caller_response(&self, status: u16, body: Option<&[u8]>) -> Response {
+        let tag = header::NameAddr::parse(&self.caller.local)
+            .ok()
+            .and_then(|n| n.tag().map(str::to_string));
+        let mut invite_headers = Headers::default();
+        for (n, v) in self.invite_headers.iter() {
+            invite_headers.push(n, v);
+        }
+        let mut r = message::response_to(&invite_headers, status, tag.as_deref());
+        if (101..300).contains(&status) {
+            r.headers.push("Contact", self.settings.contact(self.caller.flow));
+        }
+        if let Some(b) = body.filter(|b| !b.is_empty()) {
+            r.headers.push("Content-Type", "application/sdp");
+            r.body = b.to_vec();
+        }
+        r
+    }
+
+    fn start(&mut self, now: Instant, invite: &Request, destination: Destination) {
+        self.invite_headers = invite.headers.clone();
+        match destination {
+            Destination::Reject { status } => {
+                let r = self.caller_response(status, None);
+                self.respond_caller_final(now, r, "rejected", HungUpBy::System);
+            }
+            Destination::AutoAnswer { sdp, hangup_after } => {
+                let r = self.caller_response(200, Some(&sdp));
+                self.actions.push_back(Action::Respond {
+                    tx: self.invite_tx,
+                    response: r,
+                });
+                self.caller_status = 200;
+                self.answered_at = Some(now);
+                self.phase = Phase::Answered;
+                self.hangup_deadline = hangup_after.map(|d| now + d);
+            }
+            Destination::Dial { flow, uri, label: _ } => {
+                let call_id = crate::sip::random_token();
+                let from = NameAddr::parse(invite.headers.get("From").unwrap_or_default()).ok();
+                let display = from.as_ref().and_then(|f| f.display.clone());
+                let user = from.as_ref().and_then(|f| f.user()).unwrap_or("anonymous".into());
+                let host = self.settings.contact_udp.split('@').nth(1).unwrap_or("invalid");
+                let host = host.split(';').next().unwrap_or(host);
+                let local = match display {
+                    Some(d) => format!("\"{d}\" <sip:{user}@{host}>;tag={}", crate::sip::random_token()),
+                    None => format!("<sip:{user}@{host}>;tag={}", crate::sip::random_token()),
+                };
+                let clean_uri = uri.split('?').next().unwrap_or(&uri).to_string();
+                let mut dialog = Dialog {
+                    flow,
+                    call_id: call_id.clone(),
+                    local,
+                    remote: format!("<{clean_uri}>"),
+                    remote_target: clean_uri,
+                    route_set: Vec::new(),
+                    local_cseq: 0,
+                    confirmed: false,
+                    closing: false,
+                };
+                let body = (!invite.body.is_empty()).then(|| {
+                    let ct = invite.headers.get("Content-Type").unwrap_or("application/sdp");
+                    (ct.to_string(), invite.body.clone())
+                });
+                let mut req = dialog.request(
+                    Method::Invite,
+                    body.as_ref().map(|(ct, b)| (ct.as_str(), b.as_slice())),
+                );
+                req.headers.push("Contact", self.settings.contact(flow));
+                req.headers.push("Allow", crate::sip::ALLOW);
+                self.callee = Some(dialog);
+                let handle = self.handle();
+                self.invite_handle = Some(handle);
+                self.ring_deadline = Some(now + self.settings.ring_timeout);
+                self.actions.push_back(Action::Bind { call_id });
+                self.actions.push_back(Action::Send {
+                    handle,
+                    leg: Leg::Callee,
+                    flow,
+                    request: req,
+                });
+            }
+        }
+    }
+
+    fn respond_caller_final(&mut self, now: Instant, r: Response, result: &str, by: HungUpBy) {
+        self.caller_status = r.status;
+        self.actions.push_back(Action::Respond {
+            tx: self.invite_tx,
+            response: r,
+        });
+        self.result.get_or_insert_with(|| result.to_string());
+        self.hung_up_by.get_or_insert(by);
+        self.finish(now);
+    }
+
+    fn finish(&mut self, now: Instant) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        self.phase = Phase::Ended;
+        self.ring_deadline = None;
+        self.hangup_deadline = None;
+        self.bye_deadline = None;
+        self.actions.push_back(Action::Ended(Summary {
+            answered_at: self.answered_at,
+            ended_at: now,
+            hung_up_by: self.hung_up_by.unwrap_or(HungUpBy::System),
+            result: self.result.clone().unwrap_or_else(|| "failed".into()),
+            status: self.caller_status,
+        }));
+    }
+
+    /// The caller cancelled before answer (the endpoint already said 200 to CANCEL).
+    pub fn handle_cancelled(&mut self, now: Instant) {
+        if !matches!(self.phase, Phase::Calling | Phase::Ringing) {
+            return;
+        }
+        self.hung_up_by = Some(HungUpBy::Caller);
+        self.result = Some("cancelled".into());
+        let r = self.caller_response(487, None);
+        self.caller_status = 487;
+        self.actions.push_back(Action::Respond {
+            tx: self.invite_tx,
+            response: r,
+        });
+        self.cancel_callee(now);
+    }
+
+    fn cancel_callee(&mut self, now: Instant) {
+        self.ring_deadline = None;
+        match self.invite_handle {
+            Some(h) if self.callee.is_some() => {
+                self.actions.push_back(Action::Cancel { handle: h });
+                self.phase = Phase::Cancelling;
+                // The callee's 487 (or a timeout) ends the call.
+                self.bye_deadline = Some(now + self.settings.bye_timeout);
+            }
+            _ => self.finish(now),
+        }
+    }
+
+    /// A request inside one of our dialogs.
+    pub fn handle_request(&mut self, now: Instant, leg: Leg, tx: TxId, req: &Request) {
+        match req.method {
+            Method::Bye => {
+                let ok = message::response_to(&req.headers, 200, None);
+                self.actions.push_back(Action::Respond { tx, response: ok });
+                self.dialog_mut(leg).closing = true;
+                if self.phase == Phase::Ended {
+                    return;
+                }
+                self.hung_up_by.get_or_insert(match leg {
+                    Leg::Caller => HungUpBy::Caller,
+                    Leg::Callee => HungUpBy::Callee,
+                });
+                if self.phase == Phase::Answered {
+                    self.result.get_or_insert("answered".into());
+                }
+                self.hang_up(now, leg.other());
+                self.maybe_finish(now);
+            }
+            Method::Options => {
+                let ok = message::response_to(&req.headers, 200, None);
+                self.actions.push_back(Action::Respond { tx, response: ok });
+            }
+            Method::Invite | Method::Update | Method::Info
+                if self.phase == Phase::Answered && self.dialog(leg.other()).is_some() =>
+            {
+                if req.method == Method::Invite {
+                    // Target refresh (§12.2.2).
+                    if let Some(c) = contact_uri(&req.headers) {
+                        self.dialog_mut(leg).remote_target = c;
+                    }
+                }
+                let ct = req.headers.get("Content-Type").unwrap_or("application/sdp").to_string();
+                let other = leg.other();
+                let Some(d) = self.dialog_mut_opt(other) else {
+                    return;
+                };
+                let mut relayed = d.request(
+                    req.method.clone(),
+                    (!req.body.is_empty()).then_some((ct.as_str(), req.body.as_slice())),
+                );
+                let flow = d.flow;
+                if req.method == Method::Invite {
+                    relayed.headers.push("Contact", self.settings.contact(flow));
+                }
+                let handle = self.handle();
+                self.relays.insert(
+                    handle,
+                    Relay {
+                        from_leg: leg,
+                        tx,
+                        method: req.method.clone(),
+                    },
+                );
+                self.actions.push_back(Action::Send {
+                    handle,
+                    leg: other,
+                    flow,
+                    request: relayed,
+                });
+            }
+            Method::Invite if self.phase == Phase::Answered => {
+                // Auto-answered call: accept the session as it is (hold/unhold).
+                let mut ok = message::response_to(&req.headers, 200, None);
+                ok.headers.push("Contact", self.settings.contact(self.caller.flow));
+                if !req.body.is_empty() {
+                    ok.headers.push("Content-Type", "application/sdp");
+                    ok.body = hold_answer(&req.body);
+                }
+                self.actions.push_back(Action::Respond { tx, response: ok });
+            }
+            Method::Invite => {
+                let r = message::response_to(&req.headers, 491, None);
+                self.actions.push_back(Action::Respond { tx, response: r });
+            }
+            _ => {
+                let mut r = message::response_to(&req.headers, 405, None);
+                r.headers.push("Allow", crate::sip::ALLOW);
+                self.actions.push_back(Action::Respond { tx, response: r });
+            }
+        }
+    }
+
+    /// The ACK for our 2xx on the caller leg.
+    pub fn handle_ack(&mut self, _now: Instant, leg: Leg) {
+        if let Some(d) = self.dialog_mut_opt(leg) {
+            d.confirmed = true;
+        }
+    }
+
+    /// Our 2xx to the caller was never acknowledged.
+    pub fn handle_ack_timeout(&mut self, now: Instant) {
+        if self.phase == Phase::Answered {
+            self.hung_up_by.get_or_insert(HungUpBy::System);
+            self.result.get_or_insert("failed".into());
+            self.hang_up(now, Leg::Caller);
+            self.hang_up(now, Leg::Callee);
+            self.maybe_finish(now);
+        }
+    }
+
+    /// A response to a request we sent (a timeout arrives as a 408).
+    pub fn handle_response(&mut self, now: Instant, handle: u64, resp: &Response) {
+        if Some(handle) == self.invite_handle {
+            self.handle_invite_response(now, resp);
+        } else if let Some(leg) = self.byes.get(&handle).copied() {
+            if resp.is_final() {
+                self.byes.remove(&handle);
+                if let Some(d) = self.dialog_mut_opt(leg) {
+                    d.closing = true;
+                }
+                self.maybe_finish(now);
+            }
+        } else if resp.is_final()
+            && let Some(relay) = self.relays.remove(&handle)
+        {
+            let leg = relay.from_leg.other();
+            if relay.method == Method::Invite
+                && resp.status < 300
+                && let (Some(cseq), Some(d)) = (resp.cseq(), self.dialog_mut_opt(leg))
+            {
+                let ack = d.ack(cseq.seq);
+                let flow = d.flow;
+                self.actions.push_back(Action::Ack { flow, request: ack });
+            }
+            // Answer the original request with the same status and body.
+            let mut out = self.relayed_response(relay.from_leg, relay.tx, resp);
+            if relay.method == Method::Invite && resp.status < 300 {
+                let flow = self.dialog(relay.from_leg).map(|d| d.flow);
+                if let Some(flow) = flow {
+                    out.headers.push("Contact", self.settings.contact(flow));
+                }
+            }
+            self.actions.push_back(Action::Respond {
+                tx: relay.tx,
+                response: out,
+            });
+        }
+    }
+
+    fn relayed_response(&self, _leg: Leg, _tx: TxId, resp: &Response) -> Response {
+        // The driver fills Via/From/To/Call-ID/CSeq from the stored request.
+        let mut r = Response {
+            status: resp.status,
+            reason: resp.reason.clone(),
+            headers: Headers::default(),
+            body: resp.body.clone(),
+        };
+        if !resp.body.is_empty() {
+            r.headers.push(
+                "Content-Type",
+                resp.headers.get("Content-Type").unwrap_or("application/sdp"),
+            );
+        }
+        r
+    }
+
+    fn handle_invite_response(&mut self, now: Instant, resp: &Response) {
+        let status = resp.status;
+        if (101..200).contains(&status) {
+            if let Some(d) = self.callee.as_mut()
+                && let Some(tag) = NameAddr::parse(resp.headers.get("To").unwrap_or_default())
+                    .ok()
+                    .and_then(|n| n.tag().map(str::to_string))
+            {
+                d.remote = with_tag(&d.remote, &tag);
+            }
+            if self.phase == Phase::Calling {
+                self.phase = Phase::Ringing;
+                let r = self.caller_response(status, Some(&resp.body));
+                self.actions.push_back(Action::Respond {
+                    tx: self.invite_tx,
+                    response: r,
+                });
+            }
+            return;
+        }
+        if status < 300 {
+            // Callee answered: adopt its dialog state and ACK.
+            let Some(d) = self.callee.as_mut() else {
+                return;
+            };
+            if let Some(to) = resp.headers.get("To") {
+                d.remote = to.to_string();
+            }
+            if let Some(c) = contact_uri(&resp.headers) {
+                d.remote_target = c;
+            }
+            d.route_set = resp.headers.all("Record-Route").map(str::to_string).collect();
+            d.route_set.reverse();
+            d.confirmed = true;
+            let ack = d.ack(resp.cseq().map_or(1, |c| c.seq));
+            let flow = d.flow;
+            self.actions.push_back(Action::Ack { flow, request: ack });
+            match self.phase {
+                Phase::Calling | Phase::Ringing => {
+                    self.phase = Phase::Answered;
+                    self.answered_at = Some(now);
+                    self.ring_deadline = None;
+                    self.caller_status = 200;
+                    let r = self.caller_response(200, Some(&resp.body));
+                    self.actions.push_back(Action::Respond {
+                        tx: self.invite_tx,
+                        response: r,
+                    });
+                }
+                Phase::Answered => {} // a 2xx retransmission: re-ACKed above
+                _ => {
+                    // Answered after we gave up (CANCEL race, §9.1): end that leg.
+                    self.hang_up(now, Leg::Callee);
+                    self.maybe_finish(now);
+                }
+            }
+            return;
+        }
+        // Failure.
+        self.ring_deadline = None;
+        if let Some(d) = self.callee.as_mut() {
+            d.closing = true;
+        }
+        match self.phase {
+            Phase::Calling | Phase::Ringing => {
+                let (relay, result) = match status {
+                    486 | 600 => (486, "busy"),
+                    408 | 480 => (480, "no-answer"),
+                    487 => (487, "cancelled"),
+                    403 | 603 => (603, "rejected"),
+                    404 | 484 => (404, "failed"),
+                    _ => (status.max(400), "failed"),
+                };
+                let r = self.caller_response(relay, None);
+                self.respond_caller_final(now, r, result, HungUpBy::Callee);
+            }
+            _ => self.maybe_finish(now),
+        }
+    }
+
+    /// Timers: ring timeout, auto-answer hang-up, BYE/CANCEL answer timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.ring_deadline.is_some_and(|t| t <= now) {
+            self.ring_deadline = None;
+            self.hung_up_by = Some(HungUpBy::System);
+            self.result = Some("no-answer".into());
+            let r = self.caller_response(480, None);
+            self.caller_status = 480;
+            self.actions.push_back(Action::Respond {
+                tx: self.invite_tx,
+                response: r,
+            });
+            self.cancel_callee(now);
+        }
+        if self.hangup_deadline.is_some_and(|t| t <= now) {
+            self.hangup_deadline = None;
+            self.hung_up_by.get_or_insert(HungUpBy::System);
+            self.result.get_or_insert("answered".into());
+            self.hang_up(now, Leg::Caller);
+            self.maybe_finish(now);
+        }
+        if self.bye_deadline.is_some_and(|t| t <= now) {
+            self.bye_deadline = None;
+            self.byes.clear();
+            for d in [Some(&mut self.caller), self.callee.as_mut()].into_iter().flatten() {
+                d.closing = true;
+            }
+            self.maybe_finish(now);
+            self.finish(now);
+        }
+    }
+
+    /// Ends the call from our side (shutdown grace over, administrative hang-up).
+    pub fn hang_up_all(&mut self, now: Instant, result: &str) {
+        self.hung_up_by.get_or_insert(HungUpBy::System);
+        self.result.get_or_insert(result.to_string());
+        match self.phase {
+            Phase::Calling | Phase::Ringing => {
+                let r = self.caller_response(503, None);
+                self.caller_status = 503;
+                self.actions.push_back(Action::Respond {
+                    tx: self.invite_tx,
+                    response: r,
+                });
+                self.cancel_callee(now);
+            }
+            Phase::Answered => {
+                self.hang_up(now, Leg::Caller);
+                self.hang_up(now, Leg::Callee);
+                self.maybe_finish(now);
+            }
+            _ => {}
+        }
+    }
+
+    fn hang_up(&mut self, now: Instant, leg: Leg) {
+        self.phase = match self.phase {
+            Phase::Ended => Phase::Ended,
+            _ => Phase::Ending,
+        };
+        let Some(d) = self.dialog_mut_opt(leg) else {
+            return;
+        };
+        if d.closing || !matches!(leg, Leg::Caller) && !d.confirmed {
+            d.closing = true;
+            return;
+        }
+        d.closing = true;
+        let bye = d.request(Method::Bye, None);
+        let flow = d.flow;
+        let handle = self.handle();
+        self.byes.insert(handle, leg);
+        self.bye_deadline = Some(now + self.settings.bye_timeout);
+        self.actions.push_back(Action::Send {
+            handle,
+            leg,
+            flow,
+            request: bye,
+        });
+    }
+
+    fn maybe_finish(&mut self, now: Instant) {
+        if self.phase != Phase::Ended && self.byes.is_empty() && self.phase != Phase::Cancelling {
+            let open = [Some(&self.caller), self.callee.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|d| !d.closing);
+            if !open || self.phase == Phase::Ending {
+                self.finish(now);
+            }
+        }
+    }
+
+    fn dialog(&self, leg: Leg) -> Option<&Dialog> {
+        match leg {
+            Leg::Caller => Some(&self.caller),
+            Leg::Callee => self.callee.as_ref(),
+        }
+    }
+
+    fn dialog_mut_opt(&mut self, leg: Leg) -> Option<&mut Dialog> {
+        match leg {
+            Leg::Caller => Some(&mut self.caller),
+            Leg::Callee => self.callee.as_mut(),
+        }
+    }
+
+    fn dialog_mut(&mut self, leg: Leg) -> &mut Dialog {
+        match leg {
+            Leg::Callee if self.callee.is_some() => self.callee.as_mut().unwrap_or(&mut self.caller),
+            _ => &mut self.caller,
+        }
+    }
+
+    /// The callee leg's Call-ID, once dialled.
+    pub fn callee_call_id(&self) -> Option<&str> {
+        self.callee.as_ref().map(|d| d.call_id.as_str())
+    }
+}
+
+fn with_tag(name_addr: &str, tag: &str) -> String {
+    if header::has_tag(name_addr) {
+        name_addr.to_string()
+    } else {
+        format!("{name_addr};tag={tag}")
+    }
+}
+
+/// The first Contact URI of a message.
+pub fn contact_uri(headers: &Headers) -> Option<String> {
+    let list = header::Contact::parse_list(headers.get("Contact")?).ok()?;
+    match list.into_iter().next()? {
+        header::Contact::Address(a) => Some(a.uri),
+        header::Contact::Wildcard => None,
+    }
+}
+
+/// An answer to a re-offer on an auto-answered call: mirror the direction (hold).
+fn hold_answer(offer: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(offer);
+    text.replace("a=sendonly", "a=recvonly").into_bytes()
+}

@@ -1,0 +1,489 @@
+//! Server configuration: TOML, every key known (`deny_unknown_fields`), every value
+//! checked at load. The commented reference is `deploy/comm-server.toml`, which is
+//! also embedded as the demo configuration `serve` runs with when given none.
+//!
+//! Owns: the config types, their defaults (named constants), and load-time checks
+//! with the key and line of each error. Must not own: what the values mean at run time.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The demo configuration shipped in `deploy/`, used when no `--config` is given.
+pub const DEMO_CONFIG: &str = include_str!("../../deploy/comm-server.toml");
+
+pub const DEFAULT_SIP_ADDR: &str = "0.0.0.0:5060";
+pub const DEFAULT_DATA_DIR: &str = "data";
+pub const DEFAULT_REALM: &str = "comm-server";
+/// How long calls in progress may run on after SIGTERM before they are ended.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Retry-After sent with 503 while draining.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// RFC 3261 §10.2.1.1: registrations shorter than this get 423.
+pub const DEFAULT_MIN_EXPIRES: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_EXPIRES: Duration = Duration::from_secs(3600);
+/// How long an outbound leg may ring before it counts as no-answer.
+pub const DEFAULT_RING_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{path}:{line}: {key}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+/// A duration written for people: `"500ms"`, `"20s"`, `"5m"`, `"1h"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: expected e.g. \"500ms\", \"20s\", \"5m\""))?;
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+        };
+        Ok(HumanDuration(d))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0.as_millis())
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub sip: SipSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default, rename = "user")]
+    pub users: Vec<UserSection>,
+    #[serde(default, rename = "trunk")]
+    pub trunks: Vec<TrunkSection>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerSection {
+    /// Where the SQLite database and recordings live; created when missing.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Dialog scripts; relative paths are resolved against the working directory.
+    #[serde(default = "default_scripts_dir")]
+    pub scripts_dir: PathBuf,
+    #[serde(default = "default_sounds_dir")]
+    pub sounds_dir: PathBuf,
+    #[serde(default = "default_grace")]
+    pub shutdown_grace: HumanDuration,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            data_dir: default_data_dir(),
+            scripts_dir: default_scripts_dir(),
+            sounds_dir: default_sounds_dir(),
+            shutdown_grace: default_grace(),
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    DEFAULT_DATA_DIR.into()
+}
+fn default_scripts_dir() -> PathBuf {
+    "scripts".into()
+}
+fn default_sounds_dir() -> PathBuf {
+    "sounds".into()
+}
+fn default_grace() -> HumanDuration {
+    HumanDuration(DEFAULT_SHUTDOWN_GRACE)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SipSection {
+    /// UDP listen address; empty string disables UDP.
+    #[serde(default = "default_sip_addr")]
+    pub udp: String,
+    /// TCP listen address; empty string disables TCP.
+    #[serde(default = "default_sip_addr")]
+    pub tcp: String,
+    /// Host written into Via/Contact; defaults to the listen IP (127.0.0.1 for 0.0.0.0).
+    #[serde(default)]
+    pub public_host: Option<String>,
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    #[serde(default = "default_min_expires")]
+    pub min_expires: HumanDuration,
+    #[serde(default = "default_max_expires")]
+    pub max_expires: HumanDuration,
+    #[serde(default = "default_retry_after")]
+    pub retry_after: HumanDuration,
+    #[serde(default = "default_ring_timeout")]
+    pub ring_timeout: HumanDuration,
+}
+
+impl Default for SipSection {
+    fn default() -> Self {
+        SipSection {
+            udp: default_sip_addr(),
+            tcp: default_sip_addr(),
+            public_host: None,
+            realm: default_realm(),
+            min_expires: default_min_expires(),
+            max_expires: default_max_expires(),
+            retry_after: default_retry_after(),
+            ring_timeout: default_ring_timeout(),
+        }
+    }
+}
+
+fn default_sip_addr() -> String {
+    DEFAULT_SIP_ADDR.into()
+}
+fn default_realm() -> String {
+    DEFAULT_REALM.into()
+}
+fn default_min_expires() -> HumanDuration {
+    HumanDuration(DEFAULT_MIN_EXPIRES)
+}
+fn default_max_expires() -> HumanDuration {
+    HumanDuration(DEFAULT_MAX_EXPIRES)
+}
+fn default_retry_after() -> HumanDuration {
+    HumanDuration(DEFAULT_RETRY_AFTER)
+}
+fn default_ring_timeout() -> HumanDuration {
+    HumanDuration(DEFAULT_RING_TIMEOUT)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StorageSection {
+    /// `sqlite://PATH` or `postgres://...`; default: SQLite in the data directory.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// A SIP account (an agent's phone, a softphone). Exactly one of `password` or the
+/// two HA1 hashes; a password is hashed at load and never kept or logged.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UserSection {
+    pub name: toml::Spanned<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub ha1_md5: Option<String>,
+    #[serde(default)]
+    pub ha1_sha256: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+impl fmt::Debug for UserSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserSection")
+            .field("name", self.name.get_ref())
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrunkSection {
+    pub name: toml::Spanned<String>,
+    /// The peer, `host:port` (an IP address for now).
+    pub address: toml::Spanned<String>,
+    /// Source IPs whose INVITEs are accepted as inbound calls from this trunk;
+    /// defaults to the address's IP.
+    #[serde(default)]
+    pub inbound_sources: Vec<String>,
+    /// Dialled numbers starting with one of these go out through this trunk.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Credentials the trunk may challenge for; sent only to `realm` when it is set.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub realm: Option<String>,
+    /// Register to the trunk with the credentials above, renewing before expiry.
+    #[serde(default)]
+    pub register: bool,
+    #[serde(default)]
+    pub caller_id: Option<String>,
+}
+
+impl fmt::Debug for TrunkSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrunkSection")
+            .field("name", self.name.get_ref())
+            .field("address", self.address.get_ref())
+            .field("prefixes", &self.prefixes)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteSection {
+    /// The Request-URI user that selects this route (a DID or an extension).
+    pub number: toml::Spanned<String>,
+    pub target: toml::Spanned<Target>,
+}
+
+/// Where an inbound call goes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum Target {
+    /// A registered SIP user (rings their most recent binding).
+    User(String),
+    /// An IVR dialog script in the scripts directory.
+    Script(String),
+    /// An ACD queue.
+    Queue(String),
+    /// An agent, by name.
+    Agent(String),
+    /// A voicemail box.
+    Mailbox(String),
+    /// Answers and hangs up after a while; for tests and line checks.
+    AutoAnswer(AutoAnswer),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AutoAnswer {
+    /// Hang up after this long; never when absent.
+    #[serde(default)]
+    pub hangup_after: Option<HumanDuration>,
+}
+
+/// A checked trunk.
+#[derive(Debug, Clone)]
+pub struct Trunk {
+    pub name: String,
+    pub address: SocketAddr,
+    pub inbound_sources: Vec<IpAddr>,
+    pub prefixes: Vec<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub realm: Option<String>,
+    pub register: bool,
+    pub caller_id: Option<String>,
+}
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())].matches('\n').count() + 1
+}
+
+impl Config {
+    /// Parses and checks a configuration; `path` names it in errors.
+    pub fn parse(src: &str, path: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(src).map_err(|e| ConfigError::Syntax {
+            path: path.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.check(src, path)?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        Config::parse(&src, &name)
+    }
+
+    fn check(&self, src: &str, path: &str) -> Result<(), ConfigError> {
+        let invalid = |span: std::ops::Range<usize>, key: &str, message: String| ConfigError::Invalid {
+            path: path.to_string(),
+            line: line_of(src, span.start),
+            key: key.to_string(),
+            message,
+        };
+        let mut numbers = HashSet::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            if !numbers.insert(r.number.get_ref().clone()) {
+                return Err(invalid(
+                    r.number.span(),
+                    &format!("route[{i}].number"),
+                    format!("duplicate route number {:?}", r.number.get_ref()),
+                ));
+            }
+            if let Target::User(u) = r.target.get_ref()
+                && !self.users.iter().any(|x| x.name.get_ref() == u)
+            {
+                return Err(invalid(
+                    r.target.span(),
+                    &format!("route[{i}].target.user"),
+                    format!("no [[user]] named {u:?}"),
+                ));
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            let name = u.name.get_ref();
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b)) {
+                return Err(invalid(u.name.span(), &format!("user[{i}].name"), "use letters, digits and - _ . +".into()));
+            }
+            if !names.insert(name.clone()) {
+                return Err(invalid(u.name.span(), &format!("user[{i}].name"), format!("duplicate user {name:?}")));
+            }
+            let hashed = u.ha1_md5.is_some() || u.ha1_sha256.is_some();
+            if u.password.is_some() == hashed {
+                return Err(invalid(
+                    u.name.span(),
+                    &format!("user[{i}]"),
+                    "give either password or ha1-md5 and ha1-sha256".into(),
+                ));
+            }
+        }
+        for (i, t) in self.trunks.iter().enumerate() {
+            if t.address.get_ref().parse::<SocketAddr>().is_err() {
+                return Err(invalid(
+                    t.address.span(),
+                    &format!("trunk[{i}].address"),
+                    format!("{:?} is not an ip:port address", t.address.get_ref()),
+                ));
+            }
+            for s in &t.inbound_sources {
+                if s.parse::<IpAddr>().is_err() {
+                    return Err(invalid(t.name.span(), &format!("trunk[{i}].inbound-sources"), format!("{s:?} is not an IP address")));
+                }
+            }
+            if t.register && (t.username.is_none() || t.password.is_none()) {
+                return Err(invalid(t.name.span(), &format!("trunk[{i}].register"), "needs username and password".into()));
+            }
+        }
+        for (key, addr) in [("sip.udp", &self.sip.udp), ("sip.tcp", &self.sip.tcp)] {
+            if !addr.is_empty() && addr.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_string(),
+                    line: src.lines().position(|l| l.trim_start().starts_with(key.split('.').nth(1).unwrap_or(""))).map_or(0, |l| l + 1),
+                    key: key.to_string(),
+                    message: format!("{addr:?} is not an ip:port address"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The trunks, checked.
+    pub fn trunks(&self) -> Vec<Trunk> {
+        self.trunks
+            .iter()
+            .filter_map(|t| {
+                let address: SocketAddr = t.address.get_ref().parse().ok()?;
+                let mut sources: Vec<IpAddr> =
+                    t.inbound_sources.iter().filter_map(|s| s.parse().ok()).collect();
+                if sources.is_empty() {
+                    sources.push(address.ip());
+                }
+                Some(Trunk {
+                    name: t.name.get_ref().clone(),
+                    address,
+                    inbound_sources: sources,
+                    prefixes: t.prefixes.clone(),
+                    username: t.username.clone(),
+                    password: t.password.clone(),
+                    realm: t.realm.clone(),
+                    register: t.register,
+                    caller_id: t.caller_id.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The route for a dialled number.
+    pub fn route(&self, number: &str) -> Option<&Target> {
+        self.routes
+            .iter()
+            .find(|r| r.number.get_ref() == number)
+            .map(|r| r.target.get_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_config_loads() {
+        let cfg = Config::parse(DEMO_CONFIG, "deploy/comm-server.toml").unwrap();
+        assert!(!cfg.routes.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = Config::parse("[sip]\nrealm = \"x\"\nbogus = 1\n", "t.toml").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("line 3") && msg.contains("bogus"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_their_line() {
+        let src = "[[route]]\nnumber = \"1\"\ntarget = { queue = \"a\" }\n\n[[route]]\nnumber = \"1\"\ntarget = { queue = \"b\" }\n";
+        let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
+        assert!(msg.starts_with("t.toml:6: route[1].number: duplicate"), "{msg}");
+        let msg = Config::parse("[sip]\nmin-expires = \"5 parsecs\"\n", "t.toml").unwrap_err().to_string();
+        assert!(msg.contains("line 2") && msg.contains("duration"), "{msg}");
+        let src = "[[trunk]]\nname = \"t\"\naddress = \"nowhere\"\n";
+        let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
+        assert!(msg.starts_with("t.toml:3: trunk[0].address"), "{msg}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!("500ms".parse::<HumanDuration>().unwrap().0, Duration::from_millis(500));
+        assert_eq!("5m".parse::<HumanDuration>().unwrap().0, Duration::from_secs(300));
+        assert!("5".parse::<HumanDuration>().is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! UDP and TCP drivers for the SIP endpoint.
