@@ -26,6 +26,7 @@ use std::time::Duration;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{ConnectOptions, Connection};
 
 pub use model::{
     Binding, Cdr, Direction, EndReason, HungUpBy, QValue, SipAccount, Transport, UnknownValue,
@@ -207,15 +208,20 @@ async fn open_sqlite(
 }
 
 async fn open_postgres(options: PgConnectOptions, location: String) -> Result<PgPool, StoreError> {
+    let open_error = |source| StoreError::Open {
+        location: location.clone(),
+        source,
+    };
+    // One direct connection first: the pool retries a refused connection until its
+    // acquire timeout, but a server started against a wrong URL should say so at once.
+    let probe = options.connect().await.map_err(open_error)?;
+    probe.close().await.map_err(open_error)?;
     let pool = PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await
-        .map_err(|source| StoreError::Open {
-            location: location.clone(),
-            source,
-        })?;
+        .map_err(open_error)?;
     POSTGRES_MIGRATIONS
         .run(&pool)
         .await

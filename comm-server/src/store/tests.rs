@@ -208,6 +208,34 @@ async fn cdrs_between_is_half_open(store: &Store) {
     );
 }
 
+/// Racing writers of the same call's CDR (say, a retried flush overlapping the first):
+/// exactly one wins, the rest get `Duplicate`.
+async fn racing_cdr_writes_store_one(store: &Store) {
+    let writers: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            let record = Cdr {
+                sip_status: 200 + i,
+                ..cdr("race@cc", NOW_MS)
+            };
+            tokio::spawn(async move { store.insert_cdr(&record).await })
+        })
+        .collect();
+    let mut written = 0;
+    for writer in writers {
+        match writer.await.unwrap() {
+            Ok(()) => written += 1,
+            Err(StoreError::Duplicate { .. }) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(written, 1);
+    assert_eq!(
+        store.cdrs_between(NOW_MS, NOW_MS + 1).await.unwrap().len(),
+        1
+    );
+}
+
 /// A row the enum does not know (hand-edited, or from a newer server) is reported, not
 /// silently mapped to something else.
 async fn unknown_stored_values_are_errors(store: &Store) {
@@ -358,6 +386,7 @@ on_every_backend!(
     cdrs_between_is_half_open,
     unknown_stored_values_are_errors,
     clones_share_the_database,
+    racing_cdr_writes_store_one,
 );
 
 #[tokio::test]
@@ -385,6 +414,38 @@ async fn postgres_keeps_everything_across_a_restart() {
     let store = Store::open(&url).await.unwrap();
     read_after_restart(&store).await;
     store.close().await;
+}
+
+#[tokio::test]
+async fn edited_migration_history_is_a_migration_error() {
+    let dir = TempDir::new("migrate");
+    let store = Store::open(&dir.sqlite_url()).await.unwrap();
+    with_pool!(store, pool => sqlx::query("UPDATE _sqlx_migrations SET checksum = x'00'")
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .unwrap());
+    store.close().await;
+
+    let err = Store::open(&dir.sqlite_url()).await.err().unwrap();
+    assert!(matches!(err, StoreError::Migrate { .. }), "{err:?}");
+    let path = dir.0.join("comm.db");
+    assert_eq!(
+        err.to_string(),
+        format!("database migration failed for {}", path.display())
+    );
+}
+
+#[tokio::test]
+async fn database_errors_say_what_failed_but_show_no_sql() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    store.close().await;
+    let err = store.sip_account("alice").await.unwrap_err();
+    assert!(matches!(err, StoreError::Database { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "database error while reading a SIP account"
+    );
 }
 
 #[tokio::test]
