@@ -1,6 +1,7 @@
 -- SIP accounts, registration bindings and call detail records (CDRs).
 -- Keep this schema equivalent to ../sqlite/0001_initial.sql: the Rust side reads both
 -- through the same queries, so column names, nullability and integer ranges must match.
+-- SQLite's INTEGER is 64-bit, hence BIGINT here: the Rust side reads every integer as i64.
 
 -- Accounts the registrar authenticates against. Only HA1 digests are kept (RFC 2617 /
 -- RFC 8760): never a plaintext password.

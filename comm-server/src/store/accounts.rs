@@ -59,6 +59,8 @@ impl Store {
         Ok(())
     }
 
+    /// The account with exactly this username (user parts compare case-sensitively,
+    /// RFC 3261 §19.1.4), whether enabled or not.
     pub async fn sip_account(&self, username: &str) -> Result<Option<SipAccount>, StoreError> {
         let sql = concat!(
             "SELECT ",

@@ -59,6 +59,17 @@ enum Pool {
     Postgres(PgPool),
 }
 
+// Names the backend only: the options hold the PostgreSQL password.
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        };
+        f.debug_struct("Store").field("backend", &backend).finish()
+    }
+}
+
 /// Runs `$body` with `$pool` bound to whichever backend pool the store has. The body is
 /// compiled once per backend, so each arm is type-checked against its own driver.
 macro_rules! with_pool {
@@ -75,7 +86,6 @@ use with_pool;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
     SipAccount,
-    Binding,
     Cdr,
 }
 
@@ -83,7 +93,6 @@ impl fmt::Display for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Record::SipAccount => "SIP account",
-            Record::Binding => "registration binding",
             Record::Cdr => "CDR",
         })
     }
