@@ -1,0 +1,516 @@
+//! One suite of checks, run against every backend: a fresh in-memory SQLite, a fresh
+//! SQLite file, and PostgreSQL when `COMM_TEST_POSTGRES_URL` is set (each PostgreSQL test
+//! gets its own schema, so tests can run in parallel on one database).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::*;
+
+const NOW_MS: i64 = 1_800_000_000_000;
+
+fn account(username: &str) -> SipAccount {
+    SipAccount {
+        username: username.into(),
+        realm: "cc.example".into(),
+        ha1_md5: format!("md5-of-{username}"),
+        ha1_sha256: format!("sha256-of-{username}"),
+        display_name: Some(format!("{username} display")),
+        enabled: true,
+    }
+}
+
+fn binding(aor: &str, contact: &str, expires_at_ms: i64) -> Binding {
+    Binding {
+        aor: aor.into(),
+        contact: contact.into(),
+        source: "192.0.2.10:5060".parse().unwrap(),
+        transport: Transport::Udp,
+        call_id: format!("reg-{aor}"),
+        cseq: 1,
+        expires_at_ms,
+        q: None,
+        instance_id: None,
+    }
+}
+
+fn cdr(call_id: &str, started_at_ms: i64) -> Cdr {
+    Cdr {
+        call_id: call_id.into(),
+        direction: Direction::Internal,
+        caller: "alice".into(),
+        callee: "bob".into(),
+        route: "bob".into(),
+        started_at_ms,
+        answered_at_ms: Some(started_at_ms + 2_000),
+        ended_at_ms: started_at_ms + 60_000,
+        hung_up_by: HungUpBy::Callee,
+        end_reason: EndReason::Answered,
+        sip_status: 200,
+        legs_json: r#"[{"leg":"caller"},{"leg":"callee"}]"#.into(),
+        media_quality_json: Some(r#"{"loss":0.0}"#.into()),
+    }
+}
+
+async fn accounts_round_trip(store: &Store) {
+    assert_eq!(store.sip_account("alice").await.unwrap(), None);
+    store.upsert_sip_account(&account("bob")).await.unwrap();
+    store.upsert_sip_account(&account("alice")).await.unwrap();
+    assert_eq!(
+        store.sip_account("alice").await.unwrap(),
+        Some(account("alice"))
+    );
+
+    // Upsert replaces every field, including clearing the display name.
+    let changed = SipAccount {
+        realm: "other.example".into(),
+        ha1_md5: "new-md5".into(),
+        ha1_sha256: "new-sha".into(),
+        display_name: None,
+        enabled: false,
+        ..account("alice")
+    };
+    store.upsert_sip_account(&changed).await.unwrap();
+    assert_eq!(
+        store.sip_account("alice").await.unwrap(),
+        Some(changed.clone())
+    );
+    assert_eq!(
+        store.sip_accounts().await.unwrap(),
+        vec![changed, account("bob")]
+    );
+
+    store.delete_sip_account("alice").await.unwrap();
+    assert_eq!(store.sip_account("alice").await.unwrap(), None);
+    let again = store.delete_sip_account("alice").await.unwrap_err();
+    assert!(
+        matches!(&again, StoreError::NotFound { record: Record::SipAccount, key } if key == "alice"),
+        "{again:?}"
+    );
+    assert_eq!(store.sip_accounts().await.unwrap(), vec![account("bob")]);
+}
+
+async fn bindings_expire_and_order_by_q(store: &Store) {
+    let desk = Binding {
+        q: QValue::from_millis(500),
+        ..binding("alice", "sip:alice@192.0.2.10:5060", NOW_MS + 60_000)
+    };
+    let mobile = Binding {
+        source: "[2001:db8::7]:5070".parse::<SocketAddr>().unwrap(),
+        transport: Transport::Tcp,
+        cseq: 7,
+        instance_id: Some("<urn:uuid:00000000-0000-1000-8000-000A95A0E128>".into()),
+        ..binding(
+            "alice",
+            "sip:alice@[2001:db8::7]:5070;transport=tcp",
+            NOW_MS + 30_000,
+        )
+    };
+    let stale = binding("alice", "sip:alice@198.51.100.1", NOW_MS - 1);
+    let bob = binding("bob", "sip:bob@192.0.2.20", NOW_MS + 3_600_000);
+    for b in [&desk, &mobile, &stale, &bob] {
+        store.save_binding(b).await.unwrap();
+    }
+
+    // No q counts as 1.0, so the mobile binding outranks q=0.5; the stale one is hidden.
+    assert_eq!(
+        store.bindings("alice", NOW_MS).await.unwrap(),
+        vec![mobile.clone(), desk.clone()]
+    );
+    assert_eq!(
+        store.active_bindings(NOW_MS).await.unwrap(),
+        vec![desk.clone(), mobile.clone(), bob.clone()]
+    );
+    // Expiry is exclusive: at the expiry instant the binding is gone.
+    assert_eq!(
+        store.bindings("alice", NOW_MS + 30_000).await.unwrap(),
+        vec![desk.clone()]
+    );
+
+    // A refresh replaces the binding in place rather than adding one.
+    let refreshed = Binding {
+        cseq: 8,
+        expires_at_ms: NOW_MS + 90_000,
+        q: Some(QValue::MAX),
+        ..desk.clone()
+    };
+    store.save_binding(&refreshed).await.unwrap();
+    assert_eq!(
+        store.bindings("alice", NOW_MS).await.unwrap(),
+        vec![refreshed.clone(), mobile.clone()]
+    );
+
+    assert_eq!(store.purge_expired(NOW_MS).await.unwrap(), 1);
+    assert_eq!(store.purge_expired(NOW_MS).await.unwrap(), 0);
+
+    assert!(
+        store
+            .remove_binding("alice", &mobile.contact)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .remove_binding("alice", &mobile.contact)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.remove_all_bindings("alice").await.unwrap(), 1);
+    assert_eq!(store.remove_all_bindings("alice").await.unwrap(), 0);
+    assert_eq!(store.active_bindings(NOW_MS).await.unwrap(), vec![bob]);
+}
+
+async fn cdr_is_written_once(store: &Store) {
+    let first = cdr("call-1@cc", NOW_MS);
+    store.insert_cdr(&first).await.unwrap();
+
+    let retry = Cdr {
+        end_reason: EndReason::Failed,
+        sip_status: 500,
+        ..first.clone()
+    };
+    let err = store.insert_cdr(&retry).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Duplicate { record: Record::Cdr, key } if key == "call-1@cc"),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), r#"CDR "call-1@cc" already exists"#);
+    assert_eq!(store.cdr("call-1@cc").await.unwrap(), Some(first.clone()));
+    assert_eq!(store.cdr("missing").await.unwrap(), None);
+}
+
+async fn cdrs_between_is_half_open(store: &Store) {
+    let unanswered = Cdr {
+        direction: Direction::Inbound,
+        answered_at_ms: None,
+        hung_up_by: HungUpBy::Caller,
+        end_reason: EndReason::Cancelled,
+        sip_status: 487,
+        media_quality_json: None,
+        ..cdr("call-b", NOW_MS + 1_000)
+    };
+    let before = cdr("call-a", NOW_MS - 1);
+    let first = cdr("call-c", NOW_MS);
+    let at_end = cdr("call-d", NOW_MS + 2_000);
+    for c in [&unanswered, &before, &first, &at_end] {
+        store.insert_cdr(c).await.unwrap();
+    }
+    assert_eq!(
+        store.cdrs_between(NOW_MS, NOW_MS + 2_000).await.unwrap(),
+        vec![first, unanswered]
+    );
+    assert_eq!(
+        store
+            .cdrs_between(NOW_MS + 5_000, NOW_MS + 9_000)
+            .await
+            .unwrap(),
+        vec![]
+    );
+}
+
+/// Racing writers of the same call's CDR (say, a retried flush overlapping the first):
+/// exactly one wins, the rest get `Duplicate`.
+async fn racing_cdr_writes_store_one(store: &Store) {
+    let writers: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            let record = Cdr {
+                sip_status: 200 + i,
+                ..cdr("race@cc", NOW_MS)
+            };
+            tokio::spawn(async move { store.insert_cdr(&record).await })
+        })
+        .collect();
+    let mut written = 0;
+    for writer in writers {
+        match writer.await.unwrap() {
+            Ok(()) => written += 1,
+            Err(StoreError::Duplicate { .. }) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(written, 1);
+    assert_eq!(
+        store.cdrs_between(NOW_MS, NOW_MS + 1).await.unwrap().len(),
+        1
+    );
+}
+
+/// A row the enum does not know (hand-edited, or from a newer server) is reported, not
+/// silently mapped to something else.
+async fn unknown_stored_values_are_errors(store: &Store) {
+    let insert =
+        "INSERT INTO bindings (aor, contact, source, transport, call_id, cseq, expires_at_ms)
+                  VALUES ('carol', 'sip:carol@192.0.2.30', '192.0.2.30:5060', 'sctp', 'x', 1, $1)";
+    with_pool!(store, pool => sqlx::query(insert).bind(NOW_MS + 1).execute(pool).await.map(|_| ()).unwrap());
+    let err = store.bindings("carol", NOW_MS).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { column: "bindings.transport", value } if value == "sctp"),
+        "{err:?}"
+    );
+}
+
+/// Clones share the pool: what one writes, another reads (for `sqlite::memory:` this
+/// means the single connection is shared, not a new empty database per clone).
+async fn clones_share_the_database(store: &Store) {
+    let other = store.clone();
+    other.upsert_sip_account(&account("dave")).await.unwrap();
+    assert_eq!(
+        store.sip_account("dave").await.unwrap(),
+        Some(account("dave"))
+    );
+}
+
+/// Writes one of everything, for the restart tests to read back.
+async fn write_before_restart(store: &Store) {
+    store.upsert_sip_account(&account("alice")).await.unwrap();
+    store
+        .save_binding(&binding("alice", "sip:alice@192.0.2.10", NOW_MS + 60_000))
+        .await
+        .unwrap();
+    store.insert_cdr(&cdr("call-1@cc", NOW_MS)).await.unwrap();
+}
+
+async fn read_after_restart(store: &Store) {
+    assert_eq!(
+        store.sip_account("alice").await.unwrap(),
+        Some(account("alice"))
+    );
+    assert_eq!(
+        store.active_bindings(NOW_MS).await.unwrap(),
+        vec![binding("alice", "sip:alice@192.0.2.10", NOW_MS + 60_000)]
+    );
+    assert_eq!(
+        store.cdr("call-1@cc").await.unwrap(),
+        Some(cdr("call-1@cc", NOW_MS))
+    );
+    // Still written once across the restart.
+    assert!(matches!(
+        store.insert_cdr(&cdr("call-1@cc", NOW_MS)).await,
+        Err(StoreError::Duplicate { .. })
+    ));
+}
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("comm-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn sqlite_url(&self) -> String {
+        format!("sqlite://{}", self.0.join("comm.db").display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const POSTGRES_URL_VAR: &str = "COMM_TEST_POSTGRES_URL";
+
+/// The PostgreSQL URL for test `name`, on a fresh schema of its own; `None` (with a note)
+/// when `COMM_TEST_POSTGRES_URL` is not set.
+async fn postgres_url(name: &str) -> Option<String> {
+    let Ok(url) = std::env::var(POSTGRES_URL_VAR) else {
+        eprintln!("note: {POSTGRES_URL_VAR} is not set; skipping PostgreSQL store test {name}");
+        return None;
+    };
+    let schema = format!("comm_test_{name}");
+    let admin = PgPool::connect(&url).await.expect(POSTGRES_URL_VAR);
+    for sql in [
+        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+        format!("CREATE SCHEMA {schema}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+    admin.close().await;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{separator}options[search_path]={schema}"))
+}
+
+/// Runs each check on a fresh database of every backend, one `#[tokio::test]` apiece.
+macro_rules! on_every_backend {
+    ($($check:ident),+ $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let store = super::Store::open("sqlite::memory:").await.unwrap();
+                    super::$check(&store).await;
+                }
+            )+
+        }
+
+        mod sqlite_file {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let dir = super::TempDir::new(stringify!($check));
+                    let store = super::Store::open(&dir.sqlite_url()).await.unwrap();
+                    super::$check(&store).await;
+                    store.close().await;
+                }
+            )+
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let Some(url) = super::postgres_url(stringify!($check)).await else {
+                        return;
+                    };
+                    let store = super::Store::open(&url).await.unwrap();
+                    super::$check(&store).await;
+                    store.close().await;
+                }
+            )+
+        }
+    };
+}
+
+on_every_backend!(
+    accounts_round_trip,
+    bindings_expire_and_order_by_q,
+    cdr_is_written_once,
+    cdrs_between_is_half_open,
+    unknown_stored_values_are_errors,
+    clones_share_the_database,
+    racing_cdr_writes_store_one,
+);
+
+#[tokio::test]
+async fn sqlite_file_keeps_everything_across_a_restart() {
+    let dir = TempDir::new("restart");
+    let store = Store::open(&dir.sqlite_url()).await.unwrap();
+    write_before_restart(&store).await;
+    store.close().await;
+
+    // Reopening runs the migrations again, which must find nothing to do.
+    let store = Store::open(&dir.sqlite_url()).await.unwrap();
+    read_after_restart(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_everything_across_a_restart() {
+    let Some(url) = postgres_url("restart").await else {
+        return;
+    };
+    let store = Store::open(&url).await.unwrap();
+    write_before_restart(&store).await;
+    store.close().await;
+
+    let store = Store::open(&url).await.unwrap();
+    read_after_restart(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn edited_migration_history_is_a_migration_error() {
+    let dir = TempDir::new("migrate");
+    let store = Store::open(&dir.sqlite_url()).await.unwrap();
+    with_pool!(store, pool => sqlx::query("UPDATE _sqlx_migrations SET checksum = x'00'")
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .unwrap());
+    store.close().await;
+
+    let err = Store::open(&dir.sqlite_url()).await.err().unwrap();
+    assert!(matches!(err, StoreError::Migrate { .. }), "{err:?}");
+    let path = dir.0.join("comm.db");
+    assert_eq!(
+        err.to_string(),
+        format!("database migration failed for {}", path.display())
+    );
+}
+
+#[tokio::test]
+async fn database_errors_say_what_failed_but_show_no_sql() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    store.close().await;
+    let err = store.sip_account("alice").await.unwrap_err();
+    assert!(matches!(err, StoreError::Database { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "database error while reading a SIP account"
+    );
+}
+
+#[tokio::test]
+async fn unknown_scheme_is_a_bad_url_without_the_password() {
+    let err = Store::open("mysql://root:hunter2@db/cc")
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, StoreError::BadUrl { source: None, .. }),
+        "{err:?}"
+    );
+    let shown = err.to_string();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("mysql://root:***@db/cc"), "{shown}");
+}
+
+#[tokio::test]
+async fn missing_directory_names_the_path() {
+    let dir = TempDir::new("missing-dir");
+    let path = dir.0.join("no-such-dir").join("comm.db");
+    let err = Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("cannot open database {}", path.display())
+    );
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_an_open_error_without_the_password() {
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    let err = Store::open("postgres://cc:hunter2@127.0.0.1:1/cc")
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "cannot open database postgres://cc:***@127.0.0.1:1/cc"
+    );
+}
+
+#[test]
+fn redact_hides_passwords_only() {
+    assert_eq!(redact("postgres://cc@db/cc"), "postgres://cc@db/cc");
+    assert_eq!(
+        redact("postgres://cc:pw@db:5432/cc"),
+        "postgres://cc:***@db:5432/cc"
+    );
+    assert_eq!(
+        redact("postgres://db/cc?user=cc&password=pw&sslmode=prefer"),
+        "postgres://db/cc?user=cc&password=***&sslmode=prefer"
+    );
+    assert_eq!(redact("sqlite://data/comm.db"), "sqlite://data/comm.db");
+}
+
+#[test]
+fn memory_urls_are_recognised() {
+    assert!(is_sqlite_memory("sqlite::memory:"));
+    assert!(is_sqlite_memory("sqlite://:memory:"));
+    assert!(is_sqlite_memory("sqlite://x.db?mode=memory"));
+    assert!(!is_sqlite_memory("sqlite://data/comm.db"));
+    assert!(!is_sqlite_memory("sqlite://data/memory.db"));
+}
