@@ -43,9 +43,16 @@ impl Leg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
     /// Dial this URI over this flow (a registered binding, a trunk).
-    Dial { flow: Flow, uri: String, label: String },
+    Dial {
+        flow: Flow,
+        uri: String,
+        label: String,
+    },
     /// Answer on the caller leg with this SDP body and hang up after a while.
-    AutoAnswer { sdp: Vec<u8>, hangup_after: Option<Duration> },
+    AutoAnswer {
+        sdp: Vec<u8>,
+        hangup_after: Option<Duration>,
+    },
     /// Refuse with this status.
     Reject { status: u16 },
 }
@@ -86,7 +93,12 @@ pub enum Action {
     /// Answer a request in a server transaction.
     Respond { tx: TxId, response: Response },
     /// Start a client transaction; its responses come back with this handle.
-    Send { handle: u64, leg: Leg, flow: Flow, request: Request },
+    Send {
+        handle: u64,
+        leg: Leg,
+        flow: Flow,
+        request: Request,
+    },
     /// ACK a 2xx (no transaction).
     Ack { flow: Flow, request: Request },
     /// CANCEL the INVITE sent with this handle.
@@ -207,6 +219,8 @@ struct Relay {
     from_leg: Leg,
     tx: TxId,
     method: Method,
+    /// The relayed request's header fields, to answer it.
+    headers: Headers,
 }
 
 #[derive(Debug)]
@@ -214,6 +228,7 @@ pub struct Call {
     settings: CallSettings,
     phase: Phase,
     invite_tx: TxId,
+    invite_headers: Headers,
     caller: Dialog,
     callee: Option<Dialog>,
     /// Handle of the callee INVITE.
@@ -250,7 +265,11 @@ impl Call {
             local: format!("{to};tag={tag}"),
             remote: invite.headers.get("From").unwrap_or_default().to_string(),
             remote_target: contact_uri(&invite.headers).unwrap_or_default(),
-            route_set: invite.headers.all("Record-Route").map(str::to_string).collect(),
+            route_set: invite
+                .headers
+                .all("Record-Route")
+                .map(str::to_string)
+                .collect(),
             local_cseq: 0,
             confirmed: false,
             closing: false,
@@ -259,6 +278,7 @@ impl Call {
             settings,
             phase: Phase::Calling,
             invite_tx: tx,
+            invite_headers: invite.headers.clone(),
             caller,
             callee: None,
             invite_handle: None,
@@ -307,13 +327,10 @@ impl Call {
         let tag = header::NameAddr::parse(&self.caller.local)
             .ok()
             .and_then(|n| n.tag().map(str::to_string));
-        let mut invite_headers = Headers::default();
-        for (n, v) in self.invite_headers.iter() {
-            invite_headers.push(n, v);
-        }
-        let mut r = message::response_to(&invite_headers, status, tag.as_deref());
+        let mut r = message::response_to(&self.invite_headers, status, tag.as_deref());
         if (101..300).contains(&status) {
-            r.headers.push("Contact", self.settings.contact(self.caller.flow));
+            r.headers
+                .push("Contact", self.settings.contact(self.caller.flow));
         }
         if let Some(b) = body.filter(|b| !b.is_empty()) {
             r.headers.push("Content-Type", "application/sdp");
@@ -323,7 +340,6 @@ impl Call {
     }
 
     fn start(&mut self, now: Instant, invite: &Request, destination: Destination) {
-        self.invite_headers = invite.headers.clone();
         match destination {
             Destination::Reject { status } => {
                 let r = self.caller_response(status, None);
@@ -340,15 +356,30 @@ impl Call {
                 self.phase = Phase::Answered;
                 self.hangup_deadline = hangup_after.map(|d| now + d);
             }
-            Destination::Dial { flow, uri, label: _ } => {
+            Destination::Dial {
+                flow,
+                uri,
+                label: _,
+            } => {
                 let call_id = crate::sip::random_token();
                 let from = NameAddr::parse(invite.headers.get("From").unwrap_or_default()).ok();
                 let display = from.as_ref().and_then(|f| f.display.clone());
-                let user = from.as_ref().and_then(|f| f.user()).unwrap_or("anonymous".into());
-                let host = self.settings.contact_udp.split('@').nth(1).unwrap_or("invalid");
+                let user = from
+                    .as_ref()
+                    .and_then(|f| f.user())
+                    .unwrap_or("anonymous".into());
+                let host = self
+                    .settings
+                    .contact_udp
+                    .split('@')
+                    .nth(1)
+                    .unwrap_or("invalid");
                 let host = host.split(';').next().unwrap_or(host);
                 let local = match display {
-                    Some(d) => format!("\"{d}\" <sip:{user}@{host}>;tag={}", crate::sip::random_token()),
+                    Some(d) => format!(
+                        "\"{d}\" <sip:{user}@{host}>;tag={}",
+                        crate::sip::random_token()
+                    ),
                     None => format!("<sip:{user}@{host}>;tag={}", crate::sip::random_token()),
                 };
                 let clean_uri = uri.split('?').next().unwrap_or(&uri).to_string();
@@ -364,7 +395,10 @@ impl Call {
                     closing: false,
                 };
                 let body = (!invite.body.is_empty()).then(|| {
-                    let ct = invite.headers.get("Content-Type").unwrap_or("application/sdp");
+                    let ct = invite
+                        .headers
+                        .get("Content-Type")
+                        .unwrap_or("application/sdp");
                     (ct.to_string(), invite.body.clone())
                 });
                 let mut req = dialog.request(
@@ -478,7 +512,11 @@ impl Call {
                         self.dialog_mut(leg).remote_target = c;
                     }
                 }
-                let ct = req.headers.get("Content-Type").unwrap_or("application/sdp").to_string();
+                let ct = req
+                    .headers
+                    .get("Content-Type")
+                    .unwrap_or("application/sdp")
+                    .to_string();
                 let other = leg.other();
                 let Some(d) = self.dialog_mut_opt(other) else {
                     return;
@@ -498,6 +536,7 @@ impl Call {
                         from_leg: leg,
                         tx,
                         method: req.method.clone(),
+                        headers: req.headers.clone(),
                     },
                 );
                 self.actions.push_back(Action::Send {
@@ -510,7 +549,8 @@ impl Call {
             Method::Invite if self.phase == Phase::Answered => {
                 // Auto-answered call: accept the session as it is (hold/unhold).
                 let mut ok = message::response_to(&req.headers, 200, None);
-                ok.headers.push("Contact", self.settings.contact(self.caller.flow));
+                ok.headers
+                    .push("Contact", self.settings.contact(self.caller.flow));
                 if !req.body.is_empty() {
                     ok.headers.push("Content-Type", "application/sdp");
                     ok.body = hold_answer(&req.body);
@@ -572,7 +612,7 @@ impl Call {
                 self.actions.push_back(Action::Ack { flow, request: ack });
             }
             // Answer the original request with the same status and body.
-            let mut out = self.relayed_response(relay.from_leg, relay.tx, resp);
+            let mut out = relayed_response(&relay.headers, resp);
             if relay.method == Method::Invite && resp.status < 300 {
                 let flow = self.dialog(relay.from_leg).map(|d| d.flow);
                 if let Some(flow) = flow {
@@ -584,23 +624,6 @@ impl Call {
                 response: out,
             });
         }
-    }
-
-    fn relayed_response(&self, _leg: Leg, _tx: TxId, resp: &Response) -> Response {
-        // The driver fills Via/From/To/Call-ID/CSeq from the stored request.
-        let mut r = Response {
-            status: resp.status,
-            reason: resp.reason.clone(),
-            headers: Headers::default(),
-            body: resp.body.clone(),
-        };
-        if !resp.body.is_empty() {
-            r.headers.push(
-                "Content-Type",
-                resp.headers.get("Content-Type").unwrap_or("application/sdp"),
-            );
-        }
-        r
     }
 
     fn handle_invite_response(&mut self, now: Instant, resp: &Response) {
@@ -634,7 +657,11 @@ impl Call {
             if let Some(c) = contact_uri(&resp.headers) {
                 d.remote_target = c;
             }
-            d.route_set = resp.headers.all("Record-Route").map(str::to_string).collect();
+            d.route_set = resp
+                .headers
+                .all("Record-Route")
+                .map(str::to_string)
+                .collect();
             d.route_set.reverse();
             d.confirmed = true;
             let ack = d.ack(resp.cseq().map_or(1, |c| c.seq));
@@ -679,6 +706,8 @@ impl Call {
                 let r = self.caller_response(relay, None);
                 self.respond_caller_final(now, r, result, HungUpBy::Callee);
             }
+            // The callee confirmed our CANCEL (487) or failed anyway: nothing is left.
+            Phase::Cancelling => self.finish(now),
             _ => self.maybe_finish(now),
         }
     }
@@ -707,7 +736,10 @@ impl Call {
         if self.bye_deadline.is_some_and(|t| t <= now) {
             self.bye_deadline = None;
             self.byes.clear();
-            for d in [Some(&mut self.caller), self.callee.as_mut()].into_iter().flatten() {
+            for d in [Some(&mut self.caller), self.callee.as_mut()]
+                .into_iter()
+                .flatten()
+            {
                 d.closing = true;
             }
             self.maybe_finish(now);
@@ -792,7 +824,9 @@ impl Call {
 
     fn dialog_mut(&mut self, leg: Leg) -> &mut Dialog {
         match leg {
-            Leg::Callee if self.callee.is_some() => self.callee.as_mut().unwrap_or(&mut self.caller),
+            Leg::Callee if self.callee.is_some() => {
+                self.callee.as_mut().unwrap_or(&mut self.caller)
+            }
             _ => &mut self.caller,
         }
     }
@@ -801,6 +835,21 @@ impl Call {
     pub fn callee_call_id(&self) -> Option<&str> {
         self.callee.as_ref().map(|d| d.call_id.as_str())
     }
+}
+
+/// Our answer to a relayed request, carrying the other side's status and body.
+fn relayed_response(request: &Headers, resp: &Response) -> Response {
+    let mut r = message::response_to(request, resp.status, None);
+    r.reason = resp.reason.clone();
+    if !resp.body.is_empty() {
+        let ct = resp
+            .headers
+            .get("Content-Type")
+            .unwrap_or("application/sdp");
+        r.headers.push("Content-Type", ct);
+        r.body = resp.body.clone();
+    }
+    r
 }
 
 fn with_tag(name_addr: &str, tag: &str) -> String {

@@ -59,9 +59,9 @@ impl FromStr for HumanDuration {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}: expected e.g. \"500ms\", \"20s\", \"5m\""))?;
+        let n: u64 = num.parse().map_err(|_| {
+            format!("invalid duration {s:?}: expected e.g. \"500ms\", \"20s\", \"5m\"")
+        })?;
         let d = match unit {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
@@ -343,12 +343,13 @@ impl Config {
     }
 
     fn check(&self, src: &str, path: &str) -> Result<(), ConfigError> {
-        let invalid = |span: std::ops::Range<usize>, key: &str, message: String| ConfigError::Invalid {
-            path: path.to_string(),
-            line: line_of(src, span.start),
-            key: key.to_string(),
-            message,
-        };
+        let invalid =
+            |span: std::ops::Range<usize>, key: &str, message: String| ConfigError::Invalid {
+                path: path.to_string(),
+                line: line_of(src, span.start),
+                key: key.to_string(),
+                message,
+            };
         let mut numbers = HashSet::new();
         for (i, r) in self.routes.iter().enumerate() {
             if !numbers.insert(r.number.get_ref().clone()) {
@@ -371,11 +372,23 @@ impl Config {
         let mut names = HashSet::new();
         for (i, u) in self.users.iter().enumerate() {
             let name = u.name.get_ref();
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b)) {
-                return Err(invalid(u.name.span(), &format!("user[{i}].name"), "use letters, digits and - _ . +".into()));
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
+            {
+                return Err(invalid(
+                    u.name.span(),
+                    &format!("user[{i}].name"),
+                    "use letters, digits and - _ . +".into(),
+                ));
             }
             if !names.insert(name.clone()) {
-                return Err(invalid(u.name.span(), &format!("user[{i}].name"), format!("duplicate user {name:?}")));
+                return Err(invalid(
+                    u.name.span(),
+                    &format!("user[{i}].name"),
+                    format!("duplicate user {name:?}"),
+                ));
             }
             let hashed = u.ha1_md5.is_some() || u.ha1_sha256.is_some();
             if u.password.is_some() == hashed {
@@ -396,18 +409,32 @@ impl Config {
             }
             for s in &t.inbound_sources {
                 if s.parse::<IpAddr>().is_err() {
-                    return Err(invalid(t.name.span(), &format!("trunk[{i}].inbound-sources"), format!("{s:?} is not an IP address")));
+                    return Err(invalid(
+                        t.name.span(),
+                        &format!("trunk[{i}].inbound-sources"),
+                        format!("{s:?} is not an IP address"),
+                    ));
                 }
             }
             if t.register && (t.username.is_none() || t.password.is_none()) {
-                return Err(invalid(t.name.span(), &format!("trunk[{i}].register"), "needs username and password".into()));
+                return Err(invalid(
+                    t.name.span(),
+                    &format!("trunk[{i}].register"),
+                    "needs username and password".into(),
+                ));
             }
         }
         for (key, addr) in [("sip.udp", &self.sip.udp), ("sip.tcp", &self.sip.tcp)] {
             if !addr.is_empty() && addr.parse::<SocketAddr>().is_err() {
                 return Err(ConfigError::Invalid {
                     path: path.to_string(),
-                    line: src.lines().position(|l| l.trim_start().starts_with(key.split('.').nth(1).unwrap_or(""))).map_or(0, |l| l + 1),
+                    line: src
+                        .lines()
+                        .position(|l| {
+                            l.trim_start()
+                                .starts_with(key.split('.').nth(1).unwrap_or(""))
+                        })
+                        .map_or(0, |l| l + 1),
                     key: key.to_string(),
                     message: format!("{addr:?} is not an ip:port address"),
                 });
@@ -422,8 +449,11 @@ impl Config {
             .iter()
             .filter_map(|t| {
                 let address: SocketAddr = t.address.get_ref().parse().ok()?;
-                let mut sources: Vec<IpAddr> =
-                    t.inbound_sources.iter().filter_map(|s| s.parse().ok()).collect();
+                let mut sources: Vec<IpAddr> = t
+                    .inbound_sources
+                    .iter()
+                    .filter_map(|s| s.parse().ok())
+                    .collect();
                 if sources.is_empty() {
                     sources.push(address.ip());
                 }
@@ -472,8 +502,13 @@ mod tests {
     fn bad_values_name_their_line() {
         let src = "[[route]]\nnumber = \"1\"\ntarget = { queue = \"a\" }\n\n[[route]]\nnumber = \"1\"\ntarget = { queue = \"b\" }\n";
         let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
-        assert!(msg.starts_with("t.toml:6: route[1].number: duplicate"), "{msg}");
-        let msg = Config::parse("[sip]\nmin-expires = \"5 parsecs\"\n", "t.toml").unwrap_err().to_string();
+        assert!(
+            msg.starts_with("t.toml:6: route[1].number: duplicate"),
+            "{msg}"
+        );
+        let msg = Config::parse("[sip]\nmin-expires = \"5 parsecs\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("line 2") && msg.contains("duration"), "{msg}");
         let src = "[[trunk]]\nname = \"t\"\naddress = \"nowhere\"\n";
         let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
@@ -482,8 +517,14 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!("500ms".parse::<HumanDuration>().unwrap().0, Duration::from_millis(500));
-        assert_eq!("5m".parse::<HumanDuration>().unwrap().0, Duration::from_secs(300));
+        assert_eq!(
+            "500ms".parse::<HumanDuration>().unwrap().0,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            "5m".parse::<HumanDuration>().unwrap().0,
+            Duration::from_secs(300)
+        );
         assert!("5".parse::<HumanDuration>().is_err());
     }
 }

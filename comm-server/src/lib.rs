@@ -4,6 +4,8 @@
 
 pub mod call;
 pub mod config;
+pub mod registrar;
+pub mod server;
 pub mod sip;
 pub mod store;
 pub mod time;

@@ -1,1 +1,507 @@
-//! Test user agent and harness for the end-to-end suite.
+//! The end-to-end harness: start the real server on free loopback ports, and a SIP
+//! test user agent that registers with digest, places and answers calls, cancels and
+//! hangs up, all over real UDP.
+//!
+//! The UA reuses the server's message parser and digest client (interop with software
+//! nobody here wrote, baresip and sipsak, is checked by `.ci/run`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use comm_server::config::Config;
+use comm_server::server::{App, Listeners};
+use comm_server::sip::digest::Challenge;
+use comm_server::sip::message::{self, Headers, Message, Method, Request, Response};
+use comm_server::sip::{header, random_token};
+use comm_server::store::Store;
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long a test waits for one expected message.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A running server.
+pub struct Server {
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub data_dir: PathBuf,
+    pub store: Store,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// A fresh, empty data directory under the system temp dir.
+pub fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("comm-e2e-{}", random_token()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// The config used by most tests: two users, an auto-answer route, a user route.
+pub fn base_config(data_dir: &std::path::Path, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+data-dir = "{}"
+shutdown-grace = "3s"
+
+[sip]
+realm = "test"
+ring-timeout = "3s"
+
+[[user]]
+name = "alice"
+password = "alice-pw"
+
+[[user]]
+name = "bob"
+password = "bob-pw"
+
+[[route]]
+number = "500"
+target = {{ auto-answer = {{}} }}
+
+[[route]]
+number = "1002"
+target = {{ user = "bob" }}
+{extra}
+"#,
+        data_dir.display()
+    )
+}
+
+impl Server {
+    /// Starts the server with this config on `127.0.0.1:0` for UDP and TCP.
+    pub async fn start(config: &str) -> anyhow::Result<Server> {
+        let cfg = Config::parse(config, "test.toml")?;
+        let data_dir = cfg.server.data_dir.clone();
+        let listeners = Listeners::bind(
+            Some(([127, 0, 0, 1], 0).into()),
+            Some(([127, 0, 0, 1], 0).into()),
+        )
+        .await?;
+        let udp = listeners.udp_addr().context("udp")?;
+        let tcp = listeners.tcp_addr().context("tcp")?;
+        let app = App::build(cfg).await?;
+        let store = app.store().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run(listeners, async move {
+            let _ = rx.await;
+        }));
+        Ok(Server {
+            udp,
+            tcp,
+            data_dir,
+            store,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// Starts draining (as SIGTERM does).
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits for the server to exit.
+    pub async fn stopped(self) -> anyhow::Result<()> {
+        tokio::time::timeout(Duration::from_secs(60), self.task).await??
+    }
+
+    /// The server's database, opened anew (the server closes its pool on exit).
+    pub async fn reopen_store(data_dir: &std::path::Path) -> anyhow::Result<Store> {
+        Ok(Store::open(&format!(
+            "sqlite://{}",
+            data_dir.join("comm-server.db").display()
+        ))
+        .await?)
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.begin_shutdown();
+        self.stopped().await
+    }
+}
+
+/// One side of a dialog, as the UA keeps it.
+#[derive(Debug, Clone)]
+pub struct Dialog {
+    pub call_id: String,
+    pub local: String,
+    pub remote: String,
+    pub target: String,
+    pub cseq: u32,
+}
+
+/// A test SIP user agent on its own UDP socket.
+pub struct Ua {
+    pub sock: UdpSocket,
+    pub server: SocketAddr,
+    pub user: String,
+    pub password: String,
+    pub addr: SocketAddr,
+    cseq: u32,
+    pending: Vec<Message>,
+}
+
+impl Ua {
+    pub async fn new(user: &str, password: &str, server: SocketAddr) -> anyhow::Result<Ua> {
+        let sock = UdpSocket::bind("127.0.0.1:0").await?;
+        let addr = sock.local_addr()?;
+        Ok(Ua {
+            sock,
+            server,
+            user: user.into(),
+            password: password.into(),
+            addr,
+            cseq: 0,
+            pending: Vec::new(),
+        })
+    }
+
+    pub fn contact(&self) -> String {
+        format!("<sip:{}@{}>", self.user, self.addr)
+    }
+
+    fn via(&self) -> String {
+        format!(
+            "SIP/2.0/UDP {};branch=z9hG4bK{};rport",
+            self.addr,
+            random_token()
+        )
+    }
+
+    pub async fn send_bytes(&self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.sock.send_to(bytes, self.server).await?;
+        Ok(())
+    }
+
+    pub async fn send_request(&self, req: &Request) -> anyhow::Result<()> {
+        self.send_bytes(&req.to_bytes()).await
+    }
+
+    pub async fn send_response(&self, resp: &Response) -> anyhow::Result<()> {
+        self.send_bytes(&resp.to_bytes()).await
+    }
+
+    /// The next message matching `pred`, keeping others for later calls.
+    pub async fn recv_matching(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&Message) -> bool,
+    ) -> anyhow::Result<Message> {
+        if let Some(i) = self.pending.iter().position(&pred) {
+            return Ok(self.pending.remove(i));
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut buf = vec![0u8; 65535];
+        loop {
+            let (n, _) = tokio::time::timeout_at(deadline, self.sock.recv_from(&mut buf))
+                .await
+                .with_context(|| format!("{} timed out waiting for {what}", self.user))??;
+            let Ok(msg) = message::parse(&buf[..n]) else {
+                bail!("{} got an unparseable message", self.user);
+            };
+            if pred(&msg) {
+                return Ok(msg);
+            }
+            self.pending.push(msg);
+        }
+    }
+
+    /// Nothing arrives for `d` (besides what is already queued).
+    pub async fn expect_silence(&mut self, d: Duration) -> anyhow::Result<()> {
+        let mut buf = vec![0u8; 65535];
+        match tokio::time::timeout(d, self.sock.recv_from(&mut buf)).await {
+            Err(_) => Ok(()),
+            Ok(r) => {
+                let (n, _) = r?;
+                bail!("unexpected message: {}", String::from_utf8_lossy(&buf[..n]))
+            }
+        }
+    }
+
+    /// A final (or, with `provisional`, any non-100) response for this Call-ID and method.
+    pub async fn response(
+        &mut self,
+        call_id: &str,
+        method: Method,
+        provisional: bool,
+    ) -> anyhow::Result<Response> {
+        let cid = call_id.to_string();
+        let msg = self
+            .recv_matching(&format!("{method} response"), move |m| match m {
+                Message::Response(r) => {
+                    r.call_id() == cid
+                        && r.cseq().is_some_and(|c| c.method == method)
+                        && (r.status >= 200 || provisional && r.status > 100)
+                }
+                _ => false,
+            })
+            .await?;
+        let Message::Response(r) = msg else {
+            unreachable!()
+        };
+        Ok(r)
+    }
+
+    pub async fn request(&mut self, method: Method) -> anyhow::Result<Request> {
+        let m = method.clone();
+        let msg = self
+            .recv_matching(
+                &format!("{method} request"),
+                move |msg| matches!(msg, Message::Request(r) if r.method == m),
+            )
+            .await?;
+        let Message::Request(r) = msg else {
+            unreachable!()
+        };
+        Ok(r)
+    }
+
+    fn base_request(
+        &mut self,
+        method: Method,
+        uri: &str,
+        call_id: &str,
+        from: &str,
+        to: &str,
+    ) -> Request {
+        self.cseq += 1;
+        let mut h = Headers::default();
+        h.push("Via", self.via());
+        h.push("Max-Forwards", "70");
+        h.push("From", from);
+        h.push("To", to);
+        h.push("Call-ID", call_id);
+        h.push("CSeq", format!("{} {method}", self.cseq));
+        h.push("Contact", self.contact());
+        Request {
+            method,
+            uri: header::parse_request_uri(uri).expect("test URI"),
+            headers: h,
+            body: Vec::new(),
+        }
+    }
+
+    /// REGISTER, answering one digest challenge; returns the final response.
+    pub async fn register(&mut self, expires: u32) -> anyhow::Result<Response> {
+        let call_id = random_token();
+        let aor = format!("<sip:{}@{}>", self.user, self.server.ip());
+        let from = format!("{aor};tag={}", random_token());
+        let uri = format!("sip:{}", self.server);
+        let mut req = self.base_request(Method::Register, &uri, &call_id, &from, &aor);
+        req.headers.push("Expires", expires.to_string());
+        self.send_request(&req).await?;
+        let resp = self.response(&call_id, Method::Register, false).await?;
+        if resp.status != 401 {
+            return Ok(resp);
+        }
+        let ch = resp
+            .headers
+            .all("WWW-Authenticate")
+            .filter_map(Challenge::parse)
+            .next()
+            .context("no usable challenge")?;
+        let mut again = self.base_request(Method::Register, &uri, &call_id, &from, &aor);
+        again.headers.push("Expires", expires.to_string());
+        again.headers.push(
+            "Authorization",
+            ch.answer(&self.user, &self.password, "REGISTER", &uri, 1),
+        );
+        self.send_request(&again).await?;
+        self.response(&call_id, Method::Register, false).await
+    }
+
+    /// Sends an INVITE (with a G.711 offer) to `number` without credentials.
+    pub async fn invite(&mut self, number: &str) -> anyhow::Result<Request> {
+        let (uri, call_id, from, to) = self.new_call(number);
+        let req = self.invite_request(&uri, &call_id, &from, &to, None);
+        self.send_request(&req).await?;
+        Ok(req)
+    }
+
+    /// Sends an INVITE, expects the server's 407 challenge and answers it with our
+    /// credentials. Returns the INVITE as sent last.
+    pub async fn invite_auth(&mut self, number: &str) -> anyhow::Result<Request> {
+        let first = self.invite(number).await?;
+        let (call_id, from, to) = (
+            first.call_id().to_string(),
+            first.headers.get("From").unwrap_or_default().to_string(),
+            first.headers.get("To").unwrap_or_default().to_string(),
+        );
+        let uri = first.uri.to_string();
+        let challenge = self.response(&call_id, Method::Invite, false).await?;
+        if challenge.status != 407 {
+            bail!("expected 407, got {}", challenge.status);
+        }
+        let ch = challenge
+            .headers
+            .all("Proxy-Authenticate")
+            .filter_map(Challenge::parse)
+            .next()
+            .context("no usable proxy challenge")?;
+        let auth = ch.answer(&self.user, &self.password, "INVITE", &uri, 1);
+        let req = self.invite_request(&uri, &call_id, &from, &to, Some(auth));
+        self.send_request(&req).await?;
+        Ok(req)
+    }
+
+    fn new_call(&self, number: &str) -> (String, String, String, String) {
+        let uri = format!("sip:{number}@{}", self.server);
+        let from = format!("<sip:{}@{}>;tag={}", self.user, self.addr, random_token());
+        let to = format!("<{uri}>");
+        (uri, random_token(), from, to)
+    }
+
+    fn invite_request(
+        &mut self,
+        uri: &str,
+        call_id: &str,
+        from: &str,
+        to: &str,
+        auth: Option<String>,
+    ) -> Request {
+        let mut req = self.base_request(Method::Invite, uri, call_id, from, to);
+        if let Some(a) = auth {
+            req.headers.push("Proxy-Authorization", a);
+        }
+        req.headers.push("Content-Type", "application/sdp");
+        req.body = offer_sdp(self.addr.port() + 2).into_bytes();
+        req
+    }
+
+    /// The dialog a 2xx to our INVITE creates.
+    pub fn dialog_from_answer(&self, invite: &Request, ok: &Response) -> Dialog {
+        Dialog {
+            call_id: invite.call_id().to_string(),
+            local: invite.headers.get("From").unwrap_or_default().to_string(),
+            remote: ok.headers.get("To").unwrap_or_default().to_string(),
+            target: contact_of(&ok.headers).unwrap_or_else(|| format!("sip:{}", self.server)),
+            cseq: invite.cseq().seq,
+        }
+    }
+
+    /// ACKs a 2xx.
+    pub async fn ack(&mut self, d: &Dialog) -> anyhow::Result<()> {
+        let mut h = Headers::default();
+        h.push("Via", self.via());
+        h.push("Max-Forwards", "70");
+        h.push("From", d.local.clone());
+        h.push("To", d.remote.clone());
+        h.push("Call-ID", d.call_id.clone());
+        h.push("CSeq", format!("{} ACK", d.cseq));
+        self.send_request(&Request {
+            method: Method::Ack,
+            uri: header::parse_request_uri(&d.target)?,
+            headers: h,
+            body: Vec::new(),
+        })
+        .await
+    }
+
+    /// Sends BYE in the dialog and waits for its final answer.
+    pub async fn bye(&mut self, d: &mut Dialog) -> anyhow::Result<Response> {
+        d.cseq += 1;
+        let mut h = Headers::default();
+        h.push("Via", self.via());
+        h.push("Max-Forwards", "70");
+        h.push("From", d.local.clone());
+        h.push("To", d.remote.clone());
+        h.push("Call-ID", d.call_id.clone());
+        h.push("CSeq", format!("{} BYE", d.cseq));
+        self.send_request(&Request {
+            method: Method::Bye,
+            uri: header::parse_request_uri(&d.target)?,
+            headers: h,
+            body: Vec::new(),
+        })
+        .await?;
+        self.response(&d.call_id, Method::Bye, false).await
+    }
+
+    /// CANCELs an INVITE we sent (same branch, §9.1).
+    pub async fn cancel(&mut self, invite: &Request) -> anyhow::Result<Response> {
+        let mut h = Headers::default();
+        for name in ["Via", "Max-Forwards", "From", "To", "Call-ID"] {
+            if let Some(v) = invite.headers.get(name) {
+                h.push(name, v);
+            }
+        }
+        h.push("CSeq", format!("{} CANCEL", invite.cseq().seq));
+        self.send_request(&Request {
+            method: Method::Cancel,
+            uri: invite.uri.clone(),
+            headers: h,
+            body: Vec::new(),
+        })
+        .await?;
+        self.response(invite.call_id(), Method::Cancel, false).await
+    }
+
+    /// Answers a request (a To tag is added); a 2xx to INVITE carries an SDP answer.
+    pub async fn reply(
+        &self,
+        req: &Request,
+        status: u16,
+        to_tag: &str,
+    ) -> anyhow::Result<Response> {
+        let mut r = message::response_to(&req.headers, status, Some(to_tag));
+        if req.method == Method::Invite && (101..300).contains(&status) {
+            r.headers.push("Contact", self.contact());
+        }
+        if req.method == Method::Invite && (200..300).contains(&status) {
+            r.headers.push("Content-Type", "application/sdp");
+            r.body = offer_sdp(self.addr.port() + 2).into_bytes();
+        }
+        self.send_response(&r).await?;
+        Ok(r)
+    }
+
+    /// The dialog an incoming INVITE we answered with `ok` creates (we are the callee).
+    pub fn dialog_as_callee(&self, invite: &Request, ok: &Response) -> Dialog {
+        Dialog {
+            call_id: invite.call_id().to_string(),
+            local: ok.headers.get("To").unwrap_or_default().to_string(),
+            remote: invite.headers.get("From").unwrap_or_default().to_string(),
+            target: contact_of(&invite.headers).unwrap_or_else(|| format!("sip:{}", self.server)),
+            cseq: 100,
+        }
+    }
+
+    /// Answers an OPTIONS probe round trip to the server; returns the status.
+    pub async fn options(&mut self) -> anyhow::Result<u16> {
+        let call_id = random_token();
+        let from = format!("<sip:{}@{}>;tag={}", self.user, self.addr, random_token());
+        let uri = format!("sip:{}", self.server);
+        let req = self.base_request(Method::Options, &uri, &call_id, &from, &format!("<{uri}>"));
+        self.send_request(&req).await?;
+        Ok(self
+            .response(&call_id, Method::Options, false)
+            .await?
+            .status)
+    }
+}
+
+fn contact_of(h: &Headers) -> Option<String> {
+    match header::Contact::parse_list(h.get("Contact")?)
+        .ok()?
+        .into_iter()
+        .next()?
+    {
+        header::Contact::Address(a) => Some(a.uri),
+        header::Contact::Wildcard => None,
+    }
+}
+
+/// A G.711 audio offer with telephone-event.
+pub fn offer_sdp(port: u16) -> String {
+    format!(
+        "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=test\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
+    )
+}

@@ -76,7 +76,11 @@ pub fn response(
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// Issues and checks nonces without remembering them.
@@ -231,7 +235,16 @@ impl Challenge {
         let cnonce = super::random_token();
         let nc = format!("{nc:08x}");
         let qop = self.qop_auth.then_some("auth");
-        let resp = response(self.algorithm, &ha1, &self.nonce, &nc, &cnonce, qop, method, uri);
+        let resp = response(
+            self.algorithm,
+            &ha1,
+            &self.nonce,
+            &nc,
+            &cnonce,
+            qop,
+            method,
+            uri,
+        );
         let mut out = format!(
             "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{resp}\", algorithm={}",
             self.realm,
@@ -255,7 +268,12 @@ mod tests {
     #[test]
     fn rfc_2617_example_md5() {
         // RFC 2617 §3.5 (HTTP, same algorithm).
-        let h = ha1(Algorithm::Md5, "Mufasa", "testrealm@host.com", "Circle Of Life");
+        let h = ha1(
+            Algorithm::Md5,
+            "Mufasa",
+            "testrealm@host.com",
+            "Circle Of Life",
+        );
         let r = response(
             Algorithm::Md5,
             &h,
@@ -289,12 +307,18 @@ mod tests {
         let nonce = n.issue(1000);
         assert_eq!(n.check(&nonce, 1000 + NONCE_LIFETIME_S), NonceCheck::Fresh);
         assert_eq!(n.check(&nonce, 1001 + NONCE_LIFETIME_S), NonceCheck::Stale);
-        assert_eq!(Nonces::new([2; 32]).check(&nonce, 1000), NonceCheck::Invalid);
+        assert_eq!(
+            Nonces::new([2; 32]).check(&nonce, 1000),
+            NonceCheck::Invalid
+        );
         assert_eq!(n.check("3e8.deadbeef", 1000), NonceCheck::Invalid);
     }
 
     #[test]
     fn other_schemes_are_not_credentials() {
-        assert_eq!(Credentials::parse("NoOneKnowsThisScheme opaque-data=here"), None);
+        assert_eq!(
+            Credentials::parse("NoOneKnowsThisScheme opaque-data=here"),
+            None
+        );
     }
 }

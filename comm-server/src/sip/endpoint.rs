@@ -98,7 +98,11 @@ pub type TxId = u64;
 pub enum Event {
     /// A new request. The TU must answer it with [`Endpoint::respond`] (an INVITE has
     /// had its 100 Trying already).
-    Request { tx: TxId, flow: Flow, request: Request },
+    Request {
+        tx: TxId,
+        flow: Flow,
+        request: Request,
+    },
     /// An ACK for a 2xx (it has no transaction of its own, §17.1.1.3).
     Ack { flow: Flow, request: Request },
     /// A CANCEL matched this pending INVITE; the CANCEL got its 200. The TU should
@@ -582,7 +586,10 @@ impl Endpoint {
         let (Some(branch), Some(cseq)) = (via.branch(), resp.cseq()) else {
             return;
         };
-        let Some(&id) = self.client_index.get(&(branch.to_string(), cseq.method.clone())) else {
+        let Some(&id) = self
+            .client_index
+            .get(&(branch.to_string(), cseq.method.clone()))
+        else {
             // A stray response (RFC 4475 §3.1.1.12 and friends): dropped.
             return;
         };
@@ -607,17 +614,26 @@ impl Endpoint {
                     tx.interval = t.t2;
                 }
                 if resp.status > 100 {
-                    self.events.push_back(Event::Response { tx: id, response: resp });
+                    self.events.push_back(Event::Response {
+                        tx: id,
+                        response: resp,
+                    });
                 }
             }
             (State::Trying | State::Proceeding, 200..=299) if invite => {
                 tx.state = State::Accepted;
                 tx.retransmit_at = None;
                 tx.ends_at = Some(now + t.transaction_timeout());
-                self.events.push_back(Event::Response { tx: id, response: resp });
+                self.events.push_back(Event::Response {
+                    tx: id,
+                    response: resp,
+                });
             }
             (State::Accepted, 200..=299) => {
-                self.events.push_back(Event::Response { tx: id, response: resp });
+                self.events.push_back(Event::Response {
+                    tx: id,
+                    response: resp,
+                });
             }
             (State::Trying | State::Proceeding, _) => {
                 tx.state = State::Completed;
@@ -632,7 +648,10 @@ impl Endpoint {
                     tx.last_sent = Some(ack.clone());
                     self.send(flow, ack);
                 }
-                self.events.push_back(Event::Response { tx: id, response: resp });
+                self.events.push_back(Event::Response {
+                    tx: id,
+                    response: resp,
+                });
             }
             (State::Completed, 300..) if invite => {
                 if let Some(ack) = tx.last_sent.clone() {
@@ -784,7 +803,11 @@ mod tests {
     use super::*;
 
     fn ep() -> Endpoint {
-        Endpoint::new(Timers::default(), "127.0.0.1:5060".into(), "127.0.0.1:5060".into())
+        Endpoint::new(
+            Timers::default(),
+            "127.0.0.1:5060".into(),
+            "127.0.0.1:5060".into(),
+        )
     }
     const PEER: &str = "127.0.0.1:5062";
     fn flow() -> Flow {
@@ -814,7 +837,11 @@ mod tests {
         assert!(sent[0].contains("rport=5062"), "{}", sent[0]);
         assert!(matches!(e.poll_event(), Some(Event::Request { .. })));
         e.handle_message(now, flow(), invite("z9hG4bKa").as_bytes());
-        assert_eq!(drain(&mut e).len(), 1, "retransmit answered with last response");
+        assert_eq!(
+            drain(&mut e).len(),
+            1,
+            "retransmit answered with last response"
+        );
         assert!(e.poll_event().is_none(), "no second Request event");
     }
 
@@ -827,12 +854,18 @@ mod tests {
             panic!()
         };
         drain(&mut e);
-        e.respond(t0, tx, message::response_to(&request.headers, 200, Some("tt")));
+        e.respond(
+            t0,
+            tx,
+            message::response_to(&request.headers, 200, Some("tt")),
+        );
         assert_eq!(drain(&mut e).len(), 1);
         assert_eq!(e.poll_timeout(), Some(t0 + Duration::from_millis(500)));
         e.handle_timeout(t0 + Duration::from_millis(500));
         assert_eq!(drain(&mut e).len(), 1);
-        let ack = invite("z9hG4bKc").replace("INVITE sip", "ACK sip").replace("1 INVITE", "1 ACK");
+        let ack = invite("z9hG4bKc")
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK");
         e.handle_message(t0 + Duration::from_millis(600), flow(), ack.as_bytes());
         assert!(matches!(e.poll_event(), Some(Event::Ack { .. })));
         assert_eq!(e.transaction_count(), 0);
@@ -847,12 +880,16 @@ mod tests {
             panic!()
         };
         drain(&mut e);
-        let cancel = invite("z9hG4bKd").replace("INVITE sip", "CANCEL sip").replace("1 INVITE", "1 CANCEL");
+        let cancel = invite("z9hG4bKd")
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("1 INVITE", "1 CANCEL");
         e.handle_message(now, flow(), cancel.as_bytes());
         let sent = drain(&mut e);
         assert!(sent[0].starts_with("SIP/2.0 200"));
         assert!(matches!(e.poll_event(), Some(Event::Cancelled { tx: t }) if t == tx));
-        let stray = invite("z9hG4bKzz").replace("INVITE sip", "CANCEL sip").replace("1 INVITE", "1 CANCEL");
+        let stray = invite("z9hG4bKzz")
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("1 INVITE", "1 CANCEL");
         e.handle_message(now, flow(), stray.as_bytes());
         assert!(drain(&mut e)[0].starts_with("SIP/2.0 481"));
     }
@@ -887,15 +924,28 @@ mod tests {
         };
         e.send_request(t0, flow(), req);
         let sent = drain(&mut e).remove(0);
-        let branch = sent.split("branch=").nth(1).unwrap().split(';').next().unwrap().to_string();
+        let branch = sent
+            .split("branch=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
         let resp = format!(
             "SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}\r\nFrom: <sip:a@h>;tag=f\r\nTo: <sip:100@h>;tag=x\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
         );
         e.handle_message(t0, flow(), resp.as_bytes());
         assert!(drain(&mut e)[0].starts_with("ACK sip:100@127.0.0.1"));
-        assert!(matches!(e.poll_event(), Some(Event::Response { response, .. }) if response.status == 486));
+        assert!(
+            matches!(e.poll_event(), Some(Event::Response { response, .. }) if response.status == 486)
+        );
         e.handle_message(t0, flow(), resp.as_bytes());
-        assert_eq!(drain(&mut e).len(), 1, "ACK resent for a retransmitted final");
+        assert_eq!(
+            drain(&mut e).len(),
+            1,
+            "ACK resent for a retransmitted final"
+        );
         assert!(e.poll_event().is_none());
     }
 }

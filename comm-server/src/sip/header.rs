@@ -115,7 +115,10 @@ impl NameAddr {
         let s = s.trim();
         let (display, rest) = if let Some(after) = s.strip_prefix('"') {
             let end = closing_quote(after).ok_or(HeaderError::UnterminatedQuote)?;
-            (Some(after[..end].to_string()), after[end + 1..].trim_start())
+            (
+                Some(after[..end].to_string()),
+                after[end + 1..].trim_start(),
+            )
         } else if let Some(lt) = s.find('<') {
             let name = s[..lt].trim();
             if !name
@@ -331,7 +334,11 @@ fn check_host_port(s: &str) -> Result<(), HeaderError> {
     let host = if let Some(rest) = s.strip_prefix('[') {
         let end = rest.find(']').ok_or(HeaderError::Malformed)?;
         let port = &rest[end + 1..];
-        if !port.is_empty() && port.strip_prefix(':').is_none_or(|p| p.parse::<u16>().is_err()) {
+        if !port.is_empty()
+            && port
+                .strip_prefix(':')
+                .is_none_or(|p| p.parse::<u16>().is_err())
+        {
             return Err(HeaderError::Malformed);
         }
         return Ok(());
@@ -509,16 +516,33 @@ mod tests {
         let n = NameAddr::parse("sip:+1972@gw;unknownparam").unwrap();
         assert_eq!(n.uri, "sip:+1972@gw");
         assert_eq!(n.param("unknownparam"), Some(""));
-        assert_eq!(NameAddr::parse("\"Bell <sip:a@h>"), Err(HeaderError::UnterminatedQuote));
-        assert_eq!(NameAddr::parse("Bell, Alexander <sip:a@h>"), Err(HeaderError::BadDisplayName));
-        assert_eq!(NameAddr::parse("\"W\" < sip:a@h >"), Err(HeaderError::SpaceInAngle));
-        assert_eq!(NameAddr::parse("sip:a@h?Route=x"), Err(HeaderError::UnenclosedUri));
+        assert_eq!(
+            NameAddr::parse("\"Bell <sip:a@h>"),
+            Err(HeaderError::UnterminatedQuote)
+        );
+        assert_eq!(
+            NameAddr::parse("Bell, Alexander <sip:a@h>"),
+            Err(HeaderError::BadDisplayName)
+        );
+        assert_eq!(
+            NameAddr::parse("\"W\" < sip:a@h >"),
+            Err(HeaderError::SpaceInAngle)
+        );
+        assert_eq!(
+            NameAddr::parse("sip:a@h?Route=x"),
+            Err(HeaderError::UnenclosedUri)
+        );
     }
 
     #[test]
     fn contacts_and_vias() {
         assert_eq!(Contact::parse_list("*").unwrap(), vec![Contact::Wildcard]);
-        assert_eq!(Contact::parse_list("<sip:a@h>, \"x,y\" <sip:b@h>").unwrap().len(), 2);
+        assert_eq!(
+            Contact::parse_list("<sip:a@h>, \"x,y\" <sip:b@h>")
+                .unwrap()
+                .len(),
+            2
+        );
         assert!(Contact::parse_list("<sip:a@h>;;,;,,").is_err());
         let v = Via::parse("SIP  /   2.0 /UDP 192.0.2.2;branch=390skdjuw").unwrap();
         assert_eq!(v.sent_by, "192.0.2.2");
@@ -530,9 +554,18 @@ mod tests {
     #[test]
     fn cseq_and_uris() {
         assert_eq!(CSeq::parse("0009 INVITE").unwrap().seq, 9);
-        assert_eq!(CSeq::parse("36893488147419103232 INVITE"), Err(HeaderError::OutOfRange));
-        assert_eq!(parse_request_uri("nobody:x"), Err(UriError::UnsupportedScheme));
-        assert_eq!(parse_request_uri("sip:u@h?Route=%3Csip:x%3E"), Err(UriError::Headers));
+        assert_eq!(
+            CSeq::parse("36893488147419103232 INVITE"),
+            Err(HeaderError::OutOfRange)
+        );
+        assert_eq!(
+            parse_request_uri("nobody:x"),
+            Err(UriError::UnsupportedScheme)
+        );
+        assert_eq!(
+            parse_request_uri("sip:u@h?Route=%3Csip:x%3E"),
+            Err(UriError::Headers)
+        );
         assert!(parse_request_uri("sip:2001:db8::10").is_err());
         let u = parse_request_uri("sip:[2001:db8::10]:5070").unwrap();
         assert_eq!(uri_port(&u), Some(5070));
@@ -542,7 +575,8 @@ mod tests {
 
     #[test]
     fn digest_params() {
-        let a = AuthParams::parse("Digest username=\"bob\", realm=\"r\", nc=0000012a, qop=auth").unwrap();
+        let a = AuthParams::parse("Digest username=\"bob\", realm=\"r\", nc=0000012a, qop=auth")
+            .unwrap();
         assert_eq!(a.scheme, "Digest");
         assert_eq!(a.get("username"), Some("bob"));
         assert_eq!(a.get("nc"), Some("0000012a"));

@@ -250,7 +250,10 @@ fn header_end(buf: &[u8]) -> Option<usize> {
 /// Frames one message on a stream transport (RFC 3261 §18.3: Content-Length is
 /// mandatory there). Leading CRLF keep-alives (RFC 5626 §3.5.1) count as a frame.
 pub fn frame_stream(buf: &[u8]) -> Result<Framing, Rejection> {
-    let keepalive = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+    let keepalive = buf
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
     if keepalive > 0 {
         return Ok(Framing::Complete(keepalive));
     }
@@ -263,7 +266,9 @@ pub fn frame_stream(buf: &[u8]) -> Result<Framing, Rejection> {
     let head = String::from_utf8_lossy(&buf[..end]);
     let fields = split_fields(&head).map_err(|_| drop_stream("malformed header section"))?;
     let Some(len) = content_length(&fields)? else {
-        return Err(drop_stream("Content-Length is required on a stream transport"));
+        return Err(drop_stream(
+            "Content-Length is required on a stream transport",
+        ));
     };
     let total = end + 4 + len;
     if total > MAX_MESSAGE_LEN {
@@ -474,7 +479,9 @@ fn parse_request(start: &str, headers: Headers, body: Vec<u8>) -> Result<Request
     let cseq = header::CSeq::parse(headers.get("CSeq").unwrap_or_default())
         .map_err(|e| with_method(bad(&format!("Bad CSeq: {e}"))))?;
     if cseq.method != method && !(method == Method::Ack && cseq.method == Method::Invite) {
-        return Err(with_method(bad("CSeq method does not match the Request-Line")));
+        return Err(with_method(bad(
+            "CSeq method does not match the Request-Line",
+        )));
     }
     if let Some(mf) = headers.get("Max-Forwards")
         && !(mf.bytes().all(|b| b.is_ascii_digit()) && mf.parse::<u32>().is_ok_and(|v| v <= 255))
@@ -713,10 +720,30 @@ mod tests {
 
     #[test]
     fn version_and_request_line() {
-        assert_eq!(req(&OPTIONS.replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia")).unwrap_err().status, Some(505));
-        assert_eq!(req(&OPTIONS.replace("OPTIONS sip", "OPTIONS  sip")).unwrap_err().status, Some(400));
-        assert_eq!(req(&OPTIONS.replace("sip:100@127.0.0.1", "<sip:100@127.0.0.1>")).unwrap_err().status, Some(400));
-        assert_eq!(req(&OPTIONS.replace("sip:100@127.0.0.1", "foo:bar")).unwrap_err().status, Some(416));
+        assert_eq!(
+            req(&OPTIONS.replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia"))
+                .unwrap_err()
+                .status,
+            Some(505)
+        );
+        assert_eq!(
+            req(&OPTIONS.replace("OPTIONS sip", "OPTIONS  sip"))
+                .unwrap_err()
+                .status,
+            Some(400)
+        );
+        assert_eq!(
+            req(&OPTIONS.replace("sip:100@127.0.0.1", "<sip:100@127.0.0.1>"))
+                .unwrap_err()
+                .status,
+            Some(400)
+        );
+        assert_eq!(
+            req(&OPTIONS.replace("sip:100@127.0.0.1", "foo:bar"))
+                .unwrap_err()
+                .status,
+            Some(416)
+        );
     }
 
     #[test]
