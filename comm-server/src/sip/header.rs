@@ -131,7 +131,7 @@ impl NameAddr {
         } else {
             // addr-spec: the URI ends at the first ';' (RFC 3261 §20.10).
             let (uri, params) = match s.find(';') {
-                Some(i) => (&s[..i], &s[i..]),
+                Some(i) => (s[..i].trim_end(), &s[i..]),
                 None => (s, ""),
             };
             if uri.contains(['?', ',', ' ', '"']) || uri.is_empty() {

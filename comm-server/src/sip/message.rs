@@ -300,7 +300,10 @@ fn split_fields(head: &str) -> Result<(String, Vec<(String, String)>), String> {
         if line.starts_with([' ', '\t']) {
             match fields.last_mut() {
                 Some((_, v)) => {
-                    v.push(' ');
+                    // Folded lines are one value (RFC 3261 §7.3.1): join with one space.
+                    if !v.is_empty() {
+                        v.push(' ');
+                    }
                     v.push_str(line.trim());
                 }
                 None => return Err("continuation line before any header field".into()),
@@ -317,6 +320,21 @@ fn split_fields(head: &str) -> Result<(String, Vec<(String, String)>), String> {
         fields.push((name.to_string(), value.trim().to_string()));
     }
     Ok((start, fields))
+}
+
+/// The header lines that do parse, to address a 400 for a message whose other
+/// lines do not (best effort: folding is not undone).
+fn lenient_fields(head: &str) -> Headers {
+    let mut h = Headers::default();
+    for line in head.split("\r\n").skip(1) {
+        if let Some((n, v)) = line.split_once(':')
+            && !n.is_empty()
+            && n.trim_end().bytes().all(is_token_char)
+        {
+            h.push(n.trim_end(), v.trim());
+        }
+    }
+    h
 }
 
 /// The one Content-Length of a message, if any. Several, negative or non-numeric
@@ -375,7 +393,7 @@ pub fn parse(bytes: &[u8]) -> Result<Message, Rejection> {
             return Err(if head.starts_with("SIP/") {
                 drop_datagram(&why)
             } else {
-                reject(400, "Malformed header field", Headers::default())
+                reject(400, "Malformed header field", lenient_fields(&head))
             });
         }
     };
