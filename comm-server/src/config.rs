@@ -164,6 +164,26 @@ pub struct SipSection {
     pub retry_after: HumanDuration,
     #[serde(default = "default_ring_timeout")]
     pub ring_timeout: HumanDuration,
+    /// Digest algorithms challenged with, in this order (RFC 8760 §2.4: clients use the
+    /// first they support). Credentials in any listed algorithm are accepted.
+    #[serde(default = "default_digest_algorithms")]
+    pub digest_algorithms: Vec<DigestAlgorithm>,
+}
+
+/// A digest algorithm name in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum DigestAlgorithm {
+    #[serde(rename = "MD5")]
+    Md5,
+    #[serde(rename = "SHA-256")]
+    Sha256,
+}
+
+/// MD5 only: many deployed phones (and baresip 1.0, sipsak) fail when a 401 carries a
+/// challenge with an algorithm they lack, even next to an MD5 one, so SHA-256 (RFC 8760)
+/// is opt-in: `["SHA-256", "MD5"]` for mixed fleets, `["SHA-256"]` for modern ones.
+pub fn default_digest_algorithms() -> Vec<DigestAlgorithm> {
+    vec![DigestAlgorithm::Md5]
 }
 
 impl Default for SipSection {
@@ -177,6 +197,7 @@ impl Default for SipSection {
             max_expires: default_max_expires(),
             retry_after: default_retry_after(),
             ring_timeout: default_ring_timeout(),
+            digest_algorithms: default_digest_algorithms(),
         }
     }
 }
@@ -368,6 +389,17 @@ impl Config {
                     format!("no [[user]] named {u:?}"),
                 ));
             }
+        }
+        if self.sip.digest_algorithms.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_string(),
+                line: src
+                    .lines()
+                    .position(|l| l.trim_start().starts_with("digest-algorithms"))
+                    .map_or(0, |l| l + 1),
+                key: "sip.digest-algorithms".into(),
+                message: "list at least one of \"MD5\", \"SHA-256\"".into(),
+            });
         }
         let mut names = HashSet::new();
         for (i, u) in self.users.iter().enumerate() {

@@ -25,6 +25,7 @@ pub const DEFAULT_EXPIRES_S: u64 = 3600;
 
 pub struct Registrar {
     pub realm: String,
+    algorithms: Vec<Algorithm>,
     nonces: Nonces,
     min_expires: Duration,
     max_expires: Duration,
@@ -41,6 +42,7 @@ pub struct Identity {
 impl Registrar {
     pub fn new(
         realm: String,
+        algorithms: Vec<Algorithm>,
         min_expires: Duration,
         max_expires: Duration,
         store: Store,
@@ -48,6 +50,7 @@ impl Registrar {
     ) -> Registrar {
         Registrar {
             realm,
+            algorithms,
             nonces: Nonces::random(),
             min_expires,
             max_expires,
@@ -60,7 +63,7 @@ impl Registrar {
         self.clock.unix_ms() / 1000
     }
 
-    /// A challenge response: SHA-256 first, then MD5 for older phones (RFC 8760 §2.4).
+    /// A challenge response with one challenge per configured algorithm, in order.
     fn challenge(&self, req: &Request, proxy: bool, stale: bool) -> Response {
         let (status, name) = if proxy {
             (407, "Proxy-Authenticate")
@@ -69,7 +72,7 @@ impl Registrar {
         };
         let mut r = message::response_to(&req.headers, status, Some(&crate::sip::random_token()));
         let nonce = self.nonces.issue(self.now_s());
-        for alg in [Algorithm::Sha256, Algorithm::Md5] {
+        for &alg in &self.algorithms {
             r.headers
                 .push(name, digest::challenge(alg, &self.realm, &nonce, stale));
         }
@@ -88,7 +91,7 @@ impl Registrar {
             .headers
             .all(field)
             .filter_map(Credentials::parse)
-            .find(|c| c.realm == self.realm)
+            .find(|c| c.realm == self.realm && self.algorithms.contains(&c.algorithm))
         else {
             return Err(self.challenge(req, proxy, false));
         };

@@ -164,8 +164,18 @@ impl App {
             ring_timeout: cfg.sip.ring_timeout.0,
             bye_timeout: Duration::from_secs(32),
         };
+        let algorithms = cfg
+            .sip
+            .digest_algorithms
+            .iter()
+            .map(|a| match a {
+                crate::config::DigestAlgorithm::Md5 => crate::sip::digest::Algorithm::Md5,
+                crate::config::DigestAlgorithm::Sha256 => crate::sip::digest::Algorithm::Sha256,
+            })
+            .collect();
         let registrar = Arc::new(Registrar::new(
             cfg.sip.realm.clone(),
+            algorithms,
             cfg.sip.min_expires.0,
             cfg.sip.max_expires.0,
             self.store.clone(),

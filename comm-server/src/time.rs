@@ -26,3 +26,11 @@ impl Clock for SystemClock {
             .as_millis() as i64
     }
 }
+
+/// A fixed instant to count from, for tests and simulations that need a `now` but
+/// no real clock (cores only ever compare instants, never read them).
+pub fn base_instant() -> std::time::Instant {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    #[allow(clippy::disallowed_methods)]
+    *BASE.get_or_init(std::time::Instant::now)
+}

@@ -291,8 +291,14 @@ impl Ua {
 
     /// REGISTER, answering one digest challenge; returns the final response.
     pub async fn register(&mut self, expires: u32) -> anyhow::Result<Response> {
+        let user = self.user.clone();
+        self.register_as(&user, expires).await
+    }
+
+    /// REGISTER the address-of-record of `aor_user` with our own credentials.
+    pub async fn register_as(&mut self, aor_user: &str, expires: u32) -> anyhow::Result<Response> {
         let call_id = random_token();
-        let aor = format!("<sip:{}@{}>", self.user, self.server.ip());
+        let aor = format!("<sip:{aor_user}@{}>", self.server.ip());
         let from = format!("{aor};tag={}", random_token());
         let uri = format!("sip:{}", self.server);
         let mut req = self.base_request(Method::Register, &uri, &call_id, &from, &aor);

@@ -60,15 +60,37 @@ async fn register_ok_and_failures_look_identical() {
 }
 
 #[tokio::test]
+async fn sha256_only_sites_authenticate_with_sha256() {
+    let dir = temp_dir();
+    let cfg = base_config(&dir, "").replace(
+        "realm = \"test\"",
+        "realm = \"test\"\ndigest-algorithms = [\"SHA-256\"]",
+    );
+    let s = Server::start(&cfg).await.unwrap();
+    let mut alice = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
+    let ok = alice.register(600).await.unwrap();
+    assert_eq!(ok.status, 200);
+    let mut wrong = Ua::new("alice", "nope", s.udp).await.unwrap();
+    assert_eq!(wrong.register(600).await.unwrap().status, 401);
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn user_cannot_register_someone_elses_aor() {
     let s = server().await;
     let mut alice = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
-    alice.user = "bob".into(); // To: bob, credentials still... for "bob" with alice's password
-    let r = alice.register(600).await.unwrap();
+    let r = alice.register_as("bob", 600).await.unwrap();
     assert_eq!(
-        r.status, 401,
-        "bob's AOR with alice's password is a failed login"
+        r.status, 403,
+        "alice authenticates fine but may not bind bob's AOR"
     );
+    let mut caller = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
+    let inv = caller.invite("1002").await.unwrap();
+    let r = caller
+        .response(inv.call_id(), Method::Invite, false)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 480, "no binding was stored for bob");
     s.stop().await.unwrap();
 }
 

@@ -829,7 +829,7 @@ mod tests {
     #[test]
     fn invite_gets_trying_and_retransmission_is_absorbed() {
         let mut e = ep();
-        let now = Instant::now();
+        let now = crate::time::base_instant();
         e.handle_message(now, flow(), invite("z9hG4bKa").as_bytes());
         let sent = drain(&mut e);
         assert_eq!(sent.len(), 1);
@@ -848,7 +848,7 @@ mod tests {
     #[test]
     fn two_hundred_is_retransmitted_until_ack() {
         let mut e = ep();
-        let t0 = Instant::now();
+        let t0 = crate::time::base_instant();
         e.handle_message(t0, flow(), invite("z9hG4bKb").as_bytes());
         let Some(Event::Request { tx, request, .. }) = e.poll_event() else {
             panic!()
@@ -874,7 +874,7 @@ mod tests {
     #[test]
     fn cancel_matches_pending_invite() {
         let mut e = ep();
-        let now = Instant::now();
+        let now = crate::time::base_instant();
         e.handle_message(now, flow(), invite("z9hG4bKd").as_bytes());
         let Some(Event::Request { tx, .. }) = e.poll_event() else {
             panic!()
@@ -897,7 +897,7 @@ mod tests {
     #[test]
     fn client_invite_times_out_with_doubling_retransmits() {
         let mut e = ep();
-        let t0 = Instant::now();
+        let t0 = crate::time::base_instant();
         let Ok(Message::Request(req)) = message::parse(invite("z9hG4bKe").as_bytes()) else {
             panic!()
         };
@@ -918,7 +918,7 @@ mod tests {
     #[test]
     fn client_failure_is_acked_and_reported_once() {
         let mut e = ep();
-        let t0 = Instant::now();
+        let t0 = crate::time::base_instant();
         let Ok(Message::Request(req)) = message::parse(invite("z9hG4bKf").as_bytes()) else {
             panic!()
         };
