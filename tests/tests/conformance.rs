@@ -203,3 +203,79 @@ async fn rfc5118_ipv6_messages() {
     )
     .await;
 }
+
+mod stream {
+    //! RFC 3261 §18.3 framing on TCP, and RFC 4475's stream notes for mcl01/ncl.
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    fn options(server: std::net::SocketAddr, me: std::net::SocketAddr, call_id: &str) -> String {
+        format!(
+            "OPTIONS sip:{server};transport=tcp SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bK{call_id}\r\nFrom: <sip:t@{me}>;tag=1\r\nTo: <sip:{server}>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    /// Reads until `n` complete responses arrived; returns their statuses.
+    async fn responses(conn: &mut TcpStream, n: usize) -> Vec<u16> {
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while out.len() < n {
+            let k = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk)).await.unwrap().unwrap();
+            assert!(k > 0, "connection closed early");
+            buf.extend_from_slice(&chunk[..k]);
+            while let Ok(message::Framing::Complete(len)) = message::frame_stream(&buf) {
+                let frame: Vec<u8> = buf.drain(..len).collect();
+                if let Ok(Message::Response(r)) = message::parse(&frame) {
+                    out.push(r.status);
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn rfc3261_18_3_tcp_frames_pipelined_messages() {
+        let s = Server::start(&base_config(&temp_dir(), "")).await.unwrap();
+        let mut conn = TcpStream::connect(s.tcp).await.unwrap();
+        let me = conn.local_addr().unwrap();
+        // Two requests in one segment, then a keep-alive, then one split in two writes.
+        let two = format!("{}{}\r\n\r\n", options(s.tcp, me, "t1"), options(s.tcp, me, "t2"));
+        conn.write_all(two.as_bytes()).await.unwrap();
+        assert_eq!(responses(&mut conn, 2).await, vec![200, 200]);
+        let third = options(s.tcp, me, "t3");
+        let (a, b) = third.split_at(40);
+        conn.write_all(a.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        conn.write_all(b.as_bytes()).await.unwrap();
+        assert_eq!(responses(&mut conn, 1).await, vec![200]);
+        s.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn rfc4475_3_1_2_3_and_3_3_9_bad_content_length_closes_the_connection() {
+        let s = Server::start(&base_config(&temp_dir(), "")).await.unwrap();
+        for file in ["mcl01.dat", "ncl.dat"] {
+            let mut conn = TcpStream::connect(s.tcp).await.unwrap();
+            conn.write_all(&std::fs::read(dir("rfc4475").join(file)).unwrap()).await.unwrap();
+            let mut chunk = [0u8; 4096];
+            let closed = tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return true,
+                        Ok(_) => continue,
+                    }
+                }
+            })
+            .await;
+            assert_eq!(closed, Ok(true), "{file}: framing error must close the connection");
+        }
+        // The listener keeps serving.
+        let mut conn = TcpStream::connect(s.tcp).await.unwrap();
+        let me = conn.local_addr().unwrap();
+        conn.write_all(options(s.tcp, me, "after").as_bytes()).await.unwrap();
+        assert_eq!(responses(&mut conn, 1).await, vec![200]);
+        s.stop().await.unwrap();
+    }
+}
