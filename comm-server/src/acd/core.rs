@@ -353,6 +353,11 @@ impl Acd {
             .map(|&q| self.queues[q].order.len())
     }
 
+    /// Items waiting in all queues.
+    pub fn waiting_total(&self) -> usize {
+        self.queues.iter().map(|q| q.order.len()).sum()
+    }
+
     /// Items anywhere in the ACD (waiting, offered, reserved or connected).
     pub fn items(&self) -> usize {
         self.items.len()
