@@ -12,6 +12,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use super::AcdError;
@@ -24,9 +25,63 @@ type WaitKey = (Reverse<u8>, u64, ItemId);
 /// Order of free agents within a queue: tier level, strategy key, agent index.
 type FreeKey = (u8, (u64, u64), usize);
 
-/// An agent's preference among items: priority, then wait multiplied by the queue's
-/// weight, then earlier enqueue. Larger is better.
-type Score = (u8, u128, Reverse<u64>);
+/// Hashes the host's numeric ids with one multiply (Fibonacci hashing) instead of
+/// SipHash: ids come from our own host, not from the network, so flooding is not a
+/// concern, and item lookups sit on the routing path.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let h = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // Fold the well-mixed high bits down: the table indexes with the low ones.
+        self.0 = h ^ (h >> 32);
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// A candidate item for a free agent, compared by [`Pick::beats`].
+#[derive(Debug, Clone, Copy)]
+struct Pick {
+    priority: u8,
+    weight: u128,
+    serial: u64,
+    id: ItemId,
+}
+
+impl Pick {
+    /// An agent's preference among items: priority, then wait multiplied by the queue's
+    /// weight, then earlier enqueue. Serials grow with enqueue time, so under equal
+    /// weights the serial alone decides, without looking the items up.
+    fn beats(&self, other: &Pick, now: Instant, acd: &Acd) -> bool {
+        if self.priority != other.priority {
+            return self.priority > other.priority;
+        }
+        if self.weight == other.weight {
+            return self.serial < other.serial;
+        }
+        let weighted = |p: &Pick| {
+            let enqueued = acd.items[&p.id].enqueued_at;
+            now.saturating_duration_since(enqueued).as_nanos() * p.weight
+        };
+        (weighted(self), Reverse(self.serial)) > (weighted(other), Reverse(other.serial))
+    }
+}
 
 /// Weight of the newest call in the queue's average handle time.
 const AHT_WEIGHT: f64 = 0.05;
@@ -155,10 +210,10 @@ pub struct Acd {
     epoch: Instant,
     next_serial: u64,
     queues: Vec<Queue>,
-    queue_index: HashMap<QueueId, usize>,
+    queue_index: IdMap<QueueId, usize>,
     agents: Vec<Agent>,
-    agent_index: HashMap<AgentId, usize>,
-    items: HashMap<ItemId, Item>,
+    agent_index: IdMap<AgentId, usize>,
+    items: IdMap<ItemId, Item>,
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -179,10 +234,10 @@ impl Acd {
             epoch: now,
             next_serial: 0,
             queues: Vec::new(),
-            queue_index: HashMap::new(),
+            queue_index: IdMap::default(),
             agents: Vec::new(),
-            agent_index: HashMap::new(),
-            items: HashMap::new(),
+            agent_index: IdMap::default(),
+            items: IdMap::default(),
             timers: BinaryHeap::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -1207,20 +1262,40 @@ impl Acd {
     /// An agent became free: take the best item across the agent's queues.
     fn route_agent(&mut self, now: Instant, a: usize) {
         let agent = &self.agents[a];
-        let mut best: Option<(Score, ItemId)> = None;
+        let mut best: Option<Pick> = None;
         for tier in &agent.tiers {
             let queue = &self.queues[tier.queue];
             let weight = u128::from(queue.config.weight);
+            let fixed = queue.config.widening.is_empty();
             for (skills, group) in &queue.groups {
                 let mut next = group.first().copied();
                 while let Some((Reverse(priority), serial, id)) = next {
-                    let item = &self.items[&id];
-                    if Self::qualifies(agent, skills, self.widening(item, now)) {
-                        let waited = now.saturating_duration_since(item.enqueued_at).as_nanos();
-                        let score = (priority, waited * weight, Reverse(serial));
-                        if best.as_ref().is_none_or(|(b, _)| score > *b) {
-                            best = Some((score, id));
+                    let pick = Pick {
+                        priority,
+                        weight,
+                        serial,
+                        id,
+                    };
+                    // Cheap pruning on the key alone: nothing further in this group can
+                    // beat the best so far.
+                    if best.as_ref().is_some_and(|b| {
+                        priority < b.priority || (weight == b.weight && !pick.beats(b, now, self))
+                    }) {
+                        break;
+                    }
+                    let widening = if fixed {
+                        Widening::default()
+                    } else {
+                        self.widening(&self.items[&id], now)
+                    };
+                    if Self::qualifies(agent, skills, widening) {
+                        if best.as_ref().is_none_or(|b| pick.beats(b, now, self)) {
+                            best = Some(pick);
                         }
+                        break;
+                    }
+                    if fixed {
+                        // Same requirements for the whole group, and no widening.
                         break;
                     }
                     // Younger items of this priority are less widened: skip them all.
@@ -1231,8 +1306,8 @@ impl Acd {
                 }
             }
         }
-        if let Some((_, id)) = best {
-            self.assign(now, id, vec![a]);
+        if let Some(best) = best {
+            self.assign(now, best.id, vec![a]);
         }
     }
 
