@@ -100,6 +100,8 @@ struct Queue {
     last_position: Option<u32>,
     /// Average handle time, seconds.
     aht_secs: f64,
+    /// Average time from offer to answer, seconds: part of every caller's wait.
+    ring_secs: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +122,8 @@ struct Item {
     /// Unique per wait; fixes the place in line and tags this wait's timers.
     serial: u64,
     enqueued_at: Instant,
+    /// When the current offer started ringing.
+    offered_at: Instant,
     phase: Phase,
     /// The caller hung up to be called back (or the item is a callback task).
     callback: bool,
@@ -158,6 +162,7 @@ struct Agent {
     reject_delay: Duration,
     busy_delay: Duration,
     max_no_answer: u32,
+    persistent_line: bool,
     status: AgentStatus,
     state: AgentState,
     /// Bumped on every state change; stale timers compare against it.
@@ -260,6 +265,7 @@ impl Acd {
         self.queue_index.insert(config.id, self.queues.len());
         self.queues.push(Queue {
             aht_secs: config.expected_handle_time.as_secs_f64(),
+            ring_secs: 0.0,
             config,
             order: BTreeSet::new(),
             groups: BTreeMap::new(),
@@ -298,6 +304,7 @@ impl Acd {
             reject_delay: config.reject_delay,
             busy_delay: config.busy_delay,
             max_no_answer: config.max_no_answer,
+            persistent_line: config.persistent_line,
             status: AgentStatus::LoggedOut,
             state: AgentState::Idle,
             generation: 0,
@@ -452,7 +459,7 @@ impl Acd {
         if queue.available == 0 {
             return None;
         }
-        let secs = position as f64 * queue.aht_secs / queue.available as f64;
+        let secs = position as f64 * queue.aht_secs / queue.available as f64 + queue.ring_secs;
         Some(Duration::from_secs_f64(secs.min(1e9)))
     }
 
@@ -673,6 +680,7 @@ impl Acd {
             caller: new.caller,
             serial: self.next_serial,
             enqueued_at: now,
+            offered_at: now,
             phase: Phase::Waiting,
             callback,
         };
@@ -867,7 +875,10 @@ impl Acd {
         let item = self.items.get_mut(&id).expect("checked");
         item.phase = Phase::Connected(a);
         let waited = now.saturating_duration_since(item.enqueued_at);
+        let ring = now.saturating_duration_since(item.offered_at).as_secs_f64();
         let q = item.queue;
+        let queue = &mut self.queues[q];
+        queue.ring_secs += AHT_WEIGHT * (ring - queue.ring_secs);
         self.connect(now, a, id, q);
         self.event(Event::Answered {
             item: id,
@@ -1333,8 +1344,25 @@ impl Acd {
             });
             return;
         }
+        if let Some(&a) = agents.iter().find(|&&a| self.agents[a].persistent_line) {
+            // The agent's line is already open: no ringing, bridge at once.
+            let agent = self.agents[a].id;
+            let item = self.items.get_mut(&id).expect("exists");
+            item.phase = Phase::Connected(a);
+            let waited = now.saturating_duration_since(item.enqueued_at);
+            self.event(Event::Offered { item: id, agent });
+            self.connect(now, a, id, q);
+            self.event(Event::Answered {
+                item: id,
+                agent,
+                waited,
+            });
+            return;
+        }
         let ring_timeout = self.queues[q].config.ring_timeout;
-        self.items.get_mut(&id).expect("exists").phase = Phase::Offered(agents.clone());
+        let item = self.items.get_mut(&id).expect("exists");
+        item.phase = Phase::Offered(agents.clone());
+        item.offered_at = now;
         for a in agents {
             self.set_state(a, AgentState::Ringing(id));
             let agent = self.agents[a].id;

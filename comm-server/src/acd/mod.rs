@@ -77,11 +77,12 @@
 //!
 //! # Estimated wait time (EWT)
 //! For the item at position `p` (1 = next) in a queue staffed by `N` agents whose status
-//! is available (whatever their state), `EWT = p × AHT / N`. AHT (average handle time:
-//! talk plus wrap-up) is an exponentially weighted average (weight 1/20) over the queue's
-//! finished calls, seeded with the queue's `expected_handle_time`. The reasoning: with
-//! all `N` agents busy and handle times roughly memoryless, one agent frees up every
-//! `AHT / N` on average, and the caller needs `p` of them. It ignores skills (an agent
+//! is available (whatever their state), `EWT = p × AHT / N + ring`. AHT (average handle
+//! time: talk plus wrap-up) is an exponentially weighted average (weight 1/20) over the
+//! queue's finished calls, seeded with the queue's `expected_handle_time`; `ring` is the
+//! same kind of average of the time from offer to answer. The reasoning: with all `N`
+//! agents busy and handle times roughly memoryless, one agent frees up every `AHT / N`
+//! on average, the caller needs `p` of them, and then the agent's phone rings. It ignores skills (an agent
 //! serving several queues counts fully in each) and abandonment ahead of the caller, so it
 //! tends to over-estimate on busy multi-queue centers; the simulator ([`sim`]) measures
 //! its mean and absolute error. With no agent available the estimate is `None` and the

@@ -284,6 +284,10 @@ pub struct AgentConfig {
     pub busy_delay: Duration,
     /// Consecutive unanswered offers before a forced break; 0 never. Default 3.
     pub max_no_answer: u32,
+    /// Persistent-line mode: the agent called in once and stays connected, so work is
+    /// bridged onto the open line at once ([`Action::Bridge`] with no [`Action::Offer`]).
+    /// Default false (every offer rings).
+    pub persistent_line: bool,
 }
 
 impl AgentConfig {
@@ -298,6 +302,7 @@ impl AgentConfig {
             reject_delay: DEFAULT_REJECT_DELAY,
             busy_delay: DEFAULT_BUSY_DELAY,
             max_no_answer: DEFAULT_MAX_NO_ANSWER,
+            persistent_line: false,
         }
     }
 }

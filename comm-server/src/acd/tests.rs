@@ -1,5 +1,6 @@
 //! Scenario tests and property tests for the ACD core, driven in virtual time.
 
+use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -640,6 +641,60 @@ fn bad_input_is_refused_without_panic() {
     assert_eq!(h.acd.add_queue(bad), Err(AcdError::ZeroWeight(QueueId(2))));
 }
 
+#[test]
+fn persistent_line_agents_are_bridged_without_ringing() {
+    let mut a1 = agent(1, &[1]);
+    a1.persistent_line = true;
+    let mut h = Harness::new(vec![queue(1)], vec![a1]);
+    h.ok(Input::Login(AgentId(1)));
+    h.ok(call(1, 1));
+    let actions = h.take();
+    assert!(actions.contains(&Action::Bridge {
+        item: ItemId(1),
+        agent: AgentId(1)
+    }));
+    assert!(!actions.iter().any(|a| matches!(a, Action::Offer { .. })));
+    assert_eq!(
+        h.acd.agent_state(AgentId(1)),
+        Some(AgentState::OnCall(ItemId(1)))
+    );
+}
+
+#[test]
+fn estimated_wait_includes_the_measured_ring_time() {
+    let mut q = queue(1);
+    q.expected_handle_time = 100 * S;
+    q.wrap_up = Duration::ZERO;
+    let mut h = Harness::new(vec![q], vec![agent(1, &[1])]);
+    h.ok(Input::Login(AgentId(1)));
+    h.ok(call(1, 1));
+    h.advance(4 * S);
+    h.ok(Input::OfferAnswered(ItemId(1), AgentId(1)));
+    h.ok(call(2, 1));
+    // p × AHT / N = 100 s, plus 1/20 of the 4 s ring measured once.
+    assert_eq!(
+        h.acd.estimated_wait(ItemId(2)),
+        Some(Duration::from_secs_f64(100.0 + 0.2))
+    );
+}
+
+/// The ACD's own files read no clock and open no socket (house style, habit 1).
+#[test]
+fn core_files_read_no_clock_and_no_network() {
+    for (file, source) in [
+        ("mod.rs", include_str!("mod.rs")),
+        ("core.rs", include_str!("core.rs")),
+        ("model.rs", include_str!("model.rs")),
+        ("strategy.rs", include_str!("strategy.rs")),
+        ("rng.rs", include_str!("rng.rs")),
+        ("sim.rs", include_str!("sim.rs")),
+    ] {
+        for banned in ["tokio::", "std::net", "Instant::now", "SystemTime"] {
+            assert!(!source.contains(banned), "{file} mentions {banned}");
+        }
+    }
+}
+
 // ---- property tests ----------------------------------------------------------------
 
 /// One step of a random session.
@@ -995,6 +1050,56 @@ proptest! {
         h.ok(skilled_call(1, 1, 1, min));
         let offered: HashSet<AgentId> = h.offers().into_iter().map(|(_, a)| a).collect();
         prop_assert_eq!(offered, expected);
+    }
+
+    /// A queued callback keeps its exact place: one agent serves the queue in order of
+    /// priority, then arrival, whether callers stayed on the line or asked to be called
+    /// back, and whoever hung up is skipped.
+    #[test]
+    fn callbacks_keep_their_place_in_line(
+        callers in proptest::collection::vec((0..3u8, 0..4u8), 1..25),
+    ) {
+        let mut q = queue(1);
+        q.wrap_up = Duration::ZERO;
+        let mut h = Harness::new(vec![q], vec![agent(1, &[1])]);
+        let mut expected = Vec::new();
+        for (i, &(priority, fate)) in callers.iter().enumerate() {
+            let id = ItemId(i as u64);
+            let Input::Enqueue(mut item) = call(id.0, 1) else { unreachable!() };
+            item.priority = priority;
+            h.ok(Input::Enqueue(item));
+            h.advance(S);
+            match fate {
+                0 => h.ok(Input::CallbackRequested(id)),
+                1 => h.ok(Input::ItemEnded(id)),
+                _ => {}
+            }
+            if fate != 1 {
+                expected.push((Reverse(priority), i, id));
+            }
+        }
+        expected.sort();
+        h.take();
+        h.ok(Input::Login(AgentId(1)));
+        let mut served = Vec::new();
+        loop {
+            let next = h.take().into_iter().find_map(|a| match a {
+                Action::Offer { item, .. } => Some((item, false)),
+                Action::DialCustomer { item, .. } => Some((item, true)),
+                _ => None,
+            });
+            let Some((item, dialled)) = next else { break };
+            served.push(item);
+            if dialled {
+                h.ok(Input::CustomerAnswered(item));
+            } else {
+                h.ok(Input::OfferAnswered(item, AgentId(1)));
+            }
+            h.advance(S);
+            h.ok(Input::ItemEnded(item));
+        }
+        let expected: Vec<ItemId> = expected.into_iter().map(|(_, _, id)| id).collect();
+        prop_assert_eq!(served, expected);
     }
 
     /// Longest-idle offers to the free agent whose last call ended (or who became
