@@ -684,6 +684,7 @@ fn core_files_read_no_clock_and_no_network() {
     for (file, source) in [
         ("mod.rs", include_str!("mod.rs")),
         ("core.rs", include_str!("core.rs")),
+        ("core/routing.rs", include_str!("core/routing.rs")),
         ("model.rs", include_str!("model.rs")),
         ("strategy.rs", include_str!("strategy.rs")),
         ("rng.rs", include_str!("rng.rs")),
