@@ -312,8 +312,48 @@ fn erlang_c_table() {
     }
 }
 
+/// How far the announced estimate is from the wait callers then had (callers who
+/// waited and were answered; abandons excluded).
+fn ewt_table() {
+    println!(
+        "\nestimated wait at entry vs actual wait (25 agents, AHT 120 s exponential, 100 h, seed 1)"
+    );
+    println!(
+        "{:>8} {:>10} {:>9} {:>8} | {:>9} {:>12} {:>10}",
+        "calls/h", "patience", "ring", "ASA", "callers", "mean error", "mean |err|"
+    );
+    for (calls_per_hour, patience, ring) in [
+        (600.0, None, 0),
+        (650.0, None, 0),
+        (700.0, None, 0),
+        (700.0, None, 5),
+        (700.0, Some(90), 0),
+        (800.0, Some(90), 5),
+    ] {
+        let params = SimParams {
+            calls_per_hour,
+            patience: patience.map(|s| Distribution::Exponential(Duration::from_secs(s))),
+            answer_delay: Duration::from_secs(ring),
+            duration: Duration::from_secs(100 * 3600),
+            ..SimParams::default()
+        };
+        let r = sim::run(&params, Instant::now());
+        println!(
+            "{:>8} {:>10} {:>8}s {:>7.1}s | {:>9} {:>+11.1}s {:>9.1}s",
+            calls_per_hour,
+            patience.map_or("none".to_string(), |s| format!("exp {s}s")),
+            ring,
+            r.average_speed_of_answer.as_secs_f64(),
+            r.ewt_samples,
+            r.ewt_mean_error_secs,
+            r.ewt_mean_abs_error_secs,
+        );
+    }
+}
+
 fn main() {
     routing();
     day();
     erlang_c_table();
+    ewt_table();
 }

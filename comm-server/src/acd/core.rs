@@ -426,7 +426,9 @@ impl Acd {
         if queue.available == 0 {
             return None;
         }
-        let secs = position as f64 * queue.aht_secs / queue.available as f64 + queue.ring_secs;
+        // An agent is taken from the offer on, so ringing is part of each cycle too.
+        let cycle = queue.aht_secs + queue.ring_secs;
+        let secs = position as f64 * cycle / queue.available as f64 + queue.ring_secs;
         Some(Duration::from_secs_f64(secs.min(1e9)))
     }
 
