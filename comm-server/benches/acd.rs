@@ -240,6 +240,16 @@ fn day() {
         wall.as_secs_f64()
     );
     print!("{report}");
+
+    // The same day understaffed, with queued callbacks offered past a 60 s estimate.
+    let params = SimParams {
+        agents: 215,
+        callback_when_wait_over: Some(Duration::from_secs(60)),
+        ..params
+    };
+    let report = sim::run(&params, Instant::now());
+    println!("\nunderstaffed day with queued callbacks offered when the estimate passes 60 s:");
+    print!("{report}");
 }
 
 fn erlang_c_table() {

@@ -70,6 +70,9 @@ struct Queue {
     logged_in: usize,
     /// Members whose status is available.
     available: usize,
+    /// The same members weighted by their share of time for this queue: an agent
+    /// serving `k` queues counts `1/k` in each. The EWT's staffing.
+    staffed: f64,
     /// Round-robin memory: tier position of the agent last matched.
     last_position: Option<u32>,
     /// Average handle time, seconds.
@@ -239,6 +242,7 @@ impl Acd {
             free: BTreeSet::new(),
             logged_in: 0,
             available: 0,
+            staffed: 0.0,
             last_position: None,
         });
         Ok(())
@@ -428,7 +432,7 @@ impl Acd {
         }
         // An agent is taken from the offer on, so ringing is part of each cycle too.
         let cycle = queue.aht_secs + queue.ring_secs;
-        let secs = position as f64 * cycle / queue.available as f64 + queue.ring_secs;
+        let secs = position as f64 * cycle / queue.staffed.max(1e-3) + queue.ring_secs;
         Some(Duration::from_secs_f64(secs.min(1e9)))
     }
 
@@ -489,11 +493,18 @@ impl Acd {
         let is_in = to != AgentStatus::LoggedOut;
         let is_av = to == AgentStatus::Available;
         let mut emptied = Vec::new();
-        for t in 0..self.agents[a].tiers.len() {
+        let tiers = self.agents[a].tiers.len();
+        for t in 0..tiers {
             let q = self.agents[a].tiers[t].queue;
             let queue = &mut self.queues[q];
             queue.logged_in = queue.logged_in + usize::from(is_in) - usize::from(was_in);
             queue.available = queue.available + usize::from(is_av) - usize::from(was_av);
+            let share = 1.0 / tiers as f64;
+            queue.staffed += share * (f64::from(u8::from(is_av)) - f64::from(u8::from(was_av)));
+            if queue.available == 0 {
+                // Forget rounding drift whenever the queue is unstaffed.
+                queue.staffed = 0.0;
+            }
             if was_in && !is_in && queue.logged_in == 0 {
                 emptied.push(q);
             }

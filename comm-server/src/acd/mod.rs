@@ -76,22 +76,28 @@
 //! item fires at each step so a newly qualified free agent is offered the item at once.
 //!
 //! # Estimated wait time (EWT)
-//! For the item at position `p` (1 = next) in a queue staffed by `N` agents whose status
-//! is available (whatever their state), `EWT = p × (AHT + ring) / N + ring`. AHT
-//! (average handle time: talk plus wrap-up) is an exponentially weighted average (weight
-//! 1/20) over the queue's finished calls, seeded with the queue's `expected_handle_time`;
-//! `ring` is the same kind of average of the time from offer to answer. The reasoning:
-//! with all `N` agents busy and handle times roughly memoryless, one agent frees up every
-//! `(AHT + ring) / N` on average (ringing occupies the agent too), the caller needs `p`
-//! of them, and then the agent's phone rings. It ignores skills (an agent
-//! serving several queues counts fully in each) and abandonment ahead of the caller, so it
-//! tends to over-estimate on busy multi-queue centers; the simulator ([`sim`]) measures
-//! its mean and absolute error. Measured (`cargo bench --bench acd`, 25 agents, AHT 120 s
-//! exponential, 600 to 800 calls/h, with and without abandonment and ring time): the
-//! entry estimate is biased by +1 to +5 s and off by 7 to 25 s on average. Most of that
-//! spread is the wait's own randomness: with `N` busy agents and memoryless handle times
-//! the next caller's wait has a standard deviation equal to its mean. With no agent
-//! available the estimate is `None` and the announcement should say only the position.
+//! For the item at position `p` (1 = next) in its queue,
+//! `EWT = p × (AHT + ring) / N + ring`, where
+//! * `N` is the queue's staffing: agents serving it whose status is available (whatever
+//!   their state), each counted `1/k` if they serve `k` queues, since they split their
+//!   time between them;
+//! * AHT (average handle time: talk plus wrap-up) is an exponentially weighted average
+//!   (weight 1/20) over the queue's finished calls, seeded with `expected_handle_time`;
+//! * `ring` is the same kind of average of the time from offer to answer.
+//!
+//! The reasoning: with all agents busy and handle times roughly memoryless, an agent
+//! frees up for this queue every `(AHT + ring) / N` on average (ringing occupies the
+//! agent too), the caller needs `p` of them, and then the agent's phone rings. It ignores
+//! skills and callers ahead who will abandon (both make it over-estimate) and uneven
+//! queue loads (an agent's real share follows the traffic, not `1/k`).
+//!
+//! Measured with the simulator ([`sim`], `cargo bench --bench acd`): with one queue of 25
+//! agents, AHT 120 s exponential, 600 to 800 calls/h, with and without abandonment and
+//! ring time, the entry estimate is biased by +1 to +5 s and off by 7 to 25 s on
+//! average. Most of that spread is the wait's own randomness: with `N` busy agents and
+//! memoryless handle times the next caller's wait has a standard deviation equal to its
+//! mean. With no agent available the estimate is `None` and the announcement should say
+//! only the position.
 //!
 //! # Queued callback
 //! A waiting caller may ask to be called back ([`Input::CallbackRequested`]) and hang up.

@@ -128,6 +128,10 @@ pub struct SimParams {
     pub warm_up: Duration,
     /// Service level threshold: answered within it counts as in service. Default 20 s.
     pub service_level_threshold: Duration,
+    /// Offer a queued callback to callers whose announced wait exceeds this. Default none.
+    pub callback_when_wait_over: Option<Duration>,
+    /// Share of the callers offered a callback who take it, 0..=1. Default 0.5.
+    pub callback_share: f64,
     /// Seed: the same seed gives the same report. Default 1.
     pub seed: u64,
 }
@@ -146,6 +150,8 @@ impl Default for SimParams {
             duration: Duration::from_secs(8 * 3600),
             warm_up: Duration::from_secs(1800),
             service_level_threshold: Duration::from_secs(20),
+            callback_when_wait_over: None,
+            callback_share: 0.5,
             seed: 1,
         }
     }
@@ -160,9 +166,14 @@ pub struct Report {
     pub offered: u64,
     /// Of those, answered by an agent.
     pub answered: u64,
-    /// Of those, hung up while waiting.
+    /// Of those, hung up while waiting (a callback customer not reached counts here).
     pub abandoned: u64,
-    /// Answered within the threshold, over offered (abandons count against it).
+    /// Of those, asked to be called back and were connected to an agent.
+    pub called_back: u64,
+    /// Mean time from arrival to the callback connecting.
+    pub average_callback_delay: Duration,
+    /// Answered within the threshold, over offered (abandons and callbacks count
+    /// against it).
     pub service_level: f64,
     /// Mean wait of answered callers.
     pub average_speed_of_answer: Duration,
@@ -190,6 +201,7 @@ enum SimEvent {
     Answer(ItemId, AgentId),
     HangUp(ItemId),
     Patience(ItemId),
+    CustomerAnswers(ItemId),
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -197,6 +209,7 @@ struct Caller {
     measured: bool,
     answered: bool,
     gone: bool,
+    callback: bool,
     estimate: Option<Duration>,
 }
 
@@ -213,6 +226,7 @@ struct Run<'a> {
     busy_since: Instant,
     busy_area_secs: f64,
     waits: Vec<f64>,
+    callback_delays: Vec<f64>,
     ewt_errors: Vec<f64>,
     abandoned: u64,
     core_steps: u64,
@@ -257,6 +271,7 @@ pub fn run(params: &SimParams, origin: Instant) -> Report {
         busy_since: origin,
         busy_area_secs: 0.0,
         waits: Vec::new(),
+        callback_delays: Vec::new(),
         ewt_errors: Vec::new(),
         abandoned: 0,
         core_steps: 0,
@@ -337,18 +352,33 @@ impl Run<'_> {
                     queue,
                     priority: 0,
                     skills: Vec::new(),
-                    caller: CallerInfo::default(),
+                    caller: CallerInfo {
+                        number: Some(format!("+1555{:07}", id.0)),
+                        name: None,
+                    },
                 };
                 self.input(now, Input::Enqueue(item));
+                // Told a long wait at entry, some callers take the callback offer.
+                let caller = self.callers[id.0 as usize];
+                if let (Some(threshold), Some(estimate)) =
+                    (self.params.callback_when_wait_over, caller.estimate)
+                    && estimate > threshold
+                    && self.rng.unit() < self.params.callback_share
+                {
+                    self.callers[id.0 as usize].callback = true;
+                    self.input(now, Input::CallbackRequested(id));
+                }
             }
             SimEvent::Answer(item, agent) => self.input(now, Input::OfferAnswered(item, agent)),
             SimEvent::HangUp(item) => self.input(now, Input::ItemEnded(item)),
             SimEvent::Patience(item) => {
                 let caller = self.callers[item.0 as usize];
-                if !caller.answered && !caller.gone {
+                // A caller waiting for a callback is no longer on the line to give up.
+                if !caller.answered && !caller.gone && !caller.callback {
                     self.input(now, Input::ItemEnded(item));
                 }
             }
+            SimEvent::CustomerAnswers(item) => self.input(now, Input::CustomerAnswered(item)),
         }
     }
 
@@ -360,6 +390,11 @@ impl Run<'_> {
             while let Some(action) = self.acd.poll_action() {
                 match action {
                     Action::Offer { item, agent, .. } => answers.push((item, agent)),
+                    Action::DialCustomer { item, .. } => {
+                        // The customer picks up after the same delay as an agent would.
+                        let at = now + self.params.answer_delay;
+                        self.push(at, SimEvent::CustomerAnswers(item));
+                    }
                     Action::Bridge { item, .. } => {
                         let talk = self.params.handle_time.sample(&mut self.rng);
                         self.push(now + talk, SimEvent::HangUp(item));
@@ -410,6 +445,13 @@ impl Run<'_> {
                     if let Some(estimate) = caller.estimate {
                         self.ewt_errors.push(estimate.as_secs_f64() - wait);
                     }
+                }
+            }
+            Event::CalledBack { item, waited, .. } => {
+                let caller = &mut self.callers[item.0 as usize];
+                caller.answered = true;
+                if caller.measured {
+                    self.callback_delays.push(waited.as_secs_f64());
                 }
             }
             Event::Abandoned { item, .. } => {
@@ -464,6 +506,11 @@ impl Run<'_> {
             offered,
             answered,
             abandoned: self.abandoned,
+            called_back: self.callback_delays.len() as u64,
+            average_callback_delay: Duration::from_secs_f64(ratio(
+                self.callback_delays.iter().sum(),
+                self.callback_delays.len() as u64,
+            )),
             service_level: ratio(within as f64, offered),
             average_speed_of_answer: Duration::from_secs_f64(asa),
             probability_of_wait: ratio(waited as f64, answered),
@@ -506,6 +553,14 @@ impl fmt::Display for Report {
             (
                 "abandoned",
                 format!("{} ({})", self.abandoned, pct(self.abandonment_rate)),
+            ),
+            (
+                "called back",
+                format!(
+                    "{} (mean {:.1}s after arrival)",
+                    self.called_back,
+                    self.average_callback_delay.as_secs_f64()
+                ),
             ),
             (
                 "service level",
@@ -641,6 +696,21 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.abandoned > 0 && a.answered > 0);
         assert_eq!(a.offered, a.answered + a.abandoned);
+    }
+
+    #[test]
+    fn callbacks_are_served_and_every_caller_is_accounted_for() {
+        let params = SimParams {
+            duration: Duration::from_secs(4 * 3600),
+            calls_per_hour: 800.0,
+            patience: Some(Distribution::Exponential(Duration::from_secs(120))),
+            callback_when_wait_over: Some(Duration::from_secs(30)),
+            answer_delay: Duration::from_secs(2),
+            ..SimParams::default()
+        };
+        let r = run(&params, origin());
+        assert!(r.called_back > 0, "{r}");
+        assert_eq!(r.offered, r.answered + r.abandoned + r.called_back, "{r}");
     }
 
     /// The simulator driving the real core agrees with Erlang C on single-skill queues
