@@ -253,15 +253,7 @@ impl Acd {
         if self.agent_index.contains_key(&config.id) {
             return Err(AcdError::DuplicateAgent(config.id));
         }
-        let mut tiers = Vec::with_capacity(config.tiers.len());
-        for t in &config.tiers {
-            let queue = self.queue(t.queue)?;
-            tiers.push(AgentTier {
-                queue,
-                level: t.level,
-                position: t.position,
-            });
-        }
+        let tiers = self.tiers(config.id, &config.tiers)?;
         let mut skills = config.skills.clone();
         skills.sort();
         skills.dedup_by_key(|s| s.0);
@@ -289,6 +281,51 @@ impl Acd {
             last_queue: None,
         });
         Ok(())
+    }
+
+    /// Moves an agent to other queues (a supervisor's change), whatever the agent is
+    /// doing: a call in progress continues, and the new queues apply from the next match.
+    pub fn set_tiers(
+        &mut self,
+        now: Instant,
+        agent: AgentId,
+        tiers: &[Tier],
+    ) -> Result<(), AcdError> {
+        let a = self.agent(agent)?;
+        let new = self.tiers(agent, tiers)?;
+        let status = self.agents[a].status.clone();
+        self.unlist(a);
+        let old_queues: Vec<usize> = self.agents[a].tiers.iter().map(|t| t.queue).collect();
+        self.tally(a, &status, false);
+        self.agents[a].tiers = new;
+        self.tally(a, &status, true);
+        if status != AgentStatus::LoggedOut {
+            for q in old_queues {
+                self.leave_if_empty(now, q);
+            }
+        }
+        self.sync_free(a);
+        self.settle(now);
+        Ok(())
+    }
+
+    fn tiers(&self, agent: AgentId, tiers: &[Tier]) -> Result<Vec<AgentTier>, AcdError> {
+        let mut out: Vec<AgentTier> = Vec::with_capacity(tiers.len());
+        for t in tiers {
+            let queue = self.queue(t.queue)?;
+            if out.iter().any(|o| o.queue == queue) {
+                return Err(AcdError::DuplicateTier {
+                    agent,
+                    queue: t.queue,
+                });
+            }
+            out.push(AgentTier {
+                queue,
+                level: t.level,
+                position: t.position,
+            });
+        }
+        Ok(out)
     }
 
     /// Feeds one input. On error nothing changed.
@@ -488,27 +525,10 @@ impl Acd {
         if from == to {
             return;
         }
-        let was_in = from != AgentStatus::LoggedOut;
-        let was_av = from == AgentStatus::Available;
-        let is_in = to != AgentStatus::LoggedOut;
+        self.tally(a, &from, false);
+        self.tally(a, &to, true);
         let is_av = to == AgentStatus::Available;
-        let mut emptied = Vec::new();
-        let tiers = self.agents[a].tiers.len();
-        for t in 0..tiers {
-            let q = self.agents[a].tiers[t].queue;
-            let queue = &mut self.queues[q];
-            queue.logged_in = queue.logged_in + usize::from(is_in) - usize::from(was_in);
-            queue.available = queue.available + usize::from(is_av) - usize::from(was_av);
-            let share = 1.0 / tiers as f64;
-            queue.staffed += share * (f64::from(u8::from(is_av)) - f64::from(u8::from(was_av)));
-            if queue.available == 0 {
-                // Forget rounding drift whenever the queue is unstaffed.
-                queue.staffed = 0.0;
-            }
-            if was_in && !is_in && queue.logged_in == 0 {
-                emptied.push(q);
-            }
-        }
+        let logs_out = to == AgentStatus::LoggedOut;
         let agent = &mut self.agents[a];
         agent.status = to.clone();
         if is_av {
@@ -528,10 +548,41 @@ impl Acd {
             }
         }
         self.sync_free(a);
-        for q in emptied {
-            if self.queues[q].config.when_empty == EmptyRule::Leave {
-                self.empty_queue(now, q);
+        if logs_out {
+            for t in 0..self.agents[a].tiers.len() {
+                self.leave_if_empty(now, self.agents[a].tiers[t].queue);
             }
+        }
+    }
+
+    /// Adds (or removes) the agent's status to its queues' staffing counts.
+    fn tally(&mut self, a: usize, status: &AgentStatus, add: bool) {
+        let logged_in = usize::from(*status != AgentStatus::LoggedOut);
+        let available = usize::from(*status == AgentStatus::Available);
+        let share = 1.0 / self.agents[a].tiers.len().max(1) as f64;
+        for t in &self.agents[a].tiers {
+            let queue = &mut self.queues[t.queue];
+            if add {
+                queue.logged_in += logged_in;
+                queue.available += available;
+                queue.staffed += share * available as f64;
+            } else {
+                queue.logged_in -= logged_in;
+                queue.available -= available;
+                queue.staffed -= share * available as f64;
+            }
+            if queue.available == 0 {
+                // Forget rounding drift whenever the queue is unstaffed.
+                queue.staffed = 0.0;
+            }
+        }
+    }
+
+    /// Applies the leave-when-empty rule once nobody serving the queue is logged in.
+    fn leave_if_empty(&mut self, now: Instant, q: usize) {
+        let queue = &self.queues[q];
+        if queue.logged_in == 0 && queue.config.when_empty == EmptyRule::Leave {
+            self.empty_queue(now, q);
         }
     }
 
@@ -588,12 +639,17 @@ impl Acd {
             self.agents[a].listed = true;
             self.freed.push(a);
         } else {
-            self.agents[a].listed = false;
-            let keys = std::mem::take(&mut self.agents[a].free_keys);
-            for (t, key) in keys.into_iter().enumerate() {
-                let q = self.agents[a].tiers[t].queue;
-                self.queues[q].free.remove(&key);
-            }
+            self.unlist(a);
+        }
+    }
+
+    /// Takes the agent out of its queues' free sets.
+    fn unlist(&mut self, a: usize) {
+        self.agents[a].listed = false;
+        let keys = std::mem::take(&mut self.agents[a].free_keys);
+        for (t, key) in keys.into_iter().enumerate() {
+            let q = self.agents[a].tiers[t].queue;
+            self.queues[q].free.remove(&key);
         }
     }
 
@@ -1181,6 +1237,26 @@ impl Acd {
             if let Phase::Offered(list) = &item.phase {
                 assert!(!list.is_empty());
             }
+        }
+        for (q, queue) in self.queues.iter().enumerate() {
+            let members = || {
+                self.agents
+                    .iter()
+                    .filter(|a| a.tiers.iter().any(|t| t.queue == q))
+            };
+            let logged_in = members()
+                .filter(|a| a.status != AgentStatus::LoggedOut)
+                .count();
+            let available = members()
+                .filter(|a| a.status == AgentStatus::Available)
+                .count();
+            let staffed: f64 = members()
+                .filter(|a| a.status == AgentStatus::Available)
+                .map(|a| 1.0 / a.tiers.len() as f64)
+                .sum();
+            assert_eq!(queue.logged_in, logged_in);
+            assert_eq!(queue.available, available);
+            assert!((queue.staffed - staffed).abs() < 1e-6);
         }
         let total: usize = self.queues.iter().map(|q| q.order.len()).sum();
         let grouped: usize = self

@@ -146,6 +146,14 @@ pub enum AcdError {
     /// The agent is already configured.
     #[error("agent {0:?} already exists")]
     DuplicateAgent(AgentId),
+    /// The agent lists the same queue twice.
+    #[error("agent {agent:?} has two tiers in queue {queue:?}")]
+    DuplicateTier {
+        /// The agent.
+        agent: AgentId,
+        /// The queue.
+        queue: QueueId,
+    },
     /// The item id is still in use.
     #[error("item {0:?} is already in the ACD")]
     DuplicateItem(ItemId),

@@ -694,6 +694,42 @@ fn core_files_read_no_clock_and_no_network() {
     }
 }
 
+#[test]
+fn supervisor_moves_an_agent_to_another_queue() {
+    let mut q2 = queue(2);
+    q2.when_empty = EmptyRule::Leave;
+    let mut h = Harness::new(vec![queue(1), q2], vec![agent(1, &[2])]);
+    h.ok(Input::Login(AgentId(1)));
+    h.ok(call(1, 1));
+    assert_eq!(h.offers(), vec![]);
+    h.ok(call(2, 2));
+    h.ok(Input::OfferAnswered(ItemId(2), AgentId(1)));
+    h.ok(call(3, 2));
+    h.take();
+    let tier = Tier {
+        queue: QueueId(1),
+        level: 1,
+        position: 1,
+    };
+    h.acd.set_tiers(h.now, AgentId(1), &[tier]).unwrap();
+    h.drain();
+    // Nobody serves queue 2 any more: its waiting caller leaves; the call goes on.
+    assert!(h.actions.contains(&Action::Overflow {
+        item: ItemId(3),
+        target: OverflowTarget::HangUp
+    }));
+    h.ok(Input::ItemEnded(ItemId(2)));
+    h.ok(Input::WrapUpDone(AgentId(1), None));
+    assert_eq!(h.offers(), vec![(ItemId(1), AgentId(1))]);
+    assert_eq!(
+        h.acd.set_tiers(h.now, AgentId(1), &[tier, tier]),
+        Err(AcdError::DuplicateTier {
+            agent: AgentId(1),
+            queue: QueueId(1)
+        })
+    );
+}
+
 // ---- property tests ----------------------------------------------------------------
 
 /// One step of a random session.
