@@ -753,6 +753,8 @@ enum Op {
     CustomerMissed(usize),
     WrapUpDone(u64),
     Exit(usize),
+    Transfer(usize, u32),
+    Move(u64, u8),
     Wait(u64),
 }
 
@@ -772,6 +774,8 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
         1 => any::<usize>().prop_map(Op::CustomerMissed),
         1 => (0..4u64).prop_map(Op::WrapUpDone),
         1 => any::<usize>().prop_map(Op::Exit),
+        1 => (any::<usize>(), 0..2u32).prop_map(|(i, q)| Op::Transfer(i, q)),
+        1 => (0..4u64, 0..4u8).prop_map(|(a, mask)| Op::Move(a, mask)),
         3 => (1..40u64).prop_map(Op::Wait),
     ]
 }
@@ -783,6 +787,7 @@ struct Model {
     ringing: HashMap<u64, HashSet<ItemId>>,
     wrap_until: HashMap<u64, Instant>,
     busy_with: HashMap<u64, ItemId>,
+    connected: Vec<ItemId>,
     live: Vec<ItemId>,
     enqueued: Vec<ItemId>,
     ends: HashMap<ItemId, u32>,
@@ -845,8 +850,9 @@ fn step(h: &mut Harness, m: &mut Model, input: Input) -> Result<(), TestCaseErro
             Input::OfferAnswered(item, a) | Input::OfferNotAnswered(item, a, _) => {
                 m.ringing.entry(a.0).or_default().remove(item);
             }
-            Input::ItemEnded(item) | Input::CustomerNotReached(item) => {
+            Input::ItemEnded(item) | Input::CustomerNotReached(item) | Input::Transfer(item, _) => {
                 m.busy_with.retain(|_, i| i != item);
+                m.connected.retain(|i| i != item);
             }
             _ => {}
         }
@@ -887,6 +893,7 @@ fn check_actions(h: &mut Harness, m: &mut Model, input: &Input) -> Result<(), Te
             }
             Action::Bridge { item, agent } => {
                 m.busy_with.insert(agent.0, item);
+                m.connected.push(item);
             }
             Action::StartWrapUp { agent, duration } => {
                 m.busy_with.remove(&agent.0);
@@ -908,8 +915,14 @@ fn check_actions(h: &mut Harness, m: &mut Model, input: &Input) -> Result<(), Te
     for event in std::mem::take(&mut h.events) {
         match event {
             Event::Enqueued { item, .. } => {
-                m.live.push(item);
+                if !m.live.contains(&item) {
+                    m.live.push(item);
+                }
                 m.enqueued.push(item);
+            }
+            // A transfer starts a new wait, which must end exactly once in its turn.
+            Event::Transferred { item, .. } => {
+                m.ends.insert(item, 0);
             }
             Event::Answered { item, .. }
             | Event::Abandoned { item, .. }
@@ -999,6 +1012,23 @@ fn run_session(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::CustomerMissed(i) => pick(&reserved, i).map(Input::CustomerNotReached),
             Op::WrapUpDone(a) => Some(Input::WrapUpDone(AgentId(a), Some("done".into()))),
             Op::Exit(i) => pick(&m.live, i).map(Input::ExitKey),
+            Op::Transfer(i, q) => {
+                pick(&m.connected, i).map(|item| Input::Transfer(item, QueueId(q)))
+            }
+            Op::Move(a, mask) => {
+                let tiers: Vec<Tier> = (0..2u32)
+                    .filter(|q| mask & (1 << q) != 0)
+                    .map(|q| Tier {
+                        queue: QueueId(q),
+                        level: 1,
+                        position: a as u32,
+                    })
+                    .collect();
+                h.acd.set_tiers(h.now, AgentId(a), &tiers).unwrap();
+                h.drain();
+                check_actions(&mut h, &mut m, &Input::ItemEnded(ItemId(0)))?;
+                None
+            }
             Op::Wait(secs) => {
                 let until = h.now + Duration::from_secs(secs);
                 while let Some(at) = h.acd.poll_timeout().filter(|&at| at <= until) {
