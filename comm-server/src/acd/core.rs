@@ -70,6 +70,8 @@ struct Queue {
     logged_in: usize,
     /// Members whose status is available.
     available: usize,
+    /// Highest tier level any agent ever had here: no tier-delay timer goes past it.
+    max_level: u8,
     /// The same members weighted by their share of time for this queue: an agent
     /// serving `k` queues counts `1/k` in each. The EWT's staffing.
     staffed: f64,
@@ -242,6 +244,7 @@ impl Acd {
             free: BTreeSet::new(),
             logged_in: 0,
             available: 0,
+            max_level: 1,
             staffed: 0.0,
             last_position: None,
         });
@@ -254,6 +257,7 @@ impl Acd {
             return Err(AcdError::DuplicateAgent(config.id));
         }
         let tiers = self.tiers(config.id, &config.tiers)?;
+        self.note_levels(&tiers);
         let mut skills = config.skills.clone();
         skills.sort();
         skills.dedup_by_key(|s| s.0);
@@ -293,6 +297,7 @@ impl Acd {
     ) -> Result<(), AcdError> {
         let a = self.agent(agent)?;
         let new = self.tiers(agent, tiers)?;
+        self.note_levels(&new);
         let status = self.agents[a].status.clone();
         self.unlist(a);
         let old_queues: Vec<usize> = self.agents[a].tiers.iter().map(|t| t.queue).collect();
@@ -307,6 +312,13 @@ impl Acd {
         self.sync_free(a);
         self.settle(now);
         Ok(())
+    }
+
+    fn note_levels(&mut self, tiers: &[AgentTier]) {
+        for t in tiers {
+            let queue = &mut self.queues[t.queue];
+            queue.max_level = queue.max_level.max(t.level);
+        }
     }
 
     fn tiers(&self, agent: AgentId, tiers: &[Tier]) -> Result<Vec<AgentTier>, AcdError> {
@@ -758,8 +770,8 @@ impl Acd {
         let hold_music = queue.config.hold_music.clone();
         let (max_wait, every) = (queue.config.max_wait, queue.config.announce_every);
         let at_entry = queue.config.announce_at_entry;
-        let first_step = queue.config.widening.first().map(|s| s.after);
         let serial = item.serial;
+        let first_step = self.next_step(&item, now);
         if item.on_line() {
             self.action(Action::Hold {
                 item: id,
@@ -775,8 +787,8 @@ impl Acd {
                 self.entry_announcements.push((id, serial));
             }
         }
-        if let Some(after) = first_step {
-            self.arm(now + after, Timer::Widen { item: id, serial });
+        if let Some(at) = first_step {
+            self.arm(at, Timer::Widen { item: id, serial });
         }
         self.items.insert(id, item);
         self.wait(id);
@@ -1184,13 +1196,7 @@ impl Acd {
                 let Some(it) = self.items.get(&item).filter(|i| i.serial == serial) else {
                     return;
                 };
-                let waited = now.saturating_duration_since(it.enqueued_at);
-                let next = self.queues[it.queue]
-                    .config
-                    .widening
-                    .iter()
-                    .find(|s| s.after > waited)
-                    .map(|s| it.enqueued_at + s.after);
+                let next = self.next_step(it, now);
                 if it.phase == Phase::Waiting {
                     self.routable.push((item, serial));
                 }

@@ -70,6 +70,12 @@
 //! `O(agents × items)`: see `benches/acd.rs` for figures with 2,000 agents, 50 queues and
 //! 10,000 waiting items.
 //!
+//! # Tiers
+//! An agent serves a queue at a tier level (1 first). Free agents of a lower level are
+//! always tried first; with the queue's `tier_delay` set, level `L` is not tried at all
+//! until the item has waited `(L − 1) × tier_delay` (a timer re-routes the item then),
+//! so backup agents only take what the first line could not.
+//!
 //! # Skill widening
 //! A queue lists [`WideningStep`]s: once an item has waited `after`, every minimum level
 //! drops by `lower_by` (cumulative, never below 1), or skills stop mattering. A timer per

@@ -225,6 +225,10 @@ pub struct QueueConfig {
     pub hold_music: Option<String>,
     /// Skill widening steps, in any order. Default none.
     pub widening: Vec<WideningStep>,
+    /// Wait before each further tier level is tried: agents of level `L` are offered an
+    /// item once it has waited `(L − 1) ×` this, so backup agents only take calls the
+    /// first line could not. Default none: every level at once, lower levels first.
+    pub tier_delay: Option<Duration>,
     /// Handle time assumed by the estimated wait until calls are measured. Default 180 s.
     pub expected_handle_time: Duration,
 }
@@ -248,6 +252,7 @@ impl QueueConfig {
             announce_every: None,
             hold_music: None,
             widening: Vec::new(),
+            tier_delay: None,
             expected_handle_time: DEFAULT_EXPECTED_HANDLE_TIME,
         }
     }

@@ -730,6 +730,33 @@ fn supervisor_moves_an_agent_to_another_queue() {
     );
 }
 
+#[test]
+fn backup_tier_is_offered_only_after_the_tier_delay() {
+    let mut q = queue(1);
+    q.tier_delay = Some(20 * S);
+    let mut backup = agent(2, &[1]);
+    backup.tiers[0].level = 2;
+    let mut h = Harness::new(vec![q], vec![agent(1, &[1]), backup]);
+    h.ok(Input::Login(AgentId(1)));
+    h.ok(call(1, 1));
+    h.ok(Input::OfferAnswered(ItemId(1), AgentId(1)));
+    h.ok(call(2, 1));
+    h.take();
+    // Item-side: the backup is free but the first line has had only 5 s.
+    h.advance(5 * S);
+    h.ok(Input::Login(AgentId(2)));
+    assert_eq!(h.offers(), vec![]);
+    h.advance(15 * S);
+    assert_eq!(h.offers(), vec![(ItemId(2), AgentId(2))]);
+    // Agent-side: a waiting item older than the delay is taken at once.
+    h.ok(Input::OfferAnswered(ItemId(2), AgentId(2)));
+    h.ok(call(3, 1));
+    h.advance(25 * S);
+    h.ok(Input::ItemEnded(ItemId(2)));
+    h.ok(Input::WrapUpDone(AgentId(2), None));
+    assert_eq!(h.offers(), vec![(ItemId(3), AgentId(2))]);
+}
+
 // ---- property tests ----------------------------------------------------------------
 
 /// One step of a random session.
@@ -809,6 +836,7 @@ fn fuzz_harness() -> Harness {
     q1.wrap_up = 5 * S;
     q1.announce_every = Some(20 * S);
     q1.when_empty = EmptyRule::Leave;
+    q1.tier_delay = Some(10 * S);
     let mut agents = vec![
         agent(0, &[0, 1]),
         agent(1, &[0]),

@@ -38,10 +38,21 @@ impl Pick {
 }
 
 /// How far an item's requirements have widened at a given wait.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 struct Widening {
     lower_by: u8,
     ignore_skills: bool,
+    /// Highest tier level allowed so far (the queue's tier delay).
+    max_level: u8,
+}
+
+impl Widening {
+    /// Requirements as the item arrived, every tier level allowed.
+    const NONE: Widening = Widening {
+        lower_by: 0,
+        ignore_skills: false,
+        max_level: u8::MAX,
+    };
 }
 
 impl Acd {
@@ -77,8 +88,13 @@ impl Acd {
 
     fn widening(&self, item: &Item, now: Instant) -> Widening {
         let waited = now.saturating_duration_since(item.enqueued_at);
-        let mut w = Widening::default();
-        for step in self.queues[item.queue].config.widening.iter() {
+        let config = &self.queues[item.queue].config;
+        let mut w = Widening::NONE;
+        if let Some(delay) = config.tier_delay.filter(|d| !d.is_zero()) {
+            let steps = waited.as_nanos() / delay.as_nanos();
+            w.max_level = (1 + steps.min(254)) as u8;
+        }
+        for step in config.widening.iter() {
             if step.after > waited {
                 break;
             }
@@ -88,7 +104,38 @@ impl Acd {
         w
     }
 
-    fn qualifies(agent: &Agent, skills: &[SkillRequirement], w: Widening) -> bool {
+    /// When the item's requirements next widen (a widening step or a tier level).
+    pub(super) fn next_step(&self, item: &Item, now: Instant) -> Option<Instant> {
+        let waited = now.saturating_duration_since(item.enqueued_at);
+        let queue = &self.queues[item.queue];
+        let widen = queue
+            .config
+            .widening
+            .iter()
+            .find(|s| s.after > waited)
+            .map(|s| s.after);
+        let tier = queue
+            .config
+            .tier_delay
+            .filter(|d| !d.is_zero())
+            .and_then(|d| {
+                // Level `next` opens after (next − 1) delays.
+                let next = waited.as_nanos() / d.as_nanos() + 2;
+                let at = d.checked_mul(u32::try_from(next - 1).ok()?)?;
+                (next <= u128::from(queue.max_level)).then_some(at)
+            });
+        let after = match (widen, tier) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(item.enqueued_at + after)
+    }
+
+    fn qualifies(agent: &Agent, skills: &[SkillRequirement], level: u8, w: Widening) -> bool {
+        level <= w.max_level && Self::skilled(agent, skills, w)
+    }
+
+    fn skilled(agent: &Agent, skills: &[SkillRequirement], w: Widening) -> bool {
         w.ignore_skills
             || skills.iter().all(|req| {
                 let min = req.min_level.value().saturating_sub(w.lower_by).max(1);
@@ -111,7 +158,11 @@ impl Acd {
             {
                 break;
             }
-            if !Self::qualifies(&self.agents[a], &item.skills, w) {
+            if level > w.max_level {
+                // Free agents are sorted by level: the rest are for later.
+                break;
+            }
+            if !Self::skilled(&self.agents[a], &item.skills, w) {
                 continue;
             }
             let position = self.agents[a]
@@ -144,7 +195,7 @@ impl Acd {
         for tier in &agent.tiers {
             let queue = &self.queues[tier.queue];
             let weight = u128::from(queue.config.weight);
-            let fixed = queue.config.widening.is_empty();
+            let fixed = queue.config.widening.is_empty() && queue.config.tier_delay.is_none();
             for (skills, group) in &queue.groups {
                 let mut next = group.first().copied();
                 while let Some((Reverse(priority), serial, id)) = next {
@@ -162,11 +213,11 @@ impl Acd {
                         break;
                     }
                     let widening = if fixed {
-                        Widening::default()
+                        Widening::NONE
                     } else {
                         self.widening(&self.items[&id], now)
                     };
-                    if Self::qualifies(agent, skills, widening) {
+                    if Self::qualifies(agent, skills, tier.level, widening) {
                         if best.as_ref().is_none_or(|b| pick.beats(b, now, self)) {
                             best = Some(pick);
                         }
