@@ -445,6 +445,41 @@ impl Acd {
         self.items.len()
     }
 
+    /// A queue's live figures.
+    pub fn queue_stats(&self, now: Instant, queue: QueueId) -> Option<QueueStats> {
+        let q = *self.queue_index.get(&queue)?;
+        let state = &self.queues[q];
+        // The oldest item is the first of some priority: one look per priority.
+        let mut oldest: Option<Instant> = None;
+        let mut next = state.order.first().copied();
+        while let Some((Reverse(priority), _, id)) = next {
+            let at = self.items[&id].enqueued_at;
+            oldest = Some(oldest.map_or(at, |o| o.min(at)));
+            next = priority.checked_sub(1).and_then(|p| {
+                state
+                    .order
+                    .range((Reverse(p), 0, ItemId(0))..)
+                    .next()
+                    .copied()
+            });
+        }
+        Some(QueueStats {
+            queue,
+            waiting: state.order.len(),
+            callbacks: state
+                .order
+                .iter()
+                .filter(|(_, _, id)| self.items[id].callback)
+                .count(),
+            longest_wait: oldest.map_or(Duration::ZERO, |o| now.saturating_duration_since(o)),
+            logged_in: state.logged_in,
+            available: state.available,
+            idle: state.free.len(),
+            average_handle_time: Duration::from_secs_f64(state.aht_secs),
+            estimated_wait: self.ewt(q, state.order.len() + 1),
+        })
+    }
+
     /// Whether the item is still in the ACD (in any phase).
     pub fn contains(&self, item: ItemId) -> bool {
         self.items.contains_key(&item)

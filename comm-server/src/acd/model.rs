@@ -258,6 +258,29 @@ impl QueueConfig {
     }
 }
 
+/// A queue's live figures for supervisors' wallboards and the gRPC status stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// The queue.
+    pub queue: QueueId,
+    /// Items waiting (not ringing an agent), queued callbacks included.
+    pub waiting: usize,
+    /// Of those, queued callbacks.
+    pub callbacks: usize,
+    /// How long the oldest waiting item has waited.
+    pub longest_wait: Duration,
+    /// Agents serving the queue who are logged in.
+    pub logged_in: usize,
+    /// Agents serving the queue who are available (any state).
+    pub available: usize,
+    /// Agents serving the queue who are available and idle right now.
+    pub idle: usize,
+    /// Average handle time (talk plus wrap-up) the estimates use.
+    pub average_handle_time: Duration,
+    /// What a caller arriving now would be told.
+    pub estimated_wait: Option<Duration>,
+}
+
 /// An agent's membership in a queue (mod_callcenter's "tier").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tier {

@@ -374,6 +374,43 @@ fn join_and_leave_rules() {
 }
 
 #[test]
+fn queue_stats_for_the_wallboard() {
+    let mut h = Harness::new(vec![queue(1)], vec![agent(1, &[1]), agent(2, &[1])]);
+    h.ok(Input::Login(AgentId(1)));
+    h.ok(Input::SetStatus(
+        AgentId(2),
+        AgentStatus::OnBreak {
+            reason: "lunch".into(),
+        },
+    ));
+    h.ok(call(1, 1));
+    h.ok(Input::OfferAnswered(ItemId(1), AgentId(1)));
+    h.ok(call(2, 1));
+    h.advance(30 * S);
+    let Input::Enqueue(mut urgent) = call(3, 1) else {
+        unreachable!()
+    };
+    urgent.priority = 9;
+    h.ok(Input::Enqueue(urgent));
+    h.ok(Input::CallbackRequested(ItemId(3)));
+    let stats = h.acd.queue_stats(h.now, QueueId(1)).unwrap();
+    assert_eq!(
+        stats,
+        QueueStats {
+            queue: QueueId(1),
+            waiting: 2,
+            callbacks: 1,
+            longest_wait: 30 * S,
+            logged_in: 2,
+            available: 1,
+            idle: 0,
+            average_handle_time: DEFAULT_EXPECTED_HANDLE_TIME,
+            estimated_wait: Some(3 * DEFAULT_EXPECTED_HANDLE_TIME),
+        }
+    );
+}
+
+#[test]
 fn exit_key_takes_the_caller_to_the_target() {
     let mut q = queue(1);
     q.exit_target = Some(OverflowTarget::Script("main-menu".into()));
