@@ -16,11 +16,11 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use super::AcdError;
-
-mod routing;
 use super::model::*;
 use super::rng::Rng;
 use super::strategy::AgentFacts;
+
+mod routing;
 
 /// Service order within a queue: priority (higher first), then enqueue serial.
 type WaitKey = (Reverse<u8>, u64, ItemId);
@@ -109,6 +109,8 @@ struct Item {
 }
 
 impl Item {
+    /// The item's place in line; never changes during one wait, which is what keeps a
+    /// queued callback's or a re-queued caller's place.
     fn key(&self, id: ItemId) -> WaitKey {
         (Reverse(self.priority), self.serial, id)
     }
@@ -160,6 +162,7 @@ struct Agent {
 }
 
 impl Agent {
+    /// Proficiency in a skill, `None` if the agent lacks it.
     fn level(&self, skill: SkillId) -> Option<Level> {
         self.skills
             .binary_search_by_key(&skill, |&(s, _)| s)
@@ -167,6 +170,7 @@ impl Agent {
             .map(|i| self.skills[i].1)
     }
 
+    /// Status and state together: what makes an agent eligible for an offer.
     fn is_free(&self) -> bool {
         self.status == AgentStatus::Available && self.state == AgentState::Idle
     }
@@ -314,6 +318,7 @@ impl Acd {
         Ok(())
     }
 
+    /// Remembers the highest tier level per queue, which bounds tier-delay timers.
     fn note_levels(&mut self, tiers: &[AgentTier]) {
         for t in tiers {
             let queue = &mut self.queues[t.queue];
@@ -321,6 +326,7 @@ impl Acd {
         }
     }
 
+    /// Checks a tier list (queues exist, one tier per queue) and resolves queue indexes.
     fn tiers(&self, agent: AgentId, tiers: &[Tier]) -> Result<Vec<AgentTier>, AcdError> {
         let mut out: Vec<AgentTier> = Vec::with_capacity(tiers.len());
         for t in tiers {
@@ -509,6 +515,7 @@ impl Acd {
         self.ewt(self.items[&item].queue, position)
     }
 
+    /// The EWT formula of the module docs, for a position in queue `q`.
     fn ewt(&self, q: usize, position: usize) -> Option<Duration> {
         let queue = &self.queues[q];
         if queue.available == 0 {
@@ -540,6 +547,8 @@ impl Acd {
         self.items.get(&id).ok_or(AcdError::UnknownItem(id))
     }
 
+    /// Refuses answers and no-answers that race a timeout or a cancel: only the offer
+    /// still ringing counts.
     fn check_offered(&self, item: ItemId, a: usize) -> Result<(), AcdError> {
         let offered = matches!(&self.item(item)?.phase, Phase::Offered(list) if list.contains(&a));
         if offered && self.agents[a].state == AgentState::Ringing(item) {
@@ -552,6 +561,7 @@ impl Acd {
         }
     }
 
+    /// Schedules a timer; the sequence number keeps same-instant timers in arming order.
     fn arm(&mut self, at: Instant, timer: Timer) {
         self.next_serial += 1;
         self.timers.push(Reverse((at, self.next_serial, timer)));
@@ -567,6 +577,8 @@ impl Acd {
 
     // ---- agent status and state ------------------------------------------------------
 
+    /// The agent's choice changed. Staffing counts follow; an offer still ringing is
+    /// taken back if the agent stops being available; an emptied queue may empty out.
     fn change_status(&mut self, now: Instant, a: usize, to: AgentStatus) {
         let from = self.agents[a].status.clone();
         if from == to {
@@ -633,6 +645,8 @@ impl Acd {
         }
     }
 
+    /// The system's side of the agent changed. Bumping the generation invalidates every
+    /// timer armed for the previous state.
     fn set_state(&mut self, a: usize, to: AgentState) {
         let agent = &mut self.agents[a];
         let from = agent.state;
@@ -700,6 +714,7 @@ impl Acd {
         }
     }
 
+    /// After a no-answer, reject or failure: keep the agent out of routing for `delay`.
     fn rest(&mut self, now: Instant, a: usize, delay: Duration) {
         if delay.is_zero() {
             self.set_state(a, AgentState::Idle);
@@ -716,6 +731,7 @@ impl Acd {
         }
     }
 
+    /// Wrap-up is over, by its timer or by the disposition the agent submitted.
     fn end_wrap_up(&mut self, now: Instant, a: usize, disposition: Option<String>) {
         let id = self.agents[a].id;
         self.event(Event::WrapUpEnded {
@@ -740,6 +756,7 @@ impl Acd {
 
     // ---- items ---------------------------------------------------------------------
 
+    /// A new item: checked, numbered (its serial is its place in line), then admitted.
     fn enqueue(&mut self, now: Instant, new: NewItem) -> Result<(), AcdError> {
         let q = self.queue(new.queue)?;
         if self.items.contains_key(&new.id) {
@@ -791,6 +808,8 @@ impl Acd {
             None
         };
         if let Some(reason) = reason {
+            // The Enqueued event already went out: every wait in the log has a start and
+            // exactly one end, even a refused one.
             let target = queue.config.overflow.clone();
             let qid = queue.config.id;
             self.event(Event::Overflowed {
@@ -819,6 +838,7 @@ impl Acd {
                 self.arm(now + every, Timer::Announce { item: id, serial });
             }
             if at_entry {
+                // Spoken once routing settles: a caller matched at once hears nothing.
                 self.entry_announcements.push((id, serial));
             }
         }
@@ -836,6 +856,8 @@ impl Acd {
         let key = item.key(id);
         let queue = &mut self.queues[item.queue];
         queue.order.insert(key);
+        // Grouped by requirement list so a free agent checks one head per group and
+        // priority instead of every item.
         queue
             .groups
             .entry(item.skills.clone())
@@ -893,6 +915,7 @@ impl Acd {
         self.drop_offer(id, a);
     }
 
+    /// Forgets one agent's offer; when nobody rings any more the item is back in line.
     fn drop_offer(&mut self, id: ItemId, a: usize) {
         if let Some(Phase::Offered(agents)) = self.items.get_mut(&id).map(|i| &mut i.phase) {
             agents.retain(|&x| x != a);
@@ -913,6 +936,7 @@ impl Acd {
         self.items.remove(&id).expect("item exists")
     }
 
+    /// The customer is gone before reaching an agent (terminal).
     fn abandon(&mut self, now: Instant, id: ItemId) {
         let item = self.take_out(id);
         self.event(Event::Abandoned {
@@ -923,6 +947,7 @@ impl Acd {
         });
     }
 
+    /// The item leaves for a target (terminal); the host carries it there.
     fn overflow(&mut self, id: ItemId, reason: OverflowReason, target: OverflowTarget) {
         let item = self.take_out(id);
         self.event(Event::Overflowed {
@@ -934,6 +959,8 @@ impl Acd {
         self.action(Action::Overflow { item: id, target });
     }
 
+    /// Leave-when-empty: callers on the line leave; queued callbacks keep their place
+    /// because nobody is holding.
     fn empty_queue(&mut self, _now: Instant, q: usize) {
         let leaving: Vec<ItemId> = self.queues[q]
             .order
@@ -947,6 +974,7 @@ impl Acd {
         }
     }
 
+    /// The agent picked up: the first answer wins, other ring-all legs are cancelled.
     fn offer_answered(&mut self, now: Instant, id: ItemId, agent: AgentId) -> Result<(), AcdError> {
         let a = self.agent(agent)?;
         self.check_offered(id, a)?;
@@ -971,6 +999,7 @@ impl Acd {
         Ok(())
     }
 
+    /// Agent and customer are talking: start the talk clock and bridge them.
     fn connect(&mut self, now: Instant, a: usize, id: ItemId, q: usize) {
         let agent = &mut self.agents[a];
         agent.calls += 1;
@@ -985,6 +1014,8 @@ impl Acd {
         });
     }
 
+    /// An offer did not connect. The agent rests (or goes on break after too many
+    /// in a row); the item goes back in line at its old place unless others still ring.
     fn no_answer(&mut self, now: Instant, id: ItemId, a: usize, reason: NoAnswerReason) {
         let agent_id = self.agents[a].id;
         self.event(Event::NoAnswer {
@@ -1026,6 +1057,7 @@ impl Acd {
         self.drop_offer(id, a);
     }
 
+    /// The called-back customer picked up: connect them to the reserved agent.
     fn customer_answered(&mut self, now: Instant, id: ItemId) -> Result<(), AcdError> {
         let item = self.item(id)?;
         let Phase::Reserved(a) = item.phase else {
@@ -1045,6 +1077,7 @@ impl Acd {
         Ok(())
     }
 
+    /// The callback failed; the agent is released without penalty (not their fault).
     fn customer_not_reached(&mut self, now: Instant, id: ItemId) -> Result<(), AcdError> {
         if !matches!(self.item(id)?.phase, Phase::Reserved(_)) {
             return Err(AcdError::WrongPhase {
@@ -1056,6 +1089,7 @@ impl Acd {
         Ok(())
     }
 
+    /// The caller hangs up but keeps the place: the item stays under its key.
     fn callback_requested(&mut self, _now: Instant, id: ItemId) -> Result<(), AcdError> {
         let item = self.item(id)?;
         if item.callback || !matches!(item.phase, Phase::Waiting | Phase::Offered(_)) {
@@ -1077,6 +1111,7 @@ impl Acd {
         Ok(())
     }
 
+    /// The caller pressed the queue's exit key.
     fn exit_key(&mut self, _now: Instant, id: ItemId) -> Result<(), AcdError> {
         let item = self.item(id)?;
         let queue = &self.queues[item.queue].config;
@@ -1094,6 +1129,7 @@ impl Acd {
         Ok(())
     }
 
+    /// The item's call ended: abandoned if it never reached an agent, else wrap-up.
     fn item_ended(&mut self, now: Instant, id: ItemId) -> Result<(), AcdError> {
         match self.item(id)?.phase {
             Phase::Connected(a) => {
@@ -1142,6 +1178,8 @@ impl Acd {
         });
     }
 
+    /// A blind transfer to another queue: this agent wraps up, and the item starts a new
+    /// wait (new serial, new place) under the target queue's rules.
     fn transfer(&mut self, now: Instant, id: ItemId, to: QueueId) -> Result<(), AcdError> {
         let target = self.queue(to)?;
         let Phase::Connected(a) = self.item(id)?.phase else {
@@ -1174,6 +1212,7 @@ impl Acd {
 
     // ---- timers --------------------------------------------------------------------
 
+    /// One expired timer; stale ones (state moved on) are ignored.
     fn fire(&mut self, now: Instant, timer: Timer) {
         match timer {
             Timer::Ring { agent, generation } => {
@@ -1242,6 +1281,7 @@ impl Acd {
         }
     }
 
+    /// Tells a waiting caller their position and estimated wait.
     fn announce(&mut self, id: ItemId) {
         if let Some(position) = self.position(id) {
             let estimated_wait = self.ewt(self.items[&id].queue, position);

@@ -86,6 +86,7 @@ impl Acd {
         }
     }
 
+    /// The item's requirements after waiting until `now`: steps are cumulative.
     fn widening(&self, item: &Item, now: Instant) -> Widening {
         let waited = now.saturating_duration_since(item.enqueued_at);
         let config = &self.queues[item.queue].config;
@@ -131,10 +132,13 @@ impl Acd {
         Some(item.enqueued_at + after)
     }
 
+    /// The agent (serving the item's queue at `level`) may take the item now.
     fn qualifies(agent: &Agent, skills: &[SkillRequirement], level: u8, w: Widening) -> bool {
         level <= w.max_level && Self::skilled(agent, skills, w)
     }
 
+    /// Every required skill at the (widened) minimum. A missing skill is never
+    /// widened away unless the step ignores skills altogether.
     fn skilled(agent: &Agent, skills: &[SkillRequirement], w: Widening) -> bool {
         w.ignore_skills
             || skills.iter().all(|req| {
