@@ -852,6 +852,8 @@ struct Model {
     wrap_until: HashMap<u64, Instant>,
     busy_with: HashMap<u64, ItemId>,
     connected: Vec<ItemId>,
+    state: HashMap<u64, AgentState>,
+    rest_until: HashMap<u64, Instant>,
     live: Vec<ItemId>,
     enqueued: Vec<ItemId>,
     ends: HashMap<ItemId, u32>,
@@ -998,6 +1000,33 @@ fn check_actions(h: &mut Harness, m: &mut Model, input: &Input) -> Result<(), Te
                 prop_assert_eq!(*n, 1, "{:?} ended twice", item);
             }
             Event::CallEnded { item, .. } => m.live.retain(|&i| i != item),
+            Event::NoAnswer { agent, reason, .. } => {
+                // The fuzz harness's delays: agent 3 never rests after a no-answer.
+                let delay = match reason {
+                    NoAnswerReason::Timeout | NoAnswerReason::NotAnswered if agent.0 == 3 => {
+                        Duration::ZERO
+                    }
+                    NoAnswerReason::Timeout | NoAnswerReason::NotAnswered => {
+                        DEFAULT_NO_ANSWER_DELAY
+                    }
+                    NoAnswerReason::Rejected => 2 * S,
+                    NoAnswerReason::Failed => 4 * S,
+                };
+                m.rest_until.insert(agent.0, h.now + delay);
+            }
+            Event::StateChanged { agent, from, to } => {
+                // The state stream is continuous, and work starts only from idle.
+                let last = m.state.insert(agent.0, to).unwrap_or(AgentState::Idle);
+                prop_assert_eq!(last, from, "{:?} state stream broken", agent);
+                if matches!(to, AgentState::Ringing(_) | AgentState::Reserved(_)) {
+                    prop_assert_eq!(from, AgentState::Idle);
+                }
+                if from == AgentState::Resting {
+                    let until = m.rest_until.get(&agent.0).copied();
+                    let early = until.is_some_and(|u| h.now < u);
+                    prop_assert!(!early, "{:?} rested too little", agent);
+                }
+            }
             _ => {}
         }
     }
