@@ -40,11 +40,20 @@ fn item(rng: &mut Rng, id: u64) -> Input {
 }
 
 /// 50 queues; 2,000 agents each serving 4 queues on two tier levels with 3 skills.
-fn center(now: Instant, rng: &mut Rng) -> Acd {
+fn center(now: Instant, rng: &mut Rng, widening: bool) -> Acd {
     let mut acd = Acd::new(now, 1);
     for q in 0..QUEUES {
         let mut config = QueueConfig::new(QueueId(q));
         config.strategy = comm_server::acd::Strategy::LongestIdle;
+        if widening {
+            // Every head item then needs its own wait looked up: the slow path.
+            config.widening = vec![comm_server::acd::WideningStep {
+                after: Duration::from_secs(60),
+                lower_by: 1,
+                ignore_skills: false,
+            }];
+            config.tier_delay = Some(Duration::from_secs(30));
+        }
         acd.add_queue(config).expect("queue");
     }
     for a in 0..AGENTS {
@@ -85,11 +94,11 @@ fn per_op(total: Duration, n: u64) -> String {
 /// Agent-side: an agent ends wrap-up with 10,000 items waiting and picks the best one
 /// across its queues. Item-side: an item arrives and the free agents of its queue are
 /// searched (few free in a busy center, all 2,000 free in a quiet one).
-fn routing() {
+fn routing(widening: bool) {
     let mut rng = Rng::new(7);
     let t0 = Instant::now();
     let mut now = t0;
-    let mut acd = center(now, &mut rng);
+    let mut acd = center(now, &mut rng, widening);
     let mut offers = Vec::new();
     for a in 0..AGENTS {
         acd.handle_input(now, Input::Login(AgentId(a)))
@@ -115,9 +124,14 @@ fn routing() {
         })
         .collect();
     println!(
-        "routing: {AGENTS} agents ({} on calls), {QUEUES} queues, {} items waiting",
+        "routing: {AGENTS} agents ({} on calls), {QUEUES} queues, {} items waiting{}",
         on_call.len(),
-        acd.waiting_total()
+        acd.waiting_total(),
+        if widening {
+            ", every queue with skill widening and a tier delay"
+        } else {
+            ""
+        }
     );
     // Agent-side decisions: end the call, submit the disposition (the timed routing
     // decision), answer the new offer, and top the queue back up.
@@ -178,7 +192,7 @@ fn routing() {
 
     // Quiet center: everyone free, each arrival searches the free agents of its queue.
     let mut now = t0;
-    let mut acd = center(now, &mut rng);
+    let mut acd = center(now, &mut rng, widening);
     for a in 0..AGENTS {
         acd.handle_input(now, Input::Login(AgentId(a)))
             .expect("login");
@@ -362,7 +376,8 @@ fn ewt_table() {
 }
 
 fn main() {
-    routing();
+    routing(false);
+    routing(true);
     day();
     erlang_c_table();
     ewt_table();
