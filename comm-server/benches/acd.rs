@@ -240,6 +240,7 @@ fn day() {
         patience: Some(Distribution::Exponential(Duration::from_secs(180))),
         wrap_up: Duration::from_secs(10),
         answer_delay: Duration::from_secs(4),
+        no_answer_share: 0.02,
         duration: Duration::from_secs(24 * 3600),
         warm_up: Duration::from_secs(3600),
         ..SimParams::default()

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use super::rng::Rng;
 use super::{
-    Acd, Action, AgentConfig, AgentId, AgentState, CallerInfo, Event, Input, ItemId, ItemKind,
-    NewItem, QueueConfig, QueueId, Strategy, Tier,
+    Acd, Action, AgentConfig, AgentId, AgentState, CallerInfo, DEFAULT_RING_TIMEOUT, Event, Input,
+    ItemId, ItemKind, NewItem, QueueConfig, QueueId, Strategy, Tier,
 };
 
 /// A random duration's distribution.
@@ -120,6 +120,12 @@ pub struct SimParams {
     pub wrap_up: Duration,
     /// How long an offer rings before the agent answers. Default 0.
     pub answer_delay: Duration,
+    /// How long an offer rings before the core moves on. Default 20 s.
+    pub ring_timeout: Duration,
+    /// Share of offers the agent does not answer, 0..=1. They ring out, the agent rests
+    /// for the default no-answer delay, and the caller is offered to someone else.
+    /// Default 0.
+    pub no_answer_share: f64,
     /// Strategy of every queue. Default longest-idle.
     pub strategy: Strategy,
     /// Arrivals stop after this. Default 8 h.
@@ -146,6 +152,8 @@ impl Default for SimParams {
             patience: None,
             wrap_up: Duration::ZERO,
             answer_delay: Duration::ZERO,
+            ring_timeout: DEFAULT_RING_TIMEOUT,
+            no_answer_share: 0.0,
             strategy: Strategy::LongestIdle,
             duration: Duration::from_secs(8 * 3600),
             warm_up: Duration::from_secs(1800),
@@ -191,6 +199,8 @@ pub struct Report {
     pub ewt_mean_error_secs: f64,
     /// Mean of |estimate − actual wait|, seconds.
     pub ewt_mean_abs_error_secs: f64,
+    /// Offers that rang out unanswered.
+    pub no_answers: u64,
     /// Inputs and timeouts handled by the core (a measure of work for benchmarks).
     pub core_steps: u64,
 }
@@ -229,6 +239,7 @@ struct Run<'a> {
     callback_delays: Vec<f64>,
     ewt_errors: Vec<f64>,
     abandoned: u64,
+    no_answers: u64,
     core_steps: u64,
 }
 
@@ -240,12 +251,13 @@ pub fn run(params: &SimParams, origin: Instant) -> Report {
         config.strategy = params.strategy;
         config.wrap_up = params.wrap_up;
         config.expected_handle_time = params.handle_time.mean() + params.wrap_up;
-        // Agents in the simulation always answer: a ring timeout would only add noise.
-        config.ring_timeout = params.answer_delay + Duration::from_secs(3600);
+        config.ring_timeout = params.ring_timeout;
         acd.add_queue(config).expect("fresh queue");
     }
     for a in 0..params.agents {
         let mut agent = AgentConfig::new(AgentId(u64::from(a)));
+        // Simulated agents never come back from a break, so none is forced on them.
+        agent.max_no_answer = 0;
         agent.tiers = (0..params.queues.max(1))
             .map(|q| Tier {
                 queue: QueueId(q),
@@ -274,6 +286,7 @@ pub fn run(params: &SimParams, origin: Instant) -> Report {
         callback_delays: Vec::new(),
         ewt_errors: Vec::new(),
         abandoned: 0,
+        no_answers: 0,
         core_steps: 0,
     };
     run.drain(origin);
@@ -419,6 +432,12 @@ impl Run<'_> {
                 return;
             }
             for (item, agent) in answers {
+                let answers = self.params.no_answer_share <= 0.0
+                    || self.rng.unit() >= self.params.no_answer_share;
+                if !answers || self.params.answer_delay >= self.params.ring_timeout {
+                    // Away from the desk: the core's ring timeout moves the call on.
+                    continue;
+                }
                 if self.params.answer_delay.is_zero() {
                     self.core_steps += 1;
                     let _ = self
@@ -447,6 +466,7 @@ impl Run<'_> {
                     }
                 }
             }
+            Event::NoAnswer { .. } => self.no_answers += 1,
             Event::CalledBack { item, waited, .. } => {
                 let caller = &mut self.callers[item.0 as usize];
                 caller.answered = true;
@@ -524,6 +544,7 @@ impl Run<'_> {
             ewt_samples: n_ewt,
             ewt_mean_error_secs: ratio(self.ewt_errors.iter().sum(), n_ewt),
             ewt_mean_abs_error_secs: ratio(self.ewt_errors.iter().map(|e| e.abs()).sum(), n_ewt),
+            no_answers: self.no_answers,
             core_steps: self.core_steps,
         }
     }
@@ -575,6 +596,7 @@ impl fmt::Display for Report {
                 format!("{:.1}s", self.average_speed_of_answer.as_secs_f64()),
             ),
             ("probability of waiting", pct(self.probability_of_wait)),
+            ("offers not answered", self.no_answers.to_string()),
             ("occupancy", pct(self.occupancy)),
             (
                 "longest wait",
@@ -701,6 +723,7 @@ mod tests {
     #[test]
     fn callbacks_are_served_and_every_caller_is_accounted_for() {
         let params = SimParams {
+            no_answer_share: 0.1,
             duration: Duration::from_secs(4 * 3600),
             calls_per_hour: 800.0,
             patience: Some(Distribution::Exponential(Duration::from_secs(120))),
@@ -709,7 +732,7 @@ mod tests {
             ..SimParams::default()
         };
         let r = run(&params, origin());
-        assert!(r.called_back > 0, "{r}");
+        assert!(r.called_back > 0 && r.no_answers > 0, "{r}");
         assert_eq!(r.offered, r.answered + r.abandoned + r.called_back, "{r}");
     }
 
