@@ -15,6 +15,21 @@
 //! `poll_event()`. Work items are opaque ids ([`ItemId`]) the host maps to a caller's
 //! call, a campaign call, a callback task or a voicemail task ([`ItemKind`]).
 //!
+//! # Driving the core
+//! ```text
+//! let mut acd = Acd::new(now, seed);
+//! acd.add_queue(QueueConfig::new(QueueId(1)))?;            // knobs: see QueueConfig
+//! acd.add_agent(now, AgentConfig { tiers, skills, .. })?;  // logged out
+//! acd.handle_input(now, Input::Login(agent))?;
+//! acd.handle_input(now, Input::Enqueue(NewItem { .. }))?;
+//! // after every input or timeout, in this order:
+//! let wake_at = acd.poll_timeout();              // call handle_timeout(wake_at) then
+//! while let Some(action) = acd.poll_action() {}  // ring the agent, bridge, announce...
+//! while let Some(event) = acd.poll_event() {}    // the queue event log
+//! ```
+//! Refused inputs ([`AcdError`]) change nothing: a late answer racing the ring timeout is
+//! normal traffic, not a fault.
+//!
 //! # Item lifecycle
 //! ```text
 //!              Enqueue                     all offers time out / rejected
@@ -46,9 +61,11 @@
 //!   │ │ callback    │ reject / fail     │ customer answers              │ disposition
 //!   │ └─ Reserved ──┼───────────────────┘                               │
 //!   │               ▼                                                   │
-//!   ├──────────  Resting (no-answer, reject or busy delay) ◄            │
+//!   ├──────────  Resting (no-answer, reject or busy delay)              │
 //!   └───────────────────────────────────────────────────────────────────┘
 //! ```
+//! A persistent-line agent ([`AgentConfig::persistent_line`]) goes from Idle straight to
+//! OnCall: the line is already open, nothing rings.
 //! After N consecutive unanswered offers the ACD sets the agent's status to on break
 //! with reason [`NO_ANSWER_REASON`] and tells the host with [`Action::PutOnBreak`].
 //!
