@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use comm_server::config::{Config, DEMO_CONFIG};
+use comm_server::acd::sim::{self, Distribution, ErlangC, SimParams};
+use comm_server::config::{Config, DEMO_CONFIG, HumanDuration};
 use comm_server::server::{App, Listeners};
 
 #[derive(Parser)]
@@ -31,6 +32,45 @@ enum Command {
         /// The config file; default: the embedded demo config.
         config: Option<PathBuf>,
     },
+    /// Simulate a call center with the real ACD core (discrete events, virtual time)
+    /// and print service level, speed of answer, abandonment, occupancy and EWT error.
+    Simulate(SimulateOpts),
+}
+
+#[derive(clap::Args)]
+struct SimulateOpts {
+    /// Agents, all logged in and serving every queue.
+    #[arg(long, default_value_t = 25)]
+    agents: u32,
+    /// Queues; callers pick one at random.
+    #[arg(long, default_value_t = 1)]
+    queues: u32,
+    /// Poisson arrival rate over all queues.
+    #[arg(long, default_value_t = 650.0)]
+    calls_per_hour: f64,
+    /// Mean handle (talk) time, exponential unless --handle-sd is given (log-normal).
+    #[arg(long, default_value = "120s")]
+    aht: HumanDuration,
+    /// Standard deviation of the handle time (log-normal).
+    #[arg(long)]
+    handle_sd: Option<HumanDuration>,
+    /// Mean caller patience (exponential); callers never hang up when absent.
+    #[arg(long)]
+    patience: Option<HumanDuration>,
+    /// Wrap-up after each call.
+    #[arg(long, default_value = "0s")]
+    wrap_up: HumanDuration,
+    /// Simulated length of the day.
+    #[arg(long, default_value = "8h")]
+    duration: HumanDuration,
+    /// Service level threshold.
+    #[arg(long, default_value = "20s")]
+    service_level: HumanDuration,
+    /// Routing strategy for every queue.
+    #[arg(long, default_value = "longest-idle")]
+    strategy: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(clap::Args)]
@@ -63,6 +103,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { opts } => serve(opts),
         Command::CheckConfig { config } => load(config.as_ref()).map(|_| println!("config OK")),
+        Command::Simulate(opts) => simulate(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,6 +112,49 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn simulate(o: SimulateOpts) -> anyhow::Result<()> {
+    let strategy = o
+        .strategy
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--strategy: {e}"))?;
+    let params = SimParams {
+        agents: o.agents,
+        queues: o.queues,
+        calls_per_hour: o.calls_per_hour,
+        handle_time: match o.handle_sd {
+            Some(sd) => Distribution::LogNormal {
+                mean: o.aht.0,
+                sd: sd.0,
+            },
+            None => Distribution::Exponential(o.aht.0),
+        },
+        patience: o.patience.map(|p| Distribution::Exponential(p.0)),
+        wrap_up: o.wrap_up.0,
+        duration: o.duration.0,
+        service_level_threshold: o.service_level.0,
+        strategy,
+        seed: o.seed,
+        ..SimParams::default()
+    };
+    let report = sim::run(&params, comm_server::time::base_instant());
+    println!("{report}");
+    if o.queues == 1 && o.patience.is_none() && o.handle_sd.is_none() {
+        let e = ErlangC::new(o.agents, o.calls_per_hour, o.aht.0 + o.wrap_up.0);
+        if e.is_stable() {
+            println!(
+                "Erlang C for comparison: P(wait) {:.1}%, ASA {:.1} s, service level {:.1}%, occupancy {:.1}%",
+                e.probability_of_wait() * 100.0,
+                e.average_speed_of_answer().map_or(0.0, |d| d.as_secs_f64()),
+                e.service_level(o.service_level.0) * 100.0,
+                e.occupancy() * 100.0
+            );
+        } else {
+            println!("Erlang C: offered load exceeds the agents; the queue grows without bound");
+        }
+    }
+    Ok(())
 }
 
 fn serve(opts: ServeOpts) -> anyhow::Result<()> {

@@ -27,8 +27,12 @@ fn rss_kib() -> u64 {
 async fn answering_machine(bob: Ua) {
     let mut buf = vec![0u8; 65535];
     loop {
-        let Ok((n, _)) = bob.sock.recv_from(&mut buf).await else { return };
-        let Ok(Message::Request(req)) = message::parse(&buf[..n]) else { continue };
+        let Ok((n, _)) = bob.sock.recv_from(&mut buf).await else {
+            return;
+        };
+        let Ok(Message::Request(req)) = message::parse(&buf[..n]) else {
+            continue;
+        };
         match req.method {
             Method::Invite => {
                 let _ = bob.reply(&req, 200, "bob").await;
@@ -41,10 +45,19 @@ async fn answering_machine(bob: Ua) {
     }
 }
 
-async fn caller_loop(mut ua: Ua, number: &'static str, done: Arc<AtomicU64>, stop: Arc<std::sync::atomic::AtomicBool>) {
+async fn caller_loop(
+    mut ua: Ua,
+    number: &'static str,
+    done: Arc<AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
     while !stop.load(Ordering::Relaxed) {
-        let Ok(inv) = ua.invite(number).await else { return };
-        let Ok(ok) = ua.response(inv.call_id(), Method::Invite, false).await else { return };
+        let Ok(inv) = ua.invite(number).await else {
+            return;
+        };
+        let Ok(ok) = ua.response(inv.call_id(), Method::Invite, false).await else {
+            return;
+        };
         if ok.status != 200 {
             eprintln!("call failed: {}", ok.status);
             return;
@@ -107,8 +120,12 @@ async fn memory_per_registration() {
     }
     let secs = t0.elapsed().as_secs_f64();
     let after = rss_kib();
-    let db = std::fs::metadata(s.data_dir.join("comm-server.db")).map(|m| m.len()).unwrap_or(0)
-        + std::fs::metadata(s.data_dir.join("comm-server.db-wal")).map(|m| m.len()).unwrap_or(0);
+    let db = std::fs::metadata(s.data_dir.join("comm-server.db"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+        + std::fs::metadata(s.data_dir.join("comm-server.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
     println!(
         "registrations: {n} in {secs:.2} s ({:.0}/s with digest); process RSS +{:.2} KiB per registration; database {:.2} KiB per registration (incl. WAL)",
         n as f64 / secs,
@@ -130,7 +147,10 @@ async fn memory_per_call() {
     let mut dialogs = Vec::new();
     for ua in uas.iter_mut() {
         let inv = ua.invite("500").await.unwrap();
-        let ok = ua.response(inv.call_id(), Method::Invite, false).await.unwrap();
+        let ok = ua
+            .response(inv.call_id(), Method::Invite, false)
+            .await
+            .unwrap();
         let d = ua.dialog_from_answer(&inv, &ok);
         ua.ack(&d).await.unwrap();
         dialogs.push(d);
@@ -148,7 +168,10 @@ async fn memory_per_call() {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         memory_per_call().await;
         memory_per_registration().await;

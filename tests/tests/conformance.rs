@@ -222,7 +222,10 @@ mod stream {
         let mut out = Vec::new();
         let mut chunk = [0u8; 4096];
         while out.len() < n {
-            let k = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk)).await.unwrap().unwrap();
+            let k = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
             assert!(k > 0, "connection closed early");
             buf.extend_from_slice(&chunk[..k]);
             while let Ok(message::Framing::Complete(len)) = message::frame_stream(&buf) {
@@ -241,7 +244,11 @@ mod stream {
         let mut conn = TcpStream::connect(s.tcp).await.unwrap();
         let me = conn.local_addr().unwrap();
         // Two requests in one segment, then a keep-alive, then one split in two writes.
-        let two = format!("{}{}\r\n\r\n", options(s.tcp, me, "t1"), options(s.tcp, me, "t2"));
+        let two = format!(
+            "{}{}\r\n\r\n",
+            options(s.tcp, me, "t1"),
+            options(s.tcp, me, "t2")
+        );
         conn.write_all(two.as_bytes()).await.unwrap();
         assert_eq!(responses(&mut conn, 2).await, vec![200, 200]);
         let third = options(s.tcp, me, "t3");
@@ -258,7 +265,9 @@ mod stream {
         let s = Server::start(&base_config(&temp_dir(), "")).await.unwrap();
         for file in ["mcl01.dat", "ncl.dat"] {
             let mut conn = TcpStream::connect(s.tcp).await.unwrap();
-            conn.write_all(&std::fs::read(dir("rfc4475").join(file)).unwrap()).await.unwrap();
+            conn.write_all(&std::fs::read(dir("rfc4475").join(file)).unwrap())
+                .await
+                .unwrap();
             let mut chunk = [0u8; 4096];
             let closed = tokio::time::timeout(Duration::from_secs(5), async {
                 loop {
@@ -269,12 +278,18 @@ mod stream {
                 }
             })
             .await;
-            assert_eq!(closed, Ok(true), "{file}: framing error must close the connection");
+            assert_eq!(
+                closed,
+                Ok(true),
+                "{file}: framing error must close the connection"
+            );
         }
         // The listener keeps serving.
         let mut conn = TcpStream::connect(s.tcp).await.unwrap();
         let me = conn.local_addr().unwrap();
-        conn.write_all(options(s.tcp, me, "after").as_bytes()).await.unwrap();
+        conn.write_all(options(s.tcp, me, "after").as_bytes())
+            .await
+            .unwrap();
         assert_eq!(responses(&mut conn, 1).await, vec![200]);
         s.stop().await.unwrap();
     }

@@ -173,3 +173,25 @@ mod tests {
         assert_eq!(Strategy::from_name("top-down"), None);
     }
 }
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+
+    /// The kebab-case names used in config files and on the command line.
+    fn from_str(s: &str) -> Result<Strategy, String> {
+        Ok(match s {
+            "longest-idle" => Strategy::LongestIdle,
+            "round-robin" => Strategy::RoundRobin,
+            "fewest-calls" => Strategy::FewestCalls,
+            "least-talk-time" => Strategy::LeastTalkTime,
+            "ring-all" => Strategy::RingAll,
+            "linear" => Strategy::Linear,
+            "random" => Strategy::Random,
+            other => {
+                return Err(format!(
+                    "unknown strategy {other:?}: use longest-idle, round-robin, fewest-calls, least-talk-time, ring-all, linear or random"
+                ));
+            }
+        })
+    }
+}
