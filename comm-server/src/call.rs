@@ -47,6 +47,8 @@ pub enum Destination {
         flow: Flow,
         uri: String,
         label: String,
+        /// Credentials for the callee's digest challenge (trunks only).
+        credentials: Option<TrunkCredentials>,
     },
     /// Answer on the caller leg with this SDP body and hang up after a while.
     AutoAnswer {
@@ -55,6 +57,25 @@ pub enum Destination {
     },
     /// Refuse with this status.
     Reject { status: u16 },
+}
+
+/// What we may answer a trunk's challenge with. Sent only when the challenge's realm
+/// is the configured one, so a peer cannot phish the trunk password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TrunkCredentials {
+    pub username: String,
+    pub password: String,
+    /// The trunk's realm; `None` accepts the realm the trunk itself challenges with.
+    pub realm: Option<String>,
+}
+
+impl std::fmt::Debug for TrunkCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrunkCredentials")
+            .field("username", &self.username)
+            .field("realm", &self.realm)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who ended the call, for the CDR.
@@ -233,6 +254,11 @@ pub struct Call {
     callee: Option<Dialog>,
     /// Handle of the callee INVITE.
     invite_handle: Option<u64>,
+    /// The callee INVITE as sent, to repeat it with credentials.
+    callee_invite: Option<Request>,
+    credentials: Option<TrunkCredentials>,
+    /// We answered one challenge already; a second one means the credentials are wrong.
+    challenged: bool,
     next_handle: u64,
     relays: HashMap<u64, Relay>,
     /// Handles of BYEs we sent, per leg.
@@ -282,6 +308,9 @@ impl Call {
             caller,
             callee: None,
             invite_handle: None,
+            callee_invite: None,
+            credentials: None,
+            challenged: false,
             next_handle: 1,
             relays: HashMap::new(),
             byes: HashMap::new(),
@@ -360,7 +389,9 @@ impl Call {
                 flow,
                 uri,
                 label: _,
+                credentials,
             } => {
+                self.credentials = credentials;
                 let call_id = crate::sip::random_token();
                 let from = NameAddr::parse(invite.headers.get("From").unwrap_or_default()).ok();
                 let display = from.as_ref().and_then(|f| f.display.clone());
@@ -408,6 +439,7 @@ impl Call {
                 req.headers.push("Contact", self.settings.contact(flow));
                 req.headers.push("Allow", crate::sip::ALLOW);
                 self.callee = Some(dialog);
+                self.callee_invite = Some(req.clone());
                 let handle = self.handle();
                 self.invite_handle = Some(handle);
                 self.ring_deadline = Some(now + self.settings.ring_timeout);
@@ -688,6 +720,12 @@ impl Call {
             }
             return;
         }
+        if matches!(status, 401 | 407)
+            && matches!(self.phase, Phase::Calling | Phase::Ringing)
+            && self.answer_challenge(resp)
+        {
+            return;
+        }
         // Failure.
         self.ring_deadline = None;
         if let Some(d) = self.callee.as_mut() {
@@ -700,6 +738,8 @@ impl Call {
                     408 | 480 => (480, "no-answer"),
                     487 => (487, "cancelled"),
                     403 | 603 => (603, "rejected"),
+                    // Never pass a challenge on: the caller would answer it for the trunk.
+                    401 | 407 => (403, "failed"),
                     404 | 484 => (404, "failed"),
                     _ => (status.max(400), "failed"),
                 };
@@ -710,6 +750,57 @@ impl Call {
             Phase::Cancelling => self.finish(now),
             _ => self.maybe_finish(now),
         }
+    }
+
+    /// Repeats the callee INVITE with credentials for a challenge from the trunk's own
+    /// realm (RFC 3261 §22.2). Returns false when it may not or cannot.
+    fn answer_challenge(&mut self, resp: &Response) -> bool {
+        let (Some(creds), Some(invite), false) =
+            (&self.credentials, &self.callee_invite, self.challenged)
+        else {
+            return false;
+        };
+        let (ask, answer) = if resp.status == 401 {
+            ("WWW-Authenticate", "Authorization")
+        } else {
+            ("Proxy-Authenticate", "Proxy-Authorization")
+        };
+        let Some(ch) = resp
+            .headers
+            .all(ask)
+            .filter_map(crate::sip::digest::Challenge::parse)
+            .find(|c| creds.realm.as_ref().is_none_or(|r| *r == c.realm))
+        else {
+            tracing::warn!("trunk challenged with a realm we hold no credentials for");
+            return false;
+        };
+        let value = ch.answer(
+            &creds.username,
+            &creds.password,
+            "INVITE",
+            &invite.uri.to_string(),
+            1,
+        );
+        let mut again = invite.clone();
+        let Some(d) = self.callee.as_mut() else {
+            return false;
+        };
+        d.local_cseq += 1;
+        again
+            .headers
+            .set("CSeq", format!("{} INVITE", d.local_cseq));
+        again.headers.set(answer, value);
+        let flow = d.flow;
+        self.challenged = true;
+        let handle = self.handle();
+        self.invite_handle = Some(handle);
+        self.actions.push_back(Action::Send {
+            handle,
+            leg: Leg::Callee,
+            flow,
+            request: again,
+        });
+        true
     }
 
     /// Timers: ring timeout, auto-answer hang-up, BYE/CANCEL answer timeout.

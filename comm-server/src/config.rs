@@ -339,6 +339,17 @@ pub struct Trunk {
     pub caller_id: Option<String>,
 }
 
+impl Trunk {
+    /// What the B2BUA may answer this trunk's challenges with.
+    pub fn credentials(&self) -> Option<crate::call::TrunkCredentials> {
+        Some(crate::call::TrunkCredentials {
+            username: self.username.clone()?,
+            password: self.password.clone()?,
+            realm: self.realm.clone(),
+        })
+    }
+}
+
 fn line_of(src: &str, offset: usize) -> usize {
     src[..offset.min(src.len())].matches('\n').count() + 1
 }

@@ -431,6 +431,36 @@ impl Ua {
         self.response(&d.call_id, Method::Bye, false).await
     }
 
+    /// Sends a request inside a dialog (re-INVITE, INFO...); returns it as sent.
+    pub async fn send_in_dialog(
+        &mut self,
+        d: &mut Dialog,
+        method: Method,
+        sdp: Option<String>,
+    ) -> anyhow::Result<Request> {
+        d.cseq += 1;
+        let mut h = Headers::default();
+        h.push("Via", self.via());
+        h.push("Max-Forwards", "70");
+        h.push("From", d.local.clone());
+        h.push("To", d.remote.clone());
+        h.push("Call-ID", d.call_id.clone());
+        h.push("CSeq", format!("{} {method}", d.cseq));
+        h.push("Contact", self.contact());
+        let mut req = Request {
+            method,
+            uri: header::parse_request_uri(&d.target)?,
+            headers: h,
+            body: Vec::new(),
+        };
+        if let Some(body) = sdp {
+            req.headers.push("Content-Type", "application/sdp");
+            req.body = body.into_bytes();
+        }
+        self.send_request(&req).await?;
+        Ok(req)
+    }
+
     /// CANCELs an INVITE we sent (same branch, §9.1).
     pub async fn cancel(&mut self, invite: &Request) -> anyhow::Result<Response> {
         let mut h = Headers::default();

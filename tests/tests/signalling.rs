@@ -465,3 +465,159 @@ async fn ring_timeout_cancels_the_callee_and_tells_the_caller() {
     assert_eq!(c.end_reason, EndReason::NoAnswer);
     s.stop().await.unwrap();
 }
+
+mod trunk {
+    use super::*;
+    use comm_server::sip::digest::{self, Algorithm, Credentials};
+    use comm_server::sip::message::Request;
+
+    const REALM: &str = "carrier.example";
+
+    /// Challenges `req` as the carrier would.
+    async fn challenge(carrier: &Ua, req: &Request, status: u16, realm: &str) {
+        let mut r = comm_server::sip::message::response_to(&req.headers, status, Some("ct"));
+        let name = if status == 401 {
+            "WWW-Authenticate"
+        } else {
+            "Proxy-Authenticate"
+        };
+        r.headers.push(
+            name,
+            digest::challenge(Algorithm::Md5, realm, "carrier-nonce", false),
+        );
+        carrier.send_response(&r).await.unwrap();
+    }
+
+    fn verify(req: &Request, header: &str) {
+        let creds = Credentials::parse(req.headers.get(header).expect("credentials sent")).unwrap();
+        assert_eq!(
+            (creds.username.as_str(), creds.realm.as_str()),
+            ("acct", REALM)
+        );
+        let ha1 = digest::ha1(Algorithm::Md5, "acct", REALM, "trunk-secret");
+        assert!(
+            creds.verify(req.method.as_str(), &ha1),
+            "digest verifies at the carrier"
+        );
+    }
+
+    #[tokio::test]
+    async fn registers_to_the_trunk_and_answers_its_challenges_only_for_its_realm() {
+        let dir = temp_dir();
+        let carrier_sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let carrier_addr = carrier_sock.local_addr().unwrap();
+        let trunk = format!(
+            "[[trunk]]\nname = \"carrier\"\naddress = \"{carrier_addr}\"\ninbound-sources = [\"127.0.0.2\"]\nprefixes = [\"0\"]\nusername = \"acct\"\npassword = \"trunk-secret\"\nrealm = \"{REALM}\"\nregister = true\n"
+        );
+        let s = Server::start(&base_config(&dir, &trunk)).await.unwrap();
+        let mut carrier = Ua::new("carrier", "", s.udp).await.unwrap();
+        carrier.sock = carrier_sock;
+        carrier.addr = carrier_addr;
+
+        // Registration: challenged once, then accepted.
+        let reg = carrier.request(Method::Register).await.unwrap();
+        assert!(reg.headers.get("Authorization").is_none());
+        challenge(&carrier, &reg, 401, REALM).await;
+        let reg = carrier.request(Method::Register).await.unwrap();
+        verify(&reg, "Authorization");
+        let mut ok = comm_server::sip::message::response_to(&reg.headers, 200, Some("ct"));
+        ok.headers.push(
+            "Contact",
+            format!("{};expires=3600", reg.headers.get("Contact").unwrap()),
+        );
+        carrier.send_response(&ok).await.unwrap();
+
+        // An outbound call: the carrier's proxy challenge is answered for its realm.
+        let mut alice = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
+        let inv = alice.invite_auth("0555").await.unwrap();
+        let out = carrier.request(Method::Invite).await.unwrap();
+        assert!(out.headers.get("Proxy-Authorization").is_none());
+        challenge(&carrier, &out, 407, REALM).await;
+        let out2 = carrier.request(Method::Invite).await.unwrap();
+        assert_eq!(out2.call_id(), out.call_id());
+        assert!(out2.cseq().seq > out.cseq().seq);
+        verify(&out2, "Proxy-Authorization");
+        carrier.reply(&out2, 200, "ct").await.unwrap();
+        let answered = alice
+            .response(inv.call_id(), Method::Invite, false)
+            .await
+            .unwrap();
+        assert_eq!(answered.status, 200);
+        let mut d = alice.dialog_from_answer(&inv, &answered);
+        alice.ack(&d).await.unwrap();
+        assert_eq!(alice.bye(&mut d).await.unwrap().status, 200);
+        let bye = carrier.request(Method::Bye).await.unwrap();
+        carrier.reply(&bye, 200, "ct").await.unwrap();
+
+        // A challenge from another realm gets no credentials, and the caller never
+        // sees a challenge it could answer for the trunk.
+        let inv = alice.invite_auth("0666").await.unwrap();
+        let out = carrier.request(Method::Invite).await.unwrap();
+        challenge(&carrier, &out, 407, "phisher.example").await;
+        let r = alice
+            .response(inv.call_id(), Method::Invite, false)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 403);
+        let again = carrier
+            .recv_matching(
+                "a second INVITE",
+                |m| matches!(m, Message::Request(r) if r.method == Method::Invite),
+            )
+            .await;
+        assert!(
+            again.is_err(),
+            "no INVITE with credentials for a foreign realm"
+        );
+        s.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn hold_and_unhold_are_relayed_across_the_b2bua() {
+    let s = server().await;
+    let mut alice = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
+    let mut bob = Ua::new("bob", "bob-pw", s.udp).await.unwrap();
+    let (mut a, _b, _) = connect(&s, &mut alice, &mut bob, "1002").await;
+    for (direction, answer) in [("sendonly", "recvonly"), ("sendrecv", "sendrecv")] {
+        let offer =
+            e2e::offer_sdp(alice.addr.port() + 2).replace("a=sendrecv", &format!("a={direction}"));
+        let reinvite = alice
+            .send_in_dialog(&mut a, Method::Invite, Some(offer))
+            .await
+            .unwrap();
+        let relayed = bob.request(Method::Invite).await.unwrap();
+        assert!(
+            String::from_utf8_lossy(&relayed.body).contains(&format!("a={direction}")),
+            "offer relayed as is"
+        );
+        let mut ok = comm_server::sip::message::response_to(&relayed.headers, 200, None);
+        ok.headers.push("Contact", bob.contact());
+        ok.headers.push("Content-Type", "application/sdp");
+        ok.body = e2e::offer_sdp(bob.addr.port() + 2)
+            .replace("a=sendrecv", &format!("a={answer}"))
+            .into_bytes();
+        bob.send_response(&ok).await.unwrap();
+        let got = alice
+            .response(reinvite.call_id(), Method::Invite, false)
+            .await
+            .unwrap();
+        assert_eq!(got.status, 200);
+        assert!(
+            String::from_utf8_lossy(&got.body).contains(&format!("a={answer}")),
+            "answer relayed back"
+        );
+        assert_eq!(got.cseq().unwrap().seq, reinvite.cseq().seq);
+        alice.ack(&a).await.unwrap();
+        let ack = bob.request(Method::Ack).await.unwrap();
+        assert_eq!(
+            ack.cseq().seq,
+            relayed.cseq().seq,
+            "the B2BUA ACKs the callee's 2xx"
+        );
+    }
+    assert_eq!(alice.bye(&mut a).await.unwrap().status, 200);
+    let bye = bob.request(Method::Bye).await.unwrap();
+    bob.reply(&bye, 200, "bobtag").await.unwrap();
+    s.stop().await.unwrap();
+}

@@ -127,6 +127,28 @@ impl Strategy {
     }
 }
 
+impl std::str::FromStr for Strategy {
+    type Err = String;
+
+    /// The kebab-case names used in config files and on the command line.
+    fn from_str(s: &str) -> Result<Strategy, String> {
+        Ok(match s {
+            "longest-idle" => Strategy::LongestIdle,
+            "round-robin" => Strategy::RoundRobin,
+            "fewest-calls" => Strategy::FewestCalls,
+            "least-talk-time" => Strategy::LeastTalkTime,
+            "ring-all" => Strategy::RingAll,
+            "linear" => Strategy::Linear,
+            "random" => Strategy::Random,
+            other => {
+                return Err(format!(
+                    "unknown strategy {other:?}: use longest-idle, round-robin, fewest-calls, least-talk-time, ring-all, linear or random"
+                ));
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,27 +193,5 @@ mod tests {
     fn names_parse_and_unknown_is_none() {
         assert_eq!(Strategy::from_name("ring-all"), Some(Strategy::RingAll));
         assert_eq!(Strategy::from_name("top-down"), None);
-    }
-}
-
-impl std::str::FromStr for Strategy {
-    type Err = String;
-
-    /// The kebab-case names used in config files and on the command line.
-    fn from_str(s: &str) -> Result<Strategy, String> {
-        Ok(match s {
-            "longest-idle" => Strategy::LongestIdle,
-            "round-robin" => Strategy::RoundRobin,
-            "fewest-calls" => Strategy::FewestCalls,
-            "least-talk-time" => Strategy::LeastTalkTime,
-            "ring-all" => Strategy::RingAll,
-            "linear" => Strategy::Linear,
-            "random" => Strategy::Random,
-            other => {
-                return Err(format!(
-                    "unknown strategy {other:?}: use longest-idle, round-robin, fewest-calls, least-talk-time, ring-all, linear or random"
-                ));
-            }
-        })
     }
 }
