@@ -621,3 +621,36 @@ async fn hold_and_unhold_are_relayed_across_the_b2bua() {
     bob.reply(&bye, 200, "bobtag").await.unwrap();
     s.stop().await.unwrap();
 }
+
+/// Runs only when `COMM_TEST_POSTGRES_URL` names a database (`.ci/run` starts one).
+#[tokio::test]
+async fn postgres_storage_keeps_registrations_and_cdrs() {
+    let Ok(url) = std::env::var("COMM_TEST_POSTGRES_URL") else {
+        eprintln!("note: COMM_TEST_POSTGRES_URL not set; PostgreSQL end-to-end test skipped");
+        return;
+    };
+    let dir = temp_dir();
+    let cfg = base_config(&dir, &format!("\n[storage]\nurl = \"{url}\"\n"));
+    let s = Server::start(&cfg).await.unwrap();
+    let mut bob = Ua::new("bob", "bob-pw", s.udp).await.unwrap();
+    assert_eq!(bob.register(600).await.unwrap().status, 200);
+    s.stop().await.unwrap();
+
+    let s = Server::start(&cfg).await.unwrap();
+    bob.server = s.udp;
+    let mut alice = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
+    let inv = alice.invite("1002").await.unwrap();
+    let incoming = bob.request(Method::Invite).await.unwrap();
+    bob.reply(&incoming, 486, "bt").await.unwrap();
+    assert_eq!(
+        alice
+            .response(inv.call_id(), Method::Invite, false)
+            .await
+            .unwrap()
+            .status,
+        486
+    );
+    let c = cdr(&s, inv.call_id()).await;
+    assert_eq!(c.end_reason, EndReason::Busy);
+    s.stop().await.unwrap();
+}

@@ -948,4 +948,49 @@ mod tests {
         );
         assert!(e.poll_event().is_none());
     }
+
+    mod never_panics {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// Whatever arrives, the endpoint answers or drops it and keeps its tables sane.
+            #[test]
+            fn on_mutated_requests(edits in proptest::collection::vec((0usize..260, any::<u8>()), 0..6), method in 0usize..4) {
+                let base = invite("z9hG4bKp");
+                let text = match method {
+                    0 => base,
+                    1 => base.replace("INVITE sip", "CANCEL sip").replace("1 INVITE", "1 CANCEL"),
+                    2 => base.replace("INVITE sip", "ACK sip").replace("1 INVITE", "1 ACK"),
+                    _ => base.replace("INVITE sip:100", "SIP/2.0 200 OK\r\nX: sip:100"),
+                };
+                let mut bytes = text.into_bytes();
+                for (pos, b) in edits {
+                    let i = pos % bytes.len();
+                    bytes[i] = b;
+                }
+                let mut e = ep();
+                let t0 = crate::time::base_instant();
+                e.handle_message(t0, flow(), &bytes);
+                e.handle_message(t0, flow(), &bytes);
+                while e.poll_transmit().is_some() {}
+                while let Some(ev) = e.poll_event() {
+                    if let Event::Request { tx, request, .. } = ev {
+                        e.respond(t0, tx, message::response_to(&request.headers, 486, Some("t")));
+                    }
+                }
+                let mut now = t0;
+                while let Some(t) = e.poll_timeout() {
+                    prop_assert!(t >= now);
+                    now = t;
+                    e.handle_timeout(now);
+                    while e.poll_transmit().is_some() {}
+                    while e.poll_event().is_some() {}
+                }
+                prop_assert_eq!(e.transaction_count(), 0, "every transaction ends");
+            }
+        }
+    }
 }

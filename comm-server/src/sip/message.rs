@@ -774,4 +774,40 @@ mod tests {
         let big = resp.replace("180", "4294967301");
         assert_eq!(req(&big).unwrap_err().status, None);
     }
+
+    mod never_panics {
+        use super::*;
+        use proptest::prelude::*;
+
+        const INVITE: &str = "INVITE sip:bob@h SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4:5;branch=z9hG4bKx\r\nFrom: \"A\" <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContact: <sip:a@1.2.3.4:5>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n";
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
+                let _ = parse(&bytes);
+                let _ = frame_stream(&bytes);
+            }
+
+            #[test]
+            fn on_mutated_messages(edits in proptest::collection::vec((0usize..320, any::<u8>()), 1..8), cut in 0usize..340) {
+                let mut bytes = INVITE.as_bytes().to_vec();
+                for (pos, b) in edits {
+                    let i = pos % bytes.len();
+                    bytes[i] = b;
+                }
+                bytes.truncate(cut.max(1));
+                if let Ok(Message::Request(r)) = parse(&bytes) {
+                    // Whatever parses must serialize and parse again.
+                    let again = parse(&r.to_bytes());
+                    prop_assert!(again.is_ok(), "re-parse failed");
+                }
+                if let Err(r) = parse(&bytes) {
+                    let _ = r.answer("t");
+                }
+                let _ = frame_stream(&bytes);
+            }
+        }
+    }
 }
