@@ -2,4 +2,5 @@
 //! through. Protocol and policy live in pure state machines (no sockets, no clocks, no
 //! tasks); thin async drivers own the I/O. See `../shared/STYLE.md` for the house style.
 
+pub mod media;
 pub mod time;

@@ -1,0 +1,37 @@
+//! The media engine: everything a call leg hears, says and presses.
+//!
+//! Owns RTP (RFC 3550) per call leg, G.711 audio, RFC 4733 and in-band DTMF, SDP
+//! offer/answer for audio, prompt playback, music on hold, bridging two legs and
+//! recording. It does not own SIP dialogs or call routing: the B2BUA decides *what*
+//! a leg should hear and tells the leg's [`session::MediaSession`] by command.
+//!
+//! Every module here except [`recording`]'s file writer is pure: no sockets, no tasks,
+//! no clock reads. Time comes in as `now`, packets come in as bytes, and packets go
+//! out through `poll_transmit()`; a thin driver owns the UDP sockets and the one shared
+//! 20 ms ticker (see `STYLE.md`, habits 1-3). Addresses use `core::net` so the pure
+//! modules never import `std::net`.
+//!
+//! ```text
+//!   UDP socket --bytes--> MediaSession::handle_rtp --+--> poll_action  (digits, timeouts)
+//!   20 ms tick ---------> MediaSession::handle_tick  +--> poll_transmit (RTP to the peer)
+//!   B2BUA commands -----> MediaSession::handle_command--> poll_frame   (bridged audio
+//!                                                          to the other leg)
+//! ```
+
+pub mod dtmf;
+pub mod g711;
+pub mod jitter;
+pub mod prompt;
+pub mod recording;
+pub mod rtp;
+pub mod sdp;
+pub mod session;
+
+/// G.711 and RFC 4733 telephone events run at 8 kHz (RFC 3551 section 4.5.14).
+pub const SAMPLE_RATE: u32 = 8_000;
+
+/// Default packetisation time: 20 ms, what every SIP phone and trunk sends by default.
+pub const FRAME_DURATION: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Samples in one 20 ms frame at 8 kHz.
+pub const FRAME_SAMPLES: usize = 160;
