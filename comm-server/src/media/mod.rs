@@ -35,3 +35,11 @@ pub const FRAME_DURATION: std::time::Duration = std::time::Duration::from_millis
 
 /// Samples in one 20 ms frame at 8 kHz.
 pub const FRAME_SAMPLES: usize = 160;
+
+/// An arbitrary origin for tests' virtual time: only differences from it matter, so
+/// this is the one ambient clock read the media tests allow themselves.
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn test_epoch() -> std::time::Instant {
+    std::time::Instant::now()
+}

@@ -322,21 +322,21 @@ fn push_number(n: u32, out: &mut Vec<String>) {
         0..=20 => out.push(format!("numbers/{n}")),
         21..=99 => {
             out.push(format!("numbers/{}", n / 10 * 10));
-            if n % 10 != 0 {
+            if !n.is_multiple_of(10) {
                 out.push(format!("numbers/{}", n % 10));
             }
         }
         100..=999 => {
             out.push(format!("numbers/{}", n / 100));
             out.push("numbers/hundred".into());
-            if n % 100 != 0 {
+            if !n.is_multiple_of(100) {
                 push_number(n % 100, out);
             }
         }
         _ => {
             push_number(n / 1000, out);
             out.push("numbers/thousand".into());
-            if n % 1000 != 0 {
+            if !n.is_multiple_of(1000) {
                 push_number(n % 1000, out);
             }
         }

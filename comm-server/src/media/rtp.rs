@@ -408,11 +408,9 @@ impl RtpReceiver {
             self.rejected += 1;
             return None;
         }
-        if was_probation {
-            if let Latch::Probation { from, ssrc } = self.latch {
-                self.latch = Latch::Latched { from, ssrc };
-                newly_latched = true;
-            }
+        if let (true, Latch::Probation { from, ssrc }) = (was_probation, self.latch) {
+            self.latch = Latch::Latched { from, ssrc };
+            newly_latched = true;
         }
         let extended_sequence = source.extend(packet.sequence);
         self.update_jitter(now, packet.timestamp);
@@ -567,7 +565,7 @@ mod tests {
 
     #[test]
     fn probation_then_latch() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_epoch();
         let mut rx = RtpReceiver::new(t0, 8000);
         // First packet only starts probation (A.1: MIN_SEQUENTIAL = 2).
         assert!(!feed(&mut rx, t0, addr(1000), 10, 0, 5));
@@ -579,7 +577,7 @@ mod tests {
 
     #[test]
     fn a_third_address_cannot_take_over() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_epoch();
         let mut rx = RtpReceiver::new(t0, 8000);
         for i in 0..5 {
             feed(&mut rx, t0, addr(1000), i, i as u32 * 160, 5);
@@ -598,7 +596,7 @@ mod tests {
 
     #[test]
     fn interleaved_sources_never_pass_probation() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_epoch();
         let mut rx = RtpReceiver::new(t0, 8000);
         for i in 0..20u16 {
             let from = if i % 2 == 0 { addr(1) } else { addr(2) };
@@ -609,7 +607,7 @@ mod tests {
 
     #[test]
     fn loss_counts_gaps_and_wraps() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_epoch();
         let mut rx = RtpReceiver::new(t0, 8000);
         let seqs: Vec<u16> = (65530..=65535)
             .chain(0..10)
@@ -625,7 +623,7 @@ mod tests {
 
     #[test]
     fn jitter_follows_a8() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_epoch();
         let mut rx = RtpReceiver::new(t0, 8000);
         // Perfectly paced: zero jitter.
         for i in 0..50u32 {
@@ -657,7 +655,7 @@ mod tests {
 
     #[test]
     fn big_jump_needs_two_packets() {
-        let t0 = Instant::now();
+        let t0 = crate::media::test_epoch();
         let mut rx = RtpReceiver::new(t0, 8000);
         for i in 0..5 {
             feed(&mut rx, t0, addr(1), i, 0, 1);
