@@ -26,10 +26,12 @@
 //!   no valid RTP for media_timeout while we expect some -> MediaTimeout (once).
 //! ```
 //!
-//! Pacing: frame `k` is due at `start + k * 20 ms` and carries RTP timestamp
+//! Pacing: frame `k` is due at `epoch + k * 20 ms` and carries RTP timestamp
 //! `initial + k * 160`. Each tick sends every frame that is due by the session's own
 //! clock, so a late or early shared tick never makes a session drift; a stall longer
-//! than [`MAX_CATCH_UP`] skips frames instead of bursting them.
+//! than [`MAX_CATCH_UP`] skips frames instead of bursting them. `epoch` is the shared
+//! ticker's grid ([`SessionConfig::pacing_epoch`]), so a tick finds frames exactly due
+//! rather than up to 20 ms late.
 
 use core::net::SocketAddr;
 use std::collections::VecDeque;
@@ -83,6 +85,11 @@ pub struct SessionConfig {
     pub inband_dtmf: bool,
     /// Reorder buffer depth in packets for recording and tone detection.
     pub reorder_depth: usize,
+    /// An instant on the driver's tick grid (its first tick, or that plus a phase
+    /// offset). Frames fall due on `pacing_epoch + k * 20 ms`, so a shared ticker
+    /// on the same grid finds them due the moment it fires. `None`: the session's
+    /// own start, for tests and single sessions.
+    pub pacing_epoch: Option<Instant>,
 }
 
 impl SessionConfig {
@@ -105,6 +112,7 @@ impl SessionConfig {
             hold_timeout: None,
             inband_dtmf: true,
             reorder_depth: jitter::DEFAULT_DEPTH,
+            pacing_epoch: None,
         }
     }
 }
@@ -229,7 +237,8 @@ struct Recording {
 #[derive(Debug)]
 pub struct MediaSession {
     config: SessionConfig,
-    start: Instant,
+    /// Origin of the frame grid and of the session's sample clock.
+    epoch: Instant,
     stream: OutgoingStream,
     receiver: RtpReceiver,
     source: Source,
@@ -261,15 +270,19 @@ pub struct MediaSession {
 
 impl MediaSession {
     pub fn new(now: Instant, config: SessionConfig) -> Self {
+        let epoch = config.pacing_epoch.filter(|e| *e <= now).unwrap_or(now);
+        let since = now.saturating_duration_since(epoch).as_micros();
+        // First frame on the grid at or after now.
+        let next_frame = since.div_ceil(FRAME_DURATION.as_micros()) as u64;
         MediaSession {
             stream: OutgoingStream::new(config.ssrc, config.initial_sequence),
             receiver: RtpReceiver::new(now, SAMPLE_RATE),
             tone_detector: config.inband_dtmf.then(ToneDetector::new),
             reorder: ReorderBuffer::new(config.reorder_depth),
             config,
-            start: now,
+            epoch,
             source: Source::Idle,
-            next_frame: 0,
+            next_frame,
             timestamp_adjust: 0,
             last_sent_end: None,
             feed_changed: true,
@@ -365,7 +378,7 @@ impl MediaSession {
         if now.saturating_duration_since(due) > MAX_CATCH_UP {
             // Stalled (the process was descheduled): skip rather than burst.
             let behind =
-                now.saturating_duration_since(self.start).as_micros() / FRAME_DURATION.as_micros();
+                now.saturating_duration_since(self.epoch).as_micros() / FRAME_DURATION.as_micros();
             let skip_to = behind as u64;
             if self.ticks_frames() {
                 self.late_frames += skip_to.saturating_sub(self.next_frame);
@@ -580,12 +593,12 @@ impl MediaSession {
     // ----- internals ----------------------------------------------------------------
 
     fn frame_due(&self, k: u64) -> Instant {
-        self.start + FRAME_DURATION * k as u32
+        self.epoch + FRAME_DURATION * k as u32
     }
 
     /// Samples elapsed on this session's clock.
     fn position(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.start).as_micros() as u64 * SAMPLE_RATE as u64
+        now.saturating_duration_since(self.epoch).as_micros() as u64 * SAMPLE_RATE as u64
             / 1_000_000
     }
 
@@ -611,7 +624,7 @@ impl MediaSession {
 
     /// Starting tick-driven output: skip frames that fell due while we were idle.
     fn align_clock(&mut self, now: Instant) {
-        let current = (now.saturating_duration_since(self.start).as_micros()
+        let current = (now.saturating_duration_since(self.epoch).as_micros()
             / FRAME_DURATION.as_micros()) as u64;
         self.next_frame = self.next_frame.max(current);
     }

@@ -157,8 +157,6 @@ fn irregular_shared_ticks_do_not_drift() {
         sent.extend(drain(&mut s).0);
         t += [20, 27, 13, 20, 39, 1][(t as usize / 7) % 6];
     }
-    let last_tick = t - [20, 27, 13, 20, 39, 1][((t - 1) as usize / 7) % 6];
-    let _ = last_tick;
     // One frame per 20 ms of session time, never more, never fewer.
     assert!((500..=501).contains(&sent.len()), "{}", sent.len());
     for w in sent.windows(2) {
@@ -169,6 +167,24 @@ fn irregular_shared_ticks_do_not_drift() {
     // 19 ms late is late (> 5 ms), but nothing was skipped.
     assert!(s.quality().late_frames > 0);
     assert_eq!(s.quality().packets_sent, sent.len() as u64);
+}
+
+#[test]
+fn frames_fall_on_the_shared_tick_grid() {
+    let t0 = crate::media::test_epoch();
+    let mut config = SessionConfig::new(&negotiated(Codec::Pcmu), 1, 1, 0);
+    config.pacing_epoch = Some(t0);
+    // Created 7 ms into a tick period: the first frame waits for the next grid tick.
+    let mut s = MediaSession::new(ms(t0, 7), config);
+    s.handle_command(ms(t0, 7), MediaCommand::LoopMusic(prompt(1000)));
+    assert_eq!(s.poll_timeout(), Some(ms(t0, 20)));
+    s.handle_tick(ms(t0, 7));
+    assert!(drain(&mut s).0.is_empty());
+    for k in 1..100 {
+        s.handle_tick(ms(t0, 20 * k));
+    }
+    assert_eq!(drain(&mut s).0.len(), 99);
+    assert_eq!(s.quality().late_frames, 0);
 }
 
 #[test]
