@@ -5,11 +5,11 @@
 //! recording. It does not own SIP dialogs or call routing: the B2BUA decides *what*
 //! a leg should hear and tells the leg's [`session::MediaSession`] by command.
 //!
-//! Every module here except [`recording`]'s file writer is pure: no sockets, no tasks,
-//! no clock reads. Time comes in as `now`, packets come in as bytes, and packets go
-//! out through `poll_transmit()`; a thin driver owns the UDP sockets and the one shared
-//! 20 ms ticker (see `STYLE.md`, habits 1-3). Addresses use `core::net` so the pure
-//! modules never import `std::net`.
+//! Every module here except [`driver`] (and [`recording`]'s file writer, and prompt
+//! loading at startup) is pure: no sockets, no tasks, no clock reads. Time comes in
+//! as `now`, packets come in as bytes, and packets go out through `poll_transmit()`;
+//! the [`driver`] owns the UDP sockets and the one shared ticker (see `STYLE.md`,
+//! habits 1-3). Addresses use `core::net` so the pure modules never import `std::net`.
 //!
 //! ```text
 //!   UDP socket --bytes--> MediaSession::handle_rtp --+--> poll_action  (digits, timeouts)
@@ -18,6 +18,7 @@
 //!                                                          to the other leg)
 //! ```
 
+pub mod driver;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;

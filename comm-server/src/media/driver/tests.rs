@@ -1,0 +1,251 @@
+//! The driver over real loopback sockets: a test phone talks RTP to the engine.
+
+use super::*;
+use crate::media::dtmf;
+use crate::media::g711::Codec;
+use crate::media::prompt::Prompt;
+use crate::media::rtp::RtpPacket;
+use crate::media::sdp::{Direction, Negotiated};
+
+fn engine() -> (MediaEngine, mpsc::UnboundedReceiver<EngineEvent>) {
+    let (engine, events, _task) = MediaEngine::spawn(EngineConfig {
+        bind: IpAddr::from([127, 0, 0, 1]),
+        ports: None,
+        phases: DEFAULT_PHASES,
+    });
+    (engine, events)
+}
+
+async fn phone() -> UdpSocket {
+    UdpSocket::bind("127.0.0.1:0").await.unwrap()
+}
+
+fn config(codec: Codec, remote: SocketAddr) -> SessionConfig {
+    let n = Negotiated {
+        remote: Some(remote),
+        codec,
+        payload_type: codec.payload_type(),
+        telephone_event: Some(101),
+        remote_ptime: None,
+        direction: Direction::SendRecv,
+    };
+    SessionConfig::new(&n, 77, 1, 1)
+}
+
+async fn recv(socket: &UdpSocket) -> Vec<u8> {
+    let mut buf = [0u8; 1500];
+    let (len, _) = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buf))
+        .await
+        .expect("RTP within 2 s")
+        .unwrap();
+    buf[..len].to_vec()
+}
+
+async fn next_action(events: &mut mpsc::UnboundedReceiver<EngineEvent>) -> (LegId, MediaAction) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(2), events.recv())
+            .await
+            .expect("event within 2 s")
+        {
+            Some(EngineEvent::Action { leg, action }) => return (leg, action),
+            Some(_) => continue,
+            None => panic!("engine stopped"),
+        }
+    }
+}
+
+fn rtp(seq: u16, ts: u32, pt: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    RtpPacket {
+        marker: false,
+        payload_type: pt,
+        sequence: seq,
+        timestamp: ts,
+        ssrc: 5,
+        payload,
+    }
+    .write(&mut out);
+    out
+}
+
+#[tokio::test]
+async fn prompt_audio_arrives_bit_exact_and_playback_finishes() {
+    let (engine, mut events) = engine();
+    let phone = phone().await;
+    let local = engine.open(1).await.unwrap();
+    engine
+        .start(1, config(Codec::Pcmu, phone.local_addr().unwrap()))
+        .unwrap();
+    let samples: Vec<i16> = (0..800)
+        .map(|i| ((i * 131) % 16_000 - 8000) as i16)
+        .collect();
+    engine
+        .command(
+            1,
+            MediaCommand::Play {
+                id: 3,
+                prompts: vec![Prompt::from_samples("p", samples.clone())],
+                barge_in: false,
+            },
+        )
+        .unwrap();
+    let mut decoded = Vec::new();
+    for _ in 0..5 {
+        let d = recv(&phone).await;
+        Codec::Pcmu.decode(RtpPacket::parse(&d).unwrap().payload, &mut decoded);
+    }
+    let expected: Vec<i16> = samples
+        .iter()
+        .map(|&s| Codec::Pcmu.decode_sample(Codec::Pcmu.encode_sample(s)))
+        .collect();
+    assert_eq!(decoded, expected);
+    assert_eq!(
+        next_action(&mut events).await,
+        (
+            1,
+            MediaAction::PlaybackFinished {
+                id: 3,
+                interrupted: false
+            }
+        )
+    );
+    // The phone answers from its socket: RFC 4733 digit, sent with retransmissions.
+    for (i, (event, _)) in dtmf::event_packets(9, 800, 10, 160).into_iter().enumerate() {
+        phone
+            .send_to(&rtp(i as u16, 1000, 101, &event.to_bytes()), local)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        next_action(&mut events).await,
+        (
+            1,
+            MediaAction::RemoteLatched {
+                address: phone.local_addr().unwrap()
+            }
+        )
+    );
+    assert_eq!(
+        next_action(&mut events).await.1,
+        MediaAction::DigitReceived {
+            digit: '9',
+            method: crate::media::session::DtmfMethod::Rfc4733
+        }
+    );
+    let quality = engine.close(1).await.unwrap();
+    assert_eq!(quality.packets_sent, 5);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), events.recv())
+            .await
+            .is_err(),
+        "digit reported once"
+    );
+}
+
+#[tokio::test]
+async fn bridge_relays_between_two_phones_across_codecs() {
+    let (engine, _events) = engine();
+    let (caller, agent) = (phone().await, phone().await);
+    let caller_leg = engine.open(10).await.unwrap();
+    let _agent_leg = engine.open(11).await.unwrap();
+    engine
+        .start(10, config(Codec::Pcmu, caller.local_addr().unwrap()))
+        .unwrap();
+    engine
+        .start(11, config(Codec::Pcma, agent.local_addr().unwrap()))
+        .unwrap();
+    engine.bridge(10, 11).unwrap();
+    let mut payload = Vec::new();
+    Codec::Pcmu.encode(&[4000; 160], &mut payload);
+    for i in 0..4u16 {
+        caller
+            .send_to(&rtp(i, i as u32 * 160, 0, &payload), caller_leg)
+            .await
+            .unwrap();
+    }
+    // Probation takes the first packet; the rest arrive at the agent as A-law.
+    for _ in 0..3 {
+        let d = recv(&agent).await;
+        let p = RtpPacket::parse(&d).unwrap();
+        assert_eq!(p.payload_type, 8);
+        assert!(
+            p.payload
+                .iter()
+                .all(|&b| (Codec::Pcma.decode_sample(b) - 4000).abs() < 200)
+        );
+    }
+}
+
+#[tokio::test]
+async fn ports_come_from_the_range_and_run_out() {
+    let (engine, _events, _task) = MediaEngine::spawn(EngineConfig {
+        bind: IpAddr::from([127, 0, 0, 1]),
+        ports: Some(PortRange {
+            first: 47_001,
+            last: 47_005,
+        }),
+        phases: DEFAULT_PHASES,
+    });
+    let a = engine.open(1).await.unwrap();
+    let b = engine.open(2).await.unwrap();
+    assert!([47_002, 47_004].contains(&a.port()) && [47_002, 47_004].contains(&b.port()) && a != b);
+    assert!(matches!(
+        engine.open(3).await,
+        Err(DriverError::NoFreePort { .. })
+    ));
+    engine.close(1).await;
+    assert_eq!(engine.open(4).await.unwrap().port(), a.port());
+}
+
+#[tokio::test]
+async fn recording_lands_complete_on_disk() {
+    let (engine, mut events) = engine();
+    let phone = phone().await;
+    let local = engine.open(1).await.unwrap();
+    engine
+        .start(1, config(Codec::Pcma, phone.local_addr().unwrap()))
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("media-driver-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("vm.wav");
+    engine
+        .record(1, path.clone(), RecordSides::Received)
+        .await
+        .unwrap();
+    let tone: Vec<i16> = (0..8000)
+        .map(|i| (5000.0 * (2.0 * std::f64::consts::PI * 500.0 * i as f64 / 8000.0).sin()) as i16)
+        .collect();
+    let mut interval = tokio::time::interval(Duration::from_millis(20));
+    for (i, chunk) in tone.chunks(160).enumerate() {
+        interval.tick().await;
+        let mut payload = Vec::new();
+        Codec::Pcma.encode(chunk, &mut payload);
+        phone
+            .send_to(&rtp(i as u16, i as u32 * 160, 8, &payload), local)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    engine.command(1, MediaCommand::StopRecording).unwrap();
+    let finished = loop {
+        match tokio::time::timeout(Duration::from_secs(2), events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            EngineEvent::RecordingFinished { result, .. } => break result.unwrap(),
+            _ => continue,
+        }
+    };
+    assert_eq!(finished, path);
+    let mut reader = hound::WavReader::open(&path).unwrap();
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let crossings = samples.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
+    // About a second of 500 Hz (minus the probation packet) in about 1.1 s of recording.
+    assert!(
+        (470..=505).contains(&crossings),
+        "{crossings} crossings in {} samples",
+        samples.len()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
