@@ -180,7 +180,8 @@ const RTP_SEQ_MOD: u32 = 1 << 16;
 #[derive(Debug, Clone)]
 struct SourceSequence {
     max_seq: u16,
-    cycles: u32,
+    /// Wrap count times 2^16; u64 so no packet count can overflow it.
+    cycles: u64,
     base_seq: u32,
     bad_seq: u32,
     probation: u32,
@@ -231,7 +232,7 @@ impl SourceSequence {
             return false;
         } else if udelta < MAX_DROPOUT {
             if seq < self.max_seq {
-                self.cycles += RTP_SEQ_MOD;
+                self.cycles += RTP_SEQ_MOD as u64;
             }
             self.max_seq = seq;
         } else if udelta as u32 <= RTP_SEQ_MOD - MAX_MISORDER as u32 {
@@ -250,7 +251,7 @@ impl SourceSequence {
     }
 
     fn extended_max(&self) -> u64 {
-        self.cycles as u64 + self.max_seq as u64
+        self.cycles + self.max_seq as u64
     }
 
     /// Extended sequence number of `seq`, assumed close to the highest seen.
@@ -260,8 +261,10 @@ impl SourceSequence {
         (max + delta).max(0) as u64
     }
 
-    fn expected(&self) -> u64 {
-        self.extended_max() + 1 - self.base_seq as u64
+    /// Packets expected since the base (A.3). Signed: during probation or after a
+    /// restart the maximum can sit below the base, and network input must not panic.
+    fn expected(&self) -> i64 {
+        self.extended_max() as i64 + 1 - self.base_seq as i64
     }
 }
 
@@ -360,9 +363,10 @@ impl RtpReceiver {
     }
 
     fn carry_source(&mut self) {
-        if let Some(s) = self.source.take() {
+        // A source still on probation has delivered nothing: nothing to carry.
+        if let Some(s) = self.source.take().filter(|s| s.probation == 0) {
             self.carried_received += s.received;
-            self.carried_lost += s.expected() as i64 - s.received as i64;
+            self.carried_lost += s.expected() - s.received as i64;
         }
         self.last_transit = None;
     }
@@ -456,7 +460,7 @@ impl RtpReceiver {
                 .source
                 .as_ref()
                 .filter(|s| s.probation == 0)
-                .map_or(0, |s| s.expected() as i64 - s.received as i64)
+                .map_or(0, |s| s.expected() - s.received as i64)
     }
 
     pub fn packets_rejected(&self) -> u64 {
