@@ -49,7 +49,9 @@ const MAX_DATAGRAM: usize = 1500;
 /// RTP ports to bind, inclusive. Only even ports are used (RFC 3550 section 11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortRange {
+    /// First port tried (rounded up to even).
     pub first: u16,
+    /// Last port that may be used; with `first` this bounds concurrent legs to (last - first) / 2 + 1.
     pub last: u16,
 }
 
@@ -64,6 +66,8 @@ pub struct EngineConfig {
     pub phases: u32,
 }
 
+/// Why the driver could not do what was asked. `NoFreePort` maps to SIP 503 with Retry-After
+/// (the B2BUA's one place for that mapping); the rest are internal (500).
 #[derive(Debug, Error)]
 pub enum DriverError {
     #[error("no free RTP port in {first}-{last}")]
@@ -92,11 +96,15 @@ pub enum EngineEvent {
     },
 }
 
+/// What the handle asks of the engine task. Replies travel on oneshot channels so
+/// the B2BUA can await them; fire-and-forget requests have none.
 enum Request {
+    /// Bind a socket for a leg (before SDP, whose answer needs our port).
     Open {
         leg: LegId,
         reply: oneshot::Sender<Result<SocketAddr, DriverError>>,
     },
+    /// Create the session once SDP is agreed; boxed to keep the enum small.
     Start {
         leg: LegId,
         config: Box<SessionConfig>,
@@ -105,6 +113,7 @@ enum Request {
         leg: LegId,
         command: MediaCommand,
     },
+    /// Wire two legs so each one's frames feed the other.
     Link {
         a: LegId,
         b: LegId,
@@ -157,6 +166,7 @@ impl MediaEngine {
         })
     }
 
+    /// Sends a [`MediaCommand`] to a started leg; unknown legs are ignored by the engine.
     pub fn command(&self, leg: LegId, command: MediaCommand) -> Result<(), DriverError> {
         self.send(Request::Command { leg, command })
     }
@@ -199,12 +209,19 @@ impl MediaEngine {
     }
 }
 
+/// One call leg as the engine holds it.
 struct Leg {
+    /// Shared with the reader task; the engine sends on it directly.
     socket: Arc<UdpSocket>,
+    /// Aborted when the leg is dropped, which closes the socket and frees the port.
     reader: JoinHandle<()>,
+    /// `None` between `open` and `start` (SDP not agreed yet): datagrams are dropped.
     session: Option<MediaSession>,
+    /// Which phase of the 20 ms grid ticks this leg.
     phase: usize,
+    /// The bridged leg, if any.
     peer: Option<LegId>,
+    /// Open recording file, fed from `poll_recording`.
     writer: Option<RecordingWriter>,
 }
 
@@ -214,6 +231,8 @@ impl Drop for Leg {
     }
 }
 
+/// A datagram as a reader task hands it over, stamped with its arrival time so
+/// jitter is measured from the socket, not from when the engine got to it.
 struct Datagram {
     leg: LegId,
     from: SocketAddr,
@@ -221,15 +240,22 @@ struct Datagram {
     at: Instant,
 }
 
+/// The engine task's state: every leg, the phase buckets and the port cursor.
 struct Engine {
     config: EngineConfig,
     legs: HashMap<LegId, Leg>,
+    /// Legs per phase, so a tick touches only the quarter that is due.
     phases: Vec<Vec<LegId>>,
+    /// Round-robin phase assignment keeps the buckets even.
     next_phase: usize,
+    /// Next port to try; cycling through the range spreads reuse of recently freed
+    /// ports (late packets of an old call must not reach a new one).
     next_port: u16,
+    /// The ticker's first tick: origin of every session's frame grid.
     epoch: Instant,
     events: mpsc::UnboundedSender<EngineEvent>,
     datagrams: mpsc::Sender<Datagram>,
+    /// Datagrams the kernel refused (send buffer full): dropped, like the network would.
     send_failures: u64,
 }
 
@@ -240,9 +266,13 @@ async fn run(
 ) {
     let phases = config.phases.max(1);
     let period = FRAME_DURATION / phases;
+    // Bounded: if the engine falls behind, readers wait and the kernel drops, rather
+    // than memory growing without limit.
     let (datagrams, mut datagrams_rx) = mpsc::channel(8192);
     let epoch = Instant::now();
     let mut ticker = tokio::time::interval_at(epoch, period);
+    // After a stall, sessions catch up from their own clocks; bursting missed ticks
+    // would only add work.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut engine = Engine {
         next_port: config.ports.map_or(0, |p| p.first + p.first % 2),
@@ -255,6 +285,7 @@ async fn run(
         datagrams,
         send_failures: 0,
     };
+    // The only select! in the media engine. Ends when every handle is dropped.
     loop {
         tokio::select! {
             request = requests.recv() => match request {
@@ -380,6 +411,8 @@ impl Engine {
         })
     }
 
+    /// Removes a leg: frees its port, unlinks its peer, completes its recording and
+    /// returns the quality figures for the CDR.
     fn close(&mut self, leg: LegId) -> Option<StreamQuality> {
         let mut state = self.legs.remove(&leg)?;
         self.phases[state.phase].retain(|l| *l != leg);
@@ -423,6 +456,8 @@ impl Engine {
         self.flush(d.leg, d.at);
     }
 
+    /// Ticks the phase this tick belongs to (derived from the tick's own instant, so
+    /// a skipped tick cannot shift which bucket runs).
     fn tick(&mut self, tick: Instant, period: Duration) {
         let index =
             (tick.saturating_duration_since(self.epoch).as_micros() / period.as_micros()) as usize;
@@ -446,6 +481,8 @@ impl Engine {
         let Some(session) = state.session.as_mut() else {
             return;
         };
+        // try_send_to never waits: a full socket buffer drops the packet, as a
+        // congested network would, instead of stalling every other call.
         while let Some(t) = session.poll_transmit() {
             if state.socket.try_send_to(&t.payload, t.destination).is_err() {
                 self.send_failures += 1;
@@ -454,6 +491,8 @@ impl Engine {
         while let Some(action) = session.poll_action() {
             let _ = self.events.send(EngineEvent::Action { leg, action });
         }
+        // Recording writes are small buffered appends; a failing disk is logged and
+        // reported when the recording finishes, never fatal to the call.
         let mut recording_done = None;
         if let Some(writer) = state.writer.as_mut() {
             while let Some(samples) = session.poll_recording() {
@@ -476,6 +515,8 @@ impl Engine {
                 result: writer.finish(),
             });
         }
+        // Bridged audio goes straight to the peer session and out of its socket in
+        // the same turn: relay latency is one pass through the engine.
         if let (Some(peer), false) = (peer, frames.is_empty()) {
             if let Some(p) = self.legs.get_mut(&peer).and_then(|l| l.session.as_mut()) {
                 for f in frames {
@@ -487,6 +528,9 @@ impl Engine {
     }
 }
 
+/// One per leg: receive, stamp, hand to the engine. Errors such as ICMP port
+/// unreachable surfacing on recv are ignored; the socket stays open until the leg
+/// closes.
 async fn read_socket(leg: LegId, socket: Arc<UdpSocket>, datagrams: mpsc::Sender<Datagram>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {

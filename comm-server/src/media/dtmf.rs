@@ -31,6 +31,7 @@ pub struct TelephoneEvent {
     pub duration: u16,
 }
 
+/// Errors from DTMF payloads and digit text.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum DtmfError {
     #[error("telephone-event payload of {0} bytes is shorter than 4")]
@@ -40,6 +41,7 @@ pub enum DtmfError {
 }
 
 impl TelephoneEvent {
+    /// Size of one event block on the wire.
     pub const LEN: usize = 4;
 
     /// Parses the first event of a payload (redundant events after it are ignored).
@@ -55,6 +57,7 @@ impl TelephoneEvent {
         })
     }
 
+    /// The 4-byte wire form.
     pub fn to_bytes(self) -> [u8; 4] {
         let d = self.duration.to_be_bytes();
         [
@@ -201,6 +204,7 @@ impl Default for ToneDetector {
 }
 
 impl ToneDetector {
+    /// A detector with no tone in progress.
     pub fn new() -> Self {
         Self::default()
     }
@@ -223,6 +227,7 @@ impl ToneDetector {
         }
     }
 
+    /// The next detected digit, once per key press.
     pub fn poll_digit(&mut self) -> Option<char> {
         self.digits.pop_front()
     }

@@ -98,7 +98,10 @@ const ULAW_CLIP: i32 = 32_635;
 
 /// Encodes a 16-bit linear sample as mu-law (the classic Sun reference algorithm).
 pub const fn linear_to_ulaw(sample: i16) -> u8 {
+    // i32 so that -32768 can be negated.
     let mut pcm = sample as i32;
+    // Code words are sent inverted (G.711 keeps long runs of zero bits off the line);
+    // the sign goes in bit 7 of the inverted word.
     let mask: u8 = if pcm < 0 {
         pcm = -pcm;
         0x7F
@@ -116,12 +119,15 @@ pub const fn linear_to_ulaw(sample: i16) -> u8 {
         segment += 1;
         v >>= 1;
     }
+    // Four mantissa bits just below the segment's leading bit.
     let mantissa = ((pcm >> (segment + 3)) & 0x0F) as u8;
     (((segment as u8) << 4) | mantissa) ^ mask
 }
 
 /// Decodes a mu-law code word to 16-bit linear.
 pub const fn ulaw_to_linear(code: u8) -> i16 {
+    // Undo the inversion, rebuild the biased magnitude at the segment's scale, then
+    // remove the bias: the middle of the quantisation interval.
     let code = !code;
     let mut t = (((code & 0x0F) as i32) << 3) + ULAW_BIAS;
     t <<= (code & 0x70) >> 4;
@@ -161,6 +167,7 @@ pub const fn linear_to_alaw(sample: i16) -> u8 {
 
 /// Decodes an A-law code word to 16-bit linear.
 pub const fn alaw_to_linear(code: u8) -> i16 {
+    // A-law inverts even bits only (0x55); segments 0 and 1 share one step size.
     let code = code ^ 0x55;
     let mut t = ((code & 0x0F) as i32) << 4;
     let segment = (code & 0x70) >> 4;

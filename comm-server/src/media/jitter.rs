@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 /// on real networks without making recordings lag.
 pub const DEFAULT_DEPTH: usize = 5;
 
+/// Reorders items by extended sequence number, holding at most `depth` of them.
 #[derive(Debug, Clone)]
 pub struct ReorderBuffer<T> {
     depth: usize,
@@ -69,10 +70,12 @@ impl<T> ReorderBuffer<T> {
         Some((seq, item))
     }
 
+    /// Packets held.
     pub fn len(&self) -> usize {
         self.held.len()
     }
 
+    /// True when nothing is held.
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()
     }

@@ -23,6 +23,8 @@ use thiserror::Error;
 
 use super::SAMPLE_RATE;
 
+/// Why a prompt or prompt directory could not be used. Every variant names the file (or
+/// prompt), so a bad `sounds/` directory is fixed from the startup log alone.
 #[derive(Debug, Error)]
 pub enum PromptError {
     #[error("{file}: {source}")]
@@ -124,19 +126,24 @@ impl Prompt {
         })
     }
 
+    /// The library name, e.g. `general/welcome`.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The audio, 8 kHz 16-bit mono.
     pub fn samples(&self) -> &[i16] {
         &self.samples
     }
 
+    /// Playing time.
     pub fn duration(&self) -> Duration {
         Duration::from_micros(self.samples.len() as u64 * 1_000_000 / SAMPLE_RATE as u64)
     }
 }
 
+/// Averages the channels of each frame: summing would clip, and picking one channel
+/// would lose speech panned to the other.
 fn downmix(interleaved: &[i16], channels: usize) -> Vec<i16> {
     if channels == 1 {
         return interleaved.to_vec();
@@ -202,6 +209,7 @@ impl PromptLibrary {
             .map(|e| e.map(|e| e.path()))
             .collect::<Result<_, _>>()
             .map_err(io)?;
+        // Sorted so load errors and names come out in a stable order.
         entries.sort();
         for path in entries {
             if path.is_dir() {
@@ -210,6 +218,8 @@ impl PromptLibrary {
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("wav"))
             {
+                // The name scripts use: `general/welcome` for general/welcome.wav,
+                // with `/` on every platform.
                 let relative = path.strip_prefix(root).unwrap_or(&path).with_extension("");
                 let name = relative
                     .components()
@@ -223,10 +233,12 @@ impl PromptLibrary {
         Ok(())
     }
 
+    /// Adds or replaces a prompt (generated tones, per-tenant recordings).
     pub fn insert(&mut self, prompt: Prompt) {
         self.prompts.insert(prompt.name().to_owned(), prompt);
     }
 
+    /// A prompt by name; a missing name is an error the script engine reports at load.
     pub fn prompt(&self, name: &str) -> Result<Prompt, PromptError> {
         self.prompts
             .get(name)
@@ -239,14 +251,17 @@ impl PromptLibrary {
         names.iter().map(|n| self.prompt(n.as_ref())).collect()
     }
 
+    /// All names, sorted (for validating scripts against the shipped set).
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.prompts.keys().map(String::as_str)
     }
 
+    /// Number of prompts.
     pub fn len(&self) -> usize {
         self.prompts.len()
     }
 
+    /// True when the directory had no WAV files.
     pub fn is_empty(&self) -> bool {
         self.prompts.is_empty()
     }
@@ -283,6 +298,7 @@ impl Playback {
         }
     }
 
+    /// True once a sequence has played to its end (never for a non-empty loop).
     pub fn is_finished(&self) -> bool {
         self.index >= self.prompts.len()
     }
@@ -290,6 +306,8 @@ impl Playback {
     /// Fills `frame`; returns how many samples were audio. The rest is silence
     /// (only in the frame where the sequence ends).
     pub fn fill(&mut self, frame: &mut [i16]) -> usize {
+        // A frame may span the end of one prompt and the start of the next, so
+        // "caller number" + "three" plays without a gap. Empty prompts are skipped.
         let mut written = 0;
         while written < frame.len() && !self.is_finished() {
             let samples = self.prompts[self.index].samples();
@@ -317,6 +335,8 @@ pub fn number_prompts(n: u32) -> Vec<String> {
     out
 }
 
+/// American style, without "and": the shipped `numbers/` set has no "and" prompt
+/// in numbers, and queue positions rarely pass a hundred.
 fn push_number(n: u32, out: &mut Vec<String>) {
     match n {
         0..=20 => out.push(format!("numbers/{n}")),

@@ -51,6 +51,7 @@ pub struct Mixer {
 }
 
 impl Mixer {
+    /// A mixer whose timeline starts at `start_position` (the session's sample clock).
     pub fn new(start_position: u64, sides: RecordSides) -> Self {
         Mixer {
             sides,
@@ -102,6 +103,8 @@ impl Mixer {
     }
 }
 
+/// File errors while recording, naming the file. The call goes on; the CDR notes that
+/// the recording failed.
 #[derive(Debug, Error)]
 pub enum RecordingError {
     #[error("{file}: {source}")]
@@ -156,6 +159,7 @@ impl RecordingWriter {
         })
     }
 
+    /// Appends samples to the temporary file.
     pub fn write(&mut self, samples: &[i16]) -> Result<(), RecordingError> {
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());

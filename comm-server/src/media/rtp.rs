@@ -67,10 +67,15 @@ impl From<RtpReaderError> for RtpError {
 /// A parsed RTP packet borrowing the datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RtpPacket<'a> {
+    /// Marker bit: the first packet of a talkspurt or of a new feed (RFC 3551 §4.1).
     pub marker: bool,
+    /// 7-bit payload type.
     pub payload_type: u8,
+    /// Sequence number, +1 per packet, wrapping.
     pub sequence: u16,
+    /// Sampling instant of the first sample, in clock-rate units.
     pub timestamp: u32,
+    /// Synchronisation source: identifies the stream.
     pub ssrc: u32,
     /// Payload without header, CSRCs, extension or padding.
     pub payload: &'a [u8],
@@ -132,6 +137,7 @@ impl OutgoingStream {
         }
     }
 
+    /// Our SSRC for this leg.
     pub fn ssrc(&self) -> u32 {
         self.ssrc
     }
@@ -160,10 +166,12 @@ impl OutgoingStream {
         out
     }
 
+    /// RTP packets sent (for the CDR and RTCP SR).
     pub fn packets_sent(&self) -> u64 {
         self.packets_sent
     }
 
+    /// Payload octets sent (RTCP SR definition: headers excluded).
     pub fn octets_sent(&self) -> u64 {
         self.octets_sent
     }
@@ -171,6 +179,7 @@ impl OutgoingStream {
 
 /// RFC 3550 appendix A.1 constants.
 pub const MAX_DROPOUT: u16 = 3000;
+/// Sequence numbers this far behind the highest are treated as reordered, not a restart.
 pub const MAX_MISORDER: u16 = 100;
 /// Packets in sequence before a new source is believed (A.1 uses 2).
 pub const MIN_SEQUENTIAL: u32 = 2;
@@ -271,12 +280,15 @@ impl SourceSequence {
 /// Quality figures for one leg, for the CDR (RFC 3550 section 6.4.1 definitions).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StreamQuality {
+    /// Valid packets from the latched source.
     pub packets_received: u64,
     /// Cumulative number of packets lost; negative with duplicates, as in RFC 3550.
     pub packets_lost: i64,
     /// Interarrival jitter in milliseconds (A.8 estimator).
     pub jitter_ms: f64,
+    /// RTP packets we sent.
     pub packets_sent: u64,
+    /// Payload octets we sent.
     pub octets_sent: u64,
     /// Datagrams dropped: malformed, from a foreign address, or failing validation.
     pub packets_rejected: u64,
@@ -295,7 +307,9 @@ pub enum Latch {
 /// An accepted packet, with its extended sequence number for reordering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted<'a> {
+    /// The packet itself.
     pub packet: RtpPacket<'a>,
+    /// Sequence number extended with the wrap count, for reordering.
     pub extended_sequence: u64,
     /// True for the packet that completed probation and latched the source.
     pub newly_latched: bool,
@@ -319,6 +333,7 @@ pub struct RtpReceiver {
 }
 
 impl RtpReceiver {
+    /// A receiver with no source yet; `clock_rate` converts arrival times for jitter.
     pub fn new(now: Instant, clock_rate: u32) -> Self {
         RtpReceiver {
             latch: Latch::Unlatched,
@@ -334,6 +349,7 @@ impl RtpReceiver {
         }
     }
 
+    /// Current latch state.
     pub fn latch(&self) -> Latch {
         self.latch
     }
@@ -445,10 +461,12 @@ impl RtpReceiver {
         (self.jitter_q4 >> 4) as u32
     }
 
+    /// Jitter as a duration (for the CDR).
     pub fn jitter_duration(&self) -> Duration {
         Duration::from_secs_f64((self.jitter_q4 as f64 / 16.0) / self.clock_rate as f64)
     }
 
+    /// Valid packets received over the whole call, all SSRCs.
     pub fn packets_received(&self) -> u64 {
         self.carried_received + self.source.as_ref().map_or(0, |s| s.received)
     }
@@ -463,6 +481,7 @@ impl RtpReceiver {
                 .map_or(0, |s| s.expected() - s.received as i64)
     }
 
+    /// Datagrams dropped: malformed, foreign address, or not (yet) valid.
     pub fn packets_rejected(&self) -> u64 {
         self.rejected
     }

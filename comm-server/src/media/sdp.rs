@@ -14,6 +14,7 @@
 
 use core::net::{IpAddr, SocketAddr};
 
+/// Media direction (RFC 3264 §5.1), re-exported so callers need not depend on `sdp-types`.
 pub use sdp_types::Direction;
 use sdp_types::{Attribute, Connection, Media, MediaType, Origin, Session, Time, TransportProto};
 use thiserror::Error;
@@ -54,9 +55,11 @@ impl SdpError {
 pub struct LocalMedia {
     /// Address the remote should send RTP to (our public media address).
     pub address: IpAddr,
+    /// Our RTP port for this leg (even, from the driver's port range).
     pub port: u16,
     /// Codecs we accept, in our order of preference for offers.
     pub codecs: Vec<Codec>,
+    /// Payload type we offer for RFC 4733 events.
     pub telephone_event_pt: u8,
     /// Our direction before intersection: `SendOnly` to put the remote on hold.
     pub direction: Direction,
@@ -66,6 +69,7 @@ pub struct LocalMedia {
 }
 
 impl LocalMedia {
+    /// Offers PCMU then PCMA, telephone-event 101, sendrecv.
     pub fn new(address: IpAddr, port: u16) -> Self {
         LocalMedia {
             address,
@@ -84,6 +88,7 @@ impl LocalMedia {
 pub struct Negotiated {
     /// Where to send RTP until symmetric RTP latches; `None` for `c=0.0.0.0` hold.
     pub remote: Option<SocketAddr>,
+    /// The chosen codec: the offerer's first that we support.
     pub codec: Codec,
     /// The payload type used for `codec` on this leg.
     pub payload_type: u8,
@@ -96,6 +101,7 @@ pub struct Negotiated {
 }
 
 /// One offered format, resolved through `a=rtpmap` or the static table.
+/// An explicit rtpmap wins over the static table: some UAs remap static numbers.
 fn resolve(media: &Media, pt: u8) -> Option<(String, u32)> {
     for rtpmap in media.attributes_typed::<sdp_types::RtpMap>().flatten() {
         if rtpmap.payload_type == pt {
@@ -105,6 +111,8 @@ fn resolve(media: &Media, pt: u8) -> Option<(String, u32)> {
     Codec::from_payload_type(pt).map(|c| (c.encoding_name().to_string(), 8000))
 }
 
+/// The m= line's formats as payload types; anything else in an RTP profile is a
+/// malformed body (400), not a codec mismatch.
 fn payload_types(media: &Media) -> Result<Vec<u8>, SdpError> {
     media
         .fmt
@@ -118,6 +126,7 @@ fn payload_types(media: &Media) -> Result<Vec<u8>, SdpError> {
         .collect()
 }
 
+/// Media-level direction overrides session-level; absent means sendrecv (RFC 4566 §6).
 fn direction_of(session: &Session, media: &Media) -> Direction {
     let pick = |attrs: &[Attribute]| {
         attrs.iter().find_map(|a| match a.attribute.as_str() {
@@ -133,6 +142,7 @@ fn direction_of(session: &Session, media: &Media) -> Direction {
         .unwrap_or_default()
 }
 
+/// The remote's preferred packetisation, if it said; informational only.
 fn ptime_of(session: &Session, media: &Media) -> Option<u32> {
     media
         .get_first_attribute_value("ptime")
@@ -162,6 +172,8 @@ fn remote_address(session: &Session, media: &Media) -> Result<Option<SocketAddr>
     Ok((!ip.is_unspecified()).then_some(SocketAddr::new(ip, media.port)))
 }
 
+/// Plain RTP profiles only: SRTP (SAVP) offers get 488 rather than a call whose
+/// media we could not decrypt.
 fn is_rtp_avp(media: &Media) -> bool {
     matches!(
         media.proto.to_ascii_uppercase().as_str(),
@@ -174,6 +186,8 @@ fn parse(body: &[u8]) -> Result<Session, SdpError> {
 }
 
 /// Picks our codec and telephone-event from one remote audio stream.
+/// Walks the formats in the remote's order (RFC 3264 §6.1: the answerer should honour
+/// the offerer's preference) and keeps the remote's payload type numbers.
 fn choose(media: &Media, supported: &[Codec]) -> Result<(Codec, u8, Option<u8>), SdpError> {
     let pts = payload_types(media)?;
     let mut chosen = None;
@@ -312,6 +326,8 @@ pub fn parse_answer(body: &[u8], local: &LocalMedia) -> Result<Negotiated, SdpEr
     })
 }
 
+/// Our m=audio section: formats, rtpmaps, telephone-event 0-15 (the DTMF events),
+/// ptime and direction.
 fn audio_media(
     port: u16,
     formats: &[(Codec, u8)],
@@ -339,6 +355,7 @@ fn audio_media(
     media
 }
 
+/// A complete body with session-level c= and t=0 0 (a permanent session).
 fn write(local: &LocalMedia, medias: Vec<Media>) -> Vec<u8> {
     let mut session = Session::new(
         Origin::with_ip_addr(local.session_id, local.session_version, local.address),
@@ -479,5 +496,34 @@ mod tests {
         let n = parse_answer(media_level_c, &local()).unwrap();
         assert_eq!(n.remote, Some(SocketAddr::from(([198, 51, 100, 7], 7000))));
         assert_eq!(n.direction, Direction::RecvOnly);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const VALID: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\na=sendrecv\r\n";
+
+        proptest! {
+            /// Any bytes: an answer or a 400/488, never a panic.
+            #[test]
+            fn arbitrary_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+                if let Err(e) = answer(&body, &local()) {
+                    prop_assert!([400, 488].contains(&e.sip_status()));
+                }
+                let _ = parse_answer(&body, &local());
+            }
+
+            /// A valid offer with one line replaced by printable junk.
+            #[test]
+            fn mutated_offers_never_panic(line in 0usize..9, junk in "[ -~]{0,60}") {
+                let mut lines: Vec<String> = VALID.split("\r\n").map(str::to_owned).collect();
+                lines[line] = junk;
+                let body = lines.join("\r\n");
+                if let Err(e) = answer(body.as_bytes(), &local()) {
+                    prop_assert!([400, 488].contains(&e.sip_status()));
+                }
+            }
+        }
     }
 }

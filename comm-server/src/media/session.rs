@@ -65,11 +65,16 @@ const MAX_PEER_JUMP_SAMPLES: i64 = SAMPLE_RATE as i64;
 /// Everything a session needs, mostly from [`super::sdp::Negotiated`].
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
+    /// The leg's codec, from SDP.
     pub codec: Codec,
+    /// Payload type that carries `codec` on this leg (static 0/8, or a dynamic one).
     pub payload_type: u8,
+    /// RFC 4733 payload type, if negotiated; otherwise DTMF is sent as tones.
     pub telephone_event: Option<u8>,
     /// Where to send until symmetric RTP latches (SDP c=/m=).
     pub remote: Option<SocketAddr>,
+    /// Our negotiated direction: no sending unless `has_send()`, no dead-media timer
+    /// unless `has_recv()` (hold).
     pub direction: Direction,
     /// Random SSRC, first sequence number and timestamp (RFC 3550 §5.1), drawn by
     /// the driver: the core has no RNG.
@@ -93,6 +98,8 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
+    /// Defaults for everything SDP does not say: 30 s dead-media timeout, no timeout on
+    /// hold, in-band DTMF on, a 5-packet reorder buffer.
     pub fn new(
         negotiated: &Negotiated,
         ssrc: u32,
@@ -176,7 +183,9 @@ pub enum MediaAction {
 /// A datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
+    /// Where to send: the latched address, else the SDP address.
     pub destination: SocketAddr,
+    /// The whole RTP datagram.
     pub payload: Vec<u8>,
 }
 
@@ -190,8 +199,11 @@ pub enum FrameContent {
 /// One received frame handed to the other leg, with the sender's RTP timing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeFrame {
+    /// The sender's RTP timestamp (re-based onto the receiving leg's clock on relay).
     pub timestamp: u32,
+    /// The sender's marker bit.
     pub marker: bool,
+    /// Audio or an RFC 4733 event.
     pub content: FrameContent,
 }
 
@@ -269,6 +281,7 @@ pub struct MediaSession {
 }
 
 impl MediaSession {
+    /// A quiet session (no playback, not bridged) whose clock starts now.
     pub fn new(now: Instant, config: SessionConfig) -> Self {
         let epoch = config.pacing_epoch.filter(|e| *e <= now).unwrap_or(now);
         let since = now.saturating_duration_since(epoch).as_micros();
@@ -310,6 +323,8 @@ impl MediaSession {
             self.receiver.count_rejected();
             return;
         };
+        // Validation and latching first: nothing from an unproven or foreign source
+        // reaches the IVR, the recording or the other leg.
         let Some(accepted) = self.receiver.receive(now, from, packet) else {
             return;
         };
@@ -317,6 +332,7 @@ impl MediaSession {
             self.actions
                 .push_back(MediaAction::RemoteLatched { address: from });
         }
+        // Any valid packet, audio or event, proves the media path is alive.
         self.last_activity = now;
         let packet = accepted.packet;
         let bridged = matches!(self.source, Source::Bridged);
@@ -347,6 +363,8 @@ impl MediaSession {
             // Comfort noise (13) and anything else: nothing to play or record.
             return;
         };
+        // Relay first and untouched: the other leg transcodes only if it must, so a
+        // same-codec bridge stays bit-exact and adds no decoding work.
         if bridged {
             self.frames.push_back(BridgeFrame {
                 timestamp: packet.timestamp,
@@ -357,6 +375,8 @@ impl MediaSession {
                 },
             });
         }
+        // Decoding is only paid for when someone listens: the tone detector or a
+        // recording. Both need packets in order, hence the reorder buffer.
         if self.tone_detector.is_some() || self.recording.is_some() {
             let held = HeldAudio {
                 timestamp: packet.timestamp,
@@ -386,6 +406,8 @@ impl MediaSession {
             self.next_frame = skip_to.max(self.next_frame);
             due = self.frame_due(self.next_frame);
         }
+        // Normally exactly one frame is due per tick; after a slightly late tick,
+        // two. Idle sessions still advance `next_frame` so the clock stays aligned.
         while due <= now {
             if self.ticks_frames() {
                 if now.saturating_duration_since(due) > LATE_THRESHOLD {
@@ -399,6 +421,7 @@ impl MediaSession {
         self.release_recording(now, false);
     }
 
+    /// Applies a command from the B2BUA or IVR; results come out of the poll methods.
     pub fn handle_command(&mut self, now: Instant, command: MediaCommand) {
         match command {
             MediaCommand::Play {
@@ -491,6 +514,8 @@ impl MediaSession {
         if !matches!(self.source, Source::Bridged) || !self.digits_out.is_empty() {
             return;
         }
+        // Peer timestamps are re-based, not copied: the far end must see one stream
+        // whose timestamps keep advancing with our clock, whatever fed it before.
         let expected = self.clock_timestamp(now);
         let offset = match self.peer_offset {
             Some(o)
@@ -512,6 +537,7 @@ impl MediaSession {
         let marker = frame.marker || std::mem::take(&mut self.feed_changed);
         match frame.content {
             FrameContent::Audio { codec, payload } => {
+                // A copy for equal codecs, one table look-up per byte otherwise.
                 let mut out = Vec::with_capacity(payload.len());
                 codec.transcode(self.config.codec, &payload, &mut out);
                 if self.recording.is_some() {
@@ -540,6 +566,7 @@ impl MediaSession {
 
     // ----- outputs ------------------------------------------------------------------
 
+    /// The next datagram to send, in order.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
@@ -554,6 +581,7 @@ impl MediaSession {
         }
     }
 
+    /// The next event for the B2BUA / IVR.
     pub fn poll_action(&mut self) -> Option<MediaAction> {
         self.actions.pop_front()
     }
@@ -586,12 +614,14 @@ impl MediaSession {
         self.receiver.latched_address().or(self.config.remote)
     }
 
+    /// True between `StartRecording` and `StopRecording`.
     pub fn is_recording(&self) -> bool {
         self.recording.is_some()
     }
 
     // ----- internals ----------------------------------------------------------------
 
+    /// When frame `k` is due on this session's grid.
     fn frame_due(&self, k: u64) -> Instant {
         self.epoch + FRAME_DURATION * k as u32
     }
@@ -602,6 +632,7 @@ impl MediaSession {
             / 1_000_000
     }
 
+    /// Our RTP timestamp for `now`, continuous with the tick-driven frames.
     fn clock_timestamp(&self, now: Instant) -> u32 {
         self.config
             .initial_timestamp
@@ -617,6 +648,8 @@ impl MediaSession {
         }
     }
 
+    /// True when the tick produces packets (prompt, music or DTMF); bridged audio
+    /// is relayed on arrival instead, and idle legs send nothing.
     fn ticks_frames(&self) -> bool {
         matches!(self.source, Source::Playing { .. } | Source::Music(_))
             || !self.digits_out.is_empty()
@@ -629,6 +662,8 @@ impl MediaSession {
         self.next_frame = self.next_frame.max(current);
     }
 
+    /// Switches feed; an unfinished playback reports itself interrupted, so every
+    /// Play gets exactly one PlaybackFinished.
     fn replace_source(&mut self, source: Source) {
         if let Source::Playing { id, .. } = std::mem::replace(&mut self.source, source) {
             self.actions.push_back(MediaAction::PlaybackFinished {
@@ -639,6 +674,7 @@ impl MediaSession {
         self.feed_changed = true;
     }
 
+    /// Reports a digit; with barge-in, a menu prompt stops as soon as a key is pressed.
     fn digit(&mut self, digit: char, method: DtmfMethod) {
         self.actions
             .push_back(MediaAction::DigitReceived { digit, method });
@@ -647,6 +683,9 @@ impl MediaSession {
         }
     }
 
+    /// Timestamp of the frame about to go out. After relayed audio the natural grid
+    /// value may lie behind what the peer's clock already used; the adjustment is
+    /// kept so later frames stay on the grid, shifted, rather than jumping back.
     fn tick_timestamp(&mut self) -> u32 {
         let natural = self
             .config
@@ -658,6 +697,8 @@ impl MediaSession {
         ts
     }
 
+    /// One tick-driven frame: a DTMF packet (or tone, or inter-digit pause) if
+    /// digits are queued, else the next 20 ms of the prompt or music.
     fn send_tick_frame(&mut self) {
         let timestamp = self.tick_timestamp();
         if let Some(digit) = self.digits_out.front_mut() {
@@ -733,6 +774,9 @@ impl MediaSession {
         self.encoded = encoded;
     }
 
+    /// Stamps and queues one packet. On hold (no send direction) or with no address
+    /// yet, the clock and continuity still advance but nothing goes out, so
+    /// resuming needs no special case.
     fn send(
         &mut self,
         payload_type: u8,
@@ -758,6 +802,7 @@ impl MediaSession {
         });
     }
 
+    /// Received audio in sequence order: into the tone detector and the recording.
     fn consume_received(&mut self, now: Instant, held: HeldAudio) {
         self.pcm.clear();
         held.codec.decode(&held.payload, &mut self.pcm);
@@ -788,6 +833,7 @@ impl MediaSession {
         }
     }
 
+    /// Our side goes into the mix at its RTP timestamp, which is our timeline.
     fn record_sent(&mut self, timestamp: u32, pcm: &[i16]) {
         let relative = timestamp.wrapping_sub(self.config.initial_timestamp) as u64;
         if let Some(rec) = self.recording.as_mut() {
@@ -795,6 +841,9 @@ impl MediaSession {
         }
     }
 
+    /// Hands finished recording samples to `poll_recording`. While running, audio
+    /// is held back [`RECORDING_DELAY_SAMPLES`] for late packets; on stop, the reorder
+    /// buffer is flushed and everything up to now is released.
     fn release_recording(&mut self, now: Instant, stop: bool) {
         if self.recording.is_none() {
             return;
@@ -821,6 +870,8 @@ impl MediaSession {
         }
     }
 
+    /// The dead-media timeout that applies now: the normal one when the remote is
+    /// supposed to send, the hold one (usually none) when it is not.
     fn expects_media(&self) -> Option<Duration> {
         if self.config.direction.has_recv() {
             Some(self.config.media_timeout)
@@ -836,6 +887,7 @@ impl MediaSession {
         Some(self.last_activity + self.expects_media()?)
     }
 
+    /// Fires [`MediaAction::MediaTimeout`] once; the B2BUA hangs up with that reason.
     fn check_media_timeout(&mut self, now: Instant) {
         if self
             .media_deadline()
