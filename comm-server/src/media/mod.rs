@@ -44,3 +44,28 @@ pub const FRAME_SAMPLES: usize = 160;
 pub(crate) fn test_epoch() -> std::time::Instant {
     std::time::Instant::now()
 }
+
+#[cfg(test)]
+mod purity {
+    /// STYLE.md habit 1: the media cores import no async runtime and no sockets. Only
+    /// the driver may; `core::net` addresses are plain values and allowed.
+    #[test]
+    fn cores_import_no_tokio_and_no_std_net() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/media");
+        for core in [
+            "dtmf",
+            "g711",
+            "jitter",
+            "prompt",
+            "recording",
+            "rtp",
+            "sdp",
+            "session",
+        ] {
+            let source = std::fs::read_to_string(dir.join(format!("{core}.rs"))).unwrap();
+            for banned in ["tokio::", "std::net", "Instant::now", "SystemTime"] {
+                assert!(!source.contains(banned), "media::{core} mentions {banned}");
+            }
+        }
+    }
+}

@@ -249,3 +249,109 @@ async fn recording_lands_complete_on_disk() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Sends 20 ms frames of `audio` from `phone` to `to`, paced in real time.
+async fn talk(phone: &UdpSocket, to: SocketAddr, codec: Codec, audio: &[i16], first_seq: u16) {
+    let mut interval = tokio::time::interval(Duration::from_millis(20));
+    for (i, chunk) in audio.chunks(160).enumerate() {
+        interval.tick().await;
+        let mut payload = Vec::new();
+        codec.encode(chunk, &mut payload);
+        let seq = first_seq.wrapping_add(i as u16);
+        phone
+            .send_to(
+                &rtp(seq, seq as u32 * 160, codec.payload_type(), &payload),
+                to,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn inband_tone_digit_is_detected_once() {
+    let (engine, mut events) = engine();
+    let phone = phone().await;
+    let local = engine.open(1).await.unwrap();
+    engine
+        .start(1, config(Codec::Pcmu, phone.local_addr().unwrap()))
+        .unwrap();
+    let mut audio = vec![0i16; 320];
+    audio.extend(dtmf::tone_samples('4', 960, 3000.0).unwrap());
+    audio.extend(vec![0i16; 1600]);
+    talk(&phone, local, Codec::Pcmu, &audio, 0).await;
+    assert!(matches!(
+        next_action(&mut events).await.1,
+        MediaAction::RemoteLatched { .. }
+    ));
+    assert_eq!(
+        next_action(&mut events).await.1,
+        MediaAction::DigitReceived {
+            digit: '4',
+            method: crate::media::session::DtmfMethod::InBand
+        }
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), events.recv())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_third_address_cannot_take_over_the_stream() {
+    let (engine, _events) = engine();
+    let (phone, intruder) = (phone().await, phone().await);
+    let local = engine.open(1).await.unwrap();
+    // SDP said some other address: symmetric RTP must move to where packets come from.
+    engine
+        .start(1, config(Codec::Pcmu, "127.0.0.1:9".parse().unwrap()))
+        .unwrap();
+    talk(&phone, local, Codec::Pcmu, &[0; 480], 0).await;
+    talk(&intruder, local, Codec::Pcmu, &[0; 1600], 5000).await;
+    engine
+        .command(
+            1,
+            MediaCommand::Play {
+                id: 1,
+                prompts: vec![Prompt::from_samples("p", vec![7; 160])],
+                barge_in: false,
+            },
+        )
+        .unwrap();
+    let d = recv(&phone).await;
+    assert_eq!(RtpPacket::parse(&d).unwrap().payload.len(), 160);
+    let mut buf = [0u8; 1500];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), intruder.recv_from(&mut buf))
+            .await
+            .is_err()
+    );
+    let quality = engine.close(1).await.unwrap();
+    assert_eq!(quality.packets_rejected, 10 + 1);
+}
+
+#[tokio::test]
+async fn dead_media_is_reported() {
+    let (engine, mut events) = engine();
+    let phone = phone().await;
+    let local = engine.open(1).await.unwrap();
+    let mut c = config(Codec::Pcma, phone.local_addr().unwrap());
+    c.media_timeout = Duration::from_millis(300);
+    engine.start(1, c).unwrap();
+    talk(&phone, local, Codec::Pcma, &[0; 480], 0).await;
+    assert!(matches!(
+        next_action(&mut events).await.1,
+        MediaAction::RemoteLatched { .. }
+    ));
+    // The phone goes silent (cable pulled): the engine reports it within a tick or two.
+    match next_action(&mut events).await.1 {
+        MediaAction::MediaTimeout { silent_for } => {
+            assert!(
+                silent_for >= Duration::from_millis(300) && silent_for < Duration::from_millis(600),
+                "{silent_for:?}"
+            )
+        }
+        other => panic!("expected MediaTimeout, got {other:?}"),
+    }
+}
