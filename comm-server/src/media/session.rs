@@ -429,9 +429,20 @@ impl MediaSession {
                 prompts,
                 barge_in,
             } => {
+                let playback = Playback::sequence(prompts);
+                if playback.is_finished() {
+                    // Nothing to play (empty sequence or empty prompts): finish now
+                    // rather than send a frame of silence.
+                    self.replace_source(Source::Idle);
+                    self.actions.push_back(MediaAction::PlaybackFinished {
+                        id,
+                        interrupted: false,
+                    });
+                    return;
+                }
                 self.replace_source(Source::Playing {
                     id,
-                    playback: Playback::sequence(prompts),
+                    playback,
                     barge_in,
                 });
                 self.align_clock(now);
@@ -657,8 +668,12 @@ impl MediaSession {
 
     /// Starting tick-driven output: skip frames that fell due while we were idle.
     fn align_clock(&mut self, now: Instant) {
-        let current = (now.saturating_duration_since(self.epoch).as_micros()
-            / FRAME_DURATION.as_micros()) as u64;
+        // The first grid slot at or after now: starting on a slot that is already
+        // past would send the first frame late by up to 20 ms.
+        let current = now
+            .saturating_duration_since(self.epoch)
+            .as_micros()
+            .div_ceil(FRAME_DURATION.as_micros()) as u64;
         self.next_frame = self.next_frame.max(current);
     }
 

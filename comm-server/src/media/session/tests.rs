@@ -145,6 +145,44 @@ fn playback_sends_the_prompt_in_order_then_finishes() {
 }
 
 #[test]
+fn an_empty_sequence_finishes_at_once_and_replacing_a_playback_interrupts_it() {
+    let t0 = crate::media::test_epoch();
+    let mut s = session(t0, Codec::Pcmu);
+    s.handle_command(
+        t0,
+        MediaCommand::Play {
+            id: 1,
+            prompts: vec![prompt(8000)],
+            barge_in: false,
+        },
+    );
+    s.handle_command(
+        t0,
+        MediaCommand::Play {
+            id: 2,
+            prompts: vec![],
+            barge_in: false,
+        },
+    );
+    s.handle_tick(t0);
+    let (tx, actions) = drain(&mut s);
+    assert!(tx.is_empty());
+    assert_eq!(
+        actions,
+        vec![
+            MediaAction::PlaybackFinished {
+                id: 1,
+                interrupted: true
+            },
+            MediaAction::PlaybackFinished {
+                id: 2,
+                interrupted: false
+            },
+        ]
+    );
+}
+
+#[test]
 fn irregular_shared_ticks_do_not_drift() {
     let t0 = crate::media::test_epoch();
     let mut s = session(t0, Codec::Pcma);
