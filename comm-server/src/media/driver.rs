@@ -136,6 +136,17 @@ pub struct MediaEngine {
     requests: mpsc::UnboundedSender<Request>,
 }
 
+impl DriverError {
+    /// The SIP final response for an INVITE that needed this leg: out of ports is
+    /// a temporary overload (503, to be sent with Retry-After); the rest are ours (500).
+    pub fn sip_status(&self) -> u16 {
+        match self {
+            DriverError::NoFreePort { .. } => 503,
+            _ => 500,
+        }
+    }
+}
+
 impl MediaEngine {
     /// Spawns the engine task. Events arrive on the returned receiver.
     pub fn spawn(

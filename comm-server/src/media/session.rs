@@ -266,6 +266,8 @@ pub struct MediaSession {
     peer_offset: Option<u32>,
     digits_out: VecDeque<OutgoingDigit>,
     dtmf_receiver: DtmfReceiver,
+    /// De-duplicates bridged events that this leg must turn into tones.
+    relayed_events: DtmfReceiver,
     tone_detector: Option<ToneDetector>,
     reorder: ReorderBuffer<HeldAudio>,
     recording: Option<Recording>,
@@ -302,6 +304,7 @@ impl MediaSession {
             peer_offset: None,
             digits_out: VecDeque::new(),
             dtmf_receiver: DtmfReceiver::default(),
+            relayed_events: DtmfReceiver::default(),
             recording: None,
             last_activity: now,
             timed_out: false,
@@ -566,12 +569,16 @@ impl MediaSession {
                     out.len() as u32,
                 );
             }
-            FrameContent::Event(event) => {
-                // Events are relayed only to legs that negotiated RFC 4733.
-                if let Some(pt) = self.config.telephone_event {
-                    self.send(pt, marker, timestamp, &event.to_bytes(), 0);
+            FrameContent::Event(event) => match self.config.telephone_event {
+                Some(pt) => self.send(pt, marker, timestamp, &event.to_bytes(), 0),
+                // This leg cannot carry RFC 4733: play the digit as a tone instead,
+                // once per event however many packets carried it.
+                None => {
+                    if let Some(digit) = self.relayed_events.receive(frame.timestamp, event) {
+                        self.handle_command(now, MediaCommand::SendDtmf(digit.to_string()));
+                    }
                 }
-            }
+            },
         }
     }
 

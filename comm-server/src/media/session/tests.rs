@@ -498,6 +498,39 @@ fn bridged_dtmf_passes_through() {
 }
 
 #[test]
+fn bridged_dtmf_becomes_a_tone_on_a_leg_without_telephone_event() {
+    let t0 = crate::media::test_epoch();
+    let mut caller = session(t0, Codec::Pcmu);
+    let mut n = negotiated(Codec::Pcma);
+    n.telephone_event = None;
+    let mut trunk = MediaSession::new(t0, SessionConfig::new(&n, 3, 3, 3));
+    caller.handle_command(t0, MediaCommand::Bridge);
+    trunk.handle_command(t0, MediaCommand::Bridge);
+    let mut phone = Peer::new(Codec::Pcmu);
+    handshake(&mut caller, &mut phone, CALLER, t0);
+    for (event, _) in dtmf::event_packets(8, 800, 10, 160) {
+        let d = phone.packet(101, &event.to_bytes());
+        caller.handle_rtp(t0, CALLER, &d);
+    }
+    relay(&mut caller, &mut trunk, t0);
+    let mut audio = Vec::new();
+    for k in 0..20 {
+        trunk.handle_tick(ms(t0, 20 * k));
+        for t in drain(&mut trunk).0 {
+            assert_eq!(parsed(&t).payload_type, 8);
+            Codec::Pcma.decode(parsed(&t).payload, &mut audio);
+        }
+    }
+    let mut detector = ToneDetector::new();
+    detector.feed(&audio);
+    detector.feed(&[0; 800]);
+    assert_eq!(
+        (detector.poll_digit(), detector.poll_digit()),
+        (Some('8'), None)
+    );
+}
+
+#[test]
 fn continuity_across_prompt_bridge_and_music() {
     let t0 = crate::media::test_epoch();
     let mut caller = session(t0, Codec::Pcmu);
