@@ -676,6 +676,19 @@ mod tests {
         assert!((rx.jitter_duration().as_secs_f64() * 1000.0 - 10.0).abs() < 1.0);
     }
 
+    /// Regression (found by the session property test): an SSRC whose probation
+    /// restarted below its base sequence underflowed when carried over.
+    #[test]
+    fn ssrc_churn_during_probation_does_not_panic() {
+        let t0 = crate::media::test_epoch();
+        let mut rx = RtpReceiver::new(t0, 8000);
+        for (seq, ssrc) in [(43065, 0), (43066, 0), (29403, 2), (0, 2), (0, 0)] {
+            feed(&mut rx, t0, addr(1), seq, 0, ssrc);
+        }
+        assert_eq!(rx.packets_received(), 1);
+        assert!(rx.packets_lost() >= 0);
+    }
+
     #[test]
     fn big_jump_needs_two_packets() {
         let t0 = crate::media::test_epoch();
