@@ -376,6 +376,8 @@ impl Engine {
     }
 
     async fn open(&mut self, leg: LegId) -> Result<SocketAddr, DriverError> {
+        // Re-opening an id replaces the old leg cleanly (its port, phase slot, peer).
+        self.close(leg);
         let socket = Arc::new(self.bind().await?);
         let local = socket.local_addr().map_err(DriverError::Bind)?;
         let reader = tokio::spawn(read_socket(leg, socket.clone(), self.datagrams.clone()));
