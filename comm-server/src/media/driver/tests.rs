@@ -355,3 +355,59 @@ async fn dead_media_is_reported() {
         other => panic!("expected MediaTimeout, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn queue_announcement_from_the_shipped_prompts_plays_gapless() {
+    let library = crate::media::prompt::PromptLibrary::load_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sounds"),
+    )
+    .unwrap();
+    let prompts = library
+        .sequence(&crate::media::prompt::caller_position_prompts(3))
+        .unwrap();
+    let expected: Vec<i16> = prompts
+        .iter()
+        .flat_map(|p| {
+            p.samples()
+                .iter()
+                .map(|&s| Codec::Pcma.decode_sample(Codec::Pcma.encode_sample(s)))
+        })
+        .collect();
+    let (engine, mut events) = engine();
+    let phone = phone().await;
+    engine.open(1).await.unwrap();
+    engine
+        .start(1, config(Codec::Pcma, phone.local_addr().unwrap()))
+        .unwrap();
+    engine
+        .command(
+            1,
+            MediaCommand::Play {
+                id: 7,
+                prompts,
+                barge_in: true,
+            },
+        )
+        .unwrap();
+    let mut decoded = Vec::new();
+    let mut last_seq = None;
+    while decoded.len() < expected.len() {
+        let d = recv(&phone).await;
+        let p = RtpPacket::parse(&d).unwrap();
+        if let Some(last) = last_seq {
+            assert_eq!(p.sequence, u16::wrapping_add(last, 1));
+        }
+        last_seq = Some(p.sequence);
+        Codec::Pcma.decode(p.payload, &mut decoded);
+    }
+    // "You are caller number" runs straight into "three"; the last frame is padded.
+    assert_eq!(&decoded[..expected.len()], &expected[..]);
+    assert!(decoded[expected.len()..].iter().all(|&s| s.abs() <= 8));
+    assert_eq!(
+        next_action(&mut events).await.1,
+        MediaAction::PlaybackFinished {
+            id: 7,
+            interrupted: false
+        }
+    );
+}
