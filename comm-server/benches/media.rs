@@ -319,71 +319,77 @@ fn relay_core_cost(
 
 fn main() {
     println!("media benchmarks (one thread = one core)\n");
+    // `cargo bench --bench media -- <section>` runs one of: cost, realtime, driver, bridge.
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let run = |section: &str| only.as_deref().is_none_or(|o| o == section);
 
+    // Always measured: the realtime section sizes its runs from it.
     let core_only = playback_cost(2000, 250, false);
     let with_send = playback_cost(2000, 250, true);
     let per_core = FRAME.as_nanos() / with_send.as_nanos().max(1);
+    println!("playback: {core_only:?} per frame in the session core, {with_send:?} with sendto");
     println!(
-        "playback: {:?} per frame in the session core, {:?} with sendto",
-        core_only, with_send
-    );
-    println!(
-        "playback: CPU bound of {per_core} concurrent playback calls per core (20 ms / cost per frame)"
+        "playback: CPU bound of {per_core} concurrent playback calls per core (20 ms / cost per frame)\n"
     );
 
-    for phases in [1u32, 4] {
-        let mut best = 0;
-        for n in [250usize, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000] {
-            if n as u128 > per_core * 12 / 10 {
-                break;
+    if run("realtime") {
+        for phases in [1u32, 4] {
+            let mut best = 0;
+            for n in [250usize, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000] {
+                if n as u128 > per_core * 12 / 10 {
+                    break;
+                }
+                let (late, sent, worst) = playback_realtime(n, 3, phases);
+                println!(
+                    "playback realtime: {n:>5} calls, {phases} phase(s): {sent} frames, {:.3}% late > 5 ms, worst batch {worst:?}",
+                    late * 100.0
+                );
+                if late < 0.001 {
+                    best = n;
+                }
             }
-            let (late, sent, worst) = playback_realtime(n, 3, phases);
             println!(
-                "playback realtime: {n:>5} calls, {phases} phase(s): {sent} frames, {:.3}% late > 5 ms, worst batch {:?}",
-                late * 100.0,
-                worst
+                "playback realtime: {best} calls with < 0.1% frames late ({phases} phase(s) of a {} ms ticker)\n",
+                20 / phases
+            );
+        }
+    }
+
+    if run("driver") {
+        let mut best = 0;
+        for n in [250u64, 500, 1000, 1500, 2000, 2500, 3000, 4000] {
+            let (late, sent) = driver_playback(n, 4);
+            println!(
+                "driver playback: {n:>5} legs on one core: {sent} frames, {:.3}% late > 5 ms",
+                late * 100.0
             );
             if late < 0.001 {
                 best = n;
+            } else if late > 0.05 {
+                break;
             }
         }
         println!(
-            "playback realtime: {best} calls with < 0.1% frames late ({phases} phase(s) of a {} ms ticker)\n",
-            20 / phases
+            "driver playback: {best} concurrent playback calls per core with < 0.1% of frames late\n"
         );
     }
 
-    let mut best = 0;
-    for n in [250u64, 500, 1000, 1500, 2000, 2500, 3000, 4000] {
-        let (late, sent) = driver_playback(n, 4);
-        println!(
-            "driver playback: {n:>5} legs on one core: {sent} frames, {:.3}% late > 5 ms",
-            late * 100.0
-        );
-        if late < 0.001 {
-            best = n;
-        } else if late > 0.05 {
-            break;
+    if run("bridge") {
+        for (a, b, label) in [
+            (Codec::Pcmu, Codec::Pcmu, "same codec"),
+            (Codec::Pcmu, Codec::Pcma, "PCMU<->PCMA transcoded"),
+        ] {
+            let per_packet = relay_cost(500, a, b, 50);
+            // Each bridged call relays 2 x 50 packets per second.
+            let calls_per_core = 1_000_000_000u128 / (per_packet.as_nanos().max(1) * 100);
+            let plain = relay_core_cost(a, b, 200_000, false);
+            let inband = relay_core_cost(a, b, 200_000, true);
+            println!(
+                "bridge ({label}): {plain:?} per relayed packet in the session cores ({inband:?} with in-band DTMF detection)"
+            );
+            println!(
+                "bridge ({label}): {per_packet:?} per relayed packet incl. recvfrom+sendto -> {calls_per_core} bridged calls per core"
+            );
         }
-    }
-    println!(
-        "driver playback: {best} concurrent playback calls per core with < 0.1% of frames late\n"
-    );
-
-    for (a, b, label) in [
-        (Codec::Pcmu, Codec::Pcmu, "same codec"),
-        (Codec::Pcmu, Codec::Pcma, "PCMU<->PCMA transcoded"),
-    ] {
-        let per_packet = relay_cost(500, a, b, 50);
-        // Each bridged call relays 2 x 50 packets per second.
-        let calls_per_core = 1_000_000_000u128 / (per_packet.as_nanos().max(1) * 100);
-        let plain = relay_core_cost(a, b, 200_000, false);
-        let inband = relay_core_cost(a, b, 200_000, true);
-        println!(
-            "bridge ({label}): {plain:?} per relayed packet in the session cores ({inband:?} with in-band DTMF detection)"
-        );
-        println!(
-            "bridge ({label}): {per_packet:?} per relayed packet incl. recvfrom+sendto -> {calls_per_core} bridged calls per core"
-        );
     }
 }
