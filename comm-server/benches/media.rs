@@ -17,7 +17,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use comm_server::media::driver::{DEFAULT_PHASES, EngineConfig, MediaEngine};
+use comm_server::media::driver::{EngineConfig, MediaEngine};
 use comm_server::media::g711::Codec;
 use comm_server::media::prompt::Prompt;
 use comm_server::media::rtp::RtpPacket;
@@ -142,11 +142,8 @@ fn driver_playback(n: u64, seconds: u64) -> (f64, u64) {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let (engine, _events, _task) = MediaEngine::spawn(EngineConfig {
-            bind: [127, 0, 0, 1].into(),
-            ports: None,
-            phases: DEFAULT_PHASES,
-        });
+        let (engine, _events, _task) =
+            MediaEngine::spawn(EngineConfig::new([127, 0, 0, 1].into(), None));
         let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
         let music = music();
         for leg in 0..n {

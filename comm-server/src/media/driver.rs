@@ -35,8 +35,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::FRAME_DURATION;
 use super::recording::{RecordSides, RecordingError, RecordingWriter};
+use super::rtcp;
 use super::rtp::StreamQuality;
 use super::session::{MediaAction, MediaCommand, MediaSession, SessionConfig};
+use crate::time::{Clock, SystemClock};
 
 /// Identifies a call leg; chosen by the B2BUA.
 pub type LegId = u64;
@@ -56,7 +58,7 @@ pub struct PortRange {
 }
 
 /// Driver configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineConfig {
     /// Local address to bind media sockets on.
     pub bind: IpAddr,
@@ -64,6 +66,30 @@ pub struct EngineConfig {
     pub ports: Option<PortRange>,
     /// Phases of the 20 ms grid; the ticker period is 20 ms / phases.
     pub phases: u32,
+    /// Wall clock for RTCP sender reports (NTP timestamps); injected so tests can fix it.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl EngineConfig {
+    /// Defaults: [`DEFAULT_PHASES`] phases and the system wall clock.
+    pub fn new(bind: IpAddr, ports: Option<PortRange>) -> Self {
+        EngineConfig {
+            bind,
+            ports,
+            phases: DEFAULT_PHASES,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("bind", &self.bind)
+            .field("ports", &self.ports)
+            .field("phases", &self.phases)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the driver could not do what was asked. `NoFreePort` maps to SIP 503 with Retry-After
@@ -224,8 +250,11 @@ impl MediaEngine {
 struct Leg {
     /// Shared with the reader task; the engine sends on it directly.
     socket: Arc<UdpSocket>,
-    /// Aborted when the leg is dropped, which closes the socket and frees the port.
-    reader: JoinHandle<()>,
+    /// RTCP on RTP port + 1 (RFC 3550 section 11); only with a port range, where
+    /// the pair can be reserved together.
+    rtcp_socket: Option<Arc<UdpSocket>>,
+    /// Aborted when the leg is dropped, which closes the sockets and frees the ports.
+    readers: Vec<JoinHandle<()>>,
     /// `None` between `open` and `start` (SDP not agreed yet): datagrams are dropped.
     session: Option<MediaSession>,
     /// Which phase of the 20 ms grid ticks this leg.
@@ -238,7 +267,9 @@ struct Leg {
 
 impl Drop for Leg {
     fn drop(&mut self) {
-        self.reader.abort();
+        for reader in &self.readers {
+            reader.abort();
+        }
     }
 }
 
@@ -246,6 +277,7 @@ impl Drop for Leg {
 /// jitter is measured from the socket, not from when the engine got to it.
 struct Datagram {
     leg: LegId,
+    rtcp: bool,
     from: SocketAddr,
     bytes: Vec<u8>,
     at: Instant,
@@ -322,6 +354,11 @@ impl Engine {
                     return;
                 };
                 let mut config = *config;
+                // Wall clock for RTCP sender reports, read once per leg.
+                config.wallclock = Some((
+                    now.into_std(),
+                    rtcp::ntp_from_unix_ms(self.config.clock.unix_ms()),
+                ));
                 // Put the session on its phase of the shared grid.
                 let phase_offset = FRAME_DURATION / self.phases.len() as u32 * state.phase as u32;
                 config.pacing_epoch = Some((self.epoch + phase_offset).into_std());
@@ -378,9 +415,24 @@ impl Engine {
     async fn open(&mut self, leg: LegId) -> Result<SocketAddr, DriverError> {
         // Re-opening an id replaces the old leg cleanly (its port, phase slot, peer).
         self.close(leg);
-        let socket = Arc::new(self.bind().await?);
+        let (socket, rtcp_socket) = self.bind().await?;
+        let socket = Arc::new(socket);
+        let rtcp_socket = rtcp_socket.map(Arc::new);
         let local = socket.local_addr().map_err(DriverError::Bind)?;
-        let reader = tokio::spawn(read_socket(leg, socket.clone(), self.datagrams.clone()));
+        let mut readers = vec![tokio::spawn(read_socket(
+            leg,
+            false,
+            socket.clone(),
+            self.datagrams.clone(),
+        ))];
+        if let Some(rtcp) = &rtcp_socket {
+            readers.push(tokio::spawn(read_socket(
+                leg,
+                true,
+                rtcp.clone(),
+                self.datagrams.clone(),
+            )));
+        }
         let phase = self.next_phase;
         self.next_phase = (self.next_phase + 1) % self.phases.len();
         self.phases[phase].push(leg);
@@ -388,7 +440,8 @@ impl Engine {
             leg,
             Leg {
                 socket,
-                reader,
+                rtcp_socket,
+                readers,
                 session: None,
                 phase,
                 peer: None,
@@ -398,12 +451,15 @@ impl Engine {
         Ok(local)
     }
 
-    /// Binds the next free even port of the range, wrapping once around it.
-    async fn bind(&mut self) -> Result<UdpSocket, DriverError> {
+    /// Binds the next free even port of the range and the odd one above it for
+    /// RTCP, wrapping once around the range. Without a range (tests), one
+    /// OS-chosen port and no RTCP.
+    async fn bind(&mut self) -> Result<(UdpSocket, Option<UdpSocket>), DriverError> {
         let Some(range) = self.config.ports else {
-            return UdpSocket::bind(SocketAddr::new(self.config.bind, 0))
+            let socket = UdpSocket::bind(SocketAddr::new(self.config.bind, 0))
                 .await
-                .map_err(DriverError::Bind);
+                .map_err(DriverError::Bind)?;
+            return Ok((socket, None));
         };
         let first = range.first + range.first % 2;
         let slots = (range.last.saturating_sub(first) / 2 + 1) as usize;
@@ -414,8 +470,12 @@ impl Engine {
             } else {
                 port + 2
             };
-            if let Ok(socket) = UdpSocket::bind(SocketAddr::new(self.config.bind, port)).await {
-                return Ok(socket);
+            let Ok(socket) = UdpSocket::bind(SocketAddr::new(self.config.bind, port)).await else {
+                continue;
+            };
+            // The RTCP port is part of the slot: if it is taken, so is the slot.
+            if let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(self.config.bind, port + 1)).await {
+                return Ok((socket, Some(rtcp)));
             }
         }
         Err(DriverError::NoFreePort {
@@ -464,7 +524,11 @@ impl Engine {
 
     fn datagram(&mut self, d: Datagram) {
         if let Some(session) = self.legs.get_mut(&d.leg).and_then(|l| l.session.as_mut()) {
-            session.handle_rtp(d.at.into_std(), d.from, &d.bytes);
+            if d.rtcp {
+                session.handle_rtcp(d.at.into_std(), d.from, &d.bytes);
+            } else {
+                session.handle_rtp(d.at.into_std(), d.from, &d.bytes);
+            }
         }
         self.flush(d.leg, d.at);
     }
@@ -497,7 +561,13 @@ impl Engine {
         // try_send_to never waits: a full socket buffer drops the packet, as a
         // congested network would, instead of stalling every other call.
         while let Some(t) = session.poll_transmit() {
-            if state.socket.try_send_to(&t.payload, t.destination).is_err() {
+            let socket = if t.rtcp {
+                state.rtcp_socket.as_ref()
+            } else {
+                Some(&state.socket)
+            };
+            let Some(socket) = socket else { continue };
+            if socket.try_send_to(&t.payload, t.destination).is_err() {
                 self.send_failures += 1;
             }
         }
@@ -544,7 +614,12 @@ impl Engine {
 /// One per leg: receive, stamp, hand to the engine. Errors such as ICMP port
 /// unreachable surfacing on recv are ignored; the socket stays open until the leg
 /// closes.
-async fn read_socket(leg: LegId, socket: Arc<UdpSocket>, datagrams: mpsc::Sender<Datagram>) {
+async fn read_socket(
+    leg: LegId,
+    rtcp: bool,
+    socket: Arc<UdpSocket>,
+    datagrams: mpsc::Sender<Datagram>,
+) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let Ok((len, from)) = socket.recv_from(&mut buf).await else {
@@ -552,6 +627,7 @@ async fn read_socket(leg: LegId, socket: Arc<UdpSocket>, datagrams: mpsc::Sender
         };
         let d = Datagram {
             leg,
+            rtcp,
             from,
             bytes: buf[..len].to_vec(),
             at: Instant::now(),

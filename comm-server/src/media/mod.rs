@@ -1,8 +1,8 @@
 //! The media engine: everything a call leg hears, says and presses.
 //!
-//! Owns RTP (RFC 3550) per call leg, G.711 audio, RFC 4733 and in-band DTMF, SDP
-//! offer/answer for audio, prompt playback, music on hold, bridging two legs and
-//! recording. It does not own SIP dialogs or call routing: the B2BUA decides *what*
+//! Owns RTP and RTCP (RFC 3550) per call leg, G.711 audio, RFC 4733 and in-band
+//! DTMF, SDP offer/answer for audio, prompt playback, music on hold, bridging two
+//! legs and recording. It does not own SIP dialogs or call routing: the B2BUA decides *what*
 //! a leg should hear and tells the leg's [`session::MediaSession`] by command.
 //!
 //! Every module here except [`driver`] (and [`recording`]'s file writer, and prompt
@@ -24,6 +24,7 @@ pub mod g711;
 pub mod jitter;
 pub mod prompt;
 pub mod recording;
+pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
 pub mod session;

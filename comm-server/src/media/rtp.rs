@@ -294,6 +294,11 @@ pub struct StreamQuality {
     pub packets_rejected: u64,
     /// Tick-driven frames sent more than 5 ms after their due time.
     pub late_frames: u64,
+    /// The remote's view of our stream from its last RTCP report: loss in the
+    /// last interval (0.0-1.0), its jitter measure, and the round trip (needs SR).
+    pub remote_fraction_lost: Option<f64>,
+    pub remote_jitter_ms: Option<f64>,
+    pub round_trip_ms: Option<f64>,
 }
 
 /// Where the receiver's latch stands.
@@ -330,6 +335,9 @@ pub struct RtpReceiver {
     jitter_q4: u64,
     rejected: u64,
     last_valid: Option<Instant>,
+    /// Expected/received at the previous reception report (A.3 interval loss).
+    expected_prior: i64,
+    received_prior: u64,
 }
 
 impl RtpReceiver {
@@ -346,6 +354,8 @@ impl RtpReceiver {
             jitter_q4: 0,
             rejected: 0,
             last_valid: None,
+            expected_prior: 0,
+            received_prior: 0,
         }
     }
 
@@ -385,6 +395,8 @@ impl RtpReceiver {
             self.carried_lost += s.expected() - s.received as i64;
         }
         self.last_transit = None;
+        self.expected_prior = 0;
+        self.received_prior = 0;
     }
 
     /// Validates a packet from `from`. `None` means dropped (and counted).
@@ -454,6 +466,36 @@ impl RtpReceiver {
             self.jitter_q4 = self.jitter_q4 + d - ((self.jitter_q4 + 8) >> 4);
         }
         self.last_transit = Some(transit);
+    }
+
+    /// A reception report block about the latched source (RFC 3550 A.3), without
+    /// the LSR/DLSR fields, which the session fills in. Starts a new loss interval.
+    pub fn report(&mut self) -> Option<super::rtcp::ReportBlock> {
+        let Latch::Latched { ssrc, .. } = self.latch else {
+            return None;
+        };
+        let source = self.source.as_ref().filter(|s| s.probation == 0)?;
+        let expected = source.expected();
+        let received = source.received;
+        let expected_interval = expected - self.expected_prior;
+        let received_interval = received as i64 - self.received_prior as i64;
+        let lost_interval = expected_interval - received_interval;
+        self.expected_prior = expected;
+        self.received_prior = received;
+        let fraction_lost = if expected_interval <= 0 || lost_interval <= 0 {
+            0
+        } else {
+            ((lost_interval << 8) / expected_interval).min(255) as u8
+        };
+        Some(super::rtcp::ReportBlock {
+            ssrc,
+            fraction_lost,
+            cumulative_lost: (expected - received as i64).clamp(-0x80_0000, 0x7F_FFFF) as i32,
+            highest_sequence: source.extended_max() as u32,
+            jitter: self.jitter(),
+            last_sr: 0,
+            delay_since_last_sr: 0,
+        })
     }
 
     /// Jitter in timestamp units (as reported in an RTCP RR).
@@ -687,6 +729,30 @@ mod tests {
         }
         assert_eq!(rx.packets_received(), 1);
         assert!(rx.packets_lost() >= 0);
+    }
+
+    #[test]
+    fn reception_report_fraction_lost_per_interval() {
+        let t0 = crate::media::test_epoch();
+        let mut rx = RtpReceiver::new(t0, 8000);
+        assert!(rx.report().is_none());
+        // 0..=101 with every 4th packet missing after the first two.
+        for s in 0..=101u16 {
+            if s < 2 || s % 4 != 0 {
+                feed(&mut rx, t0, addr(1), s, 0, 3);
+            }
+        }
+        let r = rx.report().unwrap();
+        assert_eq!((r.ssrc, r.highest_sequence), (3, 101));
+        // Probation made 1 the base: 101 expected, 4, 8, ... 100 lost.
+        assert_eq!(r.cumulative_lost, 25);
+        assert_eq!(r.fraction_lost, (25 * 256 / 101) as u8);
+        // A clean interval next.
+        for s in 102..=150u16 {
+            feed(&mut rx, t0, addr(1), s, 0, 3);
+        }
+        let r = rx.report().unwrap();
+        assert_eq!((r.fraction_lost, r.cumulative_lost), (0, 25));
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! dead-media detection and the recording mix. Does not own sockets, the ticker or
 //! files: the driver feeds it datagrams and ticks, and sends what it returns.
 //!
-//! Inputs: [`MediaSession::handle_rtp`], [`MediaSession::handle_tick`] (every 20 ms
-//! from one ticker shared by all sessions), [`MediaSession::handle_command`],
-//! [`MediaSession::handle_peer_frame`] (the other leg's audio while bridged).
+//! Inputs: [`MediaSession::handle_rtp`], [`MediaSession::handle_rtcp`],
+//! [`MediaSession::handle_tick`] (every 20 ms from one ticker shared by all
+//! sessions), [`MediaSession::handle_command`], [`MediaSession::handle_peer_frame`]
+//! (the other leg's audio while bridged). RTCP reports go out every 5 s through
+//! `poll_transmit` with `rtcp: true`.
 //! Outputs, drained in this order after each input: [`MediaSession::poll_transmit`],
 //! [`MediaSession::poll_timeout`], [`MediaSession::poll_action`]; plus
 //! [`MediaSession::poll_frame`] (audio for the other leg) and
@@ -42,7 +44,8 @@ use super::g711::Codec;
 use super::jitter::{self, ReorderBuffer};
 use super::prompt::{Playback, Prompt};
 use super::recording::{self, Mixer, RecordSides};
-use super::rtp::{OutgoingStream, RtpPacket, RtpReceiver, StreamQuality};
+use super::rtcp::{self, SenderInfo};
+use super::rtp::{OutgoingStream, RtpError, RtpPacket, RtpReceiver, StreamQuality};
 use super::sdp::{Direction, Negotiated};
 use super::{FRAME_DURATION, FRAME_SAMPLES, SAMPLE_RATE};
 
@@ -61,6 +64,10 @@ const RECORDING_DELAY_SAMPLES: u64 = 200 * SAMPLE_RATE as u64 / 1000;
 /// A peer timestamp further than this from where we expect it means the bridged
 /// feed changed (transfer, re-INVITE): re-anchor instead of jumping.
 const MAX_PEER_JUMP_SAMPLES: i64 = SAMPLE_RATE as i64;
+
+/// RTCP report interval: RFC 3550 section 6.2's 5 s minimum. Not randomised: the
+/// core has no RNG, and with one report per leg every 5 s there is no storm to avoid.
+pub const DEFAULT_RTCP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Everything a session needs, mostly from [`super::sdp::Negotiated`].
 #[derive(Debug, Clone)]
@@ -95,6 +102,14 @@ pub struct SessionConfig {
     /// on the same grid finds them due the moment it fires. `None`: the session's
     /// own start, for tests and single sessions.
     pub pacing_epoch: Option<Instant>,
+    /// How often to send RTCP reports; `None` sends none.
+    pub rtcp_interval: Option<Duration>,
+    /// An instant and the wall-clock NTP timestamp at that instant (from the driver's
+    /// injected clock). Needed for sender reports and round-trip time; without it
+    /// the leg sends receiver reports only.
+    pub wallclock: Option<(Instant, u64)>,
+    /// RTCP CNAME (RFC 3550 section 6.5.1), e.g. `media@203.0.113.5`.
+    pub cname: String,
 }
 
 impl SessionConfig {
@@ -120,6 +135,9 @@ impl SessionConfig {
             inband_dtmf: true,
             reorder_depth: jitter::DEFAULT_DEPTH,
             pacing_epoch: None,
+            rtcp_interval: Some(DEFAULT_RTCP_INTERVAL),
+            wallclock: None,
+            cname: "comm-server".to_owned(),
         }
     }
 }
@@ -185,8 +203,10 @@ pub enum MediaAction {
 pub struct Transmit {
     /// Where to send: the latched address, else the SDP address.
     pub destination: SocketAddr,
-    /// The whole RTP datagram.
+    /// The whole datagram.
     pub payload: Vec<u8>,
+    /// An RTCP report: send it from the leg's RTCP socket (RTP port + 1).
+    pub rtcp: bool,
 }
 
 /// Content of a bridged frame.
@@ -274,6 +294,17 @@ pub struct MediaSession {
     last_activity: Instant,
     timed_out: bool,
     late_frames: u64,
+    /// When the next RTCP report is due.
+    next_report: Option<Instant>,
+    /// Packets sent at the last report: an SR only if we sent since (§6.4).
+    sent_at_last_report: u64,
+    /// NTP short time of the remote's last SR and when it arrived (for LSR/DLSR).
+    last_sr: Option<(u32, Instant)>,
+    /// Where the remote's RTCP comes from (symmetric RTCP).
+    rtcp_remote: Option<SocketAddr>,
+    remote_fraction_lost: Option<f64>,
+    remote_jitter_ms: Option<f64>,
+    round_trip_ms: Option<f64>,
     transmits: VecDeque<Transmit>,
     actions: VecDeque<MediaAction>,
     frames: VecDeque<BridgeFrame>,
@@ -289,6 +320,7 @@ impl MediaSession {
         let since = now.saturating_duration_since(epoch).as_micros();
         // First frame on the grid at or after now.
         let next_frame = since.div_ceil(FRAME_DURATION.as_micros()) as u64;
+        let next_report = config.rtcp_interval.map(|i| now + i);
         MediaSession {
             stream: OutgoingStream::new(config.ssrc, config.initial_sequence),
             receiver: RtpReceiver::new(now, SAMPLE_RATE),
@@ -309,6 +341,13 @@ impl MediaSession {
             last_activity: now,
             timed_out: false,
             late_frames: 0,
+            next_report,
+            sent_at_last_report: 0,
+            last_sr: None,
+            rtcp_remote: None,
+            remote_fraction_lost: None,
+            remote_jitter_ms: None,
+            round_trip_ms: None,
             transmits: VecDeque::new(),
             actions: VecDeque::new(),
             frames: VecDeque::new(),
@@ -322,9 +361,14 @@ impl MediaSession {
 
     /// A datagram arrived on this leg's socket from `from`. Never panics on any input.
     pub fn handle_rtp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
-        let Ok(packet) = RtpPacket::parse(datagram) else {
-            self.receiver.count_rejected();
-            return;
+        let packet = match RtpPacket::parse(datagram) {
+            Ok(packet) => packet,
+            // RTCP multiplexed on the RTP port (RFC 5761): read it as RTCP.
+            Err(RtpError::Rtcp(_)) => return self.handle_rtcp(now, from, datagram),
+            Err(_) => {
+                self.receiver.count_rejected();
+                return;
+            }
         };
         // Validation and latching first: nothing from an unproven or foreign source
         // reaches the IVR, the recording or the other leg.
@@ -394,9 +438,41 @@ impl MediaSession {
         }
     }
 
+    /// An RTCP datagram from the leg's RTCP socket. Reports are believed only from
+    /// the IP address the media comes from, so nobody else can skew the CDR.
+    pub fn handle_rtcp(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        if self.destination().is_none_or(|d| d.ip() != from.ip()) {
+            self.receiver.count_rejected();
+            return;
+        }
+        let Ok(compound) = rtcp::parse(datagram) else {
+            self.receiver.count_rejected();
+            return;
+        };
+        self.rtcp_remote = Some(from);
+        if let Some(sender) = compound.sender {
+            self.last_sr = Some((rtcp::ntp_short(sender.ntp), now));
+        }
+        let ours = self.stream.ssrc();
+        for block in compound.reports.iter().filter(|b| b.ssrc == ours) {
+            self.remote_fraction_lost = Some(block.fraction_lost as f64 / 256.0);
+            self.remote_jitter_ms = Some(block.jitter as f64 * 1000.0 / SAMPLE_RATE as f64);
+            // RTT = arrival - LSR - DLSR, all in 1/65536 s (RFC 3550 section 6.4.1).
+            if let (Some(arrival), true) = (self.ntp_at(now), block.last_sr != 0) {
+                let rtt = rtcp::ntp_short(arrival)
+                    .wrapping_sub(block.last_sr)
+                    .wrapping_sub(block.delay_since_last_sr);
+                if rtt < 1 << 31 {
+                    self.round_trip_ms = Some(rtt as f64 * 1000.0 / 65536.0);
+                }
+            }
+        }
+    }
+
     /// The shared 20 ms tick. Sends every frame due by this session's own clock.
     pub fn handle_tick(&mut self, now: Instant) {
         self.check_media_timeout(now);
+        self.send_report_if_due(now);
         let mut due = self.frame_due(self.next_frame);
         if now.saturating_duration_since(due) > MAX_CATCH_UP {
             // Stalled (the process was descheduled): skip rather than burst.
@@ -624,6 +700,9 @@ impl MediaSession {
             octets_sent: self.stream.octets_sent(),
             packets_rejected: self.receiver.packets_rejected(),
             late_frames: self.late_frames,
+            remote_fraction_lost: self.remote_fraction_lost,
+            remote_jitter_ms: self.remote_jitter_ms,
+            round_trip_ms: self.round_trip_ms,
         }
     }
 
@@ -821,6 +900,7 @@ impl MediaSession {
         self.transmits.push_back(Transmit {
             destination,
             payload,
+            rtcp: false,
         });
     }
 
@@ -907,6 +987,55 @@ impl MediaSession {
             return None;
         }
         Some(self.last_activity + self.expects_media()?)
+    }
+
+    /// Wall-clock NTP time at `now`, if the driver gave us a reference.
+    fn ntp_at(&self, now: Instant) -> Option<u64> {
+        let (at, ntp) = self.config.wallclock?;
+        let since = now.saturating_duration_since(at);
+        // NTP is 32.32 fixed point seconds.
+        Some(ntp.wrapping_add(((since.as_nanos() << 32) / 1_000_000_000) as u64))
+    }
+
+    /// Queues our SR/RR + SDES every `rtcp_interval`, to where the remote's RTCP
+    /// comes from, else to its RTP address + 1 (RFC 3550 section 11).
+    fn send_report_if_due(&mut self, now: Instant) {
+        let (Some(due), Some(interval)) = (self.next_report, self.config.rtcp_interval) else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        self.next_report = Some(now + interval);
+        let Some(destination) = self.rtcp_remote.or_else(|| {
+            self.destination()
+                .map(|d| SocketAddr::new(d.ip(), d.port().wrapping_add(1)))
+        }) else {
+            return;
+        };
+        let mut report = self.receiver.report();
+        if let (Some(block), Some((lsr, arrived))) = (report.as_mut(), self.last_sr) {
+            block.last_sr = lsr;
+            block.delay_since_last_sr =
+                ((now.saturating_duration_since(arrived).as_micros() << 16) / 1_000_000) as u32;
+        }
+        let sent = self.stream.packets_sent();
+        let sender = match (self.ntp_at(now), sent > self.sent_at_last_report) {
+            (Some(ntp), true) => Some(SenderInfo {
+                ntp,
+                rtp_timestamp: self.clock_timestamp(now),
+                packets: sent as u32,
+                octets: self.stream.octets_sent() as u32,
+            }),
+            _ => None,
+        };
+        self.sent_at_last_report = sent;
+        let payload = rtcp::build(self.stream.ssrc(), sender, report, &self.config.cname);
+        self.transmits.push_back(Transmit {
+            destination,
+            payload,
+            rtcp: true,
+        });
     }
 
     /// Fires [`MediaAction::MediaTimeout`] once; the B2BUA hangs up with that reason.

@@ -8,11 +8,8 @@ use crate::media::rtp::RtpPacket;
 use crate::media::sdp::{Direction, Negotiated};
 
 fn engine() -> (MediaEngine, mpsc::UnboundedReceiver<EngineEvent>) {
-    let (engine, events, _task) = MediaEngine::spawn(EngineConfig {
-        bind: IpAddr::from([127, 0, 0, 1]),
-        ports: None,
-        phases: DEFAULT_PHASES,
-    });
+    let (engine, events, _task) =
+        MediaEngine::spawn(EngineConfig::new(IpAddr::from([127, 0, 0, 1]), None));
     (engine, events)
 }
 
@@ -178,14 +175,13 @@ async fn bridge_relays_between_two_phones_across_codecs() {
 
 #[tokio::test]
 async fn ports_come_from_the_range_and_run_out() {
-    let (engine, _events, _task) = MediaEngine::spawn(EngineConfig {
-        bind: IpAddr::from([127, 0, 0, 1]),
-        ports: Some(PortRange {
+    let (engine, _events, _task) = MediaEngine::spawn(EngineConfig::new(
+        IpAddr::from([127, 0, 0, 1]),
+        Some(PortRange {
             first: 47_001,
             last: 47_005,
         }),
-        phases: DEFAULT_PHASES,
-    });
+    ));
     let a = engine.open(1).await.unwrap();
     let b = engine.open(2).await.unwrap();
     assert!([47_002, 47_004].contains(&a.port()) && [47_002, 47_004].contains(&b.port()) && a != b);
@@ -410,4 +406,51 @@ async fn queue_announcement_from_the_shipped_prompts_plays_gapless() {
             interrupted: false
         }
     );
+}
+
+#[tokio::test]
+async fn rtcp_flows_on_the_port_pair() {
+    let (engine, _events, _task) = MediaEngine::spawn(EngineConfig::new(
+        IpAddr::from([127, 0, 0, 1]),
+        Some(PortRange {
+            first: 47_010,
+            last: 47_019,
+        }),
+    ));
+    let phone_rtp = UdpSocket::bind("127.0.0.1:47102").await.unwrap();
+    let phone_rtcp = UdpSocket::bind("127.0.0.1:47103").await.unwrap();
+    let local = engine.open(1).await.unwrap();
+    let mut c = config(Codec::Pcmu, phone_rtp.local_addr().unwrap());
+    c.rtcp_interval = Some(Duration::from_millis(200));
+    engine.start(1, c).unwrap();
+    engine
+        .command(
+            1,
+            MediaCommand::LoopMusic(Prompt::from_samples("m", vec![500; 800])),
+        )
+        .unwrap();
+    // Our sender report arrives on the phone's RTCP port, from ours.
+    let mut buf = [0u8; 1500];
+    let (len, from) = tokio::time::timeout(Duration::from_secs(2), phone_rtcp.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(from.port(), local.port() + 1);
+    let report = crate::media::rtcp::parse(&buf[..len]).unwrap();
+    assert_eq!(report.ssrc, 77);
+    assert!(report.sender.is_some_and(|s| s.packets > 0));
+    // The phone reports 25% loss on our stream.
+    let block = crate::media::rtcp::ReportBlock {
+        ssrc: 77,
+        fraction_lost: 64,
+        ..Default::default()
+    };
+    let rr = crate::media::rtcp::build(5, None, Some(block), "phone");
+    phone_rtcp
+        .send_to(&rr, SocketAddr::new(local.ip(), local.port() + 1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let quality = engine.close(1).await.unwrap();
+    assert_eq!(quality.remote_fraction_lost, Some(0.25));
 }

@@ -80,8 +80,11 @@ impl Peer {
     }
 }
 
+/// RTP transmits and actions; RTCP reports (every 5 s) are left out.
 fn drain(s: &mut MediaSession) -> (Vec<Transmit>, Vec<MediaAction>) {
-    let tx = std::iter::from_fn(|| s.poll_transmit()).collect();
+    let tx = std::iter::from_fn(|| s.poll_transmit())
+        .filter(|t| !t.rtcp)
+        .collect();
     let actions = std::iter::from_fn(|| s.poll_action()).collect();
     (tx, actions)
 }
@@ -748,4 +751,77 @@ mod properties {
             prop_assert!(recorded <= 16_000);
         }
     }
+}
+
+#[test]
+fn rtcp_reports_carry_loss_jitter_and_round_trip_both_ways() {
+    let t0 = crate::media::test_epoch();
+    let ntp = crate::media::rtcp::ntp_from_unix_ms(1_700_000_000_000);
+    let addr_a = CALLER;
+    let addr_b = NAT;
+    let make = |ssrc: u32, remote: SocketAddr| {
+        let mut n = negotiated(Codec::Pcmu);
+        n.remote = Some(remote);
+        let mut c = SessionConfig::new(&n, ssrc, 1, 1);
+        c.wallclock = Some((t0, ntp));
+        MediaSession::new(t0, c)
+    };
+    let (mut a, mut b) = (make(0xA, addr_b), make(0xB, addr_a));
+    a.handle_command(t0, MediaCommand::LoopMusic(prompt(1000)));
+    b.handle_command(t0, MediaCommand::LoopMusic(prompt(1000)));
+    let mut rtcp_seen = 0;
+    // In flight: (arrival, to_b, rtcp, from, bytes). 30 ms one way; every 10th RTP
+    // packet from a is lost.
+    let mut flight: Vec<(Instant, bool, bool, SocketAddr, Vec<u8>)> = Vec::new();
+    for k in 0..600u64 {
+        let now = ms(t0, 20 * k);
+        flight.sort_by_key(|f| f.0);
+        let due = flight.iter().take_while(|f| f.0 <= now).count();
+        for (at, to_b, rtcp, from, bytes) in flight.drain(..due) {
+            let to = if to_b { &mut b } else { &mut a };
+            if rtcp {
+                to.handle_rtcp(at, from, &bytes);
+            } else {
+                to.handle_rtp(at, from, &bytes);
+            }
+        }
+        for (session, own, peer, to_b) in [
+            (&mut a, addr_a, addr_b, true),
+            (&mut b, addr_b, addr_a, false),
+        ] {
+            session.handle_tick(now);
+            while let Some(t) = session.poll_transmit() {
+                if t.rtcp {
+                    // RTCP goes to the RTP port + 1 and comes from ours + 1.
+                    assert_eq!(t.destination.port(), peer.port() + 1);
+                    rtcp_seen += 1;
+                    flight.push((
+                        now + Duration::from_millis(30),
+                        to_b,
+                        true,
+                        SocketAddr::new(own.ip(), own.port() + 1),
+                        t.payload,
+                    ));
+                } else if !(to_b && parsed(&t).sequence.is_multiple_of(10)) {
+                    flight.push((now + Duration::from_millis(30), to_b, false, own, t.payload));
+                }
+            }
+        }
+    }
+    // 12 s: two reports each way.
+    assert_eq!(rtcp_seen, 4);
+    let qa = a.quality();
+    // b saw a's stream lose 10%: a learns it from b's report.
+    let loss = qa.remote_fraction_lost.unwrap();
+    assert!((loss - 0.1).abs() < 0.01, "{loss}");
+    assert!(qa.remote_jitter_ms.unwrap() < 1.0);
+    // 30 ms each way.
+    let rtt = qa.round_trip_ms.unwrap();
+    assert!((rtt - 60.0).abs() < 1.0, "{rtt}");
+    assert_eq!(b.quality().remote_fraction_lost, Some(0.0));
+    // Reports from an address that is not the media peer are ignored.
+    let mut c = make(0xC, addr_b);
+    let bogus = crate::media::rtcp::build(0xB, None, None, "x");
+    c.handle_rtcp(t0, INTRUDER, &bogus);
+    assert_eq!(c.quality().packets_rejected, 1);
 }
