@@ -316,7 +316,19 @@ pub struct MediaSession {
 impl MediaSession {
     /// A quiet session (no playback, not bridged) whose clock starts now.
     pub fn new(now: Instant, config: SessionConfig) -> Self {
-        let epoch = config.pacing_epoch.filter(|e| *e <= now).unwrap_or(now);
+        let epoch = match config.pacing_epoch {
+            Some(grid) if grid <= now => grid,
+            // A grid point still in the future (a phase offset early in the driver's
+            // life): the same grid, whole frames earlier.
+            Some(grid) => {
+                let frames = (grid - now)
+                    .as_micros()
+                    .div_ceil(FRAME_DURATION.as_micros());
+                grid.checked_sub(FRAME_DURATION * frames as u32)
+                    .unwrap_or(now)
+            }
+            None => now,
+        };
         let since = now.saturating_duration_since(epoch).as_micros();
         // First frame on the grid at or after now.
         let next_frame = since.div_ceil(FRAME_DURATION.as_micros()) as u64;

@@ -229,6 +229,22 @@ fn frames_fall_on_the_shared_tick_grid() {
 }
 
 #[test]
+fn a_grid_point_in_the_future_keeps_the_grid() {
+    let t0 = crate::media::test_epoch();
+    let mut config = SessionConfig::new(&negotiated(Codec::Pcmu), 1, 1, 0);
+    // The driver's phase 3 starts 15 ms after its epoch; this leg starts at 2 ms.
+    config.pacing_epoch = Some(ms(t0, 15));
+    let mut s = MediaSession::new(ms(t0, 2), config);
+    s.handle_command(ms(t0, 2), MediaCommand::LoopMusic(prompt(1000)));
+    assert_eq!(s.poll_timeout(), Some(ms(t0, 15)));
+    for k in 0..50 {
+        s.handle_tick(ms(t0, 15 + 20 * k));
+    }
+    assert_eq!(drain(&mut s).0.len(), 50);
+    assert_eq!(s.quality().late_frames, 0);
+}
+
+#[test]
 fn a_stall_skips_frames_instead_of_bursting() {
     let t0 = crate::media::test_epoch();
     let mut s = session(t0, Codec::Pcmu);
