@@ -32,7 +32,7 @@ pub enum RecordSides {
 
 /// A direction of audio on a leg, as seen from the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
+pub enum Side {
     Received,
     Sent,
 }
@@ -62,8 +62,8 @@ impl Mixer {
 
     /// Adds `samples` starting at `position`. Audio for already released positions or
     /// too far ahead is dropped; the sent direction is ignored for `Received` recordings.
-    pub fn add(&mut self, direction: Direction, position: u64, samples: &[i16]) {
-        if direction == Direction::Sent && self.sides == RecordSides::Received {
+    pub fn add(&mut self, side: Side, position: u64, samples: &[i16]) {
+        if side == Side::Sent && self.sides == RecordSides::Received {
             return;
         }
         let skip = self.released.saturating_sub(position) as usize;
@@ -222,13 +222,13 @@ mod tests {
     #[test]
     fn mixes_both_directions_by_position() {
         let mut m = Mixer::new(1000, RecordSides::Both);
-        m.add(Direction::Received, 1000, &[100; 4]);
-        m.add(Direction::Sent, 1002, &[10; 4]);
+        m.add(Side::Received, 1000, &[100; 4]);
+        m.add(Side::Sent, 1002, &[10; 4]);
         let mut out = Vec::new();
         m.release(1008, &mut out);
         assert_eq!(out, vec![100, 100, 110, 110, 10, 10, 0, 0]);
         // Late audio for released positions is dropped, the rest still placed.
-        m.add(Direction::Received, 1006, &[5; 4]);
+        m.add(Side::Received, 1006, &[5; 4]);
         m.release(1010, &mut out);
         assert_eq!(&out[8..], &[5, 5]);
     }
@@ -236,14 +236,14 @@ mod tests {
     #[test]
     fn received_only_ignores_sent_and_clips() {
         let mut m = Mixer::new(0, RecordSides::Received);
-        m.add(Direction::Sent, 0, &[1; 4]);
-        m.add(Direction::Received, 0, &[i16::MAX; 2]);
-        m.add(Direction::Received, 0, &[i16::MAX; 2]);
+        m.add(Side::Sent, 0, &[1; 4]);
+        m.add(Side::Received, 0, &[i16::MAX; 2]);
+        m.add(Side::Received, 0, &[i16::MAX; 2]);
         let mut out = Vec::new();
         m.release(4, &mut out);
         assert_eq!(out, vec![i16::MAX, i16::MAX, 0, 0]);
         // A wild position (garbage timestamp) allocates nothing.
-        m.add(Direction::Received, 1 << 40, &[1; 4]);
+        m.add(Side::Received, 1 << 40, &[1; 4]);
         assert!(m.pending.is_empty());
     }
 

@@ -943,7 +943,7 @@ impl MediaSession {
                 }
             };
             rec.mixer
-                .add(recording::Direction::Received, position, &self.pcm);
+                .add(recording::Side::Received, position, &self.pcm);
         }
     }
 
@@ -951,7 +951,7 @@ impl MediaSession {
     fn record_sent(&mut self, timestamp: u32, pcm: &[i16]) {
         let relative = timestamp.wrapping_sub(self.config.initial_timestamp) as u64;
         if let Some(rec) = self.recording.as_mut() {
-            rec.mixer.add(recording::Direction::Sent, relative, pcm);
+            rec.mixer.add(recording::Side::Sent, relative, pcm);
         }
     }
 
