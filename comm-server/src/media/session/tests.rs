@@ -300,6 +300,45 @@ fn symmetric_rtp_latches_and_a_third_address_cannot_take_over() {
 }
 
 #[test]
+fn a_reinvite_moves_the_stream_and_changes_codec() {
+    let t0 = crate::media::test_epoch();
+    let mut s = session(t0, Codec::Pcmu);
+    let mut phone = Peer::new(Codec::Pcmu);
+    handshake(&mut s, &mut phone, CALLER, t0);
+    assert_eq!(s.destination(), Some(CALLER));
+    // Transfer: the new party is at NAT and speaks A-law.
+    let mut n = negotiated(Codec::Pcma);
+    n.remote = Some(NAT);
+    s.handle_command(t0, MediaCommand::Update(n));
+    assert_eq!(s.destination(), Some(NAT));
+    let mut agent = Peer::new(Codec::Pcma);
+    agent.ssrc = 0x5555;
+    handshake(&mut s, &mut agent, NAT, ms(t0, 40));
+    assert!(
+        drain(&mut s)
+            .1
+            .contains(&MediaAction::RemoteLatched { address: NAT })
+    );
+    // The old party can no longer reach the leg.
+    let d = phone.audio(&[0; 160]);
+    s.handle_rtp(ms(t0, 60), CALLER, &d);
+    assert_eq!(s.destination(), Some(NAT));
+    s.handle_command(
+        ms(t0, 60),
+        MediaCommand::Play {
+            id: 1,
+            prompts: vec![prompt(160)],
+            barge_in: false,
+        },
+    );
+    s.handle_tick(ms(t0, 60));
+    let tx = drain(&mut s).0;
+    assert_eq!((tx[0].destination, parsed(&tx[0]).payload_type), (NAT, 8));
+    // Loss and packets carried across the move: 1 + 1 valid packets so far.
+    assert_eq!(s.quality().packets_received, 2);
+}
+
+#[test]
 fn rfc4733_digit_is_reported_once_and_disables_inband() {
     let t0 = crate::media::test_epoch();
     let mut s = session(t0, Codec::Pcmu);
