@@ -166,17 +166,22 @@ fn resample(input: &[i16], from: u32, to: u32) -> Vec<i16> {
     let ratio = from as f64 / to as f64;
     (0..out_len)
         .map(|j| {
+            // Indices are clamped rather than trusted: float rounding must not be
+            // able to index past the input (callers guarantee it is not empty).
+            let last = input.len() - 1;
             if from > to {
-                let start = (j as f64 * ratio) as usize;
-                let end = (((j + 1) as f64 * ratio) as usize).clamp(start + 1, input.len());
-                let span = &input[start.min(input.len() - 1)..end];
-                (span.iter().map(|&s| s as i64).sum::<i64>() / span.len().max(1) as i64) as i16
+                let start = ((j as f64 * ratio) as usize).min(last);
+                let end = (((j + 1) as f64 * ratio) as usize)
+                    .max(start + 1)
+                    .min(input.len());
+                let span = &input[start..end];
+                (span.iter().map(|&s| s as i64).sum::<i64>() / span.len() as i64) as i16
             } else {
                 let pos = j as f64 * ratio;
-                let i = pos as usize;
+                let i = (pos as usize).min(last);
                 let frac = pos - i as f64;
                 let a = input[i] as f64;
-                let b = *input.get(i + 1).unwrap_or(&input[i]) as f64;
+                let b = input[(i + 1).min(last)] as f64;
                 (a + (b - a) * frac).round() as i16
             }
         })
@@ -590,5 +595,29 @@ mod tests {
             library.prompt("nope"),
             Err(PromptError::Missing(_))
         ));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any rate in range and any length: no panic, the expected length.
+            #[test]
+            fn resampling_never_panics(len in 1usize..3000, from in MIN_SOURCE_RATE..=MAX_SOURCE_RATE) {
+                let input: Vec<i16> = (0..len).map(|i| (i as i16).wrapping_mul(31)).collect();
+                let out = resample(&input, from, SAMPLE_RATE);
+                prop_assert_eq!(out.len() as u64, len as u64 * 8000 / from as u64);
+            }
+
+            /// A prompt file is operator input: garbage is an error naming it, not a panic.
+            #[test]
+            fn arbitrary_files_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+                let mut riff = b"RIFF\x24\x00\x00\x00WAVEfmt ".to_vec();
+                riff.extend(&bytes);
+                let _ = load(riff);
+                let _ = load(bytes);
+            }
+        }
     }
 }
