@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Regenerates the English prompt set in this directory.
+#
+# Every file is 8 kHz, mono, 16-bit signed PCM WAV: the format the media engine plays
+# as-is (comm_server::media::prompt), so no conversion happens at load time.
+# Requires espeak-ng and sox (Debian: apt-get install espeak-ng sox).
+# Output is deterministic: sox dithering is off (-D) so a rerun gives the same bytes
+# unless the tools' versions change.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VOICE="${VOICE:-en-us}"
+SPEED="${SPEED:-150}"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+
+# say <path-without-.wav> <text>
+say() {
+  local out="$1.wav" text="$2"
+  mkdir -p "$(dirname "$out")"
+  espeak-ng -v "$VOICE" -s "$SPEED" -w "$TMP/raw.wav" "$text"
+  # Telephone band, leading/trailing silence trimmed to a short pad, normalised.
+  sox -D "$TMP/raw.wav" -r 8000 -c 1 -b 16 -e signed-integer "$out" \
+    highpass 200 lowpass 3400 \
+    silence 1 0.02 0.5% reverse silence 1 0.02 0.5% reverse \
+    pad 0.05 0.15 norm -3
+}
+
+# tone <path-without-.wav> <seconds> <frequency>
+tone() {
+  mkdir -p "$(dirname "$1")"
+  sox -D -n -r 8000 -c 1 -b 16 -e signed-integer "$1.wav" \
+    synth "$2" sine "$3" fade q 0.01 "$2" 0.01 vol 0.5
+}
+
+# --- general -------------------------------------------------------------------
+say general/welcome "Welcome. Thank you for calling."
+say general/main-menu "For sales, press 1. For support, press 2. To leave a voice message, press 3. To speak to an operator, press 0."
+say general/goodbye "Thank you for calling. Goodbye."
+say general/invalid-entry "Sorry, that is not a valid entry. Please try again."
+say general/agent-unavailable "All of our agents are busy at the moment. Please stay on the line, or leave a message after the tone."
+say general/please-hold "Please hold while we connect your call."
+say general/transferring-to-agent "Transferring you to an agent."
+say general/call-recorded "This call may be recorded for quality and training purposes."
+say general/you-are-caller-number "You are caller number"
+say general/your-estimated-wait-is "Your estimated wait is"
+say general/minute "minute"
+say general/minutes "minutes"
+say general/less-than-one-minute "less than one minute"
+say general/and "and"
+
+# --- digits and numbers ---------------------------------------------------------
+words=(zero one two three four five six seven eight nine ten eleven twelve thirteen
+  fourteen fifteen sixteen seventeen eighteen nineteen twenty)
+for i in $(seq 0 9); do say "digits/$i" "${words[$i]}"; done
+for i in $(seq 0 20); do say "numbers/$i" "${words[$i]}"; done
+tens=([3]=thirty [4]=forty [5]=fifty [6]=sixty [7]=seventy [8]=eighty [9]=ninety)
+for t in 3 4 5 6 7 8 9; do say "numbers/${t}0" "${tens[$t]}"; done
+say numbers/hundred "hundred"
+say numbers/thousand "thousand"
+
+# --- voicemail -------------------------------------------------------------------
+say voicemail/leave-message-after-tone "Please leave your message after the tone. When you are finished, hang up, or press the pound key."
+tone voicemail/beep 0.5 1000
+say voicemail/enter-mailbox "Please enter your mailbox number, followed by the pound key."
+say voicemail/enter-pin "Please enter your PIN, followed by the pound key."
+say voicemail/invalid-pin "That PIN is not correct."
+say voicemail/you-have "You have"
+say voicemail/new-message "new message"
+say voicemail/new-messages "new messages"
+say voicemail/no-new-messages "You have no new messages."
+say voicemail/main-menu "To listen to your new messages, press 1. To listen to saved messages, press 2. To change your greeting, press 3. To exit, press star."
+say voicemail/message-menu "To replay this message, press 1. To save it, press 2. To delete it, press 3. For the next message, press pound."
+say voicemail/message-deleted "Message deleted."
+say voicemail/message-saved "Message saved."
+say voicemail/no-more-messages "There are no more messages."
+say voicemail/mailbox-full "Sorry, this mailbox is full."
+say voicemail/goodbye "Goodbye."
+
+# --- bank card line ----------------------------------------------------------------
+say bank/welcome "Welcome to the card services line."
+say bank/main-menu "To hear your balance, press 1. To report a lost or stolen card, press 2. To speak to an agent, press 0."
+say bank/enter-account-number "Please enter your account number, followed by the pound key."
+say bank/enter-card-number "Please enter the last four digits of your card number."
+say bank/enter-pin "Please enter your four digit PIN."
+say bank/wrong-pin "Sorry, that PIN is not correct."
+say bank/your-balance-is "Your balance is"
+say bank/dollars "dollars"
+say bank/dollar "dollar"
+say bank/cents "cents"
+say bank/cent "cent"
+say bank/card-blocked "Your card has been blocked. A replacement will be sent to you."
+say bank/transferring-to-agent "Transferring you to an agent. Please hold."
+
+# --- utility outage line -----------------------------------------------------------
+say utility/welcome "Welcome to the power and water outage line."
+say utility/main-menu "To report an outage, press 1. To hear about known outages in your area, press 2. For billing, press 3. To speak to an agent, press 0."
+say utility/enter-postcode "Please enter your postcode, followed by the pound key."
+say utility/enter-address-number "Please enter your house number, followed by the pound key."
+say utility/outage-reported "Thank you. Your outage has been reported."
+say utility/known-outage "We are aware of an outage in your area and crews are working on it."
+say utility/call-back "We will call you back when the service is restored."
+say utility/transferring-to-agent "Transferring you to an agent."
+
+# --- tones -------------------------------------------------------------------------
+tone tones/beep 0.25 1000
+
+# --- music on hold -----------------------------------------------------------------
+# A gentle I-vi-IV-V progression of plucked triads over a soft sine bass, twice round
+# (8 chords x 2.5 s = 20 s). The last chord resolves into the first so the loop is
+# seamless when it wraps.
+mkdir -p music
+chord() { # chord <n> <bass> <note> <note> <note>
+  sox -D -n -r 8000 -c 4 -b 16 "$TMP/c$1.wav" synth 2.5 sine "$2" pluck "$3" pluck "$4" pluck "$5" \
+    fade q 0.05 2.5 0.3
+  sox -D "$TMP/c$1.wav" -c 1 "$TMP/m$1.wav" remix 1v0.2,2v0.3,3v0.3,4v0.3
+}
+chord 1 C3 C4 E4 G4
+chord 2 A2 A3 C4 E4
+chord 3 F2 F3 A3 C4
+chord 4 G2 G3 B3 D4
+chord 5 C3 E4 G4 C5
+chord 6 A2 C4 E4 A4
+chord 7 F2 A3 C4 F4
+chord 8 G2 B3 D4 G4
+sox -D "$TMP"/m{1,2,3,4,5,6,7,8}.wav -r 8000 -c 1 -b 16 -e signed-integer music/hold.wav \
+  gain -3 lowpass 3000 reverb 30 norm -6
+
+echo "generated $(find . -name '*.wav' | wc -l) files, $(du -sh . | cut -f1)"
