@@ -1,1 +1,40 @@
 //! XML dialog scripts: format, loader, validator and a pure interpreter.
+//!
+//! One script format serves three channels: a caller in the IVR (interactive
+//! voice response), an agent guided on screen, and a customer on the web. The
+//! format is described in `FORMAT.md` and `dialog-script.dtd` beside this crate.
+//!
+//! This crate owns the format, its checks and the interpreter. It must not own
+//! I/O, clocks, sockets or `tokio`: hosts (the IVR runtime, web endpoints, the
+//! agent gateway) drive a [`Session`] and do what its [`Step`]s ask.
+//!
+//! ```text
+//!  XML text ──load_str──► Script ──Library::new──► Library
+//!                          (checked)                 │
+//!           host ◄── poll_step/poll_history ── Session::start(library, id, context, now)
+//!           host ──── handle_input(now, …) ──►  Session
+//! ```
+
+mod diag;
+mod expr;
+mod library;
+mod model;
+mod parse;
+mod session;
+mod speech;
+mod xml;
+
+pub use diag::{Diagnostic, LoadError, Pos, Severity};
+pub use expr::{MAX_EXPR_CHARS, MAX_EXPR_NESTING};
+pub use library::{Checked, Library, check_files};
+pub use model::{Channel, Script, TransferTo};
+pub use parse::{
+    AnyAudio, AudioFiles, DEFAULT_RECORD_MAX, DEFAULT_TEXT_MAX, DEFAULT_TIMEOUT, DEFAULT_TRIES,
+    DEFAULT_WEBHOOK_TIMEOUT, FORMAT_VERSION, Loaded, MAX_TRIES, load_file, load_str,
+};
+pub use session::{
+    Action, Audio, ChoiceOut, HistoryEvent, HistoryRecord, Input, InputKind, MAX_CALL_DEPTH,
+    MAX_OPS_PER_INPUT, Outcome, PromptOut, Question, Session, SessionContext, SessionError,
+    SkillRequirement, Step,
+};
+pub use xml::{MAX_DEPTH, MAX_ELEMENTS, MAX_SOURCE_BYTES};

@@ -1,0 +1,370 @@
+//! CEL (Common Expression Language) conditions and `{{ … }}` text templates.
+//!
+//! Owns compiling an expression once at load time, checking every name it uses
+//! against what the script declares, and evaluating it against a session's data.
+//! It does not own that data: the interpreter builds a [`Bindings`] per evaluation.
+//!
+//! Names an expression may use: `customer`, `call`, `answers.<ask id>`, the
+//! script's declared variables, and where the element says so `answer` (the raw
+//! input under test) or `response` (a webhook's reply).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
+
+use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr};
+use cel::{Context, Env, Program, Value};
+use serde_json::Value as Json;
+
+/// The longest expression accepted, in characters. Longer logic belongs in a
+/// webhook, and the cap bounds the parser's recursion.
+pub const MAX_EXPR_CHARS: usize = 500;
+
+/// The deepest bracket or operator nesting accepted in one expression; CEL's parser
+/// recurses once per level, and this keeps it far from the stack's end.
+pub const MAX_EXPR_NESTING: usize = 16;
+
+/// The roots every expression may name.
+pub const ROOTS: [&str; 3] = ["customer", "call", "answers"];
+
+/// A compiled CEL expression and the text it came from.
+#[derive(Debug)]
+pub struct Expr {
+    source: String,
+    program: Program,
+}
+
+impl Expr {
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+/// What a script declares, for checking the names an expression uses.
+pub(crate) struct Names<'a> {
+    pub vars: &'a BTreeSet<String>,
+    pub asks: &'a BTreeSet<String>,
+    /// Names this one element adds (`answer`, `response`).
+    pub extra: &'a [&'a str],
+}
+
+/// Compiles `source` and checks its names; the error is a sentence for an author.
+pub(crate) fn compile(source: &str, names: &Names<'_>) -> Result<Expr, String> {
+    let trimmed = source.trim();
+    if trimmed.is_empty() {
+        return Err("empty expression".into());
+    }
+    let chars = trimmed.chars().count();
+    if chars > MAX_EXPR_CHARS {
+        return Err(format!(
+            "expression is {chars} characters long, the limit is {MAX_EXPR_CHARS}"
+        ));
+    }
+    let depth = nesting(trimmed);
+    if depth > MAX_EXPR_NESTING {
+        return Err(format!(
+            "expression nests {depth} levels deep, the limit is {MAX_EXPR_NESTING}"
+        ));
+    }
+    let program = env()
+        .compile(trimmed)
+        .map_err(|e| format!("CEL does not compile: {}", one_line(&e.to_string())))?;
+    let mut bound = Vec::new();
+    check_names(program.expression(), names, &mut bound)?;
+    Ok(Expr {
+        source: trimmed.to_owned(),
+        program,
+    })
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Counts nesting conservatively before the parser sees the text: brackets, and
+/// runs of prefix and ternary operators, which also recurse in the grammar.
+fn nesting(s: &str) -> usize {
+    let (mut depth, mut max, mut ternary, mut quote) = (0usize, 0usize, 0usize, None);
+    let mut unary_run = 0usize;
+    for c in s.chars() {
+        if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '?' => ternary += 1,
+            '!' | '-' => unary_run += 1,
+            c if c.is_whitespace() => {}
+            _ => unary_run = 0,
+        }
+        max = max.max(depth + ternary + unary_run);
+    }
+    max
+}
+
+fn check_names(e: &IdedExpr, names: &Names<'_>, bound: &mut Vec<String>) -> Result<(), String> {
+    match &e.expr {
+        Ast::Unspecified | Ast::Literal(_) => Ok(()),
+        Ast::Ident(name) => check_root(name, names, bound),
+        Ast::Select(select) => {
+            if let Ast::Ident(root) = &select.operand.expr
+                && root == "answers"
+                && !bound.iter().any(|b| b == "answers")
+                && !names.asks.contains(&select.field)
+            {
+                return Err(format!(
+                    "`answers.{}` names no <ask>, <menu> or <record> in this script{}",
+                    select.field,
+                    known(names.asks.iter().map(String::as_str))
+                ));
+            }
+            check_names(&select.operand, names, bound)
+        }
+        Ast::Call(call) => {
+            if let Some(target) = &call.target {
+                check_names(target, names, bound)?;
+            }
+            call.args
+                .iter()
+                .try_for_each(|a| check_names(a, names, bound))
+        }
+        Ast::List(list) => list
+            .elements
+            .iter()
+            .try_for_each(|a| check_names(a, names, bound)),
+        Ast::Map(map) => map.entries.iter().try_for_each(|entry| match &entry.expr {
+            EntryExpr::StructField(f) => check_names(&f.value, names, bound),
+            EntryExpr::MapEntry(m) => {
+                check_names(&m.key, names, bound)?;
+                check_names(&m.value, names, bound)
+            }
+        }),
+        Ast::Struct(_) => Err("message literals are not supported in scripts".into()),
+        Ast::Comprehension(c) => {
+            check_names(&c.iter_range, names, bound)?;
+            let before = bound.len();
+            bound.push(c.iter_var.clone());
+            bound.extend(c.iter_var2.clone());
+            bound.push(c.accu_var.clone());
+            let result = [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result]
+                .into_iter()
+                .try_for_each(|part| check_names(part, names, bound));
+            bound.truncate(before);
+            result
+        }
+    }
+}
+
+fn check_root(name: &str, names: &Names<'_>, bound: &[String]) -> Result<(), String> {
+    let ok = name.starts_with('@')
+        || ROOTS.contains(&name)
+        || names.vars.contains(name)
+        || names.extra.contains(&name)
+        || bound.iter().any(|b| b == name);
+    if ok {
+        return Ok(());
+    }
+    let mut all: Vec<&str> = ROOTS.to_vec();
+    all.extend(names.extra.iter().copied());
+    all.extend(names.vars.iter().map(String::as_str));
+    Err(format!(
+        "unknown name `{name}`: declare it with <var name=\"{name}\"/>{}",
+        known(all.into_iter())
+    ))
+}
+
+fn known<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let list: Vec<&str> = names.collect();
+    if list.is_empty() {
+        String::new()
+    } else {
+        format!(" (known: {})", list.join(", "))
+    }
+}
+
+/// The standard CEL environment, built once: building it costs more than most
+/// evaluations do.
+fn env() -> &'static Arc<Env> {
+    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
+    ENV.get_or_init(|| Arc::new(Env::stdlib()))
+}
+
+/// The data one evaluation sees.
+pub(crate) struct Bindings<'a> {
+    pub customer: &'a Json,
+    pub call: &'a Json,
+    pub answers: &'a BTreeMap<String, Json>,
+    pub vars: &'a BTreeMap<String, Json>,
+    pub extra: &'a [(&'a str, &'a Json)],
+}
+
+impl Bindings<'_> {
+    fn context(&self) -> Result<Context<'static, 'static>, String> {
+        let mut ctx = Context::with_env(Arc::clone(env()));
+        let mut bind = |name: &str, value: &dyn erased::Ser| -> Result<(), String> {
+            let v = value.to_cel().map_err(|e| format!("`{name}`: {e}"))?;
+            ctx.add_variable_from_value(name.to_owned(), v);
+            Ok(())
+        };
+        bind("customer", self.customer)?;
+        bind("call", self.call)?;
+        bind("answers", self.answers)?;
+        for (name, value) in self.vars {
+            bind(name, value)?;
+        }
+        for (name, value) in self.extra {
+            bind(name, *value)?;
+        }
+        Ok(ctx)
+    }
+
+    /// Evaluates `expr` to JSON; the error names the expression and what failed.
+    pub(crate) fn eval(&self, expr: &Expr) -> Result<Json, String> {
+        let ctx = self.context()?;
+        let value = expr
+            .program
+            .execute(&ctx)
+            .map_err(|e| format!("`{}` failed: {e}", expr.source))?;
+        to_json(&value).ok_or_else(|| format!("`{}` gave a value with no JSON form", expr.source))
+    }
+
+    pub(crate) fn eval_bool(&self, expr: &Expr) -> Result<bool, String> {
+        match self.eval(expr)? {
+            Json::Bool(b) => Ok(b),
+            other => Err(format!("`{}` gave {other}, not true or false", expr.source)),
+        }
+    }
+}
+
+/// Serialization to a CEL value without naming the concrete serde type.
+mod erased {
+    use std::collections::BTreeMap;
+
+    pub(super) trait Ser {
+        fn to_cel(&self) -> Result<cel::Value, String>;
+    }
+
+    impl Ser for serde_json::Value {
+        fn to_cel(&self) -> Result<cel::Value, String> {
+            cel::to_value(self).map_err(|e| e.to_string())
+        }
+    }
+
+    impl Ser for BTreeMap<String, serde_json::Value> {
+        fn to_cel(&self) -> Result<cel::Value, String> {
+            cel::to_value(self).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Converts a CEL result to JSON; functions and opaque values have no JSON form.
+pub(crate) fn to_json(v: &Value) -> Option<Json> {
+    Some(match v {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(i) => Json::from(*i),
+        Value::UInt(u) => Json::from(*u),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Value::String(s) => Json::String(s.to_string()),
+        Value::Bytes(b) => Json::String(String::from_utf8_lossy(b).into_owned()),
+        Value::List(items) => Json::Array(items.iter().map(to_json).collect::<Option<_>>()?),
+        Value::Map(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map.map.iter() {
+                out.insert(key_string(k), to_json(v)?);
+            }
+            Json::Object(out)
+        }
+        Value::Timestamp(t) => Json::String(t.to_rfc3339()),
+        Value::Duration(d) => Json::String(format!("{}s", d.num_milliseconds() as f64 / 1000.0)),
+        _ => return None,
+    })
+}
+
+fn key_string(k: &cel::objects::Key) -> String {
+    use cel::objects::Key;
+    match k {
+        Key::Int(i) => i.to_string(),
+        Key::Uint(u) => u.to_string(),
+        Key::Bool(b) => b.to_string(),
+        Key::String(s) => s.to_string(),
+    }
+}
+
+/// Text with `{{ expression }}` holes, compiled at load time.
+#[derive(Debug)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug)]
+enum Part {
+    Text(String),
+    Hole(Expr),
+}
+
+impl Template {
+    /// Compiles `source`; the error is a sentence for an author.
+    pub(crate) fn compile(source: &str, names: &Names<'_>) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = source;
+        while let Some(open) = rest.find("{{") {
+            let after = &rest[open + 2..];
+            let close = after
+                .find("}}")
+                .ok_or_else(|| "`{{` without a closing `}}`".to_string())?;
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_owned()));
+            }
+            parts.push(Part::Hole(compile(&after[..close], names)?));
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        Ok(Template { parts })
+    }
+
+    /// Renders with each hole's value as plain text (strings without quotes).
+    pub(crate) fn render_text(&self, b: &Bindings<'_>) -> Result<String, String> {
+        self.render(|e| {
+            Ok(match b.eval(e)? {
+                Json::String(s) => s,
+                Json::Null => String::new(),
+                other => other.to_string(),
+            })
+        })
+    }
+
+    /// Renders with each hole's value as a JSON literal, for JSON bodies.
+    pub(crate) fn render_json(&self, b: &Bindings<'_>) -> Result<String, String> {
+        self.render(|e| Ok(b.eval(e)?.to_string()))
+    }
+
+    /// Renders with every hole as `null`, to check a JSON body's shape at load time.
+    pub(crate) fn render_nulls(&self) -> String {
+        self.render(|_| Ok("null".into())).unwrap_or_default()
+    }
+
+    fn render(
+        &self,
+        mut hole: impl FnMut(&Expr) -> Result<String, String>,
+    ) -> Result<String, String> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Hole(e) => out.push_str(&hole(e)?),
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+}

@@ -1,0 +1,243 @@
+//! XML text to a plain element tree with positions, on top of quick-xml.
+//!
+//! Owns well-formedness, entity references and the size and depth caps. It knows
+//! nothing about dialog scripts: element and attribute names are checked by
+//! `parse`, which walks this tree. Keeping the two apart lets the tree carry a
+//! position for every element and attribute, so later errors can say where.
+
+use quick_xml::Reader;
+use quick_xml::events::{BytesStart, Event};
+
+use crate::diag::{Findings, LineIndex, Pos};
+
+/// The largest script file accepted, in bytes. A dialog script this big is a
+/// generated one gone wrong; the cap keeps a bad upload from costing memory.
+pub const MAX_SOURCE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The deepest element nesting accepted. Real scripts nest a handful of levels
+/// (`script > menu > option > if > ask > prompt`); the cap keeps the recursive
+/// walks in `parse` far from the stack's limit.
+pub const MAX_DEPTH: usize = 32;
+
+/// The most elements one file may hold.
+pub const MAX_ELEMENTS: usize = 50_000;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Attr {
+    pub name: String,
+    pub value: String,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Element {
+    pub name: String,
+    pub pos: Pos,
+    pub attrs: Vec<Attr>,
+    pub children: Vec<Element>,
+    /// The element's own character data, children's text excluded.
+    pub text: String,
+}
+
+impl Element {
+    pub(crate) fn attr(&self, name: &str) -> Option<&Attr> {
+        self.attrs.iter().find(|a| a.name == name)
+    }
+}
+
+/// Parses `source` into its root element, or records why it could not.
+pub(crate) fn parse(source: &str, findings: &mut Findings) -> Option<Element> {
+    let lines = LineIndex::new(source);
+    if source.len() > MAX_SOURCE_BYTES {
+        findings.error(
+            Pos { line: 1, column: 1 },
+            format!(
+                "file is {} bytes, the limit is {MAX_SOURCE_BYTES}",
+                source.len()
+            ),
+        );
+        return None;
+    }
+    let mut reader = Reader::from_str(source);
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let mut count = 0usize;
+    loop {
+        let start = offset(reader.buffer_position());
+        let event = match reader.read_event() {
+            Ok(event) => event,
+            Err(e) => {
+                let at = lines.pos(offset(reader.error_position()));
+                findings.error(at, format!("malformed XML: {e}"));
+                return None;
+            }
+        };
+        let end = offset(reader.buffer_position());
+        match event {
+            Event::Start(tag) | Event::Empty(tag) if stack.len() >= MAX_DEPTH => {
+                let _ = tag;
+                findings.error(
+                    lines.pos(start),
+                    format!("elements nest deeper than {MAX_DEPTH} levels"),
+                );
+                return None;
+            }
+            Event::Start(tag) => {
+                count += 1;
+                stack.push(element(&tag, source, start, end, &lines, findings)?);
+            }
+            Event::Empty(tag) => {
+                count += 1;
+                let el = element(&tag, source, start, end, &lines, findings)?;
+                attach(el, &mut stack, &mut root, &lines, start, findings)?;
+            }
+            Event::End(_) => {
+                // quick-xml checks that end names match, so the stack is not empty.
+                let el = stack.pop()?;
+                attach(el, &mut stack, &mut root, &lines, start, findings)?;
+            }
+            Event::Text(text) => {
+                add_text(&text.xml10_content(), &mut stack, &lines, start, findings)?
+            }
+            Event::CData(data) => {
+                let data = data.xml10_content().into_owned();
+                add_text(&data, &mut stack, &lines, start, findings)?;
+            }
+            Event::GeneralRef(r) => {
+                let ch = match r.resolve_char_ref() {
+                    Ok(Some(ch)) => ch.to_string(),
+                    Ok(None) => match &*r.xml10_content() {
+                        "lt" => "<".into(),
+                        "gt" => ">".into(),
+                        "amp" => "&".into(),
+                        "apos" => "'".into(),
+                        "quot" => "\"".into(),
+                        other => {
+                            findings.error(lines.pos(start), format!("unknown entity `&{other};`"));
+                            return None;
+                        }
+                    },
+                    Err(e) => {
+                        findings.error(lines.pos(start), format!("bad character reference: {e}"));
+                        return None;
+                    }
+                };
+                add_text(&ch, &mut stack, &lines, start, findings)?;
+            }
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_) => {}
+            Event::Eof => break,
+        }
+        if count > MAX_ELEMENTS {
+            findings.error(
+                lines.pos(start),
+                format!("more than {MAX_ELEMENTS} elements"),
+            );
+            return None;
+        }
+    }
+    if let Some(open) = stack.last() {
+        findings.error(open.pos, format!("<{}> is never closed", open.name));
+        return None;
+    }
+    if root.is_none() {
+        findings.error(
+            lines.pos(source.len()),
+            "no root element: expected <script>",
+        );
+    }
+    root
+}
+
+fn offset(position: u64) -> usize {
+    usize::try_from(position).unwrap_or(usize::MAX)
+}
+
+fn element(
+    tag: &BytesStart<'_>,
+    source: &str,
+    start: usize,
+    end: usize,
+    lines: &LineIndex<'_>,
+    findings: &mut Findings,
+) -> Option<Element> {
+    let pos = lines.pos(start);
+    let name = tag.name().as_ref().to_owned();
+    let raw = source.get(start..end).unwrap_or("");
+    let mut attrs = Vec::new();
+    for attr in tag.attributes() {
+        let attr = match attr {
+            Ok(attr) => attr,
+            Err(e) => {
+                findings.error(pos, format!("<{name}>: bad attribute: {e}"));
+                return None;
+            }
+        };
+        let key = attr.key.as_ref().to_owned();
+        let value = match attr.normalized_value(quick_xml::XmlVersion::Implicit1_0) {
+            Ok(v) => v.into_owned(),
+            Err(e) => {
+                findings.error(pos, format!("<{name}> attribute `{key}`: {e}"));
+                return None;
+            }
+        };
+        let at = attr_offset(raw, &key).map_or(pos, |o| lines.pos(start + o));
+        attrs.push(Attr {
+            name: key,
+            value,
+            pos: at,
+        });
+    }
+    Some(Element {
+        name,
+        pos,
+        attrs,
+        children: Vec::new(),
+        text: String::new(),
+    })
+}
+
+/// Where `key=` starts inside a raw start tag, so attribute errors point at it.
+fn attr_offset(raw: &str, key: &str) -> Option<usize> {
+    raw.match_indices(key).map(|(i, _)| i).find(|&i| {
+        let before = raw[..i].chars().next_back();
+        let after = raw[i + key.len()..].trim_start();
+        before.is_some_and(char::is_whitespace) && after.starts_with('=')
+    })
+}
+
+fn attach(
+    el: Element,
+    stack: &mut [Element],
+    root: &mut Option<Element>,
+    lines: &LineIndex<'_>,
+    start: usize,
+    findings: &mut Findings,
+) -> Option<()> {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(el),
+        None if root.is_none() => *root = Some(el),
+        None => {
+            findings.error(lines.pos(start), "only one root element is allowed");
+            return None;
+        }
+    }
+    Some(())
+}
+
+fn add_text(
+    text: &str,
+    stack: &mut [Element],
+    lines: &LineIndex<'_>,
+    start: usize,
+    findings: &mut Findings,
+) -> Option<()> {
+    match stack.last_mut() {
+        Some(el) => el.text.push_str(text),
+        None if text.trim().is_empty() => {}
+        None => {
+            findings.error(lines.pos(start), "text outside the root element");
+            return None;
+        }
+    }
+    Some(())
+}
