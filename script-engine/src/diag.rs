@@ -143,7 +143,7 @@ impl Findings {
     }
 
     pub(crate) fn into_sorted(mut self) -> Vec<Diagnostic> {
-        self.list.sort_by(|a, b| a.pos.cmp(&b.pos));
+        self.list.sort_by_key(|d| d.pos);
         self.list
     }
 }

@@ -203,28 +203,25 @@ pub(crate) struct Bindings<'a> {
 }
 
 impl Bindings<'_> {
-    fn context(&self) -> Result<Context<'static, 'static>, String> {
+    fn context(&self) -> Context<'static, 'static> {
         let mut ctx = Context::with_env(Arc::clone(env()));
-        let mut bind = |name: &str, value: &dyn erased::Ser| -> Result<(), String> {
-            let v = value.to_cel().map_err(|e| format!("`{name}`: {e}"))?;
-            ctx.add_variable_from_value(name.to_owned(), v);
-            Ok(())
-        };
-        bind("customer", self.customer)?;
-        bind("call", self.call)?;
-        bind("answers", self.answers)?;
-        for (name, value) in self.vars {
-            bind(name, value)?;
+        ctx.add_variable_from_value("customer", to_cel(self.customer));
+        ctx.add_variable_from_value("call", to_cel(self.call));
+        ctx.add_variable_from_value("answers", map_to_cel(self.answers.iter()));
+        for (name, value) in self
+            .vars
+            .iter()
+            .map(|(n, v)| (n.as_str(), v))
+            .chain(self.extra.iter().copied())
+        {
+            ctx.add_variable_from_value(name.to_owned(), to_cel(value));
         }
-        for (name, value) in self.extra {
-            bind(name, *value)?;
-        }
-        Ok(ctx)
+        ctx
     }
 
     /// Evaluates `expr` to JSON; the error names the expression and what failed.
     pub(crate) fn eval(&self, expr: &Expr) -> Result<Json, String> {
-        let ctx = self.context()?;
+        let ctx = self.context();
         let value = expr
             .program
             .execute(&ctx)
@@ -240,25 +237,28 @@ impl Bindings<'_> {
     }
 }
 
-/// Serialization to a CEL value without naming the concrete serde type.
-mod erased {
-    use std::collections::BTreeMap;
-
-    pub(super) trait Ser {
-        fn to_cel(&self) -> Result<cel::Value, String>;
+/// Converts JSON to a CEL value. Whole numbers become `int` (not `uint`, which
+/// serde would pick for non-negative ones) so `attempts + 1` type-checks.
+pub(crate) fn to_cel(v: &Json) -> Value {
+    match v {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::Int(i),
+            (None, Some(u)) => Value::UInt(u),
+            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Value::String(Arc::new(s.clone())),
+        Json::Array(items) => Value::List(Arc::new(items.iter().map(to_cel).collect())),
+        Json::Object(map) => map_to_cel(map.iter()),
     }
+}
 
-    impl Ser for serde_json::Value {
-        fn to_cel(&self) -> Result<cel::Value, String> {
-            cel::to_value(self).map_err(|e| e.to_string())
-        }
-    }
-
-    impl Ser for BTreeMap<String, serde_json::Value> {
-        fn to_cel(&self) -> Result<cel::Value, String> {
-            cel::to_value(self).map_err(|e| e.to_string())
-        }
-    }
+fn map_to_cel<'a>(entries: impl Iterator<Item = (&'a String, &'a Json)>) -> Value {
+    let map: std::collections::HashMap<cel::objects::Key, Value> = entries
+        .map(|(k, v)| (cel::objects::Key::String(Arc::new(k.clone())), to_cel(v)))
+        .collect();
+    Value::Map(cel::objects::Map { map: Arc::new(map) })
 }
 
 /// Converts a CEL result to JSON; functions and opaque values have no JSON form.

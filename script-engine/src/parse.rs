@@ -1134,18 +1134,13 @@ impl<'f> Compiler<'f> {
             let test = self
                 .required(el, "test")
                 .and_then(|a| self.expr(el, a, &[]));
-            let branch = match test {
-                Some(test) => Some(self.emit(
-                    el.pos,
-                    Self::step_name(el),
-                    true,
-                    OpKind::Branch {
-                        test,
-                        otherwise: usize::MAX,
-                    },
-                )),
-                None => None,
-            };
+            let branch = test.map(|test| {
+                let kind = OpKind::Branch {
+                    test,
+                    otherwise: usize::MAX,
+                };
+                self.emit(el.pos, Self::step_name(el), true, kind)
+            });
             self.children_block(el);
             ends.push(self.jump_placeholder(el.pos));
             let next = self.ops.len();

@@ -624,7 +624,8 @@ impl Session {
         self.wait = Wait::Finished(outcome);
     }
 
-    /// Handles a runtime error: jump to the script's `on-error` once, else end.
+    /// Handles a runtime error: go to the `on-error` of the innermost script that
+    /// has one (leaving any called scripts inside it), once; else end.
     fn script_error(&mut self, library: &Library, now: SystemTime, e: ScriptError) {
         let step = self
             .current(library)
@@ -638,13 +639,19 @@ impl Session {
                 message: e.0.clone(),
             },
         );
-        let target = self.current(library).ok().and_then(|(s, _)| s.on_error);
-        match target {
-            Some(t) if !self.error_handled => {
+        let handler = self.frames.iter().enumerate().rev().find_map(|(depth, f)| {
+            library
+                .script(&f.script)
+                .and_then(|s| s.on_error)
+                .map(|t| (depth, t))
+        });
+        match handler {
+            Some((depth, target)) if !self.error_handled => {
                 self.error_handled = true;
+                self.frames.truncate(depth + 1);
                 self.awaiting = None;
                 self.wait = Wait::Running;
-                self.frame().pc = t;
+                self.frame().pc = target;
                 self.run(library, now);
             }
             _ => {
