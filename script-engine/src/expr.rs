@@ -31,6 +31,11 @@ pub const ROOTS: [&str; 3] = ["customer", "call", "answers"];
 pub struct Expr {
     source: String,
     program: Program,
+    /// The top-level names the expression reads: only these are bound when it
+    /// runs, so a session with many answers does not convert them all each time.
+    roots: Vec<String>,
+    /// The `answers.<id>` fields it reads, or `None` when it reads `answers` whole.
+    answer_fields: Option<Vec<String>>,
 }
 
 impl Expr {
@@ -68,11 +73,13 @@ pub(crate) fn compile(source: &str, names: &Names<'_>) -> Result<Expr, String> {
     let program = env()
         .compile(trimmed)
         .map_err(|e| format!("CEL does not compile: {}", one_line(&e.to_string())))?;
-    let mut bound = Vec::new();
-    check_names(program.expression(), names, &mut bound)?;
+    let mut scan = Scan::default();
+    check_names(program.expression(), names, &mut scan)?;
     Ok(Expr {
         source: trimmed.to_owned(),
         program,
+        roots: scan.roots.into_iter().collect(),
+        answer_fields: (!scan.all_answers).then(|| scan.answer_fields.into_iter().collect()),
     })
 }
 
@@ -106,66 +113,80 @@ fn nesting(s: &str) -> usize {
     max
 }
 
-fn check_names(e: &IdedExpr, names: &Names<'_>, bound: &mut Vec<String>) -> Result<(), String> {
+/// What a walk over an expression has found so far.
+#[derive(Default)]
+struct Scan {
+    /// Names bound by enclosing comprehensions (`x` in `list.all(x, …)`).
+    bound: Vec<String>,
+    roots: BTreeSet<String>,
+    answer_fields: BTreeSet<String>,
+    all_answers: bool,
+}
+
+fn check_names(e: &IdedExpr, names: &Names<'_>, scan: &mut Scan) -> Result<(), String> {
     match &e.expr {
         Ast::Unspecified | Ast::Literal(_) => Ok(()),
-        Ast::Ident(name) => check_root(name, names, bound),
+        Ast::Ident(name) => check_root(name, names, scan),
         Ast::Select(select) => {
             if let Ast::Ident(root) = &select.operand.expr
                 && root == "answers"
-                && !bound.iter().any(|b| b == "answers")
-                && !names.asks.contains(&select.field)
+                && !scan.bound.iter().any(|b| b == "answers")
             {
-                return Err(format!(
-                    "`answers.{}` names no <ask>, <menu> or <record> in this script{}",
-                    select.field,
-                    known(names.asks.iter().map(String::as_str))
-                ));
+                if !names.asks.contains(&select.field) {
+                    return Err(format!(
+                        "`answers.{}` names no <ask>, <menu> or <record> in this script{}",
+                        select.field,
+                        known(names.asks.iter().map(String::as_str))
+                    ));
+                }
+                scan.roots.insert(root.clone());
+                scan.answer_fields.insert(select.field.clone());
+                return Ok(());
             }
-            check_names(&select.operand, names, bound)
+            check_names(&select.operand, names, scan)
         }
         Ast::Call(call) => {
             if let Some(target) = &call.target {
-                check_names(target, names, bound)?;
+                check_names(target, names, scan)?;
             }
             call.args
                 .iter()
-                .try_for_each(|a| check_names(a, names, bound))
+                .try_for_each(|a| check_names(a, names, scan))
         }
         Ast::List(list) => list
             .elements
             .iter()
-            .try_for_each(|a| check_names(a, names, bound)),
+            .try_for_each(|a| check_names(a, names, scan)),
         Ast::Map(map) => map.entries.iter().try_for_each(|entry| match &entry.expr {
-            EntryExpr::StructField(f) => check_names(&f.value, names, bound),
+            EntryExpr::StructField(f) => check_names(&f.value, names, scan),
             EntryExpr::MapEntry(m) => {
-                check_names(&m.key, names, bound)?;
-                check_names(&m.value, names, bound)
+                check_names(&m.key, names, scan)?;
+                check_names(&m.value, names, scan)
             }
         }),
         Ast::Struct(_) => Err("message literals are not supported in scripts".into()),
         Ast::Comprehension(c) => {
-            check_names(&c.iter_range, names, bound)?;
-            let before = bound.len();
-            bound.push(c.iter_var.clone());
-            bound.extend(c.iter_var2.clone());
-            bound.push(c.accu_var.clone());
+            check_names(&c.iter_range, names, scan)?;
+            let before = scan.bound.len();
+            scan.bound.push(c.iter_var.clone());
+            scan.bound.extend(c.iter_var2.clone());
+            scan.bound.push(c.accu_var.clone());
             let result = [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result]
                 .into_iter()
-                .try_for_each(|part| check_names(part, names, bound));
-            bound.truncate(before);
+                .try_for_each(|part| check_names(part, names, scan));
+            scan.bound.truncate(before);
             result
         }
     }
 }
 
-fn check_root(name: &str, names: &Names<'_>, bound: &[String]) -> Result<(), String> {
-    let ok = name.starts_with('@')
-        || ROOTS.contains(&name)
-        || names.vars.contains(name)
-        || names.extra.contains(&name)
-        || bound.iter().any(|b| b == name);
-    if ok {
+fn check_root(name: &str, names: &Names<'_>, scan: &mut Scan) -> Result<(), String> {
+    if name.starts_with('@') || scan.bound.iter().any(|b| b == name) {
+        return Ok(());
+    }
+    if ROOTS.contains(&name) || names.vars.contains(name) || names.extra.contains(&name) {
+        scan.roots.insert(name.to_owned());
+        scan.all_answers |= name == "answers";
         return Ok(());
     }
     let mut all: Vec<&str> = ROOTS.to_vec();
@@ -203,25 +224,35 @@ pub(crate) struct Bindings<'a> {
 }
 
 impl Bindings<'_> {
-    fn context(&self) -> Context<'static, 'static> {
+    /// A CEL context with only the names `expr` reads.
+    fn context(&self, expr: &Expr) -> Context<'static, 'static> {
         let mut ctx = Context::with_env(Arc::clone(env()));
-        ctx.add_variable_from_value("customer", to_cel(self.customer));
-        ctx.add_variable_from_value("call", to_cel(self.call));
-        ctx.add_variable_from_value("answers", map_to_cel(self.answers.iter()));
-        for (name, value) in self
-            .vars
-            .iter()
-            .map(|(n, v)| (n.as_str(), v))
-            .chain(self.extra.iter().copied())
-        {
-            ctx.add_variable_from_value(name.to_owned(), to_cel(value));
+        for root in &expr.roots {
+            let value = match root.as_str() {
+                "customer" => to_cel(self.customer),
+                "call" => to_cel(self.call),
+                "answers" => match &expr.answer_fields {
+                    None => map_to_cel(self.answers.iter()),
+                    Some(fields) => {
+                        map_to_cel(fields.iter().filter_map(|f| self.answers.get_key_value(f)))
+                    }
+                },
+                name => match self.vars.get(name) {
+                    Some(v) => to_cel(v),
+                    None => match self.extra.iter().find(|(n, _)| *n == name) {
+                        Some((_, v)) => to_cel(v),
+                        None => continue,
+                    },
+                },
+            };
+            ctx.add_variable_from_value(root.clone(), value);
         }
         ctx
     }
 
     /// Evaluates `expr` to JSON; the error names the expression and what failed.
     pub(crate) fn eval(&self, expr: &Expr) -> Result<Json, String> {
-        let ctx = self.context();
+        let ctx = self.context(expr);
         let value = expr
             .program
             .execute(&ctx)

@@ -678,3 +678,36 @@ fn every_answer_and_action_is_in_the_history_with_the_callers_time() {
     let json = serde_json::to_value(&records[0]).unwrap();
     assert_eq!(json["event"]["event"], "answer");
 }
+
+#[test]
+fn a_webhook_reply_without_the_expected_fields_counts_as_failed() {
+    let src = r#"<variables><var name="ticket"/></variables>
+      <webhook url="https://h/x"><result var="ticket" value="response.body.id"/>
+        <on-error><say>bad reply</say></on-error></webhook>
+      <say>ticket {{ ticket }}</say>"#;
+    let (mut r, _) = Run::new(Channel::Web, src);
+    let steps = r.input(Input::ActionDone(json!({"status": 200, "body": {}})));
+    assert_eq!(texts(&steps)[0], "bad reply");
+    assert!(
+        matches!(&r.history()[0], HistoryEvent::Action { ok: false, detail, .. }
+        if detail.as_str().unwrap().starts_with("unexpected reply"))
+    );
+}
+
+#[test]
+fn a_damaged_saved_session_is_an_error_not_a_panic() {
+    let (r, _) = Run::new(Channel::Web, YES_NO);
+    let mut saved = serde_json::to_value(&r.s).unwrap();
+    saved["frames"] = json!([]);
+    let mut s: Session = serde_json::from_value(saved.clone()).unwrap();
+    assert_eq!(
+        s.handle_input(&r.lib, t(1), Input::NoInput),
+        Err(SessionError::Damaged)
+    );
+    saved = serde_json::to_value(&r.s).unwrap();
+    saved["frames"][0]["pc"] = json!(999);
+    let mut s: Session = serde_json::from_value(saved).unwrap();
+    s.handle_input(&r.lib, t(1), Input::Answer("yes".into()))
+        .unwrap();
+    assert!(matches!(s.outcome(), Some(Outcome::Failed { .. })));
+}

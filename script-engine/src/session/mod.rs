@@ -76,6 +76,9 @@ pub enum SessionError {
     },
     #[error("the session has finished")]
     Finished,
+    /// A restored session whose state cannot be right (edited or truncated JSON).
+    #[error("the saved session is damaged")]
+    Damaged,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -297,6 +300,10 @@ impl Session {
 
     /// Fails if a script this session is inside of was edited since it started.
     pub fn check(&self, library: &Library) -> Result<(), SessionError> {
+        let live = !matches!(self.wait, Wait::Finished(_));
+        if live && (self.frames.is_empty() || self.frames.len() > MAX_CALL_DEPTH) {
+            return Err(SessionError::Damaged);
+        }
         for f in &self.frames {
             let s = library
                 .script(&f.script)
@@ -785,7 +792,10 @@ impl Session {
         library: &Library,
     ) -> Result<(usize, Option<usize>, String), ScriptError> {
         let (script, pc) = self.current(library)?;
-        let op = &script.ops[pc];
+        let op = script
+            .ops
+            .get(pc)
+            .ok_or_else(|| ScriptError(format!("no step {pc} in `{}`", script.id)))?;
         let handler = match &op.kind {
             OpKind::Lookup { not_found, .. } => *not_found,
             OpKind::Action { on_error, .. } => *on_error,
@@ -849,30 +859,58 @@ impl Session {
                 self.frame().pc = on_error.unwrap_or(pc + 1);
             }
             Ok(reply) => {
+                // Map the reply first: a reply without the fields the script
+                // expects is a failed action, handled by the webhook's <on-error>.
+                let (script, _) = self.current(library)?;
+                let mut mapped = Vec::new();
+                let mut mapping_error = None;
+                if let Some(OpKind::Action {
+                    action: ActionSpec::Webhook { results, .. },
+                    ..
+                }) = script.ops.get(pc).map(|op| &op.kind)
+                {
+                    for (var, e) in results {
+                        match self.bindings(&[("response", &reply)]).eval(e) {
+                            Ok(v) => mapped.push((var.clone(), v)),
+                            Err(why) => {
+                                mapping_error = Some(why);
+                                break;
+                            }
+                        }
+                    }
+                }
+                if let Some(why) = mapping_error {
+                    let detail = Json::String(format!("unexpected reply: {why}"));
+                    self.record(
+                        now,
+                        &step,
+                        HistoryEvent::Action {
+                            action,
+                            ok: false,
+                            detail,
+                        },
+                    );
+                    match on_error {
+                        Some(target) => self.frame().pc = target,
+                        None => return Err(ScriptError(format!("webhook `{step}`: {why}"))),
+                    }
+                    return Ok(());
+                }
                 self.record(
                     now,
                     &step,
                     HistoryEvent::Action {
                         action,
                         ok: true,
-                        detail: reply.clone(),
+                        detail: reply,
                     },
                 );
                 if let (Some(fields), Json::Object(customer)) = (update, &mut self.customer) {
                     customer.extend(fields);
                 }
-                let (script, _) = self.current(library)?;
-                if let OpKind::Action {
-                    action: ActionSpec::Webhook { results, .. },
-                    ..
-                } = &script.ops[pc].kind
-                {
-                    for (var, e) in results {
-                        let v = self.bindings(&[("response", &reply)]).eval(e)?;
-                        self.frame().vars.insert(var.clone(), v);
-                    }
-                }
-                self.frame().pc = pc + 1;
+                let frame = self.frame();
+                frame.vars.extend(mapped);
+                frame.pc = pc + 1;
             }
         }
         Ok(())
