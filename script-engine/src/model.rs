@@ -257,7 +257,8 @@ pub(crate) enum ActionSpec {
 pub(crate) enum RouteSpec {
     Enqueue {
         queue: String,
-        priority: Expr,
+        // Boxed: a compiled expression is much larger than the other variants.
+        priority: Box<Expr>,
         skills: Vec<(String, u8)>,
         prompt: Option<Prompt>,
     },

@@ -274,7 +274,7 @@ impl Compiler<'_> {
                 match (queue, priority) {
                     (Some(queue), Some(priority)) => Some(RouteSpec::Enqueue {
                         queue,
-                        priority,
+                        priority: Box::new(priority),
                         skills,
                         prompt,
                     }),
