@@ -342,3 +342,19 @@ fn library_checks_calls_across_files() {
         "{err}"
     );
 }
+
+#[test]
+fn elements_that_hold_nothing_reject_children_and_text() {
+    assert_error(
+        "  <goto target=\"a\"><say>x</say></goto>\n  <say id=\"a\">y</say>",
+        "2:21",
+        "<say> is not allowed in <goto>, which holds no elements",
+    );
+    assert_error(
+        "  <say><digits value=\"1\">12</digits></say>",
+        "2:8",
+        "<digits> takes no text",
+    );
+    let errs = errors("<script version=\"1\" id=\"t\">stray<say>x</say></script>");
+    assert!(errs[0].contains("<script> takes no text"), "{errs:?}");
+}

@@ -116,7 +116,7 @@ impl Compiler<'_> {
                 for c in &el.children {
                     match c.name.as_str() {
                         "body" => {
-                            self.attrs(c, &[]);
+                            self.leaf(c, &[], true);
                             let Some(t) = self.template(c.pos, "<body>", c.text.trim(), &[]) else {
                                 continue;
                             };
@@ -128,7 +128,7 @@ impl Compiler<'_> {
                             body = Some(t);
                         }
                         "result" => {
-                            self.attrs(c, &["var", "value"]);
+                            self.leaf(c, &["var", "value"], false);
                             let var = self.var_target(c, "var");
                             let value = self
                                 .required(c, "value")
@@ -177,7 +177,7 @@ impl Compiler<'_> {
                 for c in &el.children {
                     match c.name.as_str() {
                         "field" => {
-                            self.attrs(c, &["name", "value"]);
+                            self.leaf(c, &["name", "value"], false);
                             let name = self.required(c, "name").map(|a| a.value.clone());
                             let value =
                                 self.required(c, "value").and_then(|a| self.expr(c, a, &[]));
@@ -261,7 +261,7 @@ impl Compiler<'_> {
                 };
                 let mut skills = Vec::new();
                 for c in el.children.iter().filter(|c| c.name == "skill") {
-                    self.attrs(c, &["name", "min-level"]);
+                    self.leaf(c, &["name", "min-level"], false);
                     let level: u8 = self.number(c, "min-level").unwrap_or(1);
                     if !(1..=10).contains(&level) {
                         self.f.error(c.pos, "<skill> `min-level` must be 1 to 10");

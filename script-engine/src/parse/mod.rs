@@ -180,14 +180,16 @@ fn compile_root(
         }
     };
 
+    c.no_text(root);
     // Pre-pass: names that expressions anywhere may use.
     let mut body = Vec::new();
     let mut var_elements = Vec::new();
     for child in &root.children {
         match child.name.as_str() {
-            "description" => c.attrs(child, &[]),
+            "description" => c.leaf(child, &[], true),
             "variables" => {
                 c.attrs(child, &[]);
+                c.no_text(child);
                 var_elements.extend(child.children.iter());
             }
             _ => body.push(child),
@@ -201,7 +203,7 @@ fn compile_root(
             );
             continue;
         }
-        c.attrs(v, &["name", "value"]);
+        c.leaf(v, &["name", "value"], false);
         if let Some(name) = c.required(v, "name") {
             c.declare_var(&name.value, name.pos);
         }
@@ -334,6 +336,24 @@ impl<'f> Compiler<'f> {
                     format!("<{}> has no attribute `{}` ({hint})", el.name, a.name),
                 );
             }
+        }
+    }
+
+    /// Checks an element that holds no elements: its attributes, no children,
+    /// and no text unless `text` says it takes some.
+    fn leaf(&mut self, el: &Element, allowed: &[&str], text: bool) {
+        self.attrs(el, allowed);
+        for c in &el.children {
+            self.f.error(
+                c.pos,
+                format!(
+                    "<{}> is not allowed in <{}>, which holds no elements",
+                    c.name, el.name
+                ),
+            );
+        }
+        if !text {
+            self.no_text(el);
         }
     }
 
@@ -583,8 +603,7 @@ impl<'f> Compiler<'f> {
             "webhook" | "email" | "update-customer" | "log" => self.action(el),
             "enqueue" | "voicemail" | "transfer" => self.route(el),
             "goto" => {
-                self.attrs(el, &["target"]);
-                self.no_text(el);
+                self.leaf(el, &["target"], false);
                 if let Some(t) = self.required(el, "target") {
                     let (target, pos) = (t.value.clone(), t.pos);
                     let op = self.emit(el.pos, "goto".into(), true, OpKind::Jump(usize::MAX));
@@ -593,8 +612,7 @@ impl<'f> Compiler<'f> {
             }
             "call" => self.call(el),
             "return" => {
-                self.attrs(el, &["value"]);
-                self.no_text(el);
+                self.leaf(el, &["value"], false);
                 let value = el.attr("value").and_then(|a| self.expr(el, a, &[]));
                 self.emit(el.pos, "return".into(), true, OpKind::Return { value });
             }
@@ -755,8 +773,7 @@ impl<'f> Compiler<'f> {
     }
 
     fn set(&mut self, el: &Element) {
-        self.attrs(el, &["id", "var", "value"]);
-        self.no_text(el);
+        self.leaf(el, &["id", "var", "value"], false);
         let var = self.var_target(el, "var");
         let value = self
             .required(el, "value")
@@ -785,7 +802,7 @@ impl<'f> Compiler<'f> {
                     .error(c.pos, format!("<call> holds only <arg>, not <{}>", c.name));
                 continue;
             }
-            self.attrs(c, &["name", "value"]);
+            self.leaf(c, &["name", "value"], false);
             let name = self.required(c, "name").map(|a| a.value.clone());
             let value = self.required(c, "value").and_then(|a| self.expr(c, a, &[]));
             if let (Some(name), Some(value)) = (name, value) {

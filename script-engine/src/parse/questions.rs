@@ -35,14 +35,14 @@ impl Compiler<'_> {
             match child.name.as_str() {
                 n if own.contains(&n) => {}
                 "audio" => {
-                    self.attrs(child, &["src"]);
+                    self.leaf(child, &["src"], false);
                     if let Some(a) = self.required(child, "src") {
                         self.audio_ref(&a.value, a.pos);
                         p.pieces.push(Piece::Audio(a.value.clone()));
                     }
                 }
                 "digits" | "number" => {
-                    self.attrs(child, &["value"]);
+                    self.leaf(child, &["value"], false);
                     if let Some(a) = self.required(child, "value")
                         && let Some(e) = self.expr(child, a, &[])
                     {
@@ -55,7 +55,7 @@ impl Compiler<'_> {
                     }
                 }
                 "amount" => {
-                    self.attrs(child, &["value", "currency"]);
+                    self.leaf(child, &["value", "currency"], false);
                     let currency = child
                         .attr("currency")
                         .map_or_else(|| "eur".to_string(), |a| a.value.to_ascii_lowercase());
@@ -73,12 +73,12 @@ impl Compiler<'_> {
                     }
                 }
                 "silence" => {
-                    self.attrs(child, &["duration"]);
+                    self.leaf(child, &["duration"], false);
                     let d = self.duration(child, "duration", Duration::from_millis(500));
                     p.pieces.push(Piece::Silence(d));
                 }
                 "text" => {
-                    self.attrs(child, &[]);
+                    self.leaf(child, &[], true);
                     if !text.is_empty() {
                         self.f.error(
                             child.pos,
@@ -367,7 +367,11 @@ impl Compiler<'_> {
         let mut out: Vec<Choice> = Vec::new();
         for c in el.children.iter().filter(|c| c.name == child_name) {
             let allowed: &[&str] = &["key", "value", "label"];
-            self.attrs(c, allowed);
+            if child_name == "choice" {
+                self.leaf(c, allowed, true);
+            } else {
+                self.attrs(c, allowed); // an <option> holds steps
+            }
             let key = match c.attr("key") {
                 None => None,
                 Some(a) => {
