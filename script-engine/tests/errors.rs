@@ -347,7 +347,7 @@ fn library_checks_calls_across_files() {
 fn elements_that_hold_nothing_reject_children_and_text() {
     assert_error(
         "  <goto target=\"a\"><say>x</say></goto>\n  <say id=\"a\">y</say>",
-        "2:21",
+        "2:20",
         "<say> is not allowed in <goto>, which holds no elements",
     );
     assert_error(
