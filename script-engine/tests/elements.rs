@@ -711,3 +711,25 @@ fn a_damaged_saved_session_is_an_error_not_a_panic() {
         .unwrap();
     assert!(matches!(s.outcome(), Some(Outcome::Failed { .. })));
 }
+
+#[test]
+fn steps_have_a_plain_json_shape_for_web_and_agent_clients() {
+    let (_, steps) = Run::new(
+        Channel::Web,
+        r#"<ask id="n" input="digits" min-length="2" max-length="3" inter-digit="2s"><prompt>N</prompt></ask>"#,
+    );
+    let json = serde_json::to_value(&steps[0]).unwrap();
+    assert_eq!(json["type"], "ask");
+    assert_eq!(json["step"], "n");
+    assert_eq!(
+        json["input"],
+        json!({"kind": "digits", "min": 2, "max": 3, "terminator": null})
+    );
+    assert_eq!(json["timeout_ms"], 5000);
+    assert_eq!(json["inter_digit_ms"], 2000);
+    assert_eq!(json["prompt"]["text"], "N");
+    let back: Step = serde_json::from_value(json).unwrap();
+    assert_eq!(back, steps[0]);
+    let input: Input = serde_json::from_value(json!({"type": "answer", "value": "12"})).unwrap();
+    assert_eq!(input, Input::Answer("12".into()));
+}

@@ -96,8 +96,10 @@ pub struct Question {
     pub attempt: u32,
     pub tries: u32,
     /// How long to wait for the first key or word after the prompt.
+    #[serde(rename = "timeout_ms", with = "ms")]
     pub timeout: Duration,
     /// For digits: how long to wait between keys.
+    #[serde(rename = "inter_digit_ms", with = "ms::option")]
     pub inter_digit: Option<Duration>,
     pub choices: Vec<ChoiceOut>,
 }
@@ -122,6 +124,7 @@ pub enum InputKind {
         max_chars: u32,
     },
     Recording {
+        #[serde(rename = "max_duration_ms", with = "ms")]
         max_duration: Duration,
         beep: bool,
     },
@@ -150,6 +153,7 @@ pub enum Action {
         url: String,
         method: String,
         body: Option<Json>,
+        #[serde(rename = "timeout_ms", with = "ms")]
         timeout: Duration,
     },
     Email {
@@ -249,4 +253,42 @@ pub enum Outcome {
     Routed { step: String },
     /// A runtime error with no `on-error` to go to.
     Failed { message: String },
+}
+
+/// Durations on the wire are whole milliseconds (`"timeout_ms": 5000`), which
+/// JavaScript and the agent gateway read without a duration type.
+mod ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+
+    pub(super) mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub(crate) fn serialize<S: Serializer>(
+            d: &Option<Duration>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+        }
+    }
 }
