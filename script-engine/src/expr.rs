@@ -399,3 +399,107 @@ impl Template {
         self.parts.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> (BTreeSet<String>, BTreeSet<String>) {
+        (
+            ["tries".to_string()].into_iter().collect(),
+            ["pin".to_string(), "other".to_string()]
+                .into_iter()
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn nesting_counts_brackets_ternaries_and_prefix_runs_outside_strings() {
+        assert_eq!(nesting("a"), 0);
+        assert_eq!(nesting("f((a))"), 2);
+        assert_eq!(nesting("'((((('"), 0);
+        assert_eq!(nesting("a ? b : c ? d : e"), 2);
+        assert_eq!(nesting("!!!a"), 3);
+    }
+
+    #[test]
+    fn expressions_record_only_the_names_they_read() {
+        let (vars, asks) = names();
+        let n = Names {
+            vars: &vars,
+            asks: &asks,
+            extra: &[],
+        };
+        let e = compile("answers.pin == '1' && tries < 3 && customer.x", &n).unwrap();
+        assert_eq!(e.roots, ["answers", "customer", "tries"]);
+        assert_eq!(e.answer_fields.as_deref(), Some(&["pin".to_string()][..]));
+        let whole = compile("size(answers) > 1", &n).unwrap();
+        assert_eq!(whole.answer_fields, None);
+    }
+
+    #[test]
+    fn evaluation_binds_json_as_cel() {
+        let (vars, asks) = names();
+        let n = Names {
+            vars: &vars,
+            asks: &asks,
+            extra: &[],
+        };
+        let answers: BTreeMap<String, Json> = [("pin".to_string(), Json::from("1234"))].into();
+        let vars: BTreeMap<String, Json> = [("tries".to_string(), Json::from(2))].into();
+        let customer = serde_json::json!({"balance": 12.5, "tags": ["a", "b"], "big": u64::MAX});
+        let b = Bindings {
+            customer: &customer,
+            call: &Json::Null,
+            answers: &answers,
+            vars: &vars,
+            extra: &[],
+        };
+        let eval = |s: &str| b.eval(&compile(s, &n).unwrap());
+        assert_eq!(eval("tries + 1"), Ok(Json::from(3)));
+        assert_eq!(eval("customer.balance * 2.0"), Ok(Json::from(25.0)));
+        assert_eq!(
+            eval("customer.tags.exists(t, t == 'b')"),
+            Ok(Json::Bool(true))
+        );
+        assert_eq!(eval("has(answers.other)"), Ok(Json::Bool(false)));
+        assert_eq!(
+            eval("{'k': [answers.pin]}"),
+            Ok(serde_json::json!({"k": ["1234"]}))
+        );
+        assert!(
+            eval("customer.missing")
+                .unwrap_err()
+                .contains("`customer.missing` failed")
+        );
+        assert!(
+            b.eval_bool(&compile("1", &n).unwrap())
+                .unwrap_err()
+                .contains("not true or false")
+        );
+    }
+
+    #[test]
+    fn templates_render_text_and_json() {
+        let (vars, asks) = names();
+        let n = Names {
+            vars: &vars,
+            asks: &asks,
+            extra: &[],
+        };
+        let t = Template::compile("a {{ customer.name }} b {{ customer.n }}", &n).unwrap();
+        let customer = serde_json::json!({"name": "O'Neil \"x\"", "n": 3});
+        let empty = BTreeMap::new();
+        let b = Bindings {
+            customer: &customer,
+            call: &Json::Null,
+            answers: &empty,
+            vars: &empty,
+            extra: &[],
+        };
+        assert_eq!(t.render_text(&b).unwrap(), "a O'Neil \"x\" b 3");
+        assert_eq!(t.render_json(&b).unwrap(), "a \"O'Neil \\\"x\\\"\" b 3");
+        assert_eq!(t.render_nulls(), "a null b null");
+        assert!(Template::compile("{{ }}", &n).is_err());
+    }
+}

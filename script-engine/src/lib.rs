@@ -14,6 +14,41 @@
 //!           host ◄── poll_step/poll_history ── Session::start(library, id, context, now)
 //!           host ──── handle_input(now, …) ──►  Session
 //! ```
+//!
+//! A host's loop, here answering the only question a small script asks:
+//!
+//! ```
+//! use std::time::SystemTime;
+//! use script_engine::{AnyAudio, Channel, Input, Library, Session, SessionContext, Step, load_str};
+//!
+//! let xml = r#"<script version="1" id="hello" channels="web">
+//!   <ask id="ok" input="yes-no"><prompt>Shall we?</prompt></ask>
+//!   <if test="answers.ok"><say>Great.</say></if>
+//! </script>"#;
+//! let loaded = load_str("hello.xml", xml, &AnyAudio).expect("a valid script");
+//! assert!(loaded.warnings.is_empty());
+//! let library = Library::new([loaded.script]).expect("no missing <call> targets");
+//!
+//! let context = SessionContext {
+//!     channel: Channel::Web,
+//!     customer: serde_json::json!({"name": "Ada"}),
+//!     call: serde_json::json!({}),
+//! };
+//! let now = SystemTime::UNIX_EPOCH; // the host passes its clock's time
+//! let mut session = Session::start(&library, "hello", context, now).unwrap();
+//! assert!(matches!(session.poll_step(), Some(Step::Ask(q)) if q.prompt.text == "Shall we?"));
+//!
+//! session.handle_input(&library, now, Input::Answer("yes".into())).unwrap();
+//! assert!(matches!(session.poll_step(), Some(Step::Say { prompt, .. }) if prompt.text == "Great."));
+//! assert!(matches!(session.poll_step(), Some(Step::End { .. })));
+//! while let Some(record) = session.poll_history() {
+//!     // The host writes `record` to the customer's contact history.
+//!     let _ = record;
+//! }
+//! ```
+//!
+//! `comm-server check-script FILE...` is [`check_files`] with the sound set as
+//! the [`AudioFiles`]: print each diagnostic, exit non-zero on errors.
 
 mod diag;
 mod expr;

@@ -241,3 +241,60 @@ fn add_text(
     }
     Some(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(source: &str) -> Element {
+        let mut f = Findings::new("t.xml");
+        parse(source, &mut f).unwrap_or_else(|| panic!("{:?}", f.list))
+    }
+
+    #[test]
+    fn positions_count_characters_not_bytes() {
+        let root = tree("<a>\n  <b x=\"1\"/>\n  <ä/><c  y = \"2\"/></a>");
+        assert_eq!(root.children[0].pos, Pos { line: 2, column: 3 });
+        assert_eq!(root.children[0].attrs[0].pos, Pos { line: 2, column: 6 });
+        // `<ä/>` is 5 bytes but 4 characters.
+        assert_eq!(root.children[2].pos, Pos { line: 3, column: 7 });
+        assert_eq!(
+            root.children[2].attrs[0].pos,
+            Pos {
+                line: 3,
+                column: 11
+            }
+        );
+    }
+
+    #[test]
+    fn attribute_positions_skip_names_inside_values() {
+        assert_eq!(attr_offset("<say text=\"id=1\" id=\"x\">", "id"), Some(17));
+        assert_eq!(attr_offset("<say>", "id"), None);
+    }
+
+    #[test]
+    fn text_cdata_and_references_join_in_order() {
+        let root = tree("<a>x &amp; y <![CDATA[<z>]]> &#x41;&#66;</a>");
+        assert_eq!(root.text, "x & y <z> AB");
+    }
+
+    #[test]
+    fn structure_errors() {
+        for (source, want) in [
+            ("<a/><b/>", "only one root"),
+            ("text<a/>", "text outside"),
+            ("<a>", "never closed"),
+            ("<a x='1' x='2'/>", "bad attribute"),
+            ("<a>&bogus;</a>", "unknown entity"),
+        ] {
+            let mut f = Findings::new("t.xml");
+            assert!(parse(source, &mut f).is_none(), "{source}");
+            assert!(
+                f.list.iter().any(|d| d.message.contains(want)),
+                "{source}: {:?}",
+                f.list
+            );
+        }
+    }
+}

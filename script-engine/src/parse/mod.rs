@@ -904,3 +904,33 @@ fn dedent(s: &str) -> String {
     let lines: Vec<&str> = s.lines().map(str::trim).collect();
     lines.join("\n").trim().to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_a_number_and_a_unit() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration(" 5s "), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5").unwrap_err().contains("no unit"));
+        assert!(parse_duration("1.5s").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("99999999999999999999s").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_name("to-agent") && is_name("_x1"));
+        assert!(!is_name("1st") && !is_name("") && !is_name("a b"));
+        assert!(is_var_name("pin_tries") && !is_var_name("pin-tries"));
+    }
+
+    #[test]
+    fn fingerprints_are_stable_across_builds() {
+        // FNV-1a of "abc": a saved session must keep matching after an upgrade.
+        assert_eq!(fingerprint("abc"), 0xe71f_a219_0541_574b);
+    }
+}

@@ -108,3 +108,50 @@ fn parse_date(raw: &str, channel: Channel) -> Option<String> {
         .contains(&d)
         .then(|| format!("{y:04}-{m:02}-{d:02}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_check_the_calendar() {
+        assert_eq!(
+            parse_date("2024-02-29", Channel::Web).as_deref(),
+            Some("2024-02-29")
+        );
+        assert_eq!(parse_date("2023-02-29", Channel::Web), None);
+        assert_eq!(parse_date("1900-02-29", Channel::Web), None);
+        assert_eq!(
+            parse_date("2000-02-29", Channel::Agent).as_deref(),
+            Some("2000-02-29")
+        );
+        assert_eq!(parse_date("2024-04-31", Channel::Web), None);
+        assert_eq!(parse_date("2024-13-01", Channel::Web), None);
+        assert_eq!(
+            parse_date("31122024#", Channel::Voice).as_deref(),
+            Some("2024-12-31")
+        );
+        assert_eq!(parse_date("3112202", Channel::Voice), None);
+        assert_eq!(parse_date("24-1-1", Channel::Web), None);
+    }
+
+    #[test]
+    fn digits_without_a_terminator_keep_everything() {
+        let spec = InputSpec::Digits {
+            min: 1,
+            max: 4,
+            terminator: None,
+        };
+        assert!(matches!(
+            parse_answer(&spec, Channel::Voice, "12#"),
+            Parsed::NoMatch
+        ));
+        assert!(
+            matches!(parse_answer(&spec, Channel::Voice, " 0042 "), Parsed::Value(v) if v == "0042")
+        );
+        assert!(matches!(
+            parse_answer(&spec, Channel::Voice, "   "),
+            Parsed::Empty
+        ));
+    }
+}
