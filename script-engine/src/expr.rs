@@ -83,6 +83,7 @@ pub(crate) fn compile(source: &str, names: &Names<'_>) -> Result<Expr, String> {
     })
 }
 
+/// CEL's parse errors span lines with a caret drawing; one line fits a diagnostic.
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -123,6 +124,9 @@ struct Scan {
     all_answers: bool,
 }
 
+/// Walks the compiled expression: every name must be declared, and every
+/// `answers.<id>` must name a question of this script. `has(answers.x)` is a
+/// select with `test` set, so it is checked the same way.
 fn check_names(e: &IdedExpr, names: &Names<'_>, scan: &mut Scan) -> Result<(), String> {
     match &e.expr {
         Ast::Unspecified | Ast::Literal(_) => Ok(()),
@@ -180,6 +184,8 @@ fn check_names(e: &IdedExpr, names: &Names<'_>, scan: &mut Scan) -> Result<(), S
     }
 }
 
+/// A top-level identifier: a root, a variable, an element's extra name, or a
+/// comprehension variable in scope. `@`-names are CEL's own macro temporaries.
 fn check_root(name: &str, names: &Names<'_>, scan: &mut Scan) -> Result<(), String> {
     if name.starts_with('@') || scan.bound.iter().any(|b| b == name) {
         return Ok(());
@@ -198,6 +204,7 @@ fn check_root(name: &str, names: &Names<'_>, scan: &mut Scan) -> Result<(), Stri
     ))
 }
 
+/// " (known: a, b)" for error messages, or nothing when the list is empty.
 fn known<'a>(names: impl Iterator<Item = &'a str>) -> String {
     let list: Vec<&str> = names.collect();
     if list.is_empty() {

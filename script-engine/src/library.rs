@@ -36,6 +36,8 @@ impl Library {
             }
             map.insert(script.id.clone(), script);
         }
+        // Calls are checked once all ids are known: scripts may call each other in
+        // any order, and the called one may be in a file loaded later.
         for script in map.values() {
             for call in &script.calls {
                 let error = |message: String| Diagnostic {

@@ -45,11 +45,16 @@ pub struct Script {
     pub(crate) title: String,
     pub(crate) file: String,
     pub(crate) channels: Vec<Channel>,
+    /// In declaration order, which is the order start values are evaluated in.
     pub(crate) vars: Vec<VarDecl>,
+    /// The compiled steps; operation 0 is the start, the last is an implicit `<end>`.
     pub(crate) ops: Vec<Op>,
+    /// Where runtime errors go (the script's `on-error`), once per session.
     pub(crate) on_error: Option<usize>,
     pub(crate) fingerprint: u64,
+    /// Every audio file a session may play, for `audio_files` and the sound-set list.
     pub(crate) audio: BTreeSet<String>,
+    /// The `<call>`s, for `Library` to check against their targets.
     pub(crate) calls: Vec<CallSite>,
 }
 
@@ -109,6 +114,7 @@ pub(crate) struct CallSite {
 #[derive(Debug)]
 pub(crate) struct VarDecl {
     pub name: String,
+    /// The start value; `None` starts the variable as `null`.
     pub init: Option<Expr>,
 }
 
@@ -124,7 +130,9 @@ pub(crate) struct Op {
 
 #[derive(Debug)]
 pub(crate) enum OpKind {
+    /// Queue a prompt for the host; no reply.
     Say(Prompt),
+    /// Wait for an answer (boxed: much larger than the other operations).
     Ask(Box<Ask>),
     /// Falls through when `test` holds, else jumps.
     Branch {
@@ -136,6 +144,7 @@ pub(crate) enum OpKind {
         cases: Vec<(Vec<String>, usize)>,
         default: usize,
     },
+    /// `<goto>`, or a jump the compiler adds at the end of a block.
     Jump(usize),
     Set {
         var: String,
@@ -152,14 +161,18 @@ pub(crate) enum OpKind {
     },
     /// Hands the call elsewhere: success ends the session, failure falls through.
     Route(RouteSpec),
+    /// Push a frame for another script; `result` receives its return value.
     Call {
         script: String,
         args: Vec<(String, Expr)>,
         result: Option<String>,
     },
+    /// Pop the frame; in the top script, end the session.
     Return {
         value: Option<Expr>,
     },
+    /// `<end>`/`<hangup>` (and the implicit end, `written` false, which returns
+    /// from a called script instead).
     End {
         outcome: String,
         prompt: Option<Prompt>,
@@ -169,7 +182,9 @@ pub(crate) enum OpKind {
 /// What to play and show. Audio pieces play in order; the text is for screens.
 #[derive(Debug, Default)]
 pub(crate) struct Prompt {
+    /// Played in order on voice.
     pub pieces: Vec<Piece>,
+    /// Shown on screens (and logged for voice).
     pub text: Option<Template>,
     pub barge_in: bool,
 }
@@ -177,9 +192,14 @@ pub(crate) struct Prompt {
 #[derive(Debug)]
 pub(crate) enum Piece {
     Audio(String),
+    /// Say-as: key by key (account numbers, references).
     Digits(Expr),
+    /// Say-as: a whole number in words.
     Number(Expr),
-    Amount { value: Expr, currency: String },
+    Amount {
+        value: Expr,
+        currency: String,
+    },
     Silence(Duration),
 }
 
@@ -188,13 +208,20 @@ pub(crate) enum Piece {
 pub(crate) struct Ask {
     pub id: String,
     pub input: InputSpec,
+    /// Escalating: attempt n plays prompt n, the last repeating.
     pub prompts: Vec<Prompt>,
+    /// Played before re-asking after silence; the nth silence plays the nth.
     pub no_input: Vec<Prompt>,
+    /// Played before re-asking after an unacceptable answer.
     pub no_match: Vec<Prompt>,
+    /// How long the host waits for the first input after the prompt.
     pub timeout: Duration,
     pub inter_digit: Option<Duration>,
+    /// Attempts in total, the first included.
     pub tries: u32,
+    /// An extra check over `answer`; false is a no-match.
     pub valid: Option<Expr>,
+    /// Where to go when every try is used; `None` carries on after the question.
     pub on_failure: Option<usize>,
 }
 
@@ -223,7 +250,9 @@ pub(crate) enum InputSpec {
 
 #[derive(Debug)]
 pub(crate) struct Choice {
+    /// The keypad key; required on voice, optional on screens.
     pub key: Option<char>,
+    /// What `answers.<id>` holds when this is chosen.
     pub value: String,
     pub label: String,
     /// For `<menu>` options: where the option's block starts.

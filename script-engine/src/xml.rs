@@ -58,6 +58,8 @@ pub(crate) fn parse(source: &str, findings: &mut Findings) -> Option<Element> {
         );
         return None;
     }
+    // A stack of open elements: the tree is built bottom-up as each closes, and
+    // the stack depth is the nesting depth that `MAX_DEPTH` caps.
     let mut reader = Reader::from_str(source);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
@@ -103,6 +105,9 @@ pub(crate) fn parse(source: &str, findings: &mut Findings) -> Option<Element> {
                 let data = data.xml10_content().into_owned();
                 add_text(&data, &mut stack, &lines, start, findings)?;
             }
+            // quick-xml reports `&name;` separately from the text around it. Only
+            // the predefined entities are known: a DTD's own entities are not
+            // expanded, which also rules out entity-expansion attacks.
             Event::GeneralRef(r) => {
                 let ch = match r.resolve_char_ref() {
                     Ok(Some(ch)) => ch.to_string(),
@@ -124,6 +129,7 @@ pub(crate) fn parse(source: &str, findings: &mut Findings) -> Option<Element> {
                 };
                 add_text(&ch, &mut stack, &lines, start, findings)?;
             }
+            // The DOCTYPE names the DTD for editors; the loader checks more than it could.
             Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_) => {}
             Event::Eof => break,
         }
@@ -148,10 +154,12 @@ pub(crate) fn parse(source: &str, findings: &mut Findings) -> Option<Element> {
     root
 }
 
+/// quick-xml counts in `u64`; sources are capped far below `usize::MAX`.
 fn offset(position: u64) -> usize {
     usize::try_from(position).unwrap_or(usize::MAX)
 }
 
+/// Converts a start tag, with a position for each attribute.
 fn element(
     tag: &BytesStart<'_>,
     source: &str,
@@ -205,6 +213,7 @@ fn attr_offset(raw: &str, key: &str) -> Option<usize> {
     })
 }
 
+/// Adds a finished element to its parent, or makes it the root.
 fn attach(
     el: Element,
     stack: &mut [Element],
@@ -224,6 +233,7 @@ fn attach(
     Some(())
 }
 
+/// Adds character data to the open element; only white space may sit outside it.
 fn add_text(
     text: &str,
     stack: &mut [Element],

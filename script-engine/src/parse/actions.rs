@@ -40,6 +40,7 @@ impl Compiler<'_> {
         (at, Some(start))
     }
 
+    /// `<lookup>`: by caller id (the `phone` field), or by a field and a value.
     pub(super) fn lookup(&mut self, el: &Element) {
         self.attrs(el, &["id", "by", "field", "value"]);
         self.no_text(el);
@@ -95,8 +96,13 @@ impl Compiler<'_> {
         }
     }
 
+    /// The four actions. Each is checked as far as it can be without running it:
+    /// templates compile, the webhook body is JSON, results go to declared variables.
     pub(super) fn action(&mut self, el: &Element) {
         let spec = match el.name.as_str() {
+            // The body is checked by filling every hole with `null`: if that is not
+            // JSON, no value could make it JSON either, short of a string that
+            // smuggles in syntax, which `render_json` prevents by quoting.
             "webhook" => {
                 self.attrs(el, &["id", "url", "method", "timeout"]);
                 self.no_text(el);
@@ -151,6 +157,7 @@ impl Compiler<'_> {
                     results,
                 })
             }
+            // The text is the body; the `on-error` child is the only element allowed.
             "email" => {
                 self.attrs(el, &["id", "to", "subject"]);
                 let to = self
@@ -170,6 +177,7 @@ impl Compiler<'_> {
                     _ => None,
                 }
             }
+            // Field names are the CRM's, so they are not checked against anything.
             "update-customer" => {
                 self.attrs(el, &["id"]);
                 self.no_text(el);
@@ -233,6 +241,7 @@ impl Compiler<'_> {
         }
     }
 
+    /// Reports children other than the handler block `handler`.
     pub(super) fn handler_children_only(&mut self, el: &Element, handler: &str) {
         for c in el.children.iter().filter(|c| c.name != handler) {
             self.f.error(
@@ -242,8 +251,12 @@ impl Compiler<'_> {
         }
     }
 
+    /// `<enqueue>`, `<voicemail>` and `<transfer>`. Success ends the session and
+    /// failure carries on, so these compile to one operation with no handler.
     pub(super) fn route(&mut self, el: &Element) {
         let spec = match el.name.as_str() {
+            // Priority is an expression so premium customers can jump the queue
+            // without a second `<enqueue>` per segment.
             "enqueue" => {
                 self.attrs(el, &["id", "queue", "priority", "audio", "barge-in"]);
                 let queue = self.required(el, "queue").map(|a| a.value.clone());
@@ -320,6 +333,7 @@ impl Compiler<'_> {
         }
     }
 
+    /// The prompt of an element, when it has any content.
     pub(super) fn optional_prompt(&mut self, el: &Element, own: &[&str]) -> Option<Prompt> {
         let p = self.prompt(el, own);
         (!p.pieces.is_empty() || p.text.is_some()).then_some(p)

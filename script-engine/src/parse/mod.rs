@@ -114,6 +114,8 @@ fn fingerprint(source: &str) -> u64 {
     })
 }
 
+/// Compiles the `<script>` element. Returns a script even when errors were
+/// found, so later checks still run and report; `load_str` then refuses it.
 fn compile_root(
     root: &Element,
     source: &str,
@@ -248,6 +250,8 @@ fn compile_root(
     })
 }
 
+/// Every question id in the tree, so `answers.x` can be checked in an
+/// expression that comes before the question `x` in the file.
 fn collect_ask_ids(elements: &[&Element], out: &mut BTreeSet<String>) {
     for el in elements {
         if matches!(el.name.as_str(), "ask" | "menu" | "record")
@@ -291,14 +295,19 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// The loader's state while one file compiles. Every check reports into
+/// `f` and carries on, so one run finds every problem in the file.
 struct Compiler<'f> {
     f: &'f mut Findings,
     ops: Vec<Op>,
+    /// Element ids: the operation each one starts at, and where it was written.
     labels: BTreeMap<String, (usize, Pos)>,
+    /// Jumps to ids that may be defined further down, resolved at the end.
     gotos: Vec<(usize, String, Pos)>,
     vars: BTreeSet<String>,
     asks: BTreeSet<String>,
     channels: Vec<Channel>,
+    /// Every audio file named, with the first place that needs it.
     audio_refs: Vec<(String, Pos)>,
     audio_names: BTreeSet<String>,
     calls: Vec<CallSite>,
@@ -357,6 +366,7 @@ impl<'f> Compiler<'f> {
         }
     }
 
+    /// The attribute `name`, or an error at the element if it is missing.
     fn required<'e>(&mut self, el: &'e Element, name: &str) -> Option<&'e xml::Attr> {
         let a = el.attr(name);
         if a.is_none() {
@@ -366,6 +376,8 @@ impl<'f> Compiler<'f> {
         a
     }
 
+    /// Compiles an attribute as CEL. Errors point at the attribute and name it,
+    /// because an element may carry several expressions.
     fn expr(&mut self, el: &Element, a: &xml::Attr, extra: &[&str]) -> Option<Expr> {
         let names = Names {
             vars: &self.vars,
@@ -382,6 +394,7 @@ impl<'f> Compiler<'f> {
         }
     }
 
+    /// Compiles text with `{{ }}` holes; `what` says where it came from.
     fn template(&mut self, at: Pos, what: &str, text: &str, extra: &[&str]) -> Option<Template> {
         let names = Names {
             vars: &self.vars,
@@ -397,6 +410,8 @@ impl<'f> Compiler<'f> {
         }
     }
 
+    /// A duration attribute, or `default` (after reporting) when malformed, so the
+    /// rest of the element is still checked.
     fn duration(&mut self, el: &Element, name: &str, default: Duration) -> Duration {
         match el.attr(name) {
             None => default,
@@ -408,6 +423,7 @@ impl<'f> Compiler<'f> {
         }
     }
 
+    /// A numeric attribute; absent is `None`, malformed is reported and `None`.
     fn number<T: std::str::FromStr>(&mut self, el: &Element, name: &str) -> Option<T> {
         let a = el.attr(name)?;
         match a.value.trim().parse() {
@@ -425,6 +441,8 @@ impl<'f> Compiler<'f> {
         }
     }
 
+    /// A `true`/`false` attribute. Other spellings (`yes`, `1`) are errors, not
+    /// guesses.
     fn flag(&mut self, el: &Element, name: &str, default: bool) -> bool {
         match el.attr(name).map(|a| (a.value.as_str(), a.pos)) {
             None => default,
@@ -443,6 +461,7 @@ impl<'f> Compiler<'f> {
         }
     }
 
+    /// Declares a `<var>`; reserved and duplicate names are errors.
     fn declare_var(&mut self, name: &str, pos: Pos) {
         if !is_var_name(name) {
             self.f.error(
@@ -459,6 +478,7 @@ impl<'f> Compiler<'f> {
         }
     }
 
+    /// The declared variable an element writes to (`set`, `result`, `call`).
     fn var_target(&mut self, el: &Element, attr: &str) -> Option<String> {
         let a = self.required(el, attr)?;
         if self.vars.contains(&a.value) {
@@ -477,6 +497,7 @@ impl<'f> Compiler<'f> {
 
     // ---- emitting ----
 
+    /// Appends an operation and returns its index, for later patching.
     fn emit(&mut self, pos: Pos, step: String, written: bool, kind: OpKind) -> usize {
         self.ops.push(Op {
             pos,
@@ -487,6 +508,8 @@ impl<'f> Compiler<'f> {
         self.ops.len() - 1
     }
 
+    /// The name history records use: the id, else `element@line`, which is stable
+    /// enough to find the step in the file and needs no id on every element.
     fn step_name(el: &Element) -> String {
         el.attr("id").map_or_else(
             || format!("{}@{}", el.name, el.pos.line),
@@ -494,6 +517,7 @@ impl<'f> Compiler<'f> {
         )
     }
 
+    /// A compiler-made jump whose target is patched once it is known.
     fn jump_placeholder(&mut self, pos: Pos) -> usize {
         self.emit(pos, "jump".into(), false, OpKind::Jump(usize::MAX))
     }
@@ -506,6 +530,7 @@ impl<'f> Compiler<'f> {
         }
     }
 
+    /// Records that `el`'s id starts at the next operation.
     fn register_id(&mut self, el: &Element) {
         let Some(a) = el.attr("id") else { return };
         if !is_name(&a.value) {
@@ -529,6 +554,7 @@ impl<'f> Compiler<'f> {
         self.labels.insert(a.value.clone(), (self.ops.len(), a.pos));
     }
 
+    /// The operation an id starts at, or an error at `pos`.
     fn label(&mut self, name: &str, pos: Pos) -> Option<usize> {
         match self.labels.get(name) {
             Some((i, _)) => Some(*i),
@@ -539,6 +565,7 @@ impl<'f> Compiler<'f> {
         }
     }
 
+    /// Points every `goto` at its target, now that every id is known.
     fn resolve_gotos(&mut self) {
         for (op, target, pos) in std::mem::take(&mut self.gotos) {
             if let Some(i) = self.label(&target, pos)
@@ -551,6 +578,8 @@ impl<'f> Compiler<'f> {
 
     // ---- blocks ----
 
+    /// Compiles a sequence of steps. `if` looks ahead to gather its `else-if`
+    /// and `else` siblings into one chain; a stray one is an error.
     fn block(&mut self, elements: &[&Element]) {
         let mut i = 0;
         while i < elements.len() {
@@ -579,17 +608,21 @@ impl<'f> Compiler<'f> {
         }
     }
 
+    /// Compiles the children of `el` as a block.
     fn children_block(&mut self, el: &Element) {
         let children: Vec<&Element> = el.children.iter().collect();
         self.block(&children);
     }
 
+    /// Text where none belongs is usually a misplaced prompt: report it.
     fn no_text(&mut self, el: &Element) {
         if !el.text.trim().is_empty() {
             self.f.error(el.pos, format!("<{}> takes no text", el.name));
         }
     }
 
+    /// Compiles one step element. Unknown names get a hint when they look like a
+    /// word from another IVR format or belong inside another element.
     fn element(&mut self, el: &Element) {
         self.register_id(el);
         match el.name.as_str() {
@@ -658,6 +691,12 @@ impl<'f> Compiler<'f> {
 
     // ---- control flow ----
 
+    /// `if`/`else-if`/`else` as branches: each test falls through into its steps
+    /// or jumps to the next test; each block ends with a jump past the chain.
+    ///
+    /// ```text
+    /// Branch(t1, else→L1) ; steps1 ; Jump(end) ; L1: Branch(t2, else→L2) ; … ; else-steps ; end:
+    /// ```
     fn if_chain(&mut self, chain: &[&Element]) {
         let mut ends = Vec::new();
         for el in chain {
@@ -693,6 +732,8 @@ impl<'f> Compiler<'f> {
         self.patch_jumps(&ends, end);
     }
 
+    /// `switch` as one multi-way jump; each case block ends with a jump past the
+    /// last. Case values are plain text so authors need not quote them.
     fn switch(&mut self, el: &Element) {
         self.attrs(el, &["id", "value"]);
         self.no_text(el);
@@ -772,6 +813,7 @@ impl<'f> Compiler<'f> {
         }
     }
 
+    /// `<set var value>`: only declared variables, so a typo is an error.
     fn set(&mut self, el: &Element) {
         self.leaf(el, &["id", "var", "value"], false);
         let var = self.var_target(el, "var");
@@ -788,6 +830,8 @@ impl<'f> Compiler<'f> {
         }
     }
 
+    /// `<call>`: the target and argument names are checked later, by `Library`,
+    /// since the called script may be in another file.
     fn call(&mut self, el: &Element) {
         self.attrs(el, &["id", "script", "result"]);
         self.no_text(el);
@@ -830,6 +874,9 @@ impl<'f> Compiler<'f> {
 
     // ---- reachability ----
 
+    /// Warns once per run of unreachable steps: a walk from the start (and from
+    /// `on-error`) over every way control can go. Warnings, not errors: a
+    /// half-written script should still load for testing.
     fn warn_unreachable(&mut self, on_error: Option<usize>) {
         if self
             .ops

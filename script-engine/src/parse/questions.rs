@@ -41,6 +41,8 @@ impl Compiler<'_> {
                         p.pieces.push(Piece::Audio(a.value.clone()));
                     }
                 }
+                // Say-as values are expressions: the value usually comes from
+                // the customer record or a webhook, not from the script.
                 "digits" | "number" => {
                     self.leaf(child, &["value"], false);
                     if let Some(a) = self.required(child, "value")
@@ -54,6 +56,8 @@ impl Compiler<'_> {
                         });
                     }
                 }
+                // Currency codes become file names (`currency/eur.wav`), hence the
+                // strict three-letter shape.
                 "amount" => {
                     self.leaf(child, &["value", "currency"], false);
                     let currency = child
@@ -99,6 +103,8 @@ impl Compiler<'_> {
         p
     }
 
+    /// Checks an audio name's shape now (no absolute paths or `..`, which would
+    /// let a script reach outside the sound set) and queues it for `check_audio`.
     pub(super) fn audio_ref(&mut self, name: &str, pos: Pos) {
         let safe = !name.is_empty()
             && !name.starts_with('/')
@@ -118,12 +124,15 @@ impl Compiler<'_> {
         self.audio_refs.push((name.to_owned(), pos));
     }
 
+    /// Queues every file a say-as kind may need.
     pub(super) fn say_as(&mut self, kind: &str, currency: &str, pos: Pos) {
         for name in speech::files_for(kind, currency) {
             self.audio_refs.push((name, pos));
         }
     }
 
+    /// Asks the host's sound set about every queued name, reporting each missing
+    /// file once, at its first use.
     pub(super) fn check_audio(&mut self, audio: &dyn AudioFiles) {
         let mut reported = BTreeSet::new();
         for (name, pos) in std::mem::take(&mut self.audio_refs) {
@@ -134,6 +143,7 @@ impl Compiler<'_> {
         }
     }
 
+    /// `<say>`: information, which does not wait for the customer.
     pub(super) fn say(&mut self, el: &Element) {
         self.attrs(el, &["id", "audio", "barge-in"]);
         let p = self.prompt(el, &[]);
@@ -203,6 +213,7 @@ impl Compiler<'_> {
         a.value.clone()
     }
 
+    /// `tries`, bounded: 0 would never ask, and dozens would trap a caller.
     pub(super) fn tries(&mut self, el: &Element) -> u32 {
         let tries = self.number(el, "tries").unwrap_or(DEFAULT_TRIES);
         if !(1..=MAX_TRIES).contains(&tries) {
@@ -240,6 +251,8 @@ impl Compiler<'_> {
         }
     }
 
+    /// `<ask>`: the input kind decides which attributes apply; the others are
+    /// errors rather than silently ignored.
     pub(super) fn ask(&mut self, el: &Element) {
         self.attrs(
             el,
@@ -295,6 +308,8 @@ impl Compiler<'_> {
                 max: self.number(el, "max"),
             },
             Some(("date", _)) => InputSpec::Date,
+            // A keypad cannot type words; catching it at load time beats a
+            // caller stuck on a question they cannot answer.
             Some(("text", pos)) => {
                 if self.channels.contains(&Channel::Voice) {
                     self.f.error(
@@ -363,6 +378,9 @@ impl Compiler<'_> {
         self.emit_question(el, ask);
     }
 
+    /// The `<choice>`s of an ask or the `<option>`s of a menu. Keys and values are
+    /// unique, and voice scripts need a key on each, since a caller cannot say
+    /// a label.
     pub(super) fn choices(&mut self, el: &Element, child_name: &str) -> Vec<Choice> {
         let mut out: Vec<Choice> = Vec::new();
         for c in el.children.iter().filter(|c| c.name == child_name) {
@@ -439,6 +457,11 @@ impl Compiler<'_> {
         out
     }
 
+    /// `<menu>`: a choice question whose options hold steps.
+    ///
+    /// ```text
+    /// Ask ; Jump(end) ; [on-failure…] ; option1… ; Jump(end) ; option2… ; Jump(end) ; end:
+    /// ```
     pub(super) fn menu(&mut self, el: &Element) {
         self.attrs(el, &["id", "timeout", "tries"]);
         let id = self.question_id(el);
@@ -477,6 +500,7 @@ impl Compiler<'_> {
         }
     }
 
+    /// `<record>`: a question answered with a recording reference.
     pub(super) fn record(&mut self, el: &Element) {
         self.attrs(el, &["id", "max-duration", "beep", "timeout", "tries"]);
         let id = self.question_id(el);

@@ -37,6 +37,8 @@ pub(super) fn parse_answer(input: &InputSpec, channel: Channel, raw: &str) -> Pa
             (digits.chars().all(|c| c.is_ascii_digit()) && (*min..=*max).contains(&len))
                 .then(|| Json::String(digits.to_owned()))
         }
+        // A single character is tried as a key first on every channel, so
+        // web and agent screens can offer the same shortcuts as the phone.
         InputSpec::Choice(choices) => {
             let mut chars = raw.chars();
             let key = match (chars.next(), chars.next()) {
@@ -57,6 +59,7 @@ pub(super) fn parse_answer(input: &InputSpec, channel: Channel, raw: &str) -> Pa
                 })
                 .map(|c| Json::String(c.value.clone()))
         }
+        // 1 and 2 are the keypad convention; screens send words or booleans.
         InputSpec::YesNo => match raw.to_ascii_lowercase().as_str() {
             "1" | "yes" | "y" | "true" => Some(Json::Bool(true)),
             "2" | "no" | "n" | "false" => Some(Json::Bool(false)),

@@ -82,6 +82,9 @@ pub enum SessionError {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One script on the call stack. Each frame has its own variables and answers:
+/// a called script is a black box that only shares `customer` and `call`, so a
+/// reusable script (PIN check, address capture) cannot clobber its caller.
 struct Frame {
     script: String,
     fingerprint: u64,
@@ -93,6 +96,8 @@ struct Frame {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What the session waits for. The counters live here, not in the frame, because
+/// they only mean something while one question is open.
 enum Wait {
     Running,
     Answer {
@@ -117,15 +122,21 @@ pub struct Session {
     call: Json,
     frames: Vec<Frame>,
     wait: Wait,
+    /// A copy of the step the host must answer, kept for reconnects.
     awaiting: Option<Step>,
+    /// Steps not yet taken by the host, in order.
     steps: VecDeque<Step>,
+    /// History records not yet taken by the host.
     history: VecDeque<HistoryRecord>,
+    /// Set once a runtime error has jumped to `on-error`: a second error ends the
+    /// session instead of looping through the handler forever.
     error_handled: bool,
 }
 
 /// A runtime failure inside the script (bad data, failing expression).
 struct ScriptError(String);
 
+// Expression errors arrive as author-facing sentences; keep them as they are.
 impl From<String> for ScriptError {
     fn from(s: String) -> Self {
         ScriptError(s)
@@ -317,6 +328,8 @@ impl Session {
 
     // ---- running ----
 
+    /// Builds a frame for `script`: arguments win over declared start values, and
+    /// start values are evaluated in order so one may use the ones above it.
     fn new_frame(
         &self,
         script: &Script,
@@ -342,6 +355,7 @@ impl Session {
         Ok(frame)
     }
 
+    /// What expressions in `frame` see. `extra` carries `answer` or `response`.
     fn bindings_for<'a>(
         &'a self,
         frame: &'a Frame,
@@ -362,12 +376,16 @@ impl Session {
         self.bindings_for(frame, extra)
     }
 
+    /// The running frame. `check` refuses sessions without one before any input
+    /// is handled, so this cannot fail on a restored session.
     fn frame(&mut self) -> &mut Frame {
         self.frames
             .last_mut()
             .expect("a running session has a frame")
     }
 
+    /// The running script and position. Looked up by id on every use rather than
+    /// held, so a session never borrows from the library between inputs.
     fn current<'l>(&self, library: &'l Library) -> Result<(&'l Script, usize), ScriptError> {
         let frame = self
             .frames
@@ -379,6 +397,7 @@ impl Session {
         Ok((script, frame.pc))
     }
 
+    /// Queues a contact-history record, attributed to the running script.
     fn record(&mut self, now: SystemTime, step: &str, event: HistoryEvent) {
         let script = self
             .frames
@@ -393,6 +412,7 @@ impl Session {
         });
     }
 
+    /// Ends the session; later inputs get `SessionError::Finished`.
     fn finish(&mut self, outcome: Outcome) {
         self.awaiting = None;
         self.wait = Wait::Finished(outcome);
@@ -446,6 +466,8 @@ impl Session {
         }
     }
 
+    /// The interpreter loop. Each arm either moves `pc` and continues, or parks the
+    /// session in a `Wait` state with the step for the host, which ends the loop.
     fn run_inner(&mut self, library: &Library, now: SystemTime) -> Result<(), ScriptError> {
         let mut budget = MAX_OPS_PER_INPUT;
         while matches!(self.wait, Wait::Running) {
@@ -566,6 +588,7 @@ impl Session {
         Ok(())
     }
 
+    /// Leaves the running script, handing `value` to the caller's result variable.
     fn return_from(&mut self, now: SystemTime, value: Json) {
         let Some(done) = self.frames.pop() else {
             return;
@@ -595,6 +618,7 @@ impl Session {
         }
     }
 
+    /// Parks the session: the host gets `step` now and again via `awaiting`.
     fn wait_for(&mut self, wait: Wait, step: Step) {
         self.wait = wait;
         self.awaiting = Some(step.clone());
@@ -603,6 +627,9 @@ impl Session {
 
     // ---- questions ----
 
+    /// Opens a question (again, on a retry): the prompt escalates with the
+    /// attempt, the last prompt repeating, and the no-input deadline waits for
+    /// `handle_prompt_played` because only the host knows when playback ends.
     fn ask(
         &mut self,
         ask: &Ask,
@@ -682,6 +709,8 @@ impl Session {
         Ok(())
     }
 
+    /// The question being answered, found again from `pc` (not from `awaiting`,
+    /// which is the host's copy and only for display).
     fn open_ask<'l>(&self, library: &'l Library) -> Result<(&'l Ask, usize), ScriptError> {
         let (script, pc) = self.current(library)?;
         match script.ops.get(pc).map(|op| &op.kind) {
@@ -692,6 +721,8 @@ impl Session {
         }
     }
 
+    /// An answer: parse it for the input kind and channel, check `valid`, then
+    /// store it and move on (to the chosen option's steps for a menu).
     fn answer(
         &mut self,
         library: &Library,
@@ -733,6 +764,7 @@ impl Session {
         Ok(())
     }
 
+    /// Silence, a timeout, or an empty entry.
     fn no_input(&mut self, library: &Library, now: SystemTime) -> Result<(), ScriptError> {
         let (ask, _) = self.open_ask(library)?;
         self.record(now, &ask.id, HistoryEvent::NoInput);
@@ -780,6 +812,7 @@ impl Session {
         self.ask(ask, attempt + 1, Some((ni, nm)))
     }
 
+    /// Back to running after the host's reply has been applied.
     fn resume(&mut self) {
         self.awaiting = None;
         self.wait = Wait::Running;
@@ -787,6 +820,8 @@ impl Session {
 
     // ---- lookups, actions, routes ----
 
+    /// For a lookup or action being answered: where it is, where its handler
+    /// block starts (`<not-found>`, `<on-error>`), and its step name.
     fn handler_target(
         &self,
         library: &Library,
@@ -804,6 +839,8 @@ impl Session {
         Ok((pc, handler, op.step.clone()))
     }
 
+    /// A lookup reply. A found record replaces `customer` whole: the host's
+    /// record is the truth, and merging could mix two customers' fields.
     fn customer_found(
         &mut self,
         library: &Library,
@@ -830,6 +867,8 @@ impl Session {
         Ok(())
     }
 
+    /// An action reply. Failures run `<on-error>` if there is one, else the
+    /// script carries on: a log line that failed should not end a call.
     fn action_done(
         &mut self,
         library: &Library,
@@ -916,6 +955,7 @@ impl Session {
         Ok(())
     }
 
+    /// A routing reply: success hands the call over and ends the session.
     fn routed(&mut self, now: SystemTime, result: Result<(), String>) {
         let step = match &self.awaiting {
             Some(
@@ -956,6 +996,8 @@ impl Session {
 
     // ---- rendering ----
 
+    /// Fills a prompt in: expressions evaluated, say-as values turned into file
+    /// names, so the host plays a plain list and needs no number rules.
     fn render(&self, p: &Prompt) -> Result<PromptOut, ScriptError> {
         let b = self.bindings(&[]);
         let mut files = Vec::new();
@@ -994,6 +1036,8 @@ impl Session {
         })
     }
 
+    /// Fills an action's templates in. For `update-customer` also returns the
+    /// fields, applied to the session's copy of the customer once the host confirms.
     fn render_action(
         &self,
         a: &ActionSpec,
@@ -1056,6 +1100,8 @@ impl Session {
         })
     }
 
+    /// Fills a routing step in: the queue priority is evaluated now, with the
+    /// customer data the session has at this moment.
     fn render_route(&self, step: String, r: &RouteSpec) -> Result<Step, ScriptError> {
         let b = self.bindings(&[]);
         let prompt = |p: &Option<Prompt>| p.as_ref().map(|p| self.render(p)).transpose();
@@ -1097,6 +1143,7 @@ impl Session {
     }
 }
 
+/// A value as the text a caller would key in: strings without quotes.
 fn plain(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
@@ -1104,6 +1151,7 @@ fn plain(v: &Json) -> String {
     }
 }
 
+/// A whole number from a number or numeric text (CRM fields are often text).
 fn as_i64(e: &Expr, v: &Json) -> Result<i64, ScriptError> {
     match v {
         Json::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
@@ -1113,6 +1161,7 @@ fn as_i64(e: &Expr, v: &Json) -> Result<i64, ScriptError> {
     .ok_or_else(|| ScriptError(format!("`{}` gave {v}, not a whole number", e.source())))
 }
 
+/// A number from a number or numeric text.
 fn as_f64(e: &Expr, v: &Json) -> Result<f64, ScriptError> {
     match v {
         Json::Number(n) => n.as_f64(),
