@@ -43,6 +43,7 @@ impl Channel {
 pub struct Script {
     pub(crate) id: String,
     pub(crate) title: String,
+    pub(crate) description: String,
     pub(crate) file: String,
     pub(crate) channels: Vec<Channel>,
     /// In declaration order, which is the order start values are evaluated in.
@@ -66,6 +67,11 @@ impl Script {
 
     pub fn title(&self) -> &str {
         &self.title
+    }
+
+    /// The `<description>` text, white space collapsed; empty when there is none.
+    pub fn description(&self) -> &str {
+        &self.description
     }
 
     /// The file name given to the loader.

@@ -241,3 +241,46 @@ fn pathological_expressions_are_rejected_without_overflowing_the_stack() {
         let _ = load_str("deep.xml", &src, &AnyAudio);
     }
 }
+
+/// Replaces every number in a JSON tree, in visiting order, with the next value.
+fn poke(v: &mut serde_json::Value, values: &mut impl Iterator<Item = u64>) {
+    match v {
+        serde_json::Value::Number(n) => {
+            if let Some(x) = values.next() {
+                *n = x.into();
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|i| poke(i, values)),
+        serde_json::Value::Object(map) => map.values_mut().for_each(|i| poke(i, values)),
+        _ => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// A host that keeps sessions client-side could be sent anything back: tampered
+    /// positions, counters and deadlines must give errors, not panics.
+    #[test]
+    fn tampered_saved_sessions_never_panic(
+        values in proptest::collection::vec(prop_oneof![Just(0u64), Just(u64::MAX), Just(u64::from(u32::MAX)), 0..50u64], 1..40),
+        inputs in proptest::collection::vec(input(), 1..6),
+    ) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts");
+        let files: Vec<PathBuf> = ["bank-card.xml", "verify-pin.xml"].iter().map(|f| dir.join(f)).collect();
+        let lib = script_engine::check_files(&files, &AnyAudio).library.unwrap();
+        let ctx = SessionContext { channel: Channel::Voice, customer: json!({}), call: json!({}) };
+        let s = Session::start(&lib, "bank-card", ctx, t(0)).unwrap();
+        let mut saved = serde_json::to_value(&s).unwrap();
+        poke(&mut saved, &mut values.into_iter());
+        if let Ok(mut s) = serde_json::from_value::<Session>(saved) {
+            for (i, input) in inputs.into_iter().enumerate() {
+                s.handle_prompt_played(t(i as u64));
+                let _ = s.poll_timeout();
+                let _ = s.handle_timeout(&lib, SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX)));
+                let _ = s.handle_input(&lib, t(i as u64), input);
+                while s.poll_step().is_some() {}
+            }
+        }
+    }
+}

@@ -49,6 +49,9 @@ fn every_shipped_script_loads_without_errors_or_warnings() {
     for id in ["bank-card", "verify-pin", "utility-outage", "retention"] {
         assert!(library.script(id).is_some(), "{id} is loaded");
     }
+    let bank = library.script("bank-card").unwrap();
+    assert_eq!(bank.title(), "Bank card line");
+    assert!(bank.description().starts_with("Card services"));
 }
 
 #[test]

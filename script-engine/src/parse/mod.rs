@@ -186,9 +186,13 @@ fn compile_root(
     // Pre-pass: names that expressions anywhere may use.
     let mut body = Vec::new();
     let mut var_elements = Vec::new();
+    let mut description = String::new();
     for child in &root.children {
         match child.name.as_str() {
-            "description" => c.leaf(child, &[], true),
+            "description" => {
+                c.leaf(child, &[], true);
+                description = collapse(&child.text);
+            }
             "variables" => {
                 c.attrs(child, &[]);
                 c.no_text(child);
@@ -239,6 +243,7 @@ fn compile_root(
     Some(Script {
         id,
         title,
+        description,
         file: c.f.file.clone(),
         channels: c.channels,
         vars,

@@ -241,7 +241,8 @@ impl Session {
         if let (Wait::Answer { deadline, .. }, Some(Step::Ask(q) | Step::Record(q))) =
             (&mut self.wait, &self.awaiting)
         {
-            *deadline = Some(now + q.timeout);
+            // `checked_add`: an absurd timeout means no deadline rather than a panic.
+            *deadline = now.checked_add(q.timeout);
         }
     }
 
@@ -636,7 +637,9 @@ impl Session {
         attempt: u32,
         counts: Option<(u32, u32)>,
     ) -> Result<(), ScriptError> {
-        let index = (attempt as usize - 1).min(ask.prompts.len().saturating_sub(1));
+        let index = (attempt as usize)
+            .saturating_sub(1)
+            .min(ask.prompts.len().saturating_sub(1));
         let prompt = match ask.prompts.get(index) {
             Some(p) => self.render(p)?,
             None => PromptOut::default(),
@@ -789,10 +792,10 @@ impl Session {
             return Err(ScriptError("not waiting for an answer".into()));
         };
         let (count, handlers) = if no_input {
-            ni += 1;
+            ni = ni.saturating_add(1);
             (ni, &ask.no_input)
         } else {
-            nm += 1;
+            nm = nm.saturating_add(1);
             (nm, &ask.no_match)
         };
         if attempt >= ask.tries {
@@ -802,14 +805,14 @@ impl Session {
             return Ok(());
         }
         if !handlers.is_empty() {
-            let p = &handlers[(count as usize - 1).min(handlers.len() - 1)];
+            let p = &handlers[(count as usize).saturating_sub(1).min(handlers.len() - 1)];
             let prompt = self.render(p)?;
             self.steps.push_back(Step::Say {
                 step: ask.id.clone(),
                 prompt,
             });
         }
-        self.ask(ask, attempt + 1, Some((ni, nm)))
+        self.ask(ask, attempt.saturating_add(1), Some((ni, nm)))
     }
 
     /// Back to running after the host's reply has been applied.
@@ -988,7 +991,8 @@ impl Session {
                         detail: why,
                     },
                 );
-                self.frame().pc += 1;
+                let frame = self.frame();
+                frame.pc = frame.pc.saturating_add(1);
                 self.resume();
             }
         }
