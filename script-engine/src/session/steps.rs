@@ -202,7 +202,8 @@ impl Input {
     }
 }
 
-/// One entry for the customer's contact history.
+/// One entry for the customer's contact history. The host adds what only it
+/// knows (the interaction or call id, the agent) when it stores the record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryRecord {
     pub script: String,
