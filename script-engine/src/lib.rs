@@ -70,6 +70,6 @@ pub use parse::{
 pub use session::{
     Action, Audio, ChoiceOut, HistoryEvent, HistoryRecord, Input, InputKind, MAX_CALL_DEPTH,
     MAX_OPS_PER_INPUT, Outcome, PromptOut, Question, Session, SessionContext, SessionError,
-    SkillRequirement, Step,
+    SkillRequirement, Step, WITHHELD,
 };
 pub use xml::{MAX_DEPTH, MAX_ELEMENTS, MAX_SOURCE_BYTES};

@@ -227,6 +227,8 @@ pub(crate) struct Ask {
     pub tries: u32,
     /// An extra check over `answer`; false is a no-match.
     pub valid: Option<Expr>,
+    /// PINs and the like: kept out of history records and masked on screens.
+    pub sensitive: bool,
     /// Where to go when every try is used; `None` carries on after the question.
     pub on_failure: Option<usize>,
 }

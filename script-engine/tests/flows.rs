@@ -165,7 +165,8 @@ fn bank_balance_then_agent_with_premium_priority() {
         })
         .collect();
     assert_eq!(answers[0], ("account", &json!("12345678")));
-    assert_eq!(answers[1], ("pin", &json!("4321")));
+    // The PIN is compared by the script but never written to the contact history.
+    assert_eq!(answers[1], ("pin", &json!(script_engine::WITHHELD)));
     assert_eq!(answers[2], ("main", &json!("balance")));
     assert_eq!(history.last().unwrap().at, t(18));
 }
@@ -210,6 +211,14 @@ fn bank_wrong_pin_three_times_ends_politely() {
     assert!(p.text.starts_with("For your security"));
     assert!(matches!(s.outcome(), Some(Outcome::Ended { outcome }) if outcome == "pin-failed"));
     assert!(s.handle_input(&lib, t(10), Input::NoInput).is_err());
+    let history =
+        serde_json::to_string(&std::iter::from_fn(|| s.poll_history()).collect::<Vec<_>>())
+            .unwrap();
+    assert!(
+        !history.contains("0000") && !history.contains("1111"),
+        "PINs leaked: {history}"
+    );
+    assert_eq!(history.matches(script_engine::WITHHELD).count(), 3);
 }
 
 #[test]

@@ -269,6 +269,7 @@ impl Compiler<'_> {
                 "tries",
                 "valid",
                 "max-chars",
+                "sensitive",
             ],
         );
         let id = self.question_id(el);
@@ -373,6 +374,7 @@ impl Compiler<'_> {
                 .map(|_| self.duration(el, "inter-digit", DEFAULT_TIMEOUT)),
             tries: self.tries(el),
             valid,
+            sensitive: self.flag(el, "sensitive", false),
             on_failure: None,
         };
         self.emit_question(el, ask);
@@ -477,6 +479,7 @@ impl Compiler<'_> {
             inter_digit: None,
             tries: self.tries(el),
             valid: None,
+            sensitive: false,
             on_failure: None,
         };
         let at = self.ops.len();
@@ -518,6 +521,7 @@ impl Compiler<'_> {
             inter_digit: None,
             tries: self.tries(el),
             valid: None,
+            sensitive: false,
             on_failure: None,
         };
         self.emit_question(el, ask);

@@ -57,6 +57,9 @@ pub use steps::{
 /// that never asks anything into an error instead of a hung call.
 pub const MAX_OPS_PER_INPUT: u32 = 10_000;
 
+/// What history records hold instead of a `sensitive` answer.
+pub const WITHHELD: &str = "(withheld)";
+
 /// How deep `<call>` may nest; a script that calls itself forever stops here.
 pub const MAX_CALL_DEPTH: usize = 16;
 
@@ -695,6 +698,7 @@ impl Session {
             timeout: ask.timeout,
             inter_digit: ask.inter_digit,
             choices,
+            sensitive: ask.sensitive,
         };
         let (no_input, no_match) = counts.unwrap_or((0, 0));
         let wait = Wait::Answer {
@@ -742,17 +746,23 @@ impl Session {
                 _ => Some(v),
             },
         };
+        // A secret answer is still stored for the script's own checks, but the
+        // contact history (read by agents and reports) never sees it.
         let Some(value) = value else {
-            self.record(now, &ask.id, HistoryEvent::NoMatch { input: raw });
+            let input = if ask.sensitive {
+                WITHHELD.to_owned()
+            } else {
+                raw
+            };
+            self.record(now, &ask.id, HistoryEvent::NoMatch { input });
             return self.retry(library, now, false);
         };
-        self.record(
-            now,
-            &ask.id,
-            HistoryEvent::Answer {
-                value: value.clone(),
-            },
-        );
+        let shown = if ask.sensitive {
+            Json::from(WITHHELD)
+        } else {
+            value.clone()
+        };
+        self.record(now, &ask.id, HistoryEvent::Answer { value: shown });
         let target = match (&ask.input, &value) {
             (InputSpec::Choice(choices), Json::String(v)) => choices
                 .iter()

@@ -102,6 +102,9 @@ pub struct Question {
     #[serde(rename = "inter_digit_ms", with = "ms::option")]
     pub inter_digit: Option<Duration>,
     pub choices: Vec<ChoiceOut>,
+    /// A secret (a PIN): screens mask the input, and the answer is withheld
+    /// from history records.
+    pub sensitive: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
