@@ -677,6 +677,9 @@ fn every_answer_and_action_is_in_the_history_with_the_callers_time() {
     );
     let json = serde_json::to_value(&records[0]).unwrap();
     assert_eq!(json["event"]["event"], "answer");
+    assert_eq!(json["at_ms"], 1_800_000_001_000u64);
+    let back: script_engine::HistoryRecord = serde_json::from_value(json).unwrap();
+    assert_eq!(back, records[0]);
 }
 
 #[test]

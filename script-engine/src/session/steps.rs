@@ -212,6 +212,8 @@ pub struct HistoryRecord {
     pub script: String,
     pub step: String,
     pub event: HistoryEvent,
+    /// The time the host passed with the input; milliseconds since 1970 on the wire.
+    #[serde(rename = "at_ms", with = "epoch_ms")]
     pub at: SystemTime,
 }
 
@@ -294,5 +296,28 @@ mod ms {
         ) -> Result<Option<Duration>, D::Error> {
             Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
         }
+    }
+}
+
+/// Wall-clock times on the wire as whole milliseconds since 1970 (`"at_ms"`),
+/// the form databases and JavaScript `Date` take directly.
+mod epoch_ms {
+    use std::time::{Duration, SystemTime};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        // Times before 1970 do not occur in a contact history; they clamp to 0.
+        let ms = t
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        s.serialize_u64(ms)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let ms = u64::deserialize(d)?;
+        SystemTime::UNIX_EPOCH
+            .checked_add(Duration::from_millis(ms))
+            .ok_or_else(|| serde::de::Error::custom("time out of range"))
     }
 }
