@@ -33,7 +33,7 @@ tone() {
     synth "$2" sine "$3" fade q 0.01 "$2" 0.01 vol 0.5
 }
 
-# --- general -------------------------------------------------------------------
+# --- general (shared by every line) ----------------------------------------------
 say general/welcome "Welcome. Thank you for calling."
 say general/main-menu "For sales, press 1. For support, press 2. To leave a voice message, press 3. To speak to an operator, press 0."
 say general/goodbye "Thank you for calling. Goodbye."
@@ -48,16 +48,38 @@ say general/minute "minute"
 say general/minutes "minutes"
 say general/less-than-one-minute "less than one minute"
 say general/and "and"
+# Used by the sample scripts (scripts/*.xml): the words match the script's text.
+say general/no-input "Sorry, I did not hear anything."
+say general/invalid-option "That is not one of the options."
+say general/yes-or-no "Press 1 for yes, 2 for no."
+say general/press-1-or-2 "Please press 1 for yes or 2 for no."
+say general/anything-else "Is there anything else we can do for you? Press 1 for yes, 2 for no."
+say general/connecting-agent "Please hold, we are connecting you to an agent."
+say general/agents-busy "All our agents are busy. Please leave a message after the tone."
 
-# --- digits and numbers ---------------------------------------------------------
+# --- say-as words (script-engine/src/speech.rs): digits, numbers, currency --------
 words=(zero one two three four five six seven eight nine ten eleven twelve thirteen
   fourteen fifteen sixteen seventeen eighteen nineteen twenty)
 for i in $(seq 0 9); do say "digits/$i" "${words[$i]}"; done
+say digits/star "star"
+say digits/hash "hash"
 for i in $(seq 0 20); do say "numbers/$i" "${words[$i]}"; done
 tens=([3]=thirty [4]=forty [5]=fifty [6]=sixty [7]=seventy [8]=eighty [9]=ninety)
 for t in 3 4 5 6 7 8 9; do say "numbers/${t}0" "${tens[$t]}"; done
 say numbers/hundred "hundred"
 say numbers/thousand "thousand"
+say numbers/million "million"
+say numbers/billion "billion"
+say numbers/minus "minus"
+say numbers/and "and"
+# currency/<code> after the whole units, currency/<code>-cents after the cents,
+# <code> being the ISO 4217 code in lower case as scripts write it (currency="EUR").
+say currency/eur "euros"
+say currency/eur-cents "cents"
+say currency/usd "dollars"
+say currency/usd-cents "cents"
+say currency/gbp "pounds"
+say currency/gbp-cents "pence"
 
 # --- voicemail -------------------------------------------------------------------
 say voicemail/leave-message-after-tone "Please leave your message after the tone. When you are finished, hang up, or press the pound key."
@@ -77,30 +99,38 @@ say voicemail/no-more-messages "There are no more messages."
 say voicemail/mailbox-full "Sorry, this mailbox is full."
 say voicemail/goodbye "Goodbye."
 
-# --- bank card line ----------------------------------------------------------------
-say bank/welcome "Welcome to the card services line."
-say bank/main-menu "To hear your balance, press 1. To report a lost or stolen card, press 2. To speak to an agent, press 0."
-say bank/enter-account-number "Please enter your account number, followed by the pound key."
-say bank/enter-card-number "Please enter the last four digits of your card number."
-say bank/enter-pin "Please enter your four digit PIN."
-say bank/wrong-pin "Sorry, that PIN is not correct."
+# --- bank card line: scripts/bank-card.xml and scripts/verify-pin.xml -------------
+# A prompt that ends in "is" or "ending in" is followed by a spoken value.
+say bank/welcome "Welcome to Example Bank card services."
+say bank/enter-account-number "Please enter your eight-digit account number, then press hash."
+say bank/enter-account-help "Your account number is on your bank statement. Enter its eight digits, then press hash."
+say bank/invalid-account "That is not an eight-digit account number."
+say bank/account-not-found "We could not find that account. Please try again."
+say bank/enter-pin "Please enter your four-digit PIN."
+say bank/pin-four-digits "Your PIN has four digits."
+say bank/wrong-pin "That PIN is not correct. Please try again."
+say bank/pin-locked "For your security we cannot continue. Please call again later or visit a branch. Goodbye."
+say bank/main-menu "For your balance press 1. To block a card press 2. To speak to an agent press 0."
+say bank/main-menu-short "Press 1 for balance, 2 to block a card, 0 for an agent."
 say bank/your-balance-is "Your balance is"
-say bank/dollars "dollars"
-say bank/dollar "dollar"
-say bank/cents "cents"
-say bank/cent "cent"
-say bank/card-blocked "Your card has been blocked. A replacement will be sent to you."
-say bank/transferring-to-agent "Transferring you to an agent. Please hold."
+say bank/block-confirm "Block the card ending in"
+say bank/block-failed "We could not block the card automatically. An agent will help you."
+say bank/card-blocked "Your card is blocked. Your reference number is"
+say bank/goodbye "Thank you for calling Example Bank. Goodbye."
 
-# --- utility outage line -----------------------------------------------------------
-say utility/welcome "Welcome to the power and water outage line."
-say utility/main-menu "To report an outage, press 1. To hear about known outages in your area, press 2. For billing, press 3. To speak to an agent, press 0."
-say utility/enter-postcode "Please enter your postcode, followed by the pound key."
-say utility/enter-address-number "Please enter your house number, followed by the pound key."
-say utility/outage-reported "Thank you. Your outage has been reported."
-say utility/known-outage "We are aware of an outage in your area and crews are working on it."
-say utility/call-back "We will call you back when the service is restored."
-say utility/transferring-to-agent "Transferring you to an agent."
+# --- utility outage line: scripts/utility-outage.xml --------------------------------
+say utility/welcome "You have reached the Example Energy outage line."
+say utility/enter-postcode "Please enter the five-digit postcode of the address without power."
+say utility/invalid-postcode "A postcode has five digits."
+say utility/enter-house-number "Please enter the house number, then press hash."
+say utility/invalid-house-number "That is not a house number we can use."
+say utility/address-found "We found the address registered to your phone number."
+say utility/known-outage "We know about an outage in your area. Power should be back in about"
+say utility/outage-reported "Thank you, we have logged the outage. Your reference is"
+say utility/offer-callback "Would you like us to call you back when power is restored? Press 1 for yes, 2 for no."
+say utility/callback-booked "We will call you back when power is restored."
+say utility/callback-failed "Sorry, we could not book the callback. Please check our website for updates."
+say utility/goodbye "Thank you for letting us know. Goodbye."
 
 # --- tones -------------------------------------------------------------------------
 tone tones/beep 0.25 1000
