@@ -78,7 +78,7 @@ fn start_bank() -> (Library, Session) {
 /// Account number and the right PIN: returns the steps of the main menu.
 fn identify(lib: &Library, s: &mut Session) -> Vec<Step> {
     let steps = drain(s);
-    assert_eq!(audio_of(&steps[0]), ["welcome.wav"]);
+    assert_eq!(audio_of(&steps[0]), ["bank/welcome.wav"]);
     assert!(matches!(&steps[1], Step::Ask(q) if q.step == "account"
         && q.input == InputKind::Digits { min: 8, max: 8, terminator: Some('#') }));
     s.handle_input(lib, t(5), Input::Answer("12345678#".into()))
@@ -104,7 +104,7 @@ fn bank_balance_then_agent_with_premium_priority() {
     let (lib, mut s) = start_bank();
     let steps = identify(&lib, &mut s);
     assert!(matches!(&steps[..], [Step::Ask(q)] if q.step == "main" && q.choices.len() == 3));
-    assert_eq!(audio_of(&steps[0]), ["main-menu.wav"]);
+    assert_eq!(audio_of(&steps[0]), ["bank/main-menu.wav"]);
 
     s.handle_input(&lib, t(12), Input::Answer("1".into()))
         .unwrap();
@@ -112,7 +112,7 @@ fn bank_balance_then_agent_with_premium_priority() {
     assert_eq!(
         audio_of(&steps[0]),
         [
-            "balance-is.wav",
+            "bank/your-balance-is.wav",
             "numbers/1.wav",
             "numbers/thousand.wav",
             "numbers/2.wav",
@@ -187,7 +187,7 @@ fn bank_wrong_pin_three_times_ends_politely() {
         let steps = drain(&mut s);
         assert_eq!(
             audio_of(&steps[0]),
-            ["wrong-pin.wav"],
+            ["bank/wrong-pin.wav"],
             "{steps:?} {:?}",
             s.outcome()
         );
@@ -207,7 +207,7 @@ fn bank_wrong_pin_three_times_ends_politely() {
         panic!("{steps:?}")
     };
     assert_eq!(outcome, "pin-failed");
-    assert_eq!(p.audio, [Audio::File("wrong-pin-goodbye.wav".into())]);
+    assert_eq!(p.audio, [Audio::File("bank/pin-locked.wav".into())]);
     assert!(p.text.starts_with("For your security"));
     assert!(matches!(s.outcome(), Some(Outcome::Ended { outcome }) if outcome == "pin-failed"));
     assert!(s.handle_input(&lib, t(10), Input::NoInput).is_err());
@@ -229,8 +229,15 @@ fn bank_block_card_calls_the_webhook_and_reads_the_reference() {
         .unwrap();
     let steps = drain(&mut s);
     assert_eq!(
-        audio_of(&steps[0])[..2],
-        ["block-confirm.wav", "digits/9.wav"]
+        audio_of(&steps[0]),
+        [
+            "bank/block-confirm.wav",
+            "digits/9.wav",
+            "digits/8.wav",
+            "digits/7.wav",
+            "digits/6.wav",
+            "general/yes-or-no.wav"
+        ]
     );
     s.handle_input(&lib, t(21), Input::Answer("1".into()))
         .unwrap();
@@ -261,7 +268,7 @@ fn bank_block_card_calls_the_webhook_and_reads_the_reference() {
     assert_eq!(
         audio_of(&steps[0]),
         [
-            "card-blocked.wav",
+            "bank/card-blocked.wav",
             "digits/4.wav",
             "digits/7.wav",
             "digits/1.wav",
