@@ -371,6 +371,48 @@ fn outage_web_flow_reports_and_books_a_callback() {
     assert!(matches!(steps.last(), Some(Step::End { outcome, .. }) if outcome == "reported"));
 }
 
+/// A known outage: the estimate is spoken in minutes when the status service
+/// gives one, and left out (not "about zero minutes") when it does not.
+#[test]
+fn outage_known_speaks_the_estimate_only_when_there_is_one() {
+    let lib = library();
+    let known = |status: Value| {
+        let ctx = SessionContext {
+            channel: Channel::Voice,
+            customer: Value::Null,
+            call: json!({"caller_id": "+4930123456", "channel": "voice"}),
+        };
+        let mut s = Session::start(&lib, "utility-outage", ctx, t(0)).unwrap();
+        drain(&mut s);
+        let customer = json!({"phone": "+4930123456", "street": "Main Street", "house": "12", "postcode": "10115"});
+        s.handle_input(&lib, t(1), Input::Customer(Some(customer)))
+            .unwrap();
+        drain(&mut s);
+        s.handle_input(
+            &lib,
+            t(2),
+            Input::ActionDone(json!({"status": 200, "body": status})),
+        )
+        .unwrap();
+        let steps = drain(&mut s);
+        (audio_of(&steps[0]), steps)
+    };
+    let (audio, steps) = known(json!({"known": true, "eta_minutes": 45}));
+    assert_eq!(
+        audio,
+        [
+            "utility/known-outage.wav",
+            "numbers/40.wav",
+            "numbers/5.wav",
+            "general/minutes.wav"
+        ],
+        "{steps:?}"
+    );
+    let (audio, steps) = known(json!({"known": true}));
+    assert_eq!(audio, ["utility/known-outage-no-eta.wav"], "{steps:?}");
+    assert!(matches!(&steps[1], Step::Ask(q) if q.step == "callback"));
+}
+
 #[test]
 fn retention_branches_on_segment_and_updates_the_customer() {
     let lib = library();
