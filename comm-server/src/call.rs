@@ -49,6 +49,9 @@ pub enum Destination {
         label: String,
         /// Credentials for the callee's digest challenge (trunks only).
         credentials: Option<TrunkCredentials>,
+        /// Media anchored in the server: the body offered to the callee and the answer
+        /// given to the caller. `None`: bodies are relayed end to end.
+        media: Option<AnchoredMedia>,
     },
     /// Answer on the caller leg with this SDP body and hang up after a while.
     AutoAnswer {
@@ -57,6 +60,15 @@ pub enum Destination {
     },
     /// Refuse with this status.
     Reject { status: u16 },
+}
+
+/// SDP bodies of a call whose media runs through the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchoredMedia {
+    /// Our offer to the callee.
+    pub offer: Vec<u8>,
+    /// Our answer to the caller.
+    pub answer: Vec<u8>,
 }
 
 /// What we may answer a trunk's challenge with. Sent only when the challenge's realm
@@ -126,6 +138,15 @@ pub enum Action {
     Cancel { handle: u64 },
     /// The callee leg's Call-ID, so the driver routes its in-dialog requests here.
     Bind { call_id: String },
+    /// The callee answered with this SDP (anchored calls): start its media.
+    CalleeAnswered { body: Vec<u8> },
+    /// A re-offer on an anchored call (hold, unhold, new address): the driver answers
+    /// it from its own media state and responds in `tx`.
+    Reoffer {
+        leg: Leg,
+        tx: TxId,
+        request: Box<Request>,
+    },
     /// The call is over; write the CDR and stop.
     Ended(Summary),
 }
@@ -257,6 +278,8 @@ pub struct Call {
     /// The callee INVITE as sent, to repeat it with credentials.
     callee_invite: Option<Request>,
     credentials: Option<TrunkCredentials>,
+    /// Media runs through the server; `answer` goes to the caller on 2xx.
+    anchored: Option<AnchoredMedia>,
     /// We answered one challenge already; a second one means the credentials are wrong.
     challenged: bool,
     next_handle: u64,
@@ -310,6 +333,7 @@ impl Call {
             invite_handle: None,
             callee_invite: None,
             credentials: None,
+            anchored: None,
             challenged: false,
             next_handle: 1,
             relays: HashMap::new(),
@@ -340,6 +364,12 @@ impl Call {
 
     pub fn is_ended(&self) -> bool {
         self.phase == Phase::Ended
+    }
+
+    /// Our Contact for a leg, for responses the driver builds.
+    pub fn contact_for(&self, leg: Leg) -> String {
+        let flow = self.dialog(leg).map_or(self.caller.flow, |d| d.flow);
+        self.settings.contact(flow)
     }
 
     /// Whether the call got past the ringing stage (for shutdown figures).
@@ -390,8 +420,10 @@ impl Call {
                 uri,
                 label: _,
                 credentials,
+                media,
             } => {
                 self.credentials = credentials;
+                self.anchored = media;
                 let call_id = crate::sip::random_token();
                 let from = NameAddr::parse(invite.headers.get("From").unwrap_or_default()).ok();
                 let display = from.as_ref().and_then(|f| f.display.clone());
@@ -425,13 +457,16 @@ impl Call {
                     confirmed: false,
                     closing: false,
                 };
-                let body = (!invite.body.is_empty()).then(|| {
-                    let ct = invite
-                        .headers
-                        .get("Content-Type")
-                        .unwrap_or("application/sdp");
-                    (ct.to_string(), invite.body.clone())
-                });
+                let body = match &self.anchored {
+                    Some(m) => Some(("application/sdp".to_string(), m.offer.clone())),
+                    None => (!invite.body.is_empty()).then(|| {
+                        let ct = invite
+                            .headers
+                            .get("Content-Type")
+                            .unwrap_or("application/sdp");
+                        (ct.to_string(), invite.body.clone())
+                    }),
+                };
                 let mut req = dialog.request(
                     Method::Invite,
                     body.as_ref().map(|(ct, b)| (ct.as_str(), b.as_slice())),
@@ -534,6 +569,18 @@ impl Call {
             Method::Options => {
                 let ok = message::response_to(&req.headers, 200, None);
                 self.actions.push_back(Action::Respond { tx, response: ok });
+            }
+            Method::Invite | Method::Update
+                if self.phase == Phase::Answered && self.anchored.is_some() =>
+            {
+                if let Some(c) = contact_uri(&req.headers) {
+                    self.dialog_mut(leg).remote_target = c;
+                }
+                self.actions.push_back(Action::Reoffer {
+                    leg,
+                    tx,
+                    request: Box::new(req.clone()),
+                });
             }
             Method::Invite | Method::Update | Method::Info
                 if self.phase == Phase::Answered && self.dialog(leg.other()).is_some() =>
@@ -670,7 +717,12 @@ impl Call {
             }
             if self.phase == Phase::Calling {
                 self.phase = Phase::Ringing;
-                let r = self.caller_response(status, Some(&resp.body));
+                let early = if self.anchored.is_some() {
+                    &[][..]
+                } else {
+                    &resp.body[..]
+                };
+                let r = self.caller_response(status, Some(early));
                 self.actions.push_back(Action::Respond {
                     tx: self.invite_tx,
                     response: r,
@@ -705,7 +757,16 @@ impl Call {
                     self.answered_at = Some(now);
                     self.ring_deadline = None;
                     self.caller_status = 200;
-                    let r = self.caller_response(200, Some(&resp.body));
+                    let body = match &self.anchored {
+                        Some(m) => {
+                            self.actions.push_back(Action::CalleeAnswered {
+                                body: resp.body.clone(),
+                            });
+                            m.answer.clone()
+                        }
+                        None => resp.body.clone(),
+                    };
+                    let r = self.caller_response(200, Some(&body));
                     self.actions.push_back(Action::Respond {
                         tx: self.invite_tx,
                         response: r,

@@ -95,6 +95,8 @@ pub struct Config {
     pub sip: SipSection,
     #[serde(default)]
     pub storage: StorageSection,
+    #[serde(default)]
+    pub media: MediaSection,
     #[serde(default, rename = "user")]
     pub users: Vec<UserSection>,
     #[serde(default, rename = "trunk")]
@@ -221,6 +223,74 @@ fn default_ring_timeout() -> HumanDuration {
     HumanDuration(DEFAULT_RING_TIMEOUT)
 }
 
+/// RTP port range default: 5,001 even ports, room for 2,500 concurrent bridged calls.
+pub const DEFAULT_RTP_PORTS: &str = "10000-20000";
+/// A leg that sends no RTP for this long (and is not on hold) is hung up.
+pub const DEFAULT_MEDIA_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MediaSection {
+    /// Address RTP sockets bind to. Default "0.0.0.0".
+    #[serde(default = "default_media_bind")]
+    pub bind: IpAddr,
+    /// Address written into our SDP; default: the SIP public host when it is an IP,
+    /// else the bind address (127.0.0.1 for 0.0.0.0).
+    #[serde(default)]
+    pub public_ip: Option<IpAddr>,
+    /// `"first-last"` (even ports are used, RTCP on the odd one above), or `"auto"`
+    /// to let the OS choose (tests; no RTCP then).
+    #[serde(default = "default_rtp_ports")]
+    pub rtp_ports: String,
+    #[serde(default = "default_media_timeout")]
+    pub media_timeout: HumanDuration,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        MediaSection {
+            bind: default_media_bind(),
+            public_ip: None,
+            rtp_ports: default_rtp_ports(),
+            media_timeout: default_media_timeout(),
+        }
+    }
+}
+
+fn default_media_bind() -> IpAddr {
+    IpAddr::from([0, 0, 0, 0])
+}
+fn default_rtp_ports() -> String {
+    DEFAULT_RTP_PORTS.into()
+}
+fn default_media_timeout() -> HumanDuration {
+    HumanDuration(DEFAULT_MEDIA_TIMEOUT)
+}
+
+impl MediaSection {
+    /// The port range, or `None` for OS-chosen ports.
+    pub fn port_range(&self) -> Result<Option<(u16, u16)>, String> {
+        if self.rtp_ports == "auto" {
+            return Ok(None);
+        }
+        let bad = || {
+            format!(
+                "{:?}: use \"first-last\" (e.g. \"10000-20000\") or \"auto\"",
+                self.rtp_ports
+            )
+        };
+        let (a, b) = self.rtp_ports.split_once('-').ok_or_else(bad)?;
+        let (a, b): (u16, u16) = (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        );
+        if a < 1024 || b <= a {
+            return Err(bad());
+        }
+        Ok(Some((a, b)))
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StorageSection {
@@ -313,6 +383,9 @@ pub enum Target {
     Agent(String),
     /// A voicemail box.
     Mailbox(String),
+    /// Answers, plays these prompts (names in the sounds directory, e.g.
+    /// "general/welcome"), then hangs up.
+    Prompt(Vec<String>),
     /// Answers and hangs up after a while; for tests and line checks.
     AutoAnswer(AutoAnswer),
 }
@@ -466,6 +539,17 @@ impl Config {
                     "needs username and password".into(),
                 ));
             }
+        }
+        if let Err(message) = self.media.port_range() {
+            return Err(ConfigError::Invalid {
+                path: path.to_string(),
+                line: src
+                    .lines()
+                    .position(|l| l.trim_start().starts_with("rtp-ports"))
+                    .map_or(0, |l| l + 1),
+                key: "media.rtp-ports".into(),
+                message,
+            });
         }
         for (key, addr) in [("sip.udp", &self.sip.udp), ("sip.tcp", &self.sip.tcp)] {
             if !addr.is_empty() && addr.parse::<SocketAddr>().is_err() {

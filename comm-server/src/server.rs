@@ -27,14 +27,19 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::call::{Action, Call, CallSettings, Destination, HungUpBy, Leg};
+use crate::call::{Action, AnchoredMedia, Call, CallSettings, Destination, HungUpBy, Leg};
 use crate::config::{Config, Target, Trunk};
+use crate::media::driver::{EngineConfig, EngineEvent, LegId, MediaEngine, PortRange};
+use crate::media::prompt::{Prompt, PromptLibrary};
+use crate::media::sdp::{self, LocalMedia, Negotiated};
+use crate::media::session::{MediaAction, MediaCommand, SessionConfig};
 use crate::registrar::{self, Registrar};
 use crate::sip::endpoint::{Endpoint, Event, Flow, Timers, TxId};
 use crate::sip::header;
 use crate::sip::message::{self, Framing, Method, Request, Response};
 use crate::store::{self, Cdr, Direction, EndReason, Store};
 use crate::time::{Clock, SystemClock};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How long hung-up calls get to exchange their BYEs after the grace period.
 const HANGUP_DRAIN: Duration = Duration::from_secs(5);
@@ -80,6 +85,7 @@ pub struct App {
     config: Arc<Config>,
     store: Store,
     clock: Arc<dyn Clock>,
+    prompts: Arc<PromptLibrary>,
 }
 
 impl App {
@@ -124,15 +130,22 @@ impl App {
             };
             store.upsert_sip_account(&account).await?;
         }
+        let prompts = load_prompts(&config)?;
         Ok(App {
             config: Arc::new(config),
             store,
             clock,
+            prompts: Arc::new(prompts),
         })
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The prompts loaded from the sounds directory.
+    pub fn prompts(&self) -> &PromptLibrary {
+        &self.prompts
     }
 
     /// Serves until `shutdown` resolves, then drains (see the module docs).
@@ -181,6 +194,15 @@ impl App {
             self.store.clone(),
             self.clock.clone(),
         ));
+        let media_ip = media_ip(&cfg, listeners.udp_addr());
+        let ports = cfg
+            .media
+            .port_range()
+            .map_err(|e| anyhow::anyhow!("media.rtp-ports: {e}"))?
+            .map(|(first, last)| PortRange { first, last });
+        let mut engine_config = EngineConfig::new(cfg.media.bind, ports);
+        engine_config.clock = self.clock.clone();
+        let (engine, media_events, _media_task) = MediaEngine::spawn(engine_config);
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let udp = listeners.udp.map(Arc::new);
@@ -197,12 +219,10 @@ impl App {
             store: self.store.clone(),
             clock: self.clock.clone(),
             settings,
-            public_host: udp_host
-                .split(':')
-                .next()
-                .unwrap_or("127.0.0.1")
-                .trim_matches(['[', ']'])
-                .to_string(),
+            engine,
+            prompts: self.prompts.clone(),
+            media_ip,
+            next_leg: AtomicU64::new(1),
         });
         let driver = Driver {
             endpoint: Endpoint::new(Timers::default(), udp_host, tcp_host),
@@ -217,10 +237,11 @@ impl App {
             invite_owner: HashMap::new(),
             client_txs: HashMap::new(),
             handles: HashMap::new(),
+            legs: HashMap::new(),
             next_uid: 1,
             draining: false,
         };
-        driver.run(inbound_rx, cmd_rx, shutdown).await;
+        driver.run(inbound_rx, cmd_rx, media_events, shutdown).await;
         self.store.close().await;
         Ok(())
     }
@@ -233,7 +254,56 @@ struct Shared {
     store: Store,
     clock: Arc<dyn Clock>,
     settings: CallSettings,
-    public_host: String,
+    engine: MediaEngine,
+    prompts: Arc<PromptLibrary>,
+    /// Address written into our SDP.
+    media_ip: std::net::IpAddr,
+    next_leg: AtomicU64,
+}
+
+/// Loads the prompt set; a missing directory is an empty set, a broken file is an
+/// error naming it, and a prompt route naming a missing prompt stops start-up.
+fn load_prompts(config: &Config) -> anyhow::Result<PromptLibrary> {
+    let dir = &config.server.sounds_dir;
+    let prompts = if dir.is_dir() {
+        PromptLibrary::load_dir(dir)
+            .with_context(|| format!("loading prompts from {}", dir.display()))?
+    } else {
+        tracing::warn!(dir = %dir.display(), "sounds directory not found; no prompts loaded");
+        PromptLibrary::default()
+    };
+    for route in &config.routes {
+        if let Target::Prompt(names) = route.target.get_ref() {
+            for n in names {
+                prompts.prompt(n).with_context(|| {
+                    format!(
+                        "route {:?}: prompt {n:?} is not in {}",
+                        route.number.get_ref(),
+                        dir.display()
+                    )
+                })?;
+            }
+        }
+    }
+    Ok(prompts)
+}
+
+/// The address our SDP names: configured, else the SIP public host when it is an IP,
+/// else the media bind address, else the SIP listen IP (127.0.0.1 for unspecified).
+fn media_ip(cfg: &Config, sip: Option<SocketAddr>) -> std::net::IpAddr {
+    if let Some(ip) = cfg.media.public_ip {
+        return ip;
+    }
+    if let Some(ip) = cfg.sip.public_host.as_ref().and_then(|h| h.parse().ok()) {
+        return ip;
+    }
+    if !cfg.media.bind.is_unspecified() {
+        return cfg.media.bind;
+    }
+    match sip.map(|a| a.ip()) {
+        Some(ip) if !ip.is_unspecified() => ip,
+        _ => std::net::IpAddr::from([127, 0, 0, 1]),
+    }
 }
 
 enum Inbound {
@@ -273,6 +343,11 @@ enum Command {
         uid: u64,
         call_id: String,
     },
+    /// Route this media leg's events to the call.
+    MediaLeg {
+        uid: u64,
+        leg: LegId,
+    },
     CallEnded {
         uid: u64,
     },
@@ -294,6 +369,7 @@ enum CallInput {
     },
     AckTimeout,
     HangUp,
+    Media(MediaAction),
 }
 
 struct CallSlot {
@@ -315,6 +391,8 @@ struct Driver {
     invite_owner: HashMap<TxId, u64>,
     client_txs: HashMap<TxId, (u64, u64)>,
     handles: HashMap<(u64, u64), TxId>,
+    /// Which call owns a media leg.
+    legs: HashMap<LegId, u64>,
     next_uid: u64,
     draining: bool,
 }
@@ -328,6 +406,7 @@ impl Driver {
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
         mut commands: mpsc::UnboundedReceiver<Command>,
+        mut media_events: mpsc::UnboundedReceiver<EngineEvent>,
         shutdown: impl Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
@@ -343,6 +422,13 @@ impl Driver {
             tokio::select! {
                 Some(msg) = inbound.recv() => self.handle_inbound(msg),
                 Some(cmd) = commands.recv() => self.handle_command(cmd),
+                Some(ev) = media_events.recv() => {
+                    if let EngineEvent::Action { leg, action } = ev
+                        && let Some(&uid) = self.legs.get(&leg)
+                    {
+                        self.to_call(uid, CallInput::Media(action));
+                    }
+                }
                 _ = tokio::time::sleep_until(timeout.unwrap_or(far)), if timeout.is_some() => {
                     self.endpoint.handle_timeout(now());
                 }
@@ -452,7 +538,11 @@ impl Driver {
                     slot.call_ids.push(call_id);
                 }
             }
+            Command::MediaLeg { uid, leg } => {
+                self.legs.insert(leg, uid);
+            }
             Command::CallEnded { uid } => {
+                self.legs.retain(|_, u| *u != uid);
                 if let Some(slot) = self.calls.remove(&uid) {
                     for id in slot.call_ids {
                         self.dialogs.remove(&id);
@@ -703,6 +793,8 @@ struct Resolution {
     destination: Destination,
     direction: Direction,
     route: String,
+    /// Prompts to play once answered, then hang up.
+    play: Option<Vec<Prompt>>,
 }
 
 async fn resolve(shared: &Shared, flow: Flow, req: &Request) -> Result<Resolution, Response> {
@@ -715,6 +807,7 @@ async fn resolve(shared: &Shared, flow: Flow, req: &Request) -> Result<Resolutio
         destination: Destination::Reject { status },
         direction,
         route: route.to_string(),
+        play: None,
     };
     let dial_user = |user: String, direction: Direction| async move {
         match shared.registrar.locate(&user).await {
@@ -724,9 +817,11 @@ async fn resolve(shared: &Shared, flow: Flow, req: &Request) -> Result<Resolutio
                     uri,
                     label: user.clone(),
                     credentials: None,
+                    media: None,
                 },
                 direction,
                 route: format!("user:{user}"),
+                play: None,
             },
             Ok(None) => reject(480, &format!("user:{user}"), direction),
             Err(e) => {
@@ -739,11 +834,27 @@ async fn resolve(shared: &Shared, flow: Flow, req: &Request) -> Result<Resolutio
         return Ok(match target {
             Target::AutoAnswer(a) => Resolution {
                 destination: Destination::AutoAnswer {
-                    sdp: answer_sdp(&req.body, &shared.public_host),
+                    sdp: Vec::new(), // our answer, once media is anchored
                     hangup_after: a.hangup_after.map(|d| d.0),
                 },
                 direction: Direction::Inbound,
                 route: format!("auto-answer:{number}"),
+                play: None,
+            },
+            Target::Prompt(names) => match shared.prompts.sequence(names) {
+                Ok(prompts) => Resolution {
+                    destination: Destination::AutoAnswer {
+                        sdp: Vec::new(),
+                        hangup_after: None,
+                    },
+                    direction: Direction::Inbound,
+                    route: format!("prompt:{number}"),
+                    play: Some(prompts),
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "prompt route cannot play");
+                    reject(500, &format!("prompt:{number}"), Direction::Inbound)
+                }
             },
             Target::User(u) => dial_user(u.clone(), Direction::Inbound).await,
             other => {
@@ -781,50 +892,197 @@ async fn resolve(shared: &Shared, flow: Flow, req: &Request) -> Result<Resolutio
                 uri: format!("sip:{number}@{}", trunk.address),
                 label: trunk.name.clone(),
                 credentials: trunk.credentials(),
+                media: None,
             },
             direction: Direction::Outbound,
             route: format!("trunk:{}", trunk.name),
+            play: None,
         });
     }
     Ok(reject(404, "none", Direction::Inbound))
 }
 
-/// A minimal SDP answer for auto-answered calls: the first offered G.711 codec and
-/// telephone-event. (The media engine will answer with real RTP ports.)
-fn answer_sdp(offer: &[u8], host: &str) -> Vec<u8> {
-    let text = String::from_utf8_lossy(offer);
-    let m = text.lines().find(|l| l.starts_with("m=audio"));
-    let offered: Vec<&str> = m
-        .map(|l| l.split_whitespace().skip(3).collect())
-        .unwrap_or_default();
-    let codec = offered
-        .iter()
-        .copied()
-        .find(|p| *p == "0" || *p == "8")
-        .unwrap_or("0");
-    let dtmf = text
-        .lines()
-        .find(|l| {
-            l.starts_with("a=rtpmap:") && l.to_ascii_lowercase().contains("telephone-event/8000")
-        })
-        .and_then(|l| {
-            l["a=rtpmap:".len()..]
-                .split_whitespace()
-                .next()
-                .map(str::to_string)
-        });
-    let mut sdp = format!(
-        "v=0\r\no=comm-server 1 1 IN IP4 {host}\r\ns=comm-server\r\nc=IN IP4 {host}\r\nt=0 0\r\nm=audio 40000 RTP/AVP {codec}{}\r\na=rtpmap:{codec} {}/8000\r\n",
-        dtmf.as_ref().map(|d| format!(" {d}")).unwrap_or_default(),
-        if codec == "0" { "PCMU" } else { "PCMA" },
-    );
-    if let Some(d) = dtmf {
-        sdp.push_str(&format!(
-            "a=rtpmap:{d} telephone-event/8000\r\na=fmtp:{d} 0-16\r\n"
-        ));
+/// Play id of a prompt route's announcement.
+const ROUTE_PROMPT: u64 = 1;
+
+/// The media legs of one call and what they were negotiated with.
+struct CallMedia {
+    engine: MediaEngine,
+    timeout: Duration,
+    music: Option<Prompt>,
+    caller: Option<(LegId, LocalMedia)>,
+    callee: Option<(LegId, LocalMedia)>,
+}
+
+impl CallMedia {
+    fn new(shared: &Shared) -> CallMedia {
+        CallMedia {
+            engine: shared.engine.clone(),
+            timeout: shared.config.media.media_timeout.0,
+            music: shared.prompts.prompt("music/hold").ok(),
+            caller: None,
+            callee: None,
+        }
     }
-    sdp.push_str("a=ptime:20\r\na=sendrecv\r\n");
-    sdp.into_bytes()
+
+    async fn open(
+        &self,
+        shared: &Shared,
+        uid: u64,
+        cmd: &mpsc::UnboundedSender<Command>,
+    ) -> Result<(LegId, LocalMedia), u16> {
+        let leg = shared.next_leg.fetch_add(1, Ordering::Relaxed);
+        let _ = cmd.send(Command::MediaLeg { uid, leg });
+        let addr = self.engine.open(leg).await.map_err(|e| {
+            tracing::warn!(error = %e, "no media leg");
+            e.sip_status()
+        })?;
+        Ok((leg, LocalMedia::new(shared.media_ip, addr.port())))
+    }
+
+    fn start(&self, leg: LegId, negotiated: &Negotiated) {
+        let mut config =
+            SessionConfig::new(negotiated, rand::random(), rand::random(), rand::random());
+        config.media_timeout = self.timeout;
+        if let Err(e) = self.engine.start(leg, config) {
+            tracing::warn!(error = %e, "media leg did not start");
+        }
+    }
+
+    /// Puts the call's media through the server: answers the caller's offer now (the
+    /// engine transcodes, so the answer does not depend on the callee) and prepares our
+    /// offer to the callee. Errors are the status to refuse the INVITE with.
+    async fn anchor(
+        &mut self,
+        shared: &Shared,
+        uid: u64,
+        cmd: &mpsc::UnboundedSender<Command>,
+        invite: &Request,
+        destination: Destination,
+    ) -> Result<Destination, u16> {
+        if matches!(destination, Destination::Reject { .. }) {
+            return Ok(destination);
+        }
+        if invite.body.is_empty() {
+            // Offerless INVITEs (RFC 3261 §13.2.1 late offer) are not supported yet.
+            return Err(488);
+        }
+        let (leg_a, mut local_a) = self.open(shared, uid, cmd).await?;
+        let (negotiated, answer) = sdp::answer(&invite.body, &local_a).map_err(|e| {
+            tracing::info!(error = %e, "caller's SDP refused");
+            e.sip_status()
+        })?;
+        local_a.session_version += 1;
+        self.start(leg_a, &negotiated);
+        self.caller = Some((leg_a, local_a));
+        Ok(match destination {
+            Destination::AutoAnswer { hangup_after, .. } => Destination::AutoAnswer {
+                sdp: answer,
+                hangup_after,
+            },
+            Destination::Dial {
+                flow,
+                uri,
+                label,
+                credentials,
+                ..
+            } => {
+                let (leg_b, local_b) = self.open(shared, uid, cmd).await?;
+                let offer = sdp::offer(&local_b);
+                self.callee = Some((leg_b, local_b));
+                Destination::Dial {
+                    flow,
+                    uri,
+                    label,
+                    credentials,
+                    media: Some(AnchoredMedia { offer, answer }),
+                }
+            }
+            other => other,
+        })
+    }
+
+    /// Starts the callee leg from its answer and bridges the two; false when the answer
+    /// is unusable.
+    fn callee_answered(&self, body: &[u8]) -> bool {
+        let (Some((a, _)), Some((b, local_b))) = (&self.caller, &self.callee) else {
+            return false;
+        };
+        match sdp::parse_answer(body, local_b) {
+            Ok(negotiated) => {
+                self.start(*b, &negotiated);
+                self.engine.bridge(*a, *b).is_ok()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "callee's SDP answer unusable");
+                false
+            }
+        }
+    }
+
+    /// Answers a re-offer from one leg (RFC 3264 §8). Hold is handled here: the other
+    /// side hears music while this leg does not want our audio, the bridge otherwise.
+    fn reoffer(&mut self, leg: Leg, offer: &[u8]) -> Result<Vec<u8>, u16> {
+        let (this, other) = match leg {
+            Leg::Caller => (&mut self.caller, &self.callee),
+            Leg::Callee => (&mut self.callee, &self.caller),
+        };
+        let Some((id, local)) = this.as_mut() else {
+            return Err(488);
+        };
+        let (negotiated, answer) = sdp::answer(offer, local).map_err(|e| e.sip_status())?;
+        local.session_version += 1;
+        let held = !negotiated.direction.has_send();
+        let _ = self.engine.command(*id, MediaCommand::Update(negotiated));
+        if let Some((other_id, _)) = other {
+            let command = match (&self.music, held) {
+                (Some(music), true) => MediaCommand::LoopMusic(music.clone()),
+                (None, true) => MediaCommand::Stop,
+                (_, false) => MediaCommand::Bridge,
+            };
+            let _ = self.engine.command(*other_id, command);
+        }
+        Ok(answer)
+    }
+
+    fn play(&self, id: u64, prompts: Vec<Prompt>) {
+        if let Some((leg, _)) = &self.caller {
+            let _ = self.engine.command(
+                *leg,
+                MediaCommand::Play {
+                    id,
+                    prompts,
+                    barge_in: false,
+                },
+            );
+        }
+    }
+
+    /// Closes every leg; the quality figures for the CDR as JSON.
+    async fn close(&self) -> Option<String> {
+        let mut legs = serde_json::Map::new();
+        for (name, leg) in [("caller", &self.caller), ("callee", &self.callee)] {
+            if let Some((id, _)) = leg
+                && let Some(q) = self.engine.close(*id).await
+            {
+                legs.insert(
+                    name.into(),
+                    serde_json::json!({
+                        "packets_received": q.packets_received,
+                        "packets_lost": q.packets_lost,
+                        "jitter_ms": q.jitter_ms,
+                        "packets_sent": q.packets_sent,
+                        "packets_rejected": q.packets_rejected,
+                        "late_frames": q.late_frames,
+                        "remote_fraction_lost": q.remote_fraction_lost,
+                        "remote_jitter_ms": q.remote_jitter_ms,
+                        "round_trip_ms": q.round_trip_ms,
+                    }),
+                );
+            }
+        }
+        (!legs.is_empty()).then(|| serde_json::Value::Object(legs).to_string())
+    }
 }
 
 async fn run_call(
@@ -850,14 +1108,24 @@ async fn run_call(
         }
     };
     tracing::info!(route = %resolution.route, "call started");
+    let mut media = CallMedia::new(&shared);
+    let destination = media
+        .anchor(&shared, uid, &cmd, &invite, resolution.destination.clone())
+        .await
+        .unwrap_or_else(|status| Destination::Reject { status });
     let mut call = Call::new(
         now(),
         shared.settings.clone(),
         tx,
         flow,
         &invite,
-        resolution.destination.clone(),
+        destination,
     );
+    if let Some(prompts) = resolution.play.clone()
+        && call.is_answered()
+    {
+        media.play(ROUTE_PROMPT, prompts);
+    }
     let mut callee_call_id = None;
     loop {
         while let Some(action) = call.poll_action() {
@@ -888,7 +1156,26 @@ async fn run_call(
                     callee_call_id = Some(call_id.clone());
                     let _ = cmd.send(Command::Bind { uid, call_id });
                 }
+                Action::CalleeAnswered { body } => {
+                    if !media.callee_answered(&body) {
+                        call.hang_up_all(now(), "failed");
+                    }
+                }
+                Action::Reoffer { leg, tx, request } => {
+                    let response = match media.reoffer(leg, &request.body) {
+                        Ok(answer) => {
+                            let mut ok = message::response_to(&request.headers, 200, None);
+                            ok.headers.push("Contact", call.contact_for(leg));
+                            ok.headers.push("Content-Type", "application/sdp");
+                            ok.body = answer;
+                            ok
+                        }
+                        Err(status) => message::response_to(&request.headers, status, None),
+                    };
+                    let _ = cmd.send(Command::Respond { tx, response });
+                }
                 Action::Ended(summary) => {
+                    let media_quality_json = media.close().await;
                     let ms = |t: std::time::Instant| {
                         started_ms + (t - started.into_std()).as_millis() as i64
                     };
@@ -913,7 +1200,7 @@ async fn run_call(
                             {"leg": "callee", "call_id": callee_call_id, "target": format!("{:?}", resolution.destination_label())},
                         ])
                         .to_string(),
-                        media_quality_json: None,
+                        media_quality_json,
                     };
                     if let Err(e) = shared.store.insert_cdr(&cdr).await {
                         tracing::error!(error = %e, "CDR not written");
@@ -936,6 +1223,15 @@ async fn run_call(
                     Some(CallInput::Response { handle, response }) => call.handle_response(now, handle, &response),
                     Some(CallInput::AckTimeout) => call.handle_ack_timeout(now),
                     Some(CallInput::HangUp) => call.hang_up_all(now, "shutdown"),
+                    Some(CallInput::Media(action)) => match action {
+                        MediaAction::PlaybackFinished { id: ROUTE_PROMPT, .. } => call.hang_up_all(now, "answered"),
+                        MediaAction::MediaTimeout { silent_for } => {
+                            tracing::info!(?silent_for, "no RTP: hanging up");
+                            call.hang_up_all(now, "media-timeout");
+                        }
+                        MediaAction::DigitReceived { digit, .. } => tracing::info!(%digit, "digit received"),
+                        other => tracing::debug!(?other, "media"),
+                    },
                     None => call.hang_up_all(now, "failed"),
                 }
             }
@@ -965,6 +1261,7 @@ fn end_reason(result: &str) -> EndReason {
         "no-answer" => EndReason::NoAnswer,
         "rejected" => EndReason::Rejected,
         "shutdown" => EndReason::Shutdown,
+        "media-timeout" => EndReason::MediaTimeout,
         _ => EndReason::Failed,
     }
 }

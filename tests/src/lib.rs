@@ -46,7 +46,13 @@ pub fn base_config(data_dir: &std::path::Path, extra: &str) -> String {
         r#"
 [server]
 data-dir = "{}"
+sounds-dir = "{}/../sounds"
+scripts-dir = "{}/../scripts"
 shutdown-grace = "3s"
+
+[media]
+bind = "127.0.0.1"
+rtp-ports = "auto"
 
 [sip]
 realm = "test"
@@ -69,7 +75,9 @@ number = "1002"
 target = {{ user = "bob" }}
 {extra}
 "#,
-        data_dir.display()
+        data_dir.display(),
+        env!("CARGO_MANIFEST_DIR"),
+        env!("CARGO_MANIFEST_DIR"),
     )
 }
 
@@ -145,6 +153,8 @@ pub struct Ua {
     pub user: String,
     pub password: String,
     pub addr: SocketAddr,
+    /// The RTP port our SDP names (an [`Rtp`] socket's port, when the test has one).
+    pub media_port: u16,
     cseq: u32,
     pending: Vec<Message>,
 }
@@ -159,6 +169,7 @@ impl Ua {
             user: user.into(),
             password: password.into(),
             addr,
+            media_port: addr.port() + 2,
             cseq: 0,
             pending: Vec::new(),
         })
@@ -378,7 +389,7 @@ impl Ua {
             req.headers.push("Proxy-Authorization", a);
         }
         req.headers.push("Content-Type", "application/sdp");
-        req.body = offer_sdp(self.addr.port() + 2).into_bytes();
+        req.body = offer_sdp(self.media_port).into_bytes();
         req
     }
 
@@ -493,7 +504,7 @@ impl Ua {
         }
         if req.method == Method::Invite && (200..300).contains(&status) {
             r.headers.push("Content-Type", "application/sdp");
-            r.body = offer_sdp(self.addr.port() + 2).into_bytes();
+            r.body = offer_sdp(self.media_port).into_bytes();
         }
         self.send_response(&r).await?;
         Ok(r)
@@ -540,4 +551,98 @@ pub fn offer_sdp(port: u16) -> String {
     format!(
         "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=test\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
     )
+}
+
+/// Where an SDP body asks for audio: its `c=` address and `m=audio` port.
+pub fn sdp_audio_addr(body: &[u8]) -> Option<SocketAddr> {
+    let text = String::from_utf8_lossy(body);
+    let ip = text
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))?
+        .trim();
+    let port = text
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))?
+        .split_whitespace()
+        .next()?;
+    format!("{ip}:{port}").parse().ok()
+}
+
+/// A test RTP endpoint: sends G.711 frames, collects what arrives.
+pub struct Rtp {
+    pub sock: UdpSocket,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+}
+
+/// One received RTP packet.
+#[derive(Debug, Clone)]
+pub struct RtpFrame {
+    pub payload_type: u8,
+    pub sequence: u16,
+    pub payload: Vec<u8>,
+}
+
+impl Rtp {
+    pub async fn bind() -> anyhow::Result<Rtp> {
+        Ok(Rtp {
+            sock: UdpSocket::bind("127.0.0.1:0").await?,
+            seq: rand::random(),
+            ts: rand::random(),
+            ssrc: rand::random(),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.sock.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Sends one 20 ms frame.
+    pub async fn send(
+        &mut self,
+        to: SocketAddr,
+        payload_type: u8,
+        payload: &[u8],
+    ) -> anyhow::Result<()> {
+        let packet = comm_server::media::rtp::RtpPacket {
+            marker: false,
+            payload_type,
+            sequence: self.seq,
+            timestamp: self.ts,
+            ssrc: self.ssrc,
+            payload,
+        };
+        let mut out = Vec::new();
+        packet.write(&mut out);
+        self.sock.send_to(&out, to).await?;
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(160);
+        Ok(())
+    }
+
+    /// Everything that arrives until `quiet` passes with nothing, or `max` in all.
+    pub async fn collect(&self, quiet: Duration, max: Duration) -> Vec<RtpFrame> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 2048];
+        let end = tokio::time::Instant::now() + max;
+        loop {
+            let wait = quiet.min(end.saturating_duration_since(tokio::time::Instant::now()));
+            match tokio::time::timeout(wait, self.sock.recv_from(&mut buf)).await {
+                Ok(Ok((n, _))) => {
+                    if let Ok(p) = comm_server::media::rtp::RtpPacket::parse(&buf[..n]) {
+                        out.push(RtpFrame {
+                            payload_type: p.payload_type,
+                            sequence: p.sequence,
+                            payload: p.payload.to_vec(),
+                        });
+                    }
+                }
+                _ => return out,
+            }
+            if tokio::time::Instant::now() >= end {
+                return out;
+            }
+        }
+    }
 }

@@ -573,55 +573,6 @@ mod trunk {
     }
 }
 
-#[tokio::test]
-async fn hold_and_unhold_are_relayed_across_the_b2bua() {
-    let s = server().await;
-    let mut alice = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
-    let mut bob = Ua::new("bob", "bob-pw", s.udp).await.unwrap();
-    let (mut a, _b, _) = connect(&s, &mut alice, &mut bob, "1002").await;
-    for (direction, answer) in [("sendonly", "recvonly"), ("sendrecv", "sendrecv")] {
-        let offer =
-            e2e::offer_sdp(alice.addr.port() + 2).replace("a=sendrecv", &format!("a={direction}"));
-        let reinvite = alice
-            .send_in_dialog(&mut a, Method::Invite, Some(offer))
-            .await
-            .unwrap();
-        let relayed = bob.request(Method::Invite).await.unwrap();
-        assert!(
-            String::from_utf8_lossy(&relayed.body).contains(&format!("a={direction}")),
-            "offer relayed as is"
-        );
-        let mut ok = comm_server::sip::message::response_to(&relayed.headers, 200, None);
-        ok.headers.push("Contact", bob.contact());
-        ok.headers.push("Content-Type", "application/sdp");
-        ok.body = e2e::offer_sdp(bob.addr.port() + 2)
-            .replace("a=sendrecv", &format!("a={answer}"))
-            .into_bytes();
-        bob.send_response(&ok).await.unwrap();
-        let got = alice
-            .response(reinvite.call_id(), Method::Invite, false)
-            .await
-            .unwrap();
-        assert_eq!(got.status, 200);
-        assert!(
-            String::from_utf8_lossy(&got.body).contains(&format!("a={answer}")),
-            "answer relayed back"
-        );
-        assert_eq!(got.cseq().unwrap().seq, reinvite.cseq().seq);
-        alice.ack(&a).await.unwrap();
-        let ack = bob.request(Method::Ack).await.unwrap();
-        assert_eq!(
-            ack.cseq().seq,
-            relayed.cseq().seq,
-            "the B2BUA ACKs the callee's 2xx"
-        );
-    }
-    assert_eq!(alice.bye(&mut a).await.unwrap().status, 200);
-    let bye = bob.request(Method::Bye).await.unwrap();
-    bob.reply(&bye, 200, "bobtag").await.unwrap();
-    s.stop().await.unwrap();
-}
-
 /// Runs only when `COMM_TEST_POSTGRES_URL` names a database (`.ci/run` starts one).
 #[tokio::test]
 async fn postgres_storage_keeps_registrations_and_cdrs() {
