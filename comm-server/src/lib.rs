@@ -5,6 +5,7 @@
 pub mod acd;
 pub mod call;
 pub mod config;
+pub mod ivr;
 pub mod media;
 pub mod registrar;
 pub mod server;

@@ -29,6 +29,7 @@ use tracing::Instrument as _;
 
 use crate::call::{Action, AnchoredMedia, Call, CallSettings, Destination, HungUpBy, Leg};
 use crate::config::{Config, Target, Trunk};
+use crate::ivr::{Ivr, IvrAction};
 use crate::media::driver::{EngineConfig, EngineEvent, LegId, MediaEngine, PortRange};
 use crate::media::prompt::{Prompt, PromptLibrary};
 use crate::media::sdp::{self, LocalMedia, Negotiated};
@@ -39,6 +40,7 @@ use crate::sip::header;
 use crate::sip::message::{self, Framing, Method, Request, Response};
 use crate::store::{self, Cdr, Direction, EndReason, Store};
 use crate::time::{Clock, SystemClock};
+use script_engine::Library;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How long hung-up calls get to exchange their BYEs after the grace period.
@@ -86,6 +88,7 @@ pub struct App {
     store: Store,
     clock: Arc<dyn Clock>,
     prompts: Arc<PromptLibrary>,
+    scripts: Arc<Library>,
 }
 
 impl App {
@@ -131,11 +134,13 @@ impl App {
             store.upsert_sip_account(&account).await?;
         }
         let prompts = load_prompts(&config)?;
+        let scripts = load_scripts(&config, &prompts)?;
         Ok(App {
             config: Arc::new(config),
             store,
             clock,
             prompts: Arc::new(prompts),
+            scripts: Arc::new(scripts),
         })
     }
 
@@ -221,6 +226,7 @@ impl App {
             settings,
             engine,
             prompts: self.prompts.clone(),
+            scripts: self.scripts.clone(),
             media_ip,
             next_leg: AtomicU64::new(1),
         });
@@ -256,6 +262,7 @@ struct Shared {
     settings: CallSettings,
     engine: MediaEngine,
     prompts: Arc<PromptLibrary>,
+    scripts: Arc<Library>,
     /// Address written into our SDP.
     media_ip: std::net::IpAddr,
     next_leg: AtomicU64,
@@ -286,6 +293,67 @@ fn load_prompts(config: &Config) -> anyhow::Result<PromptLibrary> {
         }
     }
     Ok(prompts)
+}
+
+/// Loads every dialog script in the scripts directory, checking the audio each names
+/// against the prompt set. Any error stops start-up with its file:line:column, and so
+/// does a `script` route naming a file that is not there.
+fn load_scripts(config: &Config, prompts: &PromptLibrary) -> anyhow::Result<Library> {
+    let dir = &config.server.scripts_dir;
+    let mut paths: Vec<std::path::PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    paths.sort();
+    let audio = |name: &str| {
+        prompts
+            .prompt(name.strip_suffix(".wav").unwrap_or(name))
+            .is_ok()
+    };
+    let checked = script_engine::check_files(&paths, &audio);
+    for d in &checked.diagnostics {
+        tracing::warn!("{d}");
+    }
+    let Some(library) = checked.library else {
+        let errors: Vec<String> = checked
+            .diagnostics
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        anyhow::bail!(
+            "dialog scripts in {} have errors:\n{}",
+            dir.display(),
+            errors.join("\n")
+        );
+    };
+    for route in &config.routes {
+        if let Target::Script(file) = route.target.get_ref()
+            && script_for(&library, file).is_none()
+        {
+            anyhow::bail!(
+                "route {:?}: no script {file:?} in {}",
+                route.number.get_ref(),
+                dir.display()
+            );
+        }
+    }
+    Ok(library)
+}
+
+/// The id of the script loaded from `file` (a name in the scripts directory).
+fn script_for(library: &Library, file: &str) -> Option<String> {
+    library
+        .scripts()
+        .find(|s| {
+            std::path::Path::new(s.file())
+                .file_name()
+                .is_some_and(|n| n == file)
+        })
+        .map(|s| s.id().to_string())
 }
 
 /// The address our SDP names: configured, else the SIP public host when it is an IP,
@@ -795,6 +863,8 @@ struct Resolution {
     route: String,
     /// Prompts to play once answered, then hang up.
     play: Option<Vec<Prompt>>,
+    /// A dialog script to run once answered.
+    ivr: Option<String>,
 }
 
 async fn resolve(shared: &Shared, flow: Flow, req: &Request) -> Result<Resolution, Response> {
@@ -808,6 +878,7 @@ async fn resolve(shared: &Shared, flow: Flow, req: &Request) -> Result<Resolutio
         direction,
         route: route.to_string(),
         play: None,
+        ivr: None,
     };
     let dial_user = |user: String, direction: Direction| async move {
         match shared.registrar.locate(&user).await {
@@ -822,6 +893,7 @@ async fn resolve(shared: &Shared, flow: Flow, req: &Request) -> Result<Resolutio
                 direction,
                 route: format!("user:{user}"),
                 play: None,
+                ivr: None,
             },
             Ok(None) => reject(480, &format!("user:{user}"), direction),
             Err(e) => {
@@ -840,6 +912,7 @@ async fn resolve(shared: &Shared, flow: Flow, req: &Request) -> Result<Resolutio
                 direction: Direction::Inbound,
                 route: format!("auto-answer:{number}"),
                 play: None,
+                ivr: None,
             },
             Target::Prompt(names) => match shared.prompts.sequence(names) {
                 Ok(prompts) => Resolution {
@@ -850,6 +923,7 @@ async fn resolve(shared: &Shared, flow: Flow, req: &Request) -> Result<Resolutio
                     direction: Direction::Inbound,
                     route: format!("prompt:{number}"),
                     play: Some(prompts),
+                    ivr: None,
                 },
                 Err(e) => {
                     tracing::error!(error = %e, "prompt route cannot play");
@@ -857,6 +931,19 @@ async fn resolve(shared: &Shared, flow: Flow, req: &Request) -> Result<Resolutio
                 }
             },
             Target::User(u) => dial_user(u.clone(), Direction::Inbound).await,
+            Target::Script(file) => match script_for(&shared.scripts, file) {
+                Some(id) => Resolution {
+                    destination: Destination::AutoAnswer {
+                        sdp: Vec::new(),
+                        hangup_after: None,
+                    },
+                    direction: Direction::Inbound,
+                    route: format!("script:{file}"),
+                    play: None,
+                    ivr: Some(id),
+                },
+                None => reject(500, &format!("script:{file}"), Direction::Inbound),
+            },
             other => {
                 // Scripts, queues, agents and mailboxes arrive with the IVR, ACD and
                 // voicemail work; until then such routes say "temporarily unavailable".
@@ -897,6 +984,7 @@ async fn resolve(shared: &Shared, flow: Flow, req: &Request) -> Result<Resolutio
             direction: Direction::Outbound,
             route: format!("trunk:{}", trunk.name),
             play: None,
+            ivr: None,
         });
     }
     Ok(reject(404, "none", Direction::Inbound))
@@ -904,6 +992,73 @@ async fn resolve(shared: &Shared, flow: Flow, req: &Request) -> Result<Resolutio
 
 /// Play id of a prompt route's announcement.
 const ROUTE_PROMPT: u64 = 1;
+/// IVR play ids are offset by this, so they never collide with the route prompt.
+const IVR_PLAY_BASE: u64 = 1_000;
+
+fn wall_now(shared: &Shared) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_millis(shared.clock.unix_ms().max(0) as u64)
+}
+
+/// The prompts for a script's audio; unknown names were refused at load time.
+fn ivr_prompts(shared: &Shared, audio: &[script_engine::Audio]) -> Vec<Prompt> {
+    audio
+        .iter()
+        .filter_map(|a| match a {
+            script_engine::Audio::File(f) => shared
+                .prompts
+                .prompt(f.strip_suffix(".wav").unwrap_or(f))
+                .ok(),
+            script_engine::Audio::Silence { ms } => {
+                Some(Prompt::from_samples("silence", vec![0; (*ms as usize) * 8]))
+            }
+        })
+        .collect()
+}
+
+/// Does what the IVR asks, answering at once what the server cannot do yet.
+fn drive_ivr(shared: &Shared, ivr: &mut Ivr, media: &CallMedia, call: &mut Call) {
+    while let Some(action) = ivr.poll_action() {
+        let now_wall = wall_now(shared);
+        match action {
+            IvrAction::Play { id, audio } => {
+                media.play(IVR_PLAY_BASE + id, ivr_prompts(shared, &audio))
+            }
+            IvrAction::StopPlayback => media.stop(),
+            IvrAction::Lookup { field, .. } => {
+                // Customer records arrive with the agent gateway work (issue 6).
+                tracing::info!(%field, "customer lookup: no customer store yet");
+                ivr.handle_host_reply(now_wall, script_engine::Input::Customer(None));
+            }
+            IvrAction::RunAction(script_engine::Action::Log { level, message }) => {
+                tracing::info!(%level, %message, "script log");
+                ivr.handle_host_reply(
+                    now_wall,
+                    script_engine::Input::ActionDone(serde_json::json!({})),
+                );
+            }
+            IvrAction::RunAction(other) => {
+                tracing::warn!(?other, "script action not available yet");
+                ivr.handle_host_reply(
+                    now_wall,
+                    script_engine::Input::ActionFailed("not available on this server yet".into()),
+                );
+            }
+            IvrAction::Route(step) => {
+                tracing::warn!(?step, "routing from scripts is not wired yet");
+                ivr.handle_host_reply(
+                    now_wall,
+                    script_engine::Input::RouteFailed("not available yet".into()),
+                );
+            }
+            IvrAction::Record(_) => ivr.handle_host_reply(now_wall, script_engine::Input::NoInput),
+            IvrAction::History(h) => tracing::info!(record = ?h, "script history"),
+            IvrAction::HangUp { outcome } => {
+                tracing::info!(%outcome, "script ended");
+                call.hang_up_all(now(), "answered");
+            }
+        }
+    }
+}
 
 /// The media legs of one call and what they were negotiated with.
 struct CallMedia {
@@ -1045,6 +1200,12 @@ impl CallMedia {
         Ok(answer)
     }
 
+    fn stop(&self) {
+        if let Some((leg, _)) = &self.caller {
+            let _ = self.engine.command(*leg, MediaCommand::Stop);
+        }
+    }
+
     fn play(&self, id: u64, prompts: Vec<Prompt>) {
         if let Some((leg, _)) = &self.caller {
             let _ = self.engine.command(
@@ -1126,6 +1287,31 @@ async fn run_call(
     {
         media.play(ROUTE_PROMPT, prompts);
     }
+    let mut ivr = match (&resolution.ivr, call.is_answered()) {
+        (Some(script), true) => {
+            let context = script_engine::SessionContext {
+                channel: script_engine::Channel::Voice,
+                customer: serde_json::json!({}),
+                call: serde_json::json!({
+                    "caller": invite.headers.get("From").and_then(registrar::user_of),
+                    "dialed": header::uri_user(&invite.uri),
+                    "call_id": invite.call_id(),
+                }),
+            };
+            match Ivr::start(shared.scripts.clone(), script, context, wall_now(&shared)) {
+                Ok(mut i) => {
+                    drive_ivr(&shared, &mut i, &media, &mut call);
+                    Some(i)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "script did not start");
+                    call.hang_up_all(now(), "failed");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let mut callee_call_id = None;
     loop {
         while let Some(action) = call.poll_action() {
@@ -1212,7 +1398,16 @@ async fn run_call(
         if call.is_ended() {
             break;
         }
-        let deadline = call.poll_timeout().map(Instant::from_std);
+        // The IVR keeps wall-clock deadlines (its sessions can be saved); convert.
+        let ivr_deadline = ivr.as_ref().and_then(Ivr::poll_timeout).map(|t| {
+            Instant::now()
+                + t.duration_since(wall_now(&shared))
+                    .unwrap_or(Duration::ZERO)
+        });
+        let deadline = match (call.poll_timeout().map(Instant::from_std), ivr_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         tokio::select! {
             input = inbox.recv() => {
                 let now = now();
@@ -1225,11 +1420,23 @@ async fn run_call(
                     Some(CallInput::HangUp) => call.hang_up_all(now, "shutdown"),
                     Some(CallInput::Media(action)) => match action {
                         MediaAction::PlaybackFinished { id: ROUTE_PROMPT, .. } => call.hang_up_all(now, "answered"),
+                        MediaAction::PlaybackFinished { id, .. } if id > IVR_PLAY_BASE => {
+                            if let Some(i) = ivr.as_mut() {
+                                i.handle_playback_finished(wall_now(&shared), id - IVR_PLAY_BASE);
+                                drive_ivr(&shared, i, &media, &mut call);
+                            }
+                        }
                         MediaAction::MediaTimeout { silent_for } => {
                             tracing::info!(?silent_for, "no RTP: hanging up");
                             call.hang_up_all(now, "media-timeout");
                         }
-                        MediaAction::DigitReceived { digit, .. } => tracing::info!(%digit, "digit received"),
+                        MediaAction::DigitReceived { digit, .. } => {
+                            tracing::info!(%digit, "digit received");
+                            if let Some(i) = ivr.as_mut() {
+                                i.handle_digit(wall_now(&shared), digit);
+                                drive_ivr(&shared, i, &media, &mut call);
+                            }
+                        }
                         other => tracing::debug!(?other, "media"),
                     },
                     None => call.hang_up_all(now, "failed"),
@@ -1237,6 +1444,10 @@ async fn run_call(
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if deadline.is_some() => {
                 call.handle_timeout(now());
+                if let Some(i) = ivr.as_mut() {
+                    i.handle_timeout(wall_now(&shared));
+                    drive_ivr(&shared, i, &media, &mut call);
+                }
             }
         }
     }

@@ -84,6 +84,13 @@ target = {{ user = "bob" }}
 impl Server {
     /// Starts the server with this config on `127.0.0.1:0` for UDP and TCP.
     pub async fn start(config: &str) -> anyhow::Result<Server> {
+        if let Ok(filter) = std::env::var("COMM_TEST_LOG") {
+            // Opt-in server logs for a failing test: COMM_TEST_LOG=debug cargo test ...
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let cfg = Config::parse(config, "test.toml")?;
         let data_dir = cfg.server.data_dir.clone();
         let listeners = Listeners::bind(
