@@ -438,6 +438,8 @@ enum CallInput {
     AckTimeout,
     HangUp,
     Media(MediaAction),
+    /// A recording of this call finished (or failed).
+    Recorded(Result<std::path::PathBuf, String>),
 }
 
 struct CallSlot {
@@ -491,10 +493,17 @@ impl Driver {
                 Some(msg) = inbound.recv() => self.handle_inbound(msg),
                 Some(cmd) = commands.recv() => self.handle_command(cmd),
                 Some(ev) = media_events.recv() => {
-                    if let EngineEvent::Action { leg, action } = ev
-                        && let Some(&uid) = self.legs.get(&leg)
-                    {
-                        self.to_call(uid, CallInput::Media(action));
+                    match ev {
+                        EngineEvent::Action { leg, action } => {
+                            if let Some(&uid) = self.legs.get(&leg) {
+                                self.to_call(uid, CallInput::Media(action));
+                            }
+                        }
+                        EngineEvent::RecordingFinished { leg, result } => {
+                            if let Some(&uid) = self.legs.get(&leg) {
+                                self.to_call(uid, CallInput::Recorded(result.map_err(|e| e.to_string())));
+                            }
+                        }
                     }
                 }
                 _ = tokio::time::sleep_until(timeout.unwrap_or(far)), if timeout.is_some() => {
@@ -1015,8 +1024,15 @@ fn ivr_prompts(shared: &Shared, audio: &[script_engine::Audio]) -> Vec<Prompt> {
         .collect()
 }
 
-/// Does what the IVR asks, answering at once what the server cannot do yet.
-fn drive_ivr(shared: &Shared, ivr: &mut Ivr, media: &CallMedia, call: &mut Call) {
+/// Does what the IVR asks, answering at once what the server cannot do yet. A
+/// recording request is returned: starting one is asynchronous.
+fn drive_ivr(
+    shared: &Shared,
+    ivr: &mut Ivr,
+    media: &CallMedia,
+    call: &mut Call,
+) -> Option<script_engine::Question> {
+    let mut record = None;
     while let Some(action) = ivr.poll_action() {
         let now_wall = wall_now(shared);
         match action {
@@ -1050,7 +1066,7 @@ fn drive_ivr(shared: &Shared, ivr: &mut Ivr, media: &CallMedia, call: &mut Call)
                     script_engine::Input::RouteFailed("not available yet".into()),
                 );
             }
-            IvrAction::Record(_) => ivr.handle_host_reply(now_wall, script_engine::Input::NoInput),
+            IvrAction::Record(q) => record = Some(q),
             IvrAction::History(h) => tracing::info!(record = ?h, "script history"),
             IvrAction::HangUp { outcome } => {
                 tracing::info!(%outcome, "script ended");
@@ -1058,6 +1074,42 @@ fn drive_ivr(shared: &Shared, ivr: &mut Ivr, media: &CallMedia, call: &mut Call)
             }
         }
     }
+    record
+}
+
+/// A recording in progress on the caller's leg.
+struct Recording {
+    /// It stops here at the latest (the script's max-duration).
+    until: Instant,
+}
+
+/// Starts recording what the caller says, after the beep if the script asks for one.
+async fn start_recording(
+    shared: &Shared,
+    media: &CallMedia,
+    call_id: &str,
+    n: u32,
+    q: &script_engine::Question,
+) -> Result<Recording, String> {
+    let script_engine::InputKind::Recording { max_duration, beep } = q.input else {
+        return Err("not a recording question".into());
+    };
+    if beep && let Ok(tone) = shared.prompts.prompt("tones/beep") {
+        media.play(0, vec![tone]);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let dir = shared.config.server.data_dir.join("recordings");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let safe: String = call_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(64)
+        .collect();
+    let path = dir.join(format!("{safe}-{n}.wav"));
+    media.record(path).await?;
+    Ok(Recording {
+        until: Instant::now() + max_duration,
+    })
 }
 
 /// The media legs of one call and what they were negotiated with.
@@ -1200,6 +1252,22 @@ impl CallMedia {
         Ok(answer)
     }
 
+    async fn record(&self, path: std::path::PathBuf) -> Result<(), String> {
+        let Some((leg, _)) = &self.caller else {
+            return Err("no media".into());
+        };
+        self.engine
+            .record(*leg, path, crate::media::recording::RecordSides::Received)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn stop_recording(&self) {
+        if let Some((leg, _)) = &self.caller {
+            let _ = self.engine.command(*leg, MediaCommand::StopRecording);
+        }
+    }
+
     fn stop(&self) {
         if let Some((leg, _)) = &self.caller {
             let _ = self.engine.command(*leg, MediaCommand::Stop);
@@ -1287,6 +1355,9 @@ async fn run_call(
     {
         media.play(ROUTE_PROMPT, prompts);
     }
+    let mut pending_record: Option<script_engine::Question> = None;
+    let mut recording: Option<Recording> = None;
+    let mut recordings = 0u32;
     let mut ivr = match (&resolution.ivr, call.is_answered()) {
         (Some(script), true) => {
             let context = script_engine::SessionContext {
@@ -1300,7 +1371,7 @@ async fn run_call(
             };
             match Ivr::start(shared.scripts.clone(), script, context, wall_now(&shared)) {
                 Ok(mut i) => {
-                    drive_ivr(&shared, &mut i, &media, &mut call);
+                    pending_record = drive_ivr(&shared, &mut i, &media, &mut call);
                     Some(i)
                 }
                 Err(e) => {
@@ -1314,6 +1385,20 @@ async fn run_call(
     };
     let mut callee_call_id = None;
     loop {
+        if let Some(q) = pending_record.take()
+            && let Some(i) = ivr.as_mut()
+        {
+            recordings += 1;
+            match start_recording(&shared, &media, invite.call_id(), recordings, &q).await {
+                Ok(r) => recording = Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "recording did not start");
+                    i.handle_host_reply(wall_now(&shared), script_engine::Input::NoInput);
+                    pending_record = drive_ivr(&shared, i, &media, &mut call);
+                    continue;
+                }
+            }
+        }
         while let Some(action) = call.poll_action() {
             match action {
                 Action::Respond { tx, response } => {
@@ -1404,10 +1489,14 @@ async fn run_call(
                 + t.duration_since(wall_now(&shared))
                     .unwrap_or(Duration::ZERO)
         });
-        let deadline = match (call.poll_timeout().map(Instant::from_std), ivr_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = [
+            call.poll_timeout().map(Instant::from_std),
+            ivr_deadline,
+            recording.as_ref().map(|r| r.until),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         tokio::select! {
             input = inbox.recv() => {
                 let now = now();
@@ -1418,12 +1507,26 @@ async fn run_call(
                     Some(CallInput::Response { handle, response }) => call.handle_response(now, handle, &response),
                     Some(CallInput::AckTimeout) => call.handle_ack_timeout(now),
                     Some(CallInput::HangUp) => call.hang_up_all(now, "shutdown"),
+                    Some(CallInput::Recorded(result)) => {
+                        recording = None;
+                        if let Some(i) = ivr.as_mut() {
+                            let input = match result {
+                                Ok(path) => script_engine::Input::Recorded(path.display().to_string()),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "recording failed");
+                                    script_engine::Input::NoInput
+                                }
+                            };
+                            i.handle_host_reply(wall_now(&shared), input);
+                            pending_record = drive_ivr(&shared, i, &media, &mut call);
+                        }
+                    }
                     Some(CallInput::Media(action)) => match action {
                         MediaAction::PlaybackFinished { id: ROUTE_PROMPT, .. } => call.hang_up_all(now, "answered"),
                         MediaAction::PlaybackFinished { id, .. } if id > IVR_PLAY_BASE => {
                             if let Some(i) = ivr.as_mut() {
                                 i.handle_playback_finished(wall_now(&shared), id - IVR_PLAY_BASE);
-                                drive_ivr(&shared, i, &media, &mut call);
+                                pending_record = drive_ivr(&shared, i, &media, &mut call);
                             }
                         }
                         MediaAction::MediaTimeout { silent_for } => {
@@ -1432,9 +1535,15 @@ async fn run_call(
                         }
                         MediaAction::DigitReceived { digit, .. } => {
                             tracing::info!(%digit, "digit received");
-                            if let Some(i) = ivr.as_mut() {
+                            if let Some(r) = recording.as_mut() {
+                                // '#' ends a recording; other keys are part of it.
+                                if digit == '#' {
+                                    r.until = Instant::now() + Duration::from_secs(3600);
+                                    media.stop_recording();
+                                }
+                            } else if let Some(i) = ivr.as_mut() {
                                 i.handle_digit(wall_now(&shared), digit);
-                                drive_ivr(&shared, i, &media, &mut call);
+                                pending_record = drive_ivr(&shared, i, &media, &mut call);
                             }
                         }
                         other => tracing::debug!(?other, "media"),
@@ -1444,9 +1553,15 @@ async fn run_call(
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if deadline.is_some() => {
                 call.handle_timeout(now());
+                if let Some(r) = recording.as_mut()
+                    && r.until <= Instant::now()
+                {
+                    r.until = Instant::now() + Duration::from_secs(3600);
+                    media.stop_recording();
+                }
                 if let Some(i) = ivr.as_mut() {
                     i.handle_timeout(wall_now(&shared));
-                    drive_ivr(&shared, i, &media, &mut call);
+                    pending_record = drive_ivr(&shared, i, &media, &mut call);
                 }
             }
         }

@@ -16,12 +16,15 @@ fn root() -> std::path::PathBuf {
 }
 
 fn config() -> String {
+    config_in(&temp_dir())
+}
+
+/// The test config with the test scripts: 700 plays a menu, 710 records.
+fn config_in(dir: &std::path::Path) -> String {
     let scripts = root().join("tests/scripts");
-    base_config(
-        &temp_dir(),
-        "[[route]]\nnumber = \"700\"\ntarget = { script = \"press.xml\" }\n",
-    )
-    .replace(
+    let routes = "[[route]]\nnumber = \"700\"\ntarget = { script = \"press.xml\" }\n\n\
+                  [[route]]\nnumber = \"710\"\ntarget = { script = \"record.xml\" }\n";
+    base_config(dir, routes).replace(
         &format!(
             "scripts-dir = \"{}/../scripts\"",
             env!("CARGO_MANIFEST_DIR")
@@ -168,4 +171,90 @@ async fn an_in_band_tone_picks_the_menu_branch() {
         "a DTMF tone for 1 plays the prompt for one"
     );
     assert!(!contains(&heard, &pcmu_of("digits/2")));
+}
+
+#[tokio::test]
+async fn a_recording_keeps_the_callers_tone_at_its_frequency() {
+    let dir = temp_dir();
+    let s = Server::start(&config_in(&dir)).await.unwrap();
+    let rtp = Rtp::bind().await.unwrap();
+    let mut alice = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
+    alice.media_port = rtp.port();
+    let inv = alice.invite("710").await.unwrap();
+    let ok = alice
+        .response(inv.call_id(), Method::Invite, false)
+        .await
+        .unwrap();
+    let d = alice.dialog_from_answer(&inv, &ok);
+    alice.ack(&d).await.unwrap();
+    let mut sender = Sender {
+        sock: &rtp.sock,
+        to: sdp_audio_addr(&ok.body).unwrap(),
+        seq: 7,
+        ts: 160,
+    };
+    let tone: Vec<i16> = (0..8000 * 3 / 2)
+        .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / 8000.0).sin()) as i16)
+        .collect();
+    sender.audio(&[0; 160 * 5]).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await; // the prompt plays first
+    sender.audio(&tone).await;
+    sender.rfc4733('#').await;
+    let bye = alice.request(Method::Bye).await.unwrap();
+    alice.reply(&bye, 200, "t").await.unwrap();
+    s.stop().await.unwrap();
+
+    let recordings: Vec<_> = std::fs::read_dir(dir.join("recordings"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(
+        recordings.len(),
+        1,
+        "one finished recording, no .part left: {recordings:?}"
+    );
+    assert_eq!(recordings[0].extension().unwrap(), "wav");
+    let mut reader = hound_free::Wav::open(&recordings[0]);
+    let samples = reader.samples();
+    let loud: Vec<i16> = samples
+        .iter()
+        .copied()
+        .skip_while(|s| s.abs() < 1000)
+        .take(8000)
+        .collect();
+    assert!(
+        loud.len() >= 6000,
+        "at least 0.75 s of the tone was recorded ({} samples)",
+        loud.len()
+    );
+    let crossings = loud.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+    let hz = crossings as f64 / 2.0 / (loud.len() as f64 / 8000.0);
+    assert!(
+        (hz - 1000.0).abs() < 15.0,
+        "the recorded tone is at {hz:.1} Hz"
+    );
+}
+
+/// Reads a 16-bit mono PCM WAV without a dependency (the server wrote it with hound).
+mod hound_free {
+    pub struct Wav(Vec<u8>);
+    impl Wav {
+        pub fn open(path: &std::path::Path) -> Wav {
+            Wav(std::fs::read(path).unwrap())
+        }
+        pub fn samples(&mut self) -> Vec<i16> {
+            let data = self
+                .0
+                .windows(4)
+                .position(|w| w == b"data")
+                .expect("data chunk")
+                + 8;
+            assert_eq!(&self.0[0..4], b"RIFF");
+            self.0[data..]
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect()
+        }
+    }
 }
