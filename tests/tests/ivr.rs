@@ -23,7 +23,8 @@ fn config() -> String {
 fn config_in(dir: &std::path::Path) -> String {
     let scripts = root().join("tests/scripts");
     let routes = "[[route]]\nnumber = \"700\"\ntarget = { script = \"press.xml\" }\n\n\
-                  [[route]]\nnumber = \"710\"\ntarget = { script = \"record.xml\" }\n";
+                  [[route]]\nnumber = \"710\"\ntarget = { script = \"record.xml\" }\n\n\
+                  [[route]]\nnumber = \"720\"\ntarget = { script = \"readback.xml\" }\n";
     base_config(dir, routes).replace(
         &format!(
             "scripts-dir = \"{}/../scripts\"",
@@ -99,13 +100,18 @@ impl Sender<'_> {
     }
 }
 
-/// Calls the script route, presses a key, and returns what was heard, in order.
+/// Calls the menu script, presses a key, and returns what was heard, in order.
 async fn press(send_key: impl AsyncFnOnce(&mut Sender<'_>)) -> Vec<u8> {
+    call_and_press("700", send_key).await
+}
+
+/// Calls a script route, presses keys, and returns what was heard, in order.
+async fn call_and_press(number: &str, send_key: impl AsyncFnOnce(&mut Sender<'_>)) -> Vec<u8> {
     let s = Server::start(&config()).await.unwrap();
     let rtp = Rtp::bind().await.unwrap();
     let mut alice = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
     alice.media_port = rtp.port();
-    let inv = alice.invite("700").await.unwrap();
+    let inv = alice.invite(number).await.unwrap();
     let ok = alice
         .response(inv.call_id(), Method::Invite, false)
         .await
@@ -257,4 +263,31 @@ mod hound_free {
                 .collect()
         }
     }
+}
+
+/// How many times `prompt` occurs in `heard`.
+fn count(heard: &[u8], prompt: &[u8]) -> usize {
+    heard.windows(prompt.len()).filter(|w| *w == prompt).count()
+}
+
+#[tokio::test]
+async fn each_rfc4733_key_press_counts_once() {
+    // The 2 is sent with five end packets (RFC 4733 asks for three); it must still be
+    // one key: the read-back is "2 5", not "2 2 5".
+    let heard = call_and_press("720", async |s: &mut Sender<'_>| {
+        s.rfc4733('2').await;
+        s.rfc4733('5').await;
+        s.rfc4733('#').await;
+    })
+    .await;
+    assert_eq!(
+        count(&heard, &pcmu_of("digits/2")),
+        1,
+        "digit 2 read back exactly once"
+    );
+    assert_eq!(
+        count(&heard, &pcmu_of("digits/5")),
+        1,
+        "digit 5 read back exactly once"
+    );
 }
