@@ -140,6 +140,8 @@ pub enum Action {
     Bind { call_id: String },
     /// The callee answered with this SDP (anchored calls): start its media.
     CalleeAnswered { body: Vec<u8> },
+    /// A late dial ([`Call::dial`]) failed or timed out (408); the caller stays on.
+    DialFailed { status: u16 },
     /// A re-offer on an anchored call (hold, unhold, new address): the driver answers
     /// it from its own media state and responds in `tx`.
     Reoffer {
@@ -282,6 +284,10 @@ pub struct Call {
     anchored: Option<AnchoredMedia>,
     /// We answered one challenge already; a second one means the credentials are wrong.
     challenged: bool,
+    /// The callee leg was dialled after the caller was answered and is not answered yet.
+    late_dial: bool,
+    /// Late dials we gave up on, until their final answer arrives.
+    stale_invites: HashMap<u64, Dialog>,
     next_handle: u64,
     relays: HashMap<u64, Relay>,
     /// Handles of BYEs we sent, per leg.
@@ -335,6 +341,8 @@ impl Call {
             credentials: None,
             anchored: None,
             challenged: false,
+            late_dial: false,
+            stale_invites: HashMap::new(),
             next_handle: 1,
             relays: HashMap::new(),
             byes: HashMap::new(),
@@ -405,6 +413,11 @@ impl Call {
                 self.respond_caller_final(now, r, "rejected", HungUpBy::System);
             }
             Destination::AutoAnswer { sdp, hangup_after } => {
+                // Our own answer: re-offers on this call are answered by the driver.
+                self.anchored = Some(AnchoredMedia {
+                    offer: Vec::new(),
+                    answer: sdp.clone(),
+                });
                 let r = self.caller_response(200, Some(&sdp));
                 self.actions.push_back(Action::Respond {
                     tx: self.invite_tx,
@@ -424,39 +437,6 @@ impl Call {
             } => {
                 self.credentials = credentials;
                 self.anchored = media;
-                let call_id = crate::sip::random_token();
-                let from = NameAddr::parse(invite.headers.get("From").unwrap_or_default()).ok();
-                let display = from.as_ref().and_then(|f| f.display.clone());
-                let user = from
-                    .as_ref()
-                    .and_then(|f| f.user())
-                    .unwrap_or("anonymous".into());
-                let host = self
-                    .settings
-                    .contact_udp
-                    .split('@')
-                    .nth(1)
-                    .unwrap_or("invalid");
-                let host = host.split(';').next().unwrap_or(host);
-                let local = match display {
-                    Some(d) => format!(
-                        "\"{d}\" <sip:{user}@{host}>;tag={}",
-                        crate::sip::random_token()
-                    ),
-                    None => format!("<sip:{user}@{host}>;tag={}", crate::sip::random_token()),
-                };
-                let clean_uri = uri.split('?').next().unwrap_or(&uri).to_string();
-                let mut dialog = Dialog {
-                    flow,
-                    call_id: call_id.clone(),
-                    local,
-                    remote: format!("<{clean_uri}>"),
-                    remote_target: clean_uri,
-                    route_set: Vec::new(),
-                    local_cseq: 0,
-                    confirmed: false,
-                    closing: false,
-                };
                 let body = match &self.anchored {
                     Some(m) => Some(("application/sdp".to_string(), m.offer.clone())),
                     None => (!invite.body.is_empty()).then(|| {
@@ -467,26 +447,117 @@ impl Call {
                         (ct.to_string(), invite.body.clone())
                     }),
                 };
-                let mut req = dialog.request(
-                    Method::Invite,
-                    body.as_ref().map(|(ct, b)| (ct.as_str(), b.as_slice())),
-                );
-                req.headers.push("Contact", self.settings.contact(flow));
-                req.headers.push("Allow", crate::sip::ALLOW);
-                self.callee = Some(dialog);
-                self.callee_invite = Some(req.clone());
-                let handle = self.handle();
-                self.invite_handle = Some(handle);
-                self.ring_deadline = Some(now + self.settings.ring_timeout);
-                self.actions.push_back(Action::Bind { call_id });
-                self.actions.push_back(Action::Send {
-                    handle,
-                    leg: Leg::Callee,
-                    flow,
-                    request: req,
-                });
+                self.send_callee_invite(now, flow, &uri, body, self.settings.ring_timeout);
             }
         }
+    }
+
+    /// Opens the callee leg: a new dialog (our own Call-ID and tag, the caller's
+    /// identity in From) and its INVITE.
+    fn send_callee_invite(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        uri: &str,
+        body: Option<(String, Vec<u8>)>,
+        ring_timeout: Duration,
+    ) {
+        let call_id = crate::sip::random_token();
+        let from = NameAddr::parse(self.invite_headers.get("From").unwrap_or_default()).ok();
+        let display = from.as_ref().and_then(|f| f.display.clone());
+        let user = from
+            .as_ref()
+            .and_then(|f| f.user())
+            .unwrap_or("anonymous".into());
+        let host = self
+            .settings
+            .contact_udp
+            .split('@')
+            .nth(1)
+            .unwrap_or("invalid");
+        let host = host.split(';').next().unwrap_or(host);
+        let tag = crate::sip::random_token();
+        let local = match display {
+            Some(d) => format!("\"{d}\" <sip:{user}@{host}>;tag={tag}"),
+            None => format!("<sip:{user}@{host}>;tag={tag}"),
+        };
+        let clean_uri = uri.split('?').next().unwrap_or(uri).to_string();
+        let mut dialog = Dialog {
+            flow,
+            call_id: call_id.clone(),
+            local,
+            remote: format!("<{clean_uri}>"),
+            remote_target: clean_uri,
+            route_set: Vec::new(),
+            local_cseq: 0,
+            confirmed: false,
+            closing: false,
+        };
+        let mut req = dialog.request(
+            Method::Invite,
+            body.as_ref().map(|(ct, b)| (ct.as_str(), b.as_slice())),
+        );
+        req.headers.push("Contact", self.settings.contact(flow));
+        req.headers.push("Allow", crate::sip::ALLOW);
+        self.callee = Some(dialog);
+        self.callee_invite = Some(req.clone());
+        self.challenged = false;
+        let handle = self.handle();
+        self.invite_handle = Some(handle);
+        self.ring_deadline = Some(now + ring_timeout);
+        self.actions.push_back(Action::Bind { call_id });
+        self.actions.push_back(Action::Send {
+            handle,
+            leg: Leg::Callee,
+            flow,
+            request: req,
+        });
+    }
+
+    /// Dials a callee for a call that is already answered (a queue offering the caller
+    /// to an agent, a callback). Media is anchored: `offer` is our SDP for the new leg;
+    /// the driver hears back through `CalleeAnswered` or `DialFailed`. Refused (false)
+    /// unless the call is answered and has no callee leg.
+    pub fn dial(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        uri: &str,
+        offer: Vec<u8>,
+        ring_timeout: Duration,
+    ) -> bool {
+        if self.phase != Phase::Answered || self.callee.as_ref().is_some_and(|d| !d.closing) {
+            return false;
+        }
+        self.late_dial = true;
+        self.credentials = None;
+        self.send_callee_invite(
+            now,
+            flow,
+            uri,
+            Some(("application/sdp".into(), offer)),
+            ring_timeout,
+        );
+        true
+    }
+
+    /// Gives up a late dial that has not been answered (the offer was withdrawn).
+    pub fn cancel_dial(&mut self, now: Instant) {
+        if self.late_dial {
+            self.abandon_late_dial(now, 487);
+        }
+    }
+
+    /// Cancels the ringing late dial and reports it failed. Its dialog is kept aside so
+    /// a 200 that crosses our CANCEL is still ACKed and hung up (§9.1).
+    fn abandon_late_dial(&mut self, _now: Instant, status: u16) {
+        self.late_dial = false;
+        self.ring_deadline = None;
+        if let (Some(h), Some(d)) = (self.invite_handle.take(), self.callee.take()) {
+            self.actions.push_back(Action::Cancel { handle: h });
+            self.stale_invites.insert(h, d);
+        }
+        self.actions.push_back(Action::DialFailed { status });
     }
 
     fn respond_caller_final(&mut self, now: Instant, r: Response, result: &str, by: HungUpBy) {
@@ -625,17 +696,6 @@ impl Call {
                     request: relayed,
                 });
             }
-            Method::Invite if self.phase == Phase::Answered => {
-                // Auto-answered call: accept the session as it is (hold/unhold).
-                let mut ok = message::response_to(&req.headers, 200, None);
-                ok.headers
-                    .push("Contact", self.settings.contact(self.caller.flow));
-                if !req.body.is_empty() {
-                    ok.headers.push("Content-Type", "application/sdp");
-                    ok.body = hold_answer(&req.body);
-                }
-                self.actions.push_back(Action::Respond { tx, response: ok });
-            }
             Method::Invite => {
                 let r = message::response_to(&req.headers, 491, None);
                 self.actions.push_back(Action::Respond { tx, response: r });
@@ -668,6 +728,33 @@ impl Call {
 
     /// A response to a request we sent (a timeout arrives as a 408).
     pub fn handle_response(&mut self, now: Instant, handle: u64, resp: &Response) {
+        if resp.is_final()
+            && let Some(mut d) = self.stale_invites.remove(&handle)
+        {
+            if resp.status < 300 {
+                // Answered after we gave up: confirm and end that leg at once.
+                if let Some(to) = resp.headers.get("To") {
+                    d.remote = to.to_string();
+                }
+                if let Some(c) = contact_uri(&resp.headers) {
+                    d.remote_target = c;
+                }
+                let ack = d.ack(resp.cseq().map_or(1, |c| c.seq));
+                self.actions.push_back(Action::Ack {
+                    flow: d.flow,
+                    request: ack,
+                });
+                let bye = d.request(Method::Bye, None);
+                let h = self.handle();
+                self.actions.push_back(Action::Send {
+                    handle: h,
+                    leg: Leg::Callee,
+                    flow: d.flow,
+                    request: bye,
+                });
+            }
+            return;
+        }
         if Some(handle) == self.invite_handle {
             self.handle_invite_response(now, resp);
         } else if let Some(leg) = self.byes.get(&handle).copied() {
@@ -772,6 +859,13 @@ impl Call {
                         response: r,
                     });
                 }
+                Phase::Answered if self.late_dial => {
+                    self.late_dial = false;
+                    self.ring_deadline = None;
+                    self.actions.push_back(Action::CalleeAnswered {
+                        body: resp.body.clone(),
+                    });
+                }
                 Phase::Answered => {} // a 2xx retransmission: re-ACKed above
                 _ => {
                     // Answered after we gave up (CANCEL race, §9.1): end that leg.
@@ -782,13 +876,20 @@ impl Call {
             return;
         }
         if matches!(status, 401 | 407)
-            && matches!(self.phase, Phase::Calling | Phase::Ringing)
+            && (matches!(self.phase, Phase::Calling | Phase::Ringing) || self.late_dial)
             && self.answer_challenge(resp)
         {
             return;
         }
         // Failure.
         self.ring_deadline = None;
+        if self.late_dial {
+            self.late_dial = false;
+            self.callee = None;
+            self.invite_handle = None;
+            self.actions.push_back(Action::DialFailed { status });
+            return;
+        }
         if let Some(d) = self.callee.as_mut() {
             d.closing = true;
         }
@@ -866,6 +967,9 @@ impl Call {
 
     /// Timers: ring timeout, auto-answer hang-up, BYE/CANCEL answer timeout.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.late_dial && self.ring_deadline.is_some_and(|t| t <= now) {
+            self.abandon_late_dial(now, 408);
+        }
         if self.ring_deadline.is_some_and(|t| t <= now) {
             self.ring_deadline = None;
             self.hung_up_by = Some(HungUpBy::System);
@@ -923,6 +1027,9 @@ impl Call {
     }
 
     fn hang_up(&mut self, now: Instant, leg: Leg) {
+        if leg == Leg::Callee && self.late_dial {
+            self.abandon_late_dial(now, 487);
+        }
         self.phase = match self.phase {
             Phase::Ended => Phase::Ended,
             _ => Phase::Ending,
@@ -1019,10 +1126,4 @@ pub fn contact_uri(headers: &Headers) -> Option<String> {
         header::Contact::Address(a) => Some(a.uri),
         header::Contact::Wildcard => None,
     }
-}
-
-/// An answer to a re-offer on an auto-answered call: mirror the direction (hold).
-fn hold_answer(offer: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(offer);
-    text.replace("a=sendonly", "a=recvonly").into_bytes()
 }

@@ -1427,6 +1427,10 @@ async fn run_call(
                     callee_call_id = Some(call_id.clone());
                     let _ = cmd.send(Command::Bind { uid, call_id });
                 }
+                Action::DialFailed { status } => {
+                    // Late dials come from the ACD, which is not wired to calls yet.
+                    tracing::info!(status, "dial failed");
+                }
                 Action::CalleeAnswered { body } => {
                     if !media.callee_answered(&body) {
                         call.hang_up_all(now(), "failed");
