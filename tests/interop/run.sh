@@ -14,7 +14,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo build -q -p comm-server
-bin=target/debug/comm-server
+bin=${CARGO_TARGET_DIR:-target}/debug/comm-server
 work=$(mktemp -d /tmp/comm-interop.XXXXXX)
 port=$(( 20000 + RANDOM % 20000 ))
 server=127.0.0.1:$port
@@ -40,6 +40,9 @@ check "sipsak REGISTER with digest" timeout 10 sipsak -U -C "sip:alice@127.0.0.1
 check "sipsak REGISTER wrong password refused" refused timeout 10 sipsak -U -C "sip:alice@127.0.0.1:5999" -s "sip:alice@$server" -a wrong -u alice -x 600
 
 # baresip: register alice, call the auto-answer route, hang up after 5 s.
+# Its cons module takes key presses over UDP (and TCP) on $cons: not port + 1 (SIP)
+# nor port + 2 (baresip's SIP-over-TLS listener).
+cons=$((port + 5))
 mkdir -p "$work/baresip"
 python3 - "$work/baresip/tone.wav" <<'PY'
 import math, struct, sys, wave
@@ -57,6 +60,8 @@ module			g711.so
 module			aufile.so
 module_app		account.so
 module_app		menu.so
+module_app		cons.so
+cons_listen		127.0.0.1:$cons
 CFG
 echo "<sip:alice@$server;transport=udp>;auth_pass=alice-demo-pw;regint=600" >"$work/baresip/accounts"
 timeout 30 baresip -f "$work/baresip" -e "/dial sip:500@$server" -t 6 >"$work/baresip.log" 2>&1 || true
@@ -65,6 +70,20 @@ check "baresip call established" grep -aq "Call established" "$work/baresip.log"
 check "baresip call terminated" grep -aq "terminated" "$work/baresip.log"
 sleep 0.5
 check "server logged the answered call" grep -aq "call ended result=answered" "$work/server.log"
+
+# baresip calls the prompt route (600: about 5 s of prompts, then the server hangs
+# up) and, once the call is up, presses 4 then # through cons; baresip sends them as
+# DTMF and the server must detect each exactly once.
+timeout 30 baresip -f "$work/baresip" -e "/dial sip:600@$server" -t 10 >"$work/baresip-dtmf.log" 2>&1 &
+bpid=$!
+for _ in $(seq 100); do grep -aq "Call established" "$work/baresip-dtmf.log" && break; sleep 0.1; done
+printf 4 >"/dev/udp/127.0.0.1/$cons"; sleep 0.5; printf '#' >"/dev/udp/127.0.0.1/$cons"
+wait "$bpid" || true
+digits() { grep -a "digit received" "$work/server.log" | sed -n 's/.*digit=\(.\).*/\1/p' | tr -d '\n'; }
+check "baresip prompt call established" grep -aq "Call established" "$work/baresip-dtmf.log"
+check "baresip sent DTMF 4 and #" grep -aq "send DTMF digit: '#'" "$work/baresip-dtmf.log"
+check "server detected 4 then #, each once (got '$(digits)')" test "$(digits)" = "4#"
+check "server hung up after the prompts" grep -aq "session closed" "$work/baresip-dtmf.log"
 
 kill -TERM "$pid"
 check "SIGTERM: server exits cleanly" timeout 40 tail --pid="$pid" -f /dev/null

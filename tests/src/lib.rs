@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use comm_server::config::Config;
+use comm_server::media::g711::Codec;
 use comm_server::server::{App, Listeners};
 use comm_server::sip::digest::Challenge;
 use comm_server::sip::message::{self, Headers, Message, Method, Request, Response};
@@ -505,13 +506,26 @@ impl Ua {
         status: u16,
         to_tag: &str,
     ) -> anyhow::Result<Response> {
+        self.reply_with_sdp(req, status, to_tag, &offer_sdp(self.media_port))
+            .await
+    }
+
+    /// As [`Ua::reply`], but a 2xx to INVITE carries `sdp` as its answer (to accept
+    /// fewer codecs than offered, say).
+    pub async fn reply_with_sdp(
+        &self,
+        req: &Request,
+        status: u16,
+        to_tag: &str,
+        sdp: &str,
+    ) -> anyhow::Result<Response> {
         let mut r = message::response_to(&req.headers, status, Some(to_tag));
         if req.method == Method::Invite && (101..300).contains(&status) {
             r.headers.push("Contact", self.contact());
         }
         if req.method == Method::Invite && (200..300).contains(&status) {
             r.headers.push("Content-Type", "application/sdp");
-            r.body = offer_sdp(self.media_port).into_bytes();
+            r.body = sdp.as_bytes().to_vec();
         }
         self.send_response(&r).await?;
         Ok(r)
@@ -560,6 +574,29 @@ pub fn offer_sdp(port: u16) -> String {
     )
 }
 
+/// An SDP body with exactly these G.711 codecs and no telephone-event, in this order
+/// of preference: a phone that speaks only PCMA answers `g711_sdp(port, &[Codec::Pcma])`.
+pub fn g711_sdp(port: u16, codecs: &[Codec]) -> String {
+    let types: Vec<String> = codecs
+        .iter()
+        .map(|c| c.payload_type().to_string())
+        .collect();
+    let rtpmaps: String = codecs
+        .iter()
+        .map(|c| {
+            format!(
+                "a=rtpmap:{} {}/8000\r\n",
+                c.payload_type(),
+                c.encoding_name()
+            )
+        })
+        .collect();
+    format!(
+        "v=0\r\no=test 1 1 IN IP4 127.0.0.1\r\ns=test\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP {}\r\n{rtpmaps}a=sendrecv\r\n",
+        types.join(" ")
+    )
+}
+
 /// Where an SDP body asks for audio: its `c=` address and `m=audio` port.
 pub fn sdp_audio_addr(body: &[u8]) -> Option<SocketAddr> {
     let text = String::from_utf8_lossy(body);
@@ -588,6 +625,7 @@ pub struct Rtp {
 pub struct RtpFrame {
     pub payload_type: u8,
     pub sequence: u16,
+    pub timestamp: u32,
     pub payload: Vec<u8>,
 }
 
@@ -628,6 +666,37 @@ impl Rtp {
         Ok(())
     }
 
+    /// The RTP timestamp the next [`Rtp::send`] frame carries.
+    pub fn timestamp(&self) -> u32 {
+        self.ts
+    }
+
+    /// Sends one packet with this marker and timestamp (the packets of one RFC 4733
+    /// event all carry the event's start). The sequence number advances; the frame
+    /// clock [`Rtp::send`] uses does not.
+    pub async fn send_at(
+        &mut self,
+        to: SocketAddr,
+        payload_type: u8,
+        marker: bool,
+        timestamp: u32,
+        payload: &[u8],
+    ) -> anyhow::Result<()> {
+        let packet = comm_server::media::rtp::RtpPacket {
+            marker,
+            payload_type,
+            sequence: self.seq,
+            timestamp,
+            ssrc: self.ssrc,
+            payload,
+        };
+        let mut out = Vec::new();
+        packet.write(&mut out);
+        self.sock.send_to(&out, to).await?;
+        self.seq = self.seq.wrapping_add(1);
+        Ok(())
+    }
+
     /// Everything that arrives until `quiet` passes with nothing, or `max` in all.
     pub async fn collect(&self, quiet: Duration, max: Duration) -> Vec<RtpFrame> {
         let mut out = Vec::new();
@@ -641,6 +710,7 @@ impl Rtp {
                         out.push(RtpFrame {
                             payload_type: p.payload_type,
                             sequence: p.sequence,
+                            timestamp: p.timestamp,
                             payload: p.payload.to_vec(),
                         });
                     }

@@ -6,7 +6,7 @@ use comm_server::media::g711::Codec;
 use comm_server::media::prompt::Prompt;
 use comm_server::sip::message::Method;
 use comm_server::store::EndReason;
-use e2e::{Rtp, Server, Ua, base_config, sdp_audio_addr, temp_dir};
+use e2e::{Rtp, Server, Ua, base_config, g711_sdp, sdp_audio_addr, temp_dir};
 
 const PROMPT_ROUTE: &str =
     "[[route]]\nnumber = \"600\"\ntarget = { prompt = [\"general/welcome\"] }\n";
@@ -118,9 +118,17 @@ struct Bridged {
     to_server_from_alice: std::net::SocketAddr,
     to_server_from_bob: std::net::SocketAddr,
     a: e2e::Dialog,
+    /// Payload types of the server's answer to alice and offer to bob.
+    answer_to_alice: Vec<u8>,
+    offer_to_bob: Vec<u8>,
 }
 
 async fn bridged(extra: &str) -> Bridged {
+    bridged_with(extra, e2e::offer_sdp).await
+}
+
+/// As [`bridged`], bob answering with `bob_answer(his RTP port)` as his SDP.
+async fn bridged_with(extra: &str, bob_answer: impl Fn(u16) -> String) -> Bridged {
     let s = Server::start(&base_config(&temp_dir(), extra))
         .await
         .unwrap();
@@ -137,7 +145,9 @@ async fn bridged(extra: &str) -> Bridged {
         !String::from_utf8_lossy(&incoming.body).contains(&format!(" {} ", ra.port())),
         "bob gets the server's address, not alice's"
     );
-    bob.reply(&incoming, 200, "bobtag").await.unwrap();
+    bob.reply_with_sdp(&incoming, 200, "bobtag", &bob_answer(rb.port()))
+        .await
+        .unwrap();
     let ok = alice
         .response(inv.call_id(), Method::Invite, false)
         .await
@@ -156,6 +166,8 @@ async fn bridged(extra: &str) -> Bridged {
         to_server_from_alice,
         to_server_from_bob,
         a,
+        answer_to_alice: sdp_payload_types(&ok.body),
+        offer_to_bob: sdp_payload_types(&incoming.body),
     }
 }
 
@@ -210,6 +222,398 @@ async fn a_bridge_carries_audio_both_ways_bit_exact() {
     let mut b = bridged("").await;
     carries(&mut b.ra, b.to_server_from_alice, &b.rb).await;
     carries(&mut b.rb, b.to_server_from_bob, &b.ra).await;
+    assert_eq!(b.alice.bye(&mut b.a).await.unwrap().status, 200);
+    let bye = b.bob.request(Method::Bye).await.unwrap();
+    b.bob.reply(&bye, 200, "bobtag").await.unwrap();
+    b.s.stop().await.unwrap();
+}
+
+/// The payload types of an SDP body's `m=audio` line, in its order of preference.
+fn sdp_payload_types(body: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(body);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("m=audio "))
+        .expect("an m=audio line");
+    line.split_whitespace()
+        .skip(2)
+        .map(|t| t.parse().unwrap())
+        .collect()
+}
+
+/// Largest power of two not above `x` (0 for 0).
+fn floor_pow2(x: i32) -> i32 {
+    if x <= 0 {
+        0
+    } else {
+        1 << (31 - x.leading_zeros())
+    }
+}
+
+/// The most one G.711 quantisation in `codec` may move the 16-bit linear sample `x`:
+/// half the step of the interval `x` falls in, since the encoder picks the interval
+/// and the decoder returns its middle (ITU-T G.711 tables 1 and 2).
+///
+/// - A-law: 16 steps per segment; segments 0 and 1 (|x| < 512) have step 16, each
+///   later segment [2^k, 2^(k+1)) has step 2^k / 16. Half a step: max(8, 2^k / 32).
+/// - mu-law: segments are powers of two of |x| + 132 (the bias), 16 steps each:
+///   half a step is floor_pow2(|x| + 132) / 32, from 4 near zero to 512 at full scale.
+///
+/// Transcoding a received code word is exactly one such quantisation of the decoded
+/// sample, so the far end hears the sender's decoded audio within this bound and no
+/// worse; anything larger (a wrong table, a byte shifted, a sample dropped) fails.
+fn g711_error_bound(codec: Codec, x: i16) -> i32 {
+    let m = (x as i32).abs();
+    match codec {
+        Codec::Pcma => (floor_pow2(m) / 32).max(8),
+        Codec::Pcmu => floor_pow2(m + 132) / 32,
+    }
+}
+
+/// 50 distinct 20 ms frames of linear audio: a rising tone whose loudness grows from
+/// 100 to about 26,000, so the frames visit every G.711 segment (quiet and loud speech).
+fn speech() -> Vec<Vec<i16>> {
+    (0..50)
+        .map(|k| {
+            let f = 300.0 + 20.0 * k as f64;
+            let amplitude = 100.0 * 1.12f64.powi(k);
+            (0..160)
+                .map(|i| {
+                    (amplitude * (2.0 * std::f64::consts::PI * f * i as f64 / 8000.0).sin()) as i16
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Sends 50 frames encoded in `sent_as` while collecting on the other side; checks
+/// every arriving frame is in `heard_as` and decodes, frame by frame and in order, to
+/// what the sender's own frames decode to, within one G.711 quantisation of `heard_as`.
+async fn carries_transcoded(
+    from: &mut Rtp,
+    sent_as: Codec,
+    to: std::net::SocketAddr,
+    at: &Rtp,
+    heard_as: Codec,
+) {
+    let encoded: Vec<Vec<u8>> = speech()
+        .iter()
+        .map(|samples| {
+            let mut out = Vec::new();
+            sent_as.encode(samples, &mut out);
+            out
+        })
+        .collect();
+    // What the sender's audio sounds like: its code words decoded.
+    let reference: Vec<Vec<i16>> = encoded
+        .iter()
+        .map(|payload| {
+            let mut out = Vec::new();
+            sent_as.decode(payload, &mut out);
+            out
+        })
+        .collect();
+    let sender = async {
+        for f in &encoded {
+            from.send(to, sent_as.payload_type(), f).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (_, got) = tokio::join!(
+        sender,
+        at.collect(Duration::from_millis(400), Duration::from_secs(5))
+    );
+    assert!(
+        got.iter()
+            .all(|f| f.payload_type == heard_as.payload_type()),
+        "every frame arrives as {} (payload types {:?})",
+        heard_as.encoding_name(),
+        got.iter().map(|f| f.payload_type).collect::<Vec<_>>()
+    );
+    assert!(
+        got.len() >= 45,
+        "only {} of 50 frames arrived (the first may be spent on RFC 3550 probation)",
+        got.len()
+    );
+    let heard: Vec<Vec<i16>> = got
+        .iter()
+        .map(|f| {
+            let mut out = Vec::new();
+            heard_as.decode(&f.payload, &mut out);
+            out
+        })
+        .collect();
+    // The worst excess over the bound, sample by sample; <= 0 means within G.711 error.
+    let excess = |h: &[i16], r: &[i16]| -> i32 {
+        assert_eq!(h.len(), r.len(), "a frame keeps its 160 samples");
+        h.iter()
+            .zip(r)
+            .map(|(&h, &r)| (h as i32 - r as i32).abs() - g711_error_bound(heard_as, r))
+            .max()
+            .unwrap()
+    };
+    let first = reference
+        .iter()
+        .position(|r| excess(&heard[0], r) <= 0)
+        .expect("the first frame heard is one of the frames sent, within G.711 error");
+    assert!(first <= 5, "frames {first} onwards only: too many lost");
+    for (i, h) in heard.iter().enumerate() {
+        let r = reference.get(first + i).expect("no more frames than sent");
+        assert!(
+            excess(h, r) <= 0,
+            "frame {} heard within one {} quantisation of the sent audio (exceeds by {})",
+            first + i,
+            heard_as.encoding_name(),
+            excess(h, r)
+        );
+    }
+    // Loud frames really went through a quantiser of their own: not a silent copy.
+    assert!(
+        heard.iter().zip(&reference[first..]).any(|(h, r)| h != r),
+        "transcoding changes some samples"
+    );
+}
+
+#[tokio::test]
+async fn a_pcmu_to_pcma_bridge_carries_audio_both_ways_within_g711_error() {
+    let mut b = bridged_with("", |port| g711_sdp(port, &[Codec::Pcma])).await;
+    // Alice talks PCMU (her offer's first codec), bob only PCMA: the server transcodes.
+    assert_eq!(
+        b.answer_to_alice[0], 0,
+        "alice's leg is PCMU: the answer's first payload type"
+    );
+    assert!(
+        b.offer_to_bob.contains(&8),
+        "the server offers bob PCMA too, so it can transcode"
+    );
+    carries_transcoded(
+        &mut b.ra,
+        Codec::Pcmu,
+        b.to_server_from_alice,
+        &b.rb,
+        Codec::Pcma,
+    )
+    .await;
+    carries_transcoded(
+        &mut b.rb,
+        Codec::Pcma,
+        b.to_server_from_bob,
+        &b.ra,
+        Codec::Pcmu,
+    )
+    .await;
+    assert_eq!(b.alice.bye(&mut b.a).await.unwrap().status, 200);
+    let bye = b.bob.request(Method::Bye).await.unwrap();
+    b.bob.reply(&bye, 200, "bobtag").await.unwrap();
+    b.s.stop().await.unwrap();
+}
+
+/// What a phone plays from G.711 `frames`: each at its RTP timestamp (in sequence
+/// order), silence where no frame covers the timeline, as a jitter buffer would.
+fn play_out(codec: Codec, frames: &[e2e::RtpFrame]) -> Vec<i16> {
+    let mut frames = frames.to_vec();
+    frames.sort_by_key(|f| f.sequence);
+    let Some(base) = frames.first().map(|f| f.timestamp) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut decoded = Vec::new();
+    for f in &frames {
+        let at = f.timestamp.wrapping_sub(base) as usize;
+        assert!(at < 8000 * 60, "timestamps advance sensibly");
+        decoded.clear();
+        codec.decode(&f.payload, &mut decoded);
+        if out.len() < at + decoded.len() {
+            out.resize(at + decoded.len(), 0);
+        }
+        out[at..at + decoded.len()].copy_from_slice(&decoded);
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_rfc4733_digit_reaches_a_phone_without_telephone_event_as_one_tone() {
+    use comm_server::media::dtmf::{self, ToneDetector};
+    // Bob's phone knows PCMA only: no telephone-event, so digits must become tones.
+    let mut b = bridged_with("", |port| g711_sdp(port, &[Codec::Pcma])).await;
+    assert!(
+        b.answer_to_alice.contains(&101),
+        "alice's leg negotiated telephone-event 101"
+    );
+    let silence = pcmu(&[0; 160]);
+    let collecting =
+        b.rb.collect(Duration::from_millis(500), Duration::from_secs(5));
+    let alice_talks = async {
+        // Silence first (it latches alice's stream), then one key press of 5 as RFC
+        // 4733 events: 200 ms of updates every 20 ms, then the three end packets, all
+        // with the event's start timestamp (RFC 4733 section 2.5.1).
+        for _ in 0..10 {
+            b.ra.send(b.to_server_from_alice, 0, &silence)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let start = b.ra.timestamp();
+        let event = dtmf::digit_event('5').unwrap();
+        let packets = dtmf::event_packets(event, 1600, 10, 160);
+        assert!(
+            packets.iter().filter(|(e, _)| e.end).count() >= 3,
+            "the end is sent three times, as phones do"
+        );
+        for (e, marker) in &packets {
+            b.ra.send_at(b.to_server_from_alice, 101, *marker, start, &e.to_bytes())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        packets.len()
+    };
+    let (got, sent) = tokio::join!(collecting, alice_talks);
+    assert!(sent >= 10, "one press, many packets ({sent})");
+    assert!(
+        got.iter().all(|f| f.payload_type == 8),
+        "bob gets PCMA only, never telephone-event"
+    );
+    let mut detector = ToneDetector::new();
+    detector.feed(&play_out(Codec::Pcma, &got));
+    // A trailing silence so a tone at the very end is also released.
+    detector.feed(&[0; 1600]);
+    let digits: Vec<char> = std::iter::from_fn(|| detector.poll_digit()).collect();
+    assert_eq!(
+        digits,
+        vec!['5'],
+        "one key press of 5, however many event packets carried it"
+    );
+    assert_eq!(b.alice.bye(&mut b.a).await.unwrap().status, 200);
+    let bye = b.bob.request(Method::Bye).await.unwrap();
+    b.bob.reply(&bye, 200, "bobtag").await.unwrap();
+    b.s.stop().await.unwrap();
+}
+
+/// One RTP packet as a third party would forge it: its own SSRC and sequence.
+fn forged(sequence: u16, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let packet = comm_server::media::rtp::RtpPacket {
+        marker: false,
+        payload_type: 0,
+        sequence,
+        timestamp: sequence as u32 * 160,
+        ssrc,
+        payload,
+    };
+    let mut out = Vec::new();
+    packet.write(&mut out);
+    out
+}
+
+#[tokio::test]
+async fn rtp_from_a_third_address_does_not_take_over_a_latched_stream() {
+    let mut b = bridged("").await;
+    let frames = talk();
+    // Alice talks first: her address and SSRC pass probation and latch.
+    for f in &frames[..10] {
+        b.ra.send(b.to_server_from_alice, 0, f).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let latched =
+        b.rb.collect(Duration::from_millis(300), Duration::from_secs(2))
+            .await;
+    assert!(
+        latched
+            .iter()
+            .filter(|g| frames.contains(&g.payload))
+            .count()
+            >= 8,
+        "alice's first frames reach bob: her stream is latched"
+    );
+
+    // An intruder on another address sends its own stream (another SSRC, in-order
+    // sequence numbers, so it would pass probation on an unlatched leg) to the port
+    // the server gave alice, every 10 ms while alice keeps talking every 20 ms.
+    let intruder = Rtp::bind().await.unwrap();
+    let ssrc: u32 = rand::random::<u32>() | 1;
+    let noise: Vec<Vec<u8>> = (0..80)
+        .map(|k| {
+            let f = 2500.0 + 10.0 * k as f64;
+            let samples: Vec<i16> = (0..160)
+                .map(|i| {
+                    (12000.0 * (2.0 * std::f64::consts::PI * f * i as f64 / 8000.0).sin()) as i16
+                })
+                .collect();
+            pcmu(&samples)
+        })
+        .collect();
+    assert!(
+        noise.iter().all(|n| !frames.contains(n)),
+        "the intruder's audio is told apart from alice's"
+    );
+    let talking = async {
+        for k in 0..80 {
+            let packet = forged(1000 + k as u16, ssrc, &noise[k]);
+            intruder
+                .sock
+                .send_to(&packet, b.to_server_from_alice)
+                .await
+                .unwrap();
+            if k % 2 == 0 {
+                b.ra.send(b.to_server_from_alice, 0, &frames[10 + k / 2])
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let (_, got) = tokio::join!(
+        talking,
+        b.rb.collect(Duration::from_millis(400), Duration::from_secs(5))
+    );
+    assert!(
+        got.iter().all(|g| !noise.contains(&g.payload)),
+        "none of the intruder's {} frames reaches bob",
+        got.iter().filter(|g| noise.contains(&g.payload)).count()
+    );
+    assert!(
+        got.iter().all(|g| frames[10..].contains(&g.payload)),
+        "bob hears alice and only alice"
+    );
+    assert!(
+        got.len() >= 36,
+        "alice's later frames still reach bob ({} of 40)",
+        got.len()
+    );
+    let first = frames.iter().position(|f| *f == got[0].payload).unwrap();
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(g.payload, frames[first + i], "alice's frame {i} in order");
+    }
+
+    // The server still sends to alice's address, not the intruder's: bob's audio
+    // reaches alice while the intruder keeps sending and hears nothing.
+    let intruding = async {
+        let mut heard = Vec::new();
+        let mut buf = [0u8; 2048];
+        for k in 0..100u16 {
+            let packet = forged(2000 + k, ssrc, &noise[k as usize % noise.len()]);
+            intruder
+                .sock
+                .send_to(&packet, b.to_server_from_alice)
+                .await
+                .unwrap();
+            if let Ok(Ok((n, _))) =
+                tokio::time::timeout(Duration::from_millis(10), intruder.sock.recv_from(&mut buf))
+                    .await
+            {
+                heard.push(buf[..n].to_vec());
+            }
+        }
+        heard
+    };
+    let (_, heard_by_intruder) =
+        tokio::join!(carries(&mut b.rb, b.to_server_from_bob, &b.ra), intruding);
+    assert!(
+        heard_by_intruder.is_empty(),
+        "the intruder receives none of bob's audio ({} packets)",
+        heard_by_intruder.len()
+    );
+
     assert_eq!(b.alice.bye(&mut b.a).await.unwrap().status, 200);
     let bye = b.bob.request(Method::Bye).await.unwrap();
     b.bob.reply(&bye, 200, "bobtag").await.unwrap();
