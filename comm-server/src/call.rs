@@ -1127,3 +1127,148 @@ pub fn contact_uri(headers: &Headers) -> Option<String> {
         header::Contact::Wildcard => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::{self, Message};
+
+    fn settings() -> CallSettings {
+        CallSettings {
+            contact_udp: "sip:comm-server@127.0.0.1:5060".into(),
+            contact_tcp: "sip:comm-server@127.0.0.1:5060;transport=tcp".into(),
+            ring_timeout: Duration::from_secs(20),
+            bye_timeout: Duration::from_secs(32),
+        }
+    }
+
+    fn flow() -> Flow {
+        Flow::Udp("127.0.0.1:5062".parse().unwrap())
+    }
+
+    /// A caller in a queue: the call is answered by the server (auto-answer).
+    fn answered_call(now: Instant) -> Call {
+        let invite = "INVITE sip:800@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKc\r\nFrom: \"Caller\" <sip:caller@127.0.0.1>;tag=ct\r\nTo: <sip:800@127.0.0.1>\r\nCall-ID: q1\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:5062>\r\nContent-Length: 0\r\n\r\n";
+        let Ok(Message::Request(req)) = message::parse(invite.as_bytes()) else {
+            panic!("test INVITE")
+        };
+        let dest = Destination::AutoAnswer {
+            sdp: b"v=0\r\n".to_vec(),
+            hangup_after: None,
+        };
+        let mut call = Call::new(now, settings(), 1, flow(), &req, dest);
+        let actions: Vec<_> = std::iter::from_fn(|| call.poll_action()).collect();
+        assert!(matches!(&actions[0], Action::Respond { response, .. } if response.status == 200));
+        call
+    }
+
+    /// Dials the agent; returns the INVITE's handle and request.
+    fn dial(call: &mut Call, now: Instant) -> (u64, Request) {
+        assert!(call.dial(
+            now,
+            flow(),
+            "sip:agent@127.0.0.1:5070",
+            b"v=0\r\n".to_vec(),
+            Duration::from_secs(15)
+        ));
+        let actions: Vec<_> = std::iter::from_fn(|| call.poll_action()).collect();
+        match &actions[..] {
+            [
+                Action::Bind { .. },
+                Action::Send {
+                    handle, request, ..
+                },
+            ] => (*handle, request.clone()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn answer(invite: &Request, status: u16) -> Response {
+        let mut r = message::response_to(&invite.headers, status, Some("agenttag"));
+        r.headers.push("Contact", "<sip:agent@127.0.0.1:5070>");
+        r
+    }
+
+    #[test]
+    fn a_failed_late_dial_keeps_the_caller_and_the_next_one_connects() {
+        let t0 = crate::time::base_instant();
+        let mut call2 = answered_call(t0);
+        let (h, invite) = dial(&mut call2, t0);
+        assert_eq!(invite.method, Method::Invite);
+        assert_eq!(invite.body, b"v=0\r\n");
+        call2.handle_response(t0, h, &answer(&invite, 180));
+        assert!(
+            call2.poll_action().is_none(),
+            "the caller is already answered: no 180 relayed"
+        );
+        call2.handle_response(t0, h, &answer(&invite, 486));
+        assert_eq!(
+            call2.poll_action(),
+            Some(Action::DialFailed { status: 486 })
+        );
+        assert!(!call2.is_ended(), "the caller stays on");
+
+        let (h, invite) = dial(&mut call2, t0);
+        call2.handle_response(t0, h, &answer(&invite, 200));
+        let actions: Vec<_> = std::iter::from_fn(|| call2.poll_action()).collect();
+        assert!(
+            matches!(&actions[0], Action::Ack { request, .. } if request.method == Method::Ack)
+        );
+        assert!(matches!(&actions[1], Action::CalleeAnswered { .. }));
+        assert!(
+            !call2.dial(t0, flow(), "sip:other@h", vec![], Duration::from_secs(1)),
+            "one callee at a time"
+        );
+    }
+
+    #[test]
+    fn ring_timeout_cancels_and_a_crossing_200_is_acked_and_hung_up() {
+        let t0 = crate::time::base_instant();
+        let mut call = answered_call(t0);
+        let (h, invite) = dial(&mut call, t0);
+        assert_eq!(call.poll_timeout(), Some(t0 + Duration::from_secs(15)));
+        call.handle_timeout(t0 + Duration::from_secs(15));
+        let actions: Vec<_> = std::iter::from_fn(|| call.poll_action()).collect();
+        assert_eq!(
+            actions,
+            vec![
+                Action::Cancel { handle: h },
+                Action::DialFailed { status: 408 }
+            ]
+        );
+        assert!(!call.is_ended());
+        // The agent answered just as we cancelled.
+        call.handle_response(t0 + Duration::from_secs(15), h, &answer(&invite, 200));
+        let actions: Vec<_> = std::iter::from_fn(|| call.poll_action()).collect();
+        assert!(matches!(&actions[0], Action::Ack { .. }));
+        assert!(
+            matches!(&actions[1], Action::Send { request, .. } if request.method == Method::Bye)
+        );
+        assert!(
+            !call.is_ended(),
+            "the caller is still waiting for the next agent"
+        );
+    }
+
+    #[test]
+    fn the_caller_hanging_up_while_an_agent_rings_cancels_the_agent() {
+        let t0 = crate::time::base_instant();
+        let mut call = answered_call(t0);
+        let (h, _invite) = dial(&mut call, t0);
+        let bye = "BYE sip:comm-server@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKb\r\nFrom: <sip:caller@127.0.0.1>;tag=ct\r\nTo: <sip:800@127.0.0.1>;tag=x\r\nCall-ID: q1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+        let Ok(Message::Request(bye)) = message::parse(bye.as_bytes()) else {
+            panic!()
+        };
+        call.handle_request(t0, Leg::Caller, 9, &bye);
+        let actions: Vec<_> = std::iter::from_fn(|| call.poll_action()).collect();
+        assert!(
+            actions.contains(&Action::Cancel { handle: h }),
+            "{actions:?}"
+        );
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Ended(s) if s.hung_up_by == HungUpBy::Caller))
+        );
+    }
+}
