@@ -2,10 +2,9 @@
 //!
 //! The rest of the server speaks [`Request`], [`Response`] and the typed views in
 //! [`header`]; rsipstack (pinned with `=`) is used only inside this module, for URI and
-//! header grammar. Layers, bottom up:
+//! header grammar. The sockets are in `crate::server`. Layers, bottom up:
 //!
 //! ```text
-//!   transport (tokio: UDP socket, TCP connections)       -- driver, I/O
 //!   message   (framing, start line, header fields)        -- pure
 //!   endpoint  (RFC 3261 §17 transactions, timers)         -- pure state machine
 //!   digest    (RFC 7616/8760 challenges and credentials)  -- pure
@@ -15,7 +14,6 @@ pub mod digest;
 pub mod endpoint;
 pub mod header;
 pub mod message;
-pub mod transport;
 
 pub use header::{CSeq, Contact, NameAddr, Uri, Via};
 pub use message::{Headers, Message, Method, Rejection, Request, Response};

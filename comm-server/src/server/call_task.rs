@@ -1,0 +1,591 @@
+//! One task per call: resolves the destination, anchors the media, runs the pure
+//! [`crate::call::Call`] and the IVR, and writes the CDR exactly once when it ends.
+
+use super::*;
+
+/// Play id of a prompt route's announcement.
+pub(super) const ROUTE_PROMPT: u64 = 1;
+/// IVR play ids are offset by this, so they never collide with the route prompt.
+pub(super) const IVR_PLAY_BASE: u64 = 1_000;
+
+pub(super) fn wall_now(shared: &Shared) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_millis(shared.clock.unix_ms().max(0) as u64)
+}
+
+/// The prompts for a script's audio; unknown names were refused at load time.
+pub(super) fn ivr_prompts(shared: &Shared, audio: &[script_engine::Audio]) -> Vec<Prompt> {
+    audio
+        .iter()
+        .filter_map(|a| match a {
+            script_engine::Audio::File(f) => shared
+                .prompts
+                .prompt(f.strip_suffix(".wav").unwrap_or(f))
+                .ok(),
+            script_engine::Audio::Silence { ms } => {
+                Some(Prompt::from_samples("silence", vec![0; (*ms as usize) * 8]))
+            }
+        })
+        .collect()
+}
+
+/// Does what the IVR asks, answering at once what the server cannot do yet. A
+/// recording request is returned: starting one is asynchronous.
+pub(super) fn drive_ivr(
+    shared: &Shared,
+    ivr: &mut Ivr,
+    media: &CallMedia,
+    call: &mut Call,
+) -> Option<script_engine::Question> {
+    let mut record = None;
+    while let Some(action) = ivr.poll_action() {
+        let now_wall = wall_now(shared);
+        match action {
+            IvrAction::Play { id, audio } => {
+                media.play(IVR_PLAY_BASE + id, ivr_prompts(shared, &audio))
+            }
+            IvrAction::StopPlayback => media.stop(),
+            IvrAction::Lookup { field, .. } => {
+                // Customer records arrive with the agent gateway work (issue 6).
+                tracing::info!(%field, "customer lookup: no customer store yet");
+                ivr.handle_host_reply(now_wall, script_engine::Input::Customer(None));
+            }
+            IvrAction::RunAction(script_engine::Action::Log { level, message }) => {
+                tracing::info!(%level, %message, "script log");
+                ivr.handle_host_reply(
+                    now_wall,
+                    script_engine::Input::ActionDone(serde_json::json!({})),
+                );
+            }
+            IvrAction::RunAction(other) => {
+                tracing::warn!(?other, "script action not available yet");
+                ivr.handle_host_reply(
+                    now_wall,
+                    script_engine::Input::ActionFailed("not available on this server yet".into()),
+                );
+            }
+            IvrAction::Route(step) => {
+                tracing::warn!(?step, "routing from scripts is not wired yet");
+                ivr.handle_host_reply(
+                    now_wall,
+                    script_engine::Input::RouteFailed("not available yet".into()),
+                );
+            }
+            IvrAction::Record(q) => record = Some(q),
+            IvrAction::History(h) => tracing::info!(record = ?h, "script history"),
+            IvrAction::HangUp { outcome } => {
+                tracing::info!(%outcome, "script ended");
+                call.hang_up_all(now(), "answered");
+            }
+        }
+    }
+    record
+}
+
+/// A recording in progress on the caller's leg.
+pub(super) struct Recording {
+    /// It stops here at the latest (the script's max-duration).
+    until: Instant,
+}
+
+/// Starts recording what the caller says, after the beep if the script asks for one.
+pub(super) async fn start_recording(
+    shared: &Shared,
+    media: &CallMedia,
+    call_id: &str,
+    n: u32,
+    q: &script_engine::Question,
+) -> Result<Recording, String> {
+    let script_engine::InputKind::Recording { max_duration, beep } = q.input else {
+        return Err("not a recording question".into());
+    };
+    if beep && let Ok(tone) = shared.prompts.prompt("tones/beep") {
+        media.play(0, vec![tone]);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let dir = shared.config.server.data_dir.join("recordings");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let safe: String = call_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(64)
+        .collect();
+    let path = dir.join(format!("{safe}-{n}.wav"));
+    media.record(path).await?;
+    Ok(Recording {
+        until: Instant::now() + max_duration,
+    })
+}
+
+/// The media legs of one call and what they were negotiated with.
+pub(super) struct CallMedia {
+    engine: MediaEngine,
+    timeout: Duration,
+    music: Option<Prompt>,
+    caller: Option<(LegId, LocalMedia)>,
+    callee: Option<(LegId, LocalMedia)>,
+}
+
+impl CallMedia {
+    fn new(shared: &Shared) -> CallMedia {
+        CallMedia {
+            engine: shared.engine.clone(),
+            timeout: shared.config.media.media_timeout.0,
+            music: shared.prompts.prompt("music/hold").ok(),
+            caller: None,
+            callee: None,
+        }
+    }
+
+    async fn open(
+        &self,
+        shared: &Shared,
+        uid: u64,
+        cmd: &mpsc::UnboundedSender<Command>,
+    ) -> Result<(LegId, LocalMedia), u16> {
+        let leg = shared.next_leg.fetch_add(1, Ordering::Relaxed);
+        let _ = cmd.send(Command::MediaLeg { uid, leg });
+        let addr = self.engine.open(leg).await.map_err(|e| {
+            tracing::warn!(error = %e, "no media leg");
+            e.sip_status()
+        })?;
+        Ok((leg, LocalMedia::new(shared.media_ip, addr.port())))
+    }
+
+    fn start(&self, leg: LegId, negotiated: &Negotiated) {
+        let mut config =
+            SessionConfig::new(negotiated, rand::random(), rand::random(), rand::random());
+        config.media_timeout = self.timeout;
+        if let Err(e) = self.engine.start(leg, config) {
+            tracing::warn!(error = %e, "media leg did not start");
+        }
+    }
+
+    /// Puts the call's media through the server: answers the caller's offer now (the
+    /// engine transcodes, so the answer does not depend on the callee) and prepares our
+    /// offer to the callee. Errors are the status to refuse the INVITE with.
+    async fn anchor(
+        &mut self,
+        shared: &Shared,
+        uid: u64,
+        cmd: &mpsc::UnboundedSender<Command>,
+        invite: &Request,
+        destination: Destination,
+    ) -> Result<Destination, u16> {
+        if matches!(destination, Destination::Reject { .. }) {
+            return Ok(destination);
+        }
+        if invite.body.is_empty() {
+            // Offerless INVITEs (RFC 3261 §13.2.1 late offer) are not supported yet.
+            return Err(488);
+        }
+        let (leg_a, mut local_a) = self.open(shared, uid, cmd).await?;
+        let (negotiated, answer) = sdp::answer(&invite.body, &local_a).map_err(|e| {
+            tracing::info!(error = %e, "caller's SDP refused");
+            e.sip_status()
+        })?;
+        local_a.session_version += 1;
+        self.start(leg_a, &negotiated);
+        self.caller = Some((leg_a, local_a));
+        Ok(match destination {
+            Destination::AutoAnswer { hangup_after, .. } => Destination::AutoAnswer {
+                sdp: answer,
+                hangup_after,
+            },
+            Destination::Dial {
+                flow,
+                uri,
+                label,
+                credentials,
+                ..
+            } => {
+                let (leg_b, local_b) = self.open(shared, uid, cmd).await?;
+                let offer = sdp::offer(&local_b);
+                self.callee = Some((leg_b, local_b));
+                Destination::Dial {
+                    flow,
+                    uri,
+                    label,
+                    credentials,
+                    media: Some(AnchoredMedia { offer, answer }),
+                }
+            }
+            other => other,
+        })
+    }
+
+    /// Starts the callee leg from its answer and bridges the two; false when the answer
+    /// is unusable.
+    fn callee_answered(&self, body: &[u8]) -> bool {
+        let (Some((a, _)), Some((b, local_b))) = (&self.caller, &self.callee) else {
+            return false;
+        };
+        match sdp::parse_answer(body, local_b) {
+            Ok(negotiated) => {
+                self.start(*b, &negotiated);
+                self.engine.bridge(*a, *b).is_ok()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "callee's SDP answer unusable");
+                false
+            }
+        }
+    }
+
+    /// Answers a re-offer from one leg (RFC 3264 §8). Hold is handled here: the other
+    /// side hears music while this leg does not want our audio, the bridge otherwise.
+    fn reoffer(&mut self, leg: Leg, offer: &[u8]) -> Result<Vec<u8>, u16> {
+        let (this, other) = match leg {
+            Leg::Caller => (&mut self.caller, &self.callee),
+            Leg::Callee => (&mut self.callee, &self.caller),
+        };
+        let Some((id, local)) = this.as_mut() else {
+            return Err(488);
+        };
+        let (negotiated, answer) = sdp::answer(offer, local).map_err(|e| e.sip_status())?;
+        local.session_version += 1;
+        let held = !negotiated.direction.has_send();
+        let _ = self.engine.command(*id, MediaCommand::Update(negotiated));
+        if let Some((other_id, _)) = other {
+            let command = match (&self.music, held) {
+                (Some(music), true) => MediaCommand::LoopMusic(music.clone()),
+                (None, true) => MediaCommand::Stop,
+                (_, false) => MediaCommand::Bridge,
+            };
+            let _ = self.engine.command(*other_id, command);
+        }
+        Ok(answer)
+    }
+
+    async fn record(&self, path: std::path::PathBuf) -> Result<(), String> {
+        let Some((leg, _)) = &self.caller else {
+            return Err("no media".into());
+        };
+        self.engine
+            .record(*leg, path, crate::media::recording::RecordSides::Received)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn stop_recording(&self) {
+        if let Some((leg, _)) = &self.caller {
+            let _ = self.engine.command(*leg, MediaCommand::StopRecording);
+        }
+    }
+
+    fn stop(&self) {
+        if let Some((leg, _)) = &self.caller {
+            let _ = self.engine.command(*leg, MediaCommand::Stop);
+        }
+    }
+
+    fn play(&self, id: u64, prompts: Vec<Prompt>) {
+        if let Some((leg, _)) = &self.caller {
+            let _ = self.engine.command(
+                *leg,
+                MediaCommand::Play {
+                    id,
+                    prompts,
+                    barge_in: false,
+                },
+            );
+        }
+    }
+
+    /// Closes every leg; the quality figures for the CDR as JSON.
+    async fn close(&self) -> Option<String> {
+        let mut legs = serde_json::Map::new();
+        for (name, leg) in [("caller", &self.caller), ("callee", &self.callee)] {
+            if let Some((id, _)) = leg
+                && let Some(q) = self.engine.close(*id).await
+            {
+                legs.insert(
+                    name.into(),
+                    serde_json::json!({
+                        "packets_received": q.packets_received,
+                        "packets_lost": q.packets_lost,
+                        "jitter_ms": q.jitter_ms,
+                        "packets_sent": q.packets_sent,
+                        "packets_rejected": q.packets_rejected,
+                        "late_frames": q.late_frames,
+                        "remote_fraction_lost": q.remote_fraction_lost,
+                        "remote_jitter_ms": q.remote_jitter_ms,
+                        "round_trip_ms": q.round_trip_ms,
+                    }),
+                );
+            }
+        }
+        (!legs.is_empty()).then(|| serde_json::Value::Object(legs).to_string())
+    }
+}
+
+pub(super) async fn run_call(
+    shared: Arc<Shared>,
+    uid: u64,
+    tx: TxId,
+    flow: Flow,
+    invite: Request,
+    mut inbox: mpsc::UnboundedReceiver<CallInput>,
+    cmd: mpsc::UnboundedSender<Command>,
+) {
+    let started_ms = shared.clock.unix_ms();
+    let started = Instant::now();
+    let resolution = match resolve(&shared, flow, &invite).await {
+        Ok(r) => r,
+        Err(challenge) => {
+            let _ = cmd.send(Command::Respond {
+                tx,
+                response: challenge,
+            });
+            let _ = cmd.send(Command::CallEnded { uid });
+            return;
+        }
+    };
+    tracing::info!(route = %resolution.route, "call started");
+    let mut media = CallMedia::new(&shared);
+    let destination = media
+        .anchor(&shared, uid, &cmd, &invite, resolution.destination.clone())
+        .await
+        .unwrap_or_else(|status| Destination::Reject { status });
+    let mut call = Call::new(
+        now(),
+        shared.settings.clone(),
+        tx,
+        flow,
+        &invite,
+        destination,
+    );
+    if let Some(prompts) = resolution.play.clone()
+        && call.is_answered()
+    {
+        media.play(ROUTE_PROMPT, prompts);
+    }
+    let mut pending_record: Option<script_engine::Question> = None;
+    let mut recording: Option<Recording> = None;
+    let mut recordings = 0u32;
+    let mut ivr = match (&resolution.ivr, call.is_answered()) {
+        (Some(script), true) => {
+            let context = script_engine::SessionContext {
+                channel: script_engine::Channel::Voice,
+                customer: serde_json::json!({}),
+                call: serde_json::json!({
+                    "caller": invite.headers.get("From").and_then(registrar::user_of),
+                    "dialed": header::uri_user(&invite.uri),
+                    "call_id": invite.call_id(),
+                }),
+            };
+            match Ivr::start(shared.scripts.clone(), script, context, wall_now(&shared)) {
+                Ok(mut i) => {
+                    pending_record = drive_ivr(&shared, &mut i, &media, &mut call);
+                    Some(i)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "script did not start");
+                    call.hang_up_all(now(), "failed");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let mut callee_call_id = None;
+    loop {
+        if let Some(q) = pending_record.take()
+            && let Some(i) = ivr.as_mut()
+        {
+            recordings += 1;
+            match start_recording(&shared, &media, invite.call_id(), recordings, &q).await {
+                Ok(r) => recording = Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "recording did not start");
+                    i.handle_host_reply(wall_now(&shared), script_engine::Input::NoInput);
+                    pending_record = drive_ivr(&shared, i, &media, &mut call);
+                    continue;
+                }
+            }
+        }
+        while let Some(action) = call.poll_action() {
+            match action {
+                Action::Respond { tx, response } => {
+                    let _ = cmd.send(Command::Respond { tx, response });
+                }
+                Action::Send {
+                    handle,
+                    flow,
+                    request,
+                    ..
+                } => {
+                    let _ = cmd.send(Command::Send {
+                        uid,
+                        handle,
+                        flow,
+                        request,
+                    });
+                }
+                Action::Ack { flow, request } => {
+                    let _ = cmd.send(Command::Ack { flow, request });
+                }
+                Action::Cancel { handle } => {
+                    let _ = cmd.send(Command::Cancel { uid, handle });
+                }
+                Action::Bind { call_id } => {
+                    callee_call_id = Some(call_id.clone());
+                    let _ = cmd.send(Command::Bind { uid, call_id });
+                }
+                Action::DialFailed { status } => {
+                    // Late dials come from the ACD, which is not wired to calls yet.
+                    tracing::info!(status, "dial failed");
+                }
+                Action::CalleeAnswered { body } => {
+                    if !media.callee_answered(&body) {
+                        call.hang_up_all(now(), "failed");
+                    }
+                }
+                Action::Reoffer { leg, tx, request } => {
+                    let response = match media.reoffer(leg, &request.body) {
+                        Ok(answer) => {
+                            let mut ok = message::response_to(&request.headers, 200, None);
+                            ok.headers.push("Contact", call.contact_for(leg));
+                            ok.headers.push("Content-Type", "application/sdp");
+                            ok.body = answer;
+                            ok
+                        }
+                        Err(status) => message::response_to(&request.headers, status, None),
+                    };
+                    let _ = cmd.send(Command::Respond { tx, response });
+                }
+                Action::Ended(summary) => {
+                    let media_quality_json = media.close().await;
+                    let ms = |t: std::time::Instant| {
+                        started_ms + (t - started.into_std()).as_millis() as i64
+                    };
+                    let cdr = Cdr {
+                        call_id: invite.call_id().to_string(),
+                        direction: resolution.direction,
+                        caller: invite.headers.get("From").and_then(registrar::user_of).unwrap_or_default(),
+                        callee: header::uri_user(&invite.uri).unwrap_or_default(),
+                        route: resolution.route.clone(),
+                        started_at_ms: started_ms,
+                        answered_at_ms: summary.answered_at.map(ms),
+                        ended_at_ms: ms(summary.ended_at),
+                        hung_up_by: match summary.hung_up_by {
+                            HungUpBy::Caller => store::HungUpBy::Caller,
+                            HungUpBy::Callee => store::HungUpBy::Callee,
+                            HungUpBy::System => store::HungUpBy::System,
+                        },
+                        end_reason: end_reason(&summary.result),
+                        sip_status: summary.status,
+                        legs_json: serde_json::json!([
+                            {"leg": "caller", "call_id": invite.call_id(), "peer": flow.addr().to_string()},
+                            {"leg": "callee", "call_id": callee_call_id, "target": format!("{:?}", resolution.destination_label())},
+                        ])
+                        .to_string(),
+                        media_quality_json,
+                    };
+                    if let Err(e) = shared.store.insert_cdr(&cdr).await {
+                        tracing::error!(error = %e, "CDR not written");
+                    }
+                    tracing::info!(result = %summary.result, status = summary.status, "call ended");
+                }
+            }
+        }
+        if call.is_ended() {
+            break;
+        }
+        // The IVR keeps wall-clock deadlines (its sessions can be saved); convert.
+        let ivr_deadline = ivr.as_ref().and_then(Ivr::poll_timeout).map(|t| {
+            Instant::now()
+                + t.duration_since(wall_now(&shared))
+                    .unwrap_or(Duration::ZERO)
+        });
+        let deadline = [
+            call.poll_timeout().map(Instant::from_std),
+            ivr_deadline,
+            recording.as_ref().map(|r| r.until),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        tokio::select! {
+            input = inbox.recv() => {
+                let now = now();
+                match input {
+                    Some(CallInput::Request { leg, tx, request }) => call.handle_request(now, leg, tx, &request),
+                    Some(CallInput::Ack { leg }) => call.handle_ack(now, leg),
+                    Some(CallInput::Cancelled) => call.handle_cancelled(now),
+                    Some(CallInput::Response { handle, response }) => call.handle_response(now, handle, &response),
+                    Some(CallInput::AckTimeout) => call.handle_ack_timeout(now),
+                    Some(CallInput::HangUp) => call.hang_up_all(now, "shutdown"),
+                    Some(CallInput::Recorded(result)) => {
+                        recording = None;
+                        if let Some(i) = ivr.as_mut() {
+                            let input = match result {
+                                Ok(path) => script_engine::Input::Recorded(path.display().to_string()),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "recording failed");
+                                    script_engine::Input::NoInput
+                                }
+                            };
+                            i.handle_host_reply(wall_now(&shared), input);
+                            pending_record = drive_ivr(&shared, i, &media, &mut call);
+                        }
+                    }
+                    Some(CallInput::Media(action)) => match action {
+                        MediaAction::PlaybackFinished { id: ROUTE_PROMPT, .. } => call.hang_up_all(now, "answered"),
+                        MediaAction::PlaybackFinished { id, .. } if id > IVR_PLAY_BASE => {
+                            if let Some(i) = ivr.as_mut() {
+                                i.handle_playback_finished(wall_now(&shared), id - IVR_PLAY_BASE);
+                                pending_record = drive_ivr(&shared, i, &media, &mut call);
+                            }
+                        }
+                        MediaAction::MediaTimeout { silent_for } => {
+                            tracing::info!(?silent_for, "no RTP: hanging up");
+                            call.hang_up_all(now, "media-timeout");
+                        }
+                        MediaAction::DigitReceived { digit, .. } => {
+                            tracing::info!(%digit, "digit received");
+                            if let Some(r) = recording.as_mut() {
+                                // '#' ends a recording; other keys are part of it.
+                                if digit == '#' {
+                                    r.until = Instant::now() + Duration::from_secs(3600);
+                                    media.stop_recording();
+                                }
+                            } else if let Some(i) = ivr.as_mut() {
+                                i.handle_digit(wall_now(&shared), digit);
+                                pending_record = drive_ivr(&shared, i, &media, &mut call);
+                            }
+                        }
+                        other => tracing::debug!(?other, "media"),
+                    },
+                    None => call.hang_up_all(now, "failed"),
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if deadline.is_some() => {
+                call.handle_timeout(now());
+                if let Some(r) = recording.as_mut()
+                    && r.until <= Instant::now()
+                {
+                    r.until = Instant::now() + Duration::from_secs(3600);
+                    media.stop_recording();
+                }
+                if let Some(i) = ivr.as_mut() {
+                    i.handle_timeout(wall_now(&shared));
+                    pending_record = drive_ivr(&shared, i, &media, &mut call);
+                }
+            }
+        }
+    }
+    let _ = cmd.send(Command::CallEnded { uid });
+}
+
+pub(super) fn end_reason(result: &str) -> EndReason {
+    match result {
+        "answered" => EndReason::Answered,
+        "cancelled" => EndReason::Cancelled,
+        "busy" => EndReason::Busy,
+        "no-answer" => EndReason::NoAnswer,
+        "rejected" => EndReason::Rejected,
+        "shutdown" => EndReason::Shutdown,
+        "media-timeout" => EndReason::MediaTimeout,
+        _ => EndReason::Failed,
+    }
+}

@@ -1,0 +1,772 @@
+//! The running server: sockets, tasks and clocks around the pure cores.
+//!
+//! Owns: the UDP socket and TCP connections (framing), the endpoint task (the one
+//! place that feeds the SIP transaction core and dispatches its events), one task per
+//! call driving a [`crate::call::Call`], the registrar tasks, CDR writing, and the
+//! shutdown sequence: stop intake (INVITE/OPTIONS get 503 + Retry-After), let calls in
+//! progress finish for the grace period, then hang up the rest and exit.
+//! Must not own: protocol decisions (they are in `sip::endpoint`, `call`, `registrar`).
+//!
+//! ```text
+//!  UDP/TCP readers --Inbound--> endpoint task --CallInput--> call task (one per call)
+//!                               ^    |  \--spawn--> registrar task --Command-->+
+//!                               |    '--send_to / conn writer                  |
+//!                               +-------------------Command-------------------+
+//! ```
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::call::{Action, AnchoredMedia, Call, CallSettings, Destination, HungUpBy, Leg};
+use crate::config::{Config, Target, Trunk};
+use crate::ivr::{Ivr, IvrAction};
+use crate::media::driver::{EngineConfig, EngineEvent, LegId, MediaEngine, PortRange};
+use crate::media::prompt::{Prompt, PromptLibrary};
+use crate::media::sdp::{self, LocalMedia, Negotiated};
+use crate::media::session::{MediaAction, MediaCommand, SessionConfig};
+use crate::registrar::{self, Registrar};
+use crate::sip::endpoint::{Endpoint, Event, Flow, Timers, TxId};
+use crate::sip::header;
+use crate::sip::message::{self, Framing, Method, Request, Response};
+use crate::store::{self, Cdr, Direction, EndReason, Store};
+use crate::time::{Clock, SystemClock};
+use script_engine::Library;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+mod call_task;
+mod routing;
+mod startup;
+mod transport;
+mod trunk;
+
+use call_task::*;
+use routing::*;
+use startup::*;
+use transport::*;
+use trunk::*;
+
+/// How long hung-up calls get to exchange their BYEs after the grace period.
+const HANGUP_DRAIN: Duration = Duration::from_secs(5);
+/// Bound on queued inbound packets; past it UDP datagrams are dropped (load shedding).
+const INBOUND_QUEUE: usize = 8192;
+/// A TCP connection that sends nothing for this long is closed (RFC 4475 §3.1.2.2:
+/// a Content-Length larger than what arrives must not hold a connection forever).
+const TCP_IDLE: Duration = Duration::from_secs(300);
+
+/// Bound sockets, so tests can bind `127.0.0.1:0` and read the ports first.
+pub struct Listeners {
+    pub udp: Option<UdpSocket>,
+    pub tcp: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub async fn bind(
+        udp: Option<SocketAddr>,
+        tcp: Option<SocketAddr>,
+    ) -> std::io::Result<Listeners> {
+        let udp = match udp {
+            Some(a) => Some(UdpSocket::bind(a).await?),
+            None => None,
+        };
+        let tcp = match tcp {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        Ok(Listeners { udp, tcp })
+    }
+
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().and_then(|s| s.local_addr().ok())
+    }
+}
+
+/// The server, built from a config without binding anything.
+pub struct App {
+    config: Arc<Config>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    prompts: Arc<PromptLibrary>,
+    scripts: Arc<Library>,
+}
+
+impl App {
+    /// Opens storage (running migrations) and syncs the configured SIP accounts.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        App::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        let url = match &config.storage.url {
+            Some(u) => u.clone(),
+            None => {
+                std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
+                    format!(
+                        "creating data directory {}",
+                        config.server.data_dir.display()
+                    )
+                })?;
+                format!(
+                    "sqlite://{}",
+                    config.server.data_dir.join("comm-server.db").display()
+                )
+            }
+        };
+        let store = Store::open(&url).await?;
+        for u in &config.users {
+            let account = match &u.password {
+                Some(pw) => registrar::account(
+                    u.name.get_ref(),
+                    &config.sip.realm,
+                    pw,
+                    u.display_name.clone(),
+                ),
+                None => store::SipAccount {
+                    username: u.name.get_ref().clone(),
+                    realm: config.sip.realm.clone(),
+                    ha1_md5: u.ha1_md5.clone().unwrap_or_default(),
+                    ha1_sha256: u.ha1_sha256.clone().unwrap_or_default(),
+                    display_name: u.display_name.clone(),
+                    enabled: true,
+                },
+            };
+            store.upsert_sip_account(&account).await?;
+        }
+        let prompts = load_prompts(&config)?;
+        let scripts = load_scripts(&config, &prompts)?;
+        Ok(App {
+            config: Arc::new(config),
+            store,
+            clock,
+            prompts: Arc::new(prompts),
+            scripts: Arc::new(scripts),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The prompts loaded from the sounds directory.
+    pub fn prompts(&self) -> &PromptLibrary {
+        &self.prompts
+    }
+
+    /// Serves until `shutdown` resolves, then drains (see the module docs).
+    pub async fn run(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let cfg = self.config.clone();
+        let host = |addr: Option<SocketAddr>| -> String {
+            let ip = match (&cfg.sip.public_host, addr) {
+                (Some(h), _) => return format!("{h}:{}", addr.map_or(5060, |a| a.port())),
+                (None, Some(a)) if a.ip().is_unspecified() => "127.0.0.1".to_string(),
+                (None, Some(a)) => a.ip().to_string(),
+                (None, None) => "127.0.0.1".to_string(),
+            };
+            let ip = if ip.contains(':') {
+                format!("[{ip}]")
+            } else {
+                ip
+            };
+            format!("{ip}:{}", addr.map_or(5060, |a| a.port()))
+        };
+        let udp_host = host(listeners.udp_addr());
+        let tcp_host = host(listeners.tcp_addr().or(listeners.udp_addr()));
+        let settings = CallSettings {
+            contact_udp: format!("sip:comm-server@{udp_host}"),
+            contact_tcp: format!("sip:comm-server@{tcp_host};transport=tcp"),
+            ring_timeout: cfg.sip.ring_timeout.0,
+            bye_timeout: Duration::from_secs(32),
+        };
+        let algorithms = cfg
+            .sip
+            .digest_algorithms
+            .iter()
+            .map(|a| match a {
+                crate::config::DigestAlgorithm::Md5 => crate::sip::digest::Algorithm::Md5,
+                crate::config::DigestAlgorithm::Sha256 => crate::sip::digest::Algorithm::Sha256,
+            })
+            .collect();
+        let registrar = Arc::new(Registrar::new(
+            cfg.sip.realm.clone(),
+            algorithms,
+            cfg.sip.min_expires.0,
+            cfg.sip.max_expires.0,
+            self.store.clone(),
+            self.clock.clone(),
+        ));
+        let media_ip = media_ip(&cfg, listeners.udp_addr());
+        let ports = cfg
+            .media
+            .port_range()
+            .map_err(|e| anyhow::anyhow!("media.rtp-ports: {e}"))?
+            .map(|(first, last)| PortRange { first, last });
+        let mut engine_config = EngineConfig::new(cfg.media.bind, ports);
+        engine_config.clock = self.clock.clone();
+        let (engine, media_events, _media_task) = MediaEngine::spawn(engine_config);
+        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let udp = listeners.udp.map(Arc::new);
+        if let Some(sock) = udp.clone() {
+            tokio::spawn(read_udp(sock, inbound_tx.clone()));
+        }
+        if let Some(l) = listeners.tcp {
+            tokio::spawn(accept_tcp(l, inbound_tx.clone()));
+        }
+        let shared = Arc::new(Shared {
+            trunks: cfg.trunks(),
+            config: cfg.clone(),
+            registrar,
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            settings,
+            engine,
+            prompts: self.prompts.clone(),
+            scripts: self.scripts.clone(),
+            media_ip,
+            next_leg: AtomicU64::new(1),
+        });
+        let driver = Driver {
+            endpoint: Endpoint::new(Timers::default(), udp_host, tcp_host),
+            udp,
+            tcp_conns: HashMap::new(),
+            inbound_tx,
+            cmd_tx,
+            shared,
+            calls: HashMap::new(),
+            clients: HashMap::new(),
+            dialogs: HashMap::new(),
+            invite_owner: HashMap::new(),
+            client_txs: HashMap::new(),
+            handles: HashMap::new(),
+            legs: HashMap::new(),
+            next_uid: 1,
+            draining: false,
+        };
+        driver.run(inbound_rx, cmd_rx, media_events, shutdown).await;
+        self.store.close().await;
+        Ok(())
+    }
+}
+
+struct Shared {
+    config: Arc<Config>,
+    trunks: Vec<Trunk>,
+    registrar: Arc<Registrar>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    settings: CallSettings,
+    engine: MediaEngine,
+    prompts: Arc<PromptLibrary>,
+    scripts: Arc<Library>,
+    /// Address written into our SDP.
+    media_ip: std::net::IpAddr,
+    next_leg: AtomicU64,
+}
+
+enum Inbound {
+    Packet {
+        flow: Flow,
+        bytes: Vec<u8>,
+    },
+    TcpOpened {
+        peer: SocketAddr,
+        writer: mpsc::Sender<Vec<u8>>,
+    },
+    TcpClosed {
+        peer: SocketAddr,
+    },
+}
+
+enum Command {
+    Respond {
+        tx: TxId,
+        response: Response,
+    },
+    Send {
+        uid: u64,
+        handle: u64,
+        flow: Flow,
+        request: Request,
+    },
+    Ack {
+        flow: Flow,
+        request: Request,
+    },
+    Cancel {
+        uid: u64,
+        handle: u64,
+    },
+    Bind {
+        uid: u64,
+        call_id: String,
+    },
+    /// Route this media leg's events to the call.
+    MediaLeg {
+        uid: u64,
+        leg: LegId,
+    },
+    CallEnded {
+        uid: u64,
+    },
+}
+
+enum CallInput {
+    Request {
+        leg: Leg,
+        tx: TxId,
+        request: Request,
+    },
+    Ack {
+        leg: Leg,
+    },
+    Cancelled,
+    Response {
+        handle: u64,
+        response: Response,
+    },
+    AckTimeout,
+    HangUp,
+    Media(MediaAction),
+    /// A recording of this call finished (or failed).
+    Recorded(Result<std::path::PathBuf, String>),
+}
+
+struct CallSlot {
+    inbox: mpsc::UnboundedSender<CallInput>,
+    call_ids: Vec<String>,
+}
+
+struct Driver {
+    endpoint: Endpoint,
+    udp: Option<Arc<UdpSocket>>,
+    tcp_conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    inbound_tx: mpsc::Sender<Inbound>,
+    cmd_tx: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+    calls: HashMap<u64, CallSlot>,
+    /// Tasks that send requests but are not calls (trunk registrations).
+    clients: HashMap<u64, mpsc::UnboundedSender<CallInput>>,
+    dialogs: HashMap<String, (u64, Leg)>,
+    invite_owner: HashMap<TxId, u64>,
+    client_txs: HashMap<TxId, (u64, u64)>,
+    handles: HashMap<(u64, u64), TxId>,
+    /// Which call owns a media leg.
+    legs: HashMap<LegId, u64>,
+    next_uid: u64,
+    draining: bool,
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut media_events: mpsc::UnboundedReceiver<EngineEvent>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        self.start_trunk_registrations();
+        let mut grace_end: Option<Instant> = None;
+        let mut hard_end: Option<Instant> = None;
+        loop {
+            if self.draining && self.calls.is_empty() {
+                break;
+            }
+            let timeout = self.endpoint.poll_timeout().map(Instant::from_std);
+            let far = Instant::now() + Duration::from_secs(3600);
+            tokio::select! {
+                Some(msg) = inbound.recv() => self.handle_inbound(msg),
+                Some(cmd) = commands.recv() => self.handle_command(cmd),
+                Some(ev) = media_events.recv() => {
+                    match ev {
+                        EngineEvent::Action { leg, action } => {
+                            if let Some(&uid) = self.legs.get(&leg) {
+                                self.to_call(uid, CallInput::Media(action));
+                            }
+                        }
+                        EngineEvent::RecordingFinished { leg, result } => {
+                            if let Some(&uid) = self.legs.get(&leg) {
+                                self.to_call(uid, CallInput::Recorded(result.map_err(|e| e.to_string())));
+                            }
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(timeout.unwrap_or(far)), if timeout.is_some() => {
+                    self.endpoint.handle_timeout(now());
+                }
+                _ = &mut shutdown, if !self.draining => {
+                    tracing::info!(calls = self.calls.len(), "draining: new calls get 503");
+                    self.draining = true;
+                    grace_end = Some(Instant::now() + self.shared.config.server.shutdown_grace.0);
+                }
+                _ = tokio::time::sleep_until(grace_end.unwrap_or(far)), if grace_end.is_some() => {
+                    tracing::info!(calls = self.calls.len(), "grace period over: hanging up");
+                    grace_end = None;
+                    hard_end = Some(Instant::now() + HANGUP_DRAIN);
+                    for slot in self.calls.values() {
+                        let _ = slot.inbox.send(CallInput::HangUp);
+                    }
+                }
+                _ = tokio::time::sleep_until(hard_end.unwrap_or(far)), if hard_end.is_some() => break,
+            }
+            self.flush().await;
+        }
+        self.flush().await;
+    }
+
+    /// Sends what the endpoint queued and dispatches its events, until both are empty
+    /// (answering an event can queue more to send).
+    async fn flush(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.endpoint.poll_transmit() {
+                progressed = true;
+                match t.flow {
+                    Flow::Udp(addr) => {
+                        if let Some(s) = &self.udp
+                            && let Err(e) = s.send_to(&t.bytes, addr).await
+                        {
+                            tracing::debug!(%addr, error = %e, "udp send failed");
+                        }
+                    }
+                    Flow::Tcp(addr) => self.send_tcp(addr, t.bytes),
+                }
+            }
+            while let Some(ev) = self.endpoint.poll_event() {
+                progressed = true;
+                self.handle_event(ev);
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn send_tcp(&mut self, addr: SocketAddr, bytes: Vec<u8>) {
+        if let Some(w) = self.tcp_conns.get(&addr) {
+            if w.try_send(bytes).is_err() {
+                tracing::warn!(%addr, "tcp writer full or closed; message dropped");
+            }
+            return;
+        }
+        // No connection to that peer yet: open one (RFC 3261 §18.1.1).
+        let inbound = self.inbound_tx.clone();
+        tokio::spawn(async move {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    let writer = serve_tcp(stream, addr, inbound);
+                    let _ = writer.send(bytes).await;
+                }
+                Err(e) => tracing::debug!(%addr, error = %e, "tcp connect failed"),
+            }
+        });
+    }
+
+    fn handle_inbound(&mut self, msg: Inbound) {
+        match msg {
+            Inbound::Packet { flow, bytes } => self.endpoint.handle_message(now(), flow, &bytes),
+            Inbound::TcpOpened { peer, writer } => {
+                self.tcp_conns.insert(peer, writer);
+            }
+            Inbound::TcpClosed { peer } => {
+                self.tcp_conns.remove(&peer);
+            }
+        }
+    }
+
+    fn handle_command(&mut self, cmd: Command) {
+        let now = now();
+        match cmd {
+            Command::Respond { tx, response } => self.endpoint.respond(now, tx, response),
+            Command::Send {
+                uid,
+                handle,
+                flow,
+                request,
+            } => {
+                let tx = self.endpoint.send_request(now, flow, request);
+                self.client_txs.insert(tx, (uid, handle));
+                self.handles.insert((uid, handle), tx);
+            }
+            Command::Ack { flow, request } => self.endpoint.send_ack(flow, request),
+            Command::Cancel { uid, handle } => {
+                if let Some(tx) = self.handles.get(&(uid, handle)) {
+                    self.endpoint.cancel(now, *tx);
+                }
+            }
+            Command::Bind { uid, call_id } => {
+                self.dialogs.insert(call_id.clone(), (uid, Leg::Callee));
+                if let Some(slot) = self.calls.get_mut(&uid) {
+                    slot.call_ids.push(call_id);
+                }
+            }
+            Command::MediaLeg { uid, leg } => {
+                self.legs.insert(leg, uid);
+            }
+            Command::CallEnded { uid } => {
+                self.legs.retain(|_, u| *u != uid);
+                if let Some(slot) = self.calls.remove(&uid) {
+                    for id in slot.call_ids {
+                        self.dialogs.remove(&id);
+                    }
+                }
+                self.invite_owner.retain(|_, u| *u != uid);
+                let stale: Vec<TxId> = self
+                    .client_txs
+                    .iter()
+                    .filter(|(_, (u, _))| *u == uid)
+                    .map(|(t, _)| *t)
+                    .collect();
+                for t in stale {
+                    if let Some((u, h)) = self.client_txs.remove(&t) {
+                        self.handles.remove(&(u, h));
+                    }
+                }
+            }
+        }
+    }
+
+    fn to_call(&self, uid: u64, input: CallInput) {
+        if let Some(slot) = self.calls.get(&uid) {
+            let _ = slot.inbox.send(input);
+        } else if let Some(client) = self.clients.get(&uid) {
+            let _ = client.send(input);
+        }
+    }
+
+    fn start_trunk_registrations(&mut self) {
+        for trunk in self.shared.trunks.iter().filter(|t| t.register) {
+            let uid = self.next_uid;
+            self.next_uid += 1;
+            let (tx, rx) = mpsc::unbounded_channel();
+            self.clients.insert(uid, tx);
+            let span = tracing::info_span!("trunk", name = %trunk.name);
+            let task = register_to_trunk(
+                trunk.clone(),
+                self.shared.settings.contact_udp.clone(),
+                uid,
+                rx,
+                self.cmd_tx.clone(),
+            );
+            tokio::spawn(task.instrument(span));
+        }
+    }
+
+    fn handle_event(&mut self, ev: Event) {
+        match ev {
+            Event::Request { tx, flow, request } => self.handle_request(tx, flow, request),
+            Event::Ack { request, .. } => {
+                if let Some(&(uid, leg)) = self.dialogs.get(request.call_id()) {
+                    self.to_call(uid, CallInput::Ack { leg });
+                }
+            }
+            Event::Cancelled { tx } => {
+                if let Some(&uid) = self.invite_owner.get(&tx) {
+                    self.to_call(uid, CallInput::Cancelled);
+                }
+            }
+            Event::Response { tx, response } => {
+                if let Some(&(uid, handle)) = self.client_txs.get(&tx) {
+                    self.to_call(uid, CallInput::Response { handle, response });
+                }
+            }
+            Event::Timeout { tx } => {
+                if let Some((uid, handle)) = self.client_txs.remove(&tx) {
+                    self.handles.remove(&(uid, handle));
+                    let mut response = Response {
+                        status: 408,
+                        reason: "Request Timeout".into(),
+                        headers: message::Headers::default(),
+                        body: Vec::new(),
+                    };
+                    response.headers.push("CSeq", "0 INVITE");
+                    self.to_call(uid, CallInput::Response { handle, response });
+                }
+            }
+            Event::AckTimeout { tx } => {
+                if let Some(&uid) = self.invite_owner.get(&tx) {
+                    self.to_call(uid, CallInput::AckTimeout);
+                }
+            }
+            Event::Rejected { flow, reason } => {
+                tracing::debug!(peer = %flow.addr(), %reason, "message rejected");
+            }
+        }
+    }
+
+    fn answer(&mut self, tx: TxId, req: &Request, status: u16) {
+        let r = message::response_to(&req.headers, status, Some(&crate::sip::random_token()));
+        self.endpoint.respond(now(), tx, r);
+    }
+
+    fn handle_request(&mut self, tx: TxId, flow: Flow, req: Request) {
+        if let Some(r) = precheck(&req) {
+            self.endpoint.respond(now(), tx, r);
+            return;
+        }
+        let in_dialog = req.headers.get("To").is_some_and(header::has_tag);
+        if in_dialog {
+            match self.dialogs.get(req.call_id()) {
+                Some(&(uid, leg)) => self.to_call(
+                    uid,
+                    CallInput::Request {
+                        leg,
+                        tx,
+                        request: req,
+                    },
+                ),
+                None if req.method == Method::Options => self.options(tx, &req),
+                None => self.answer(tx, &req, 481),
+            }
+            return;
+        }
+        match req.method {
+            Method::Invite if self.draining => {
+                let mut r =
+                    message::response_to(&req.headers, 503, Some(&crate::sip::random_token()));
+                r.headers.push(
+                    "Retry-After",
+                    self.shared.config.sip.retry_after.0.as_secs().to_string(),
+                );
+                self.endpoint.respond(now(), tx, r);
+            }
+            Method::Invite => self.start_call(tx, flow, req),
+            Method::Options => self.options(tx, &req),
+            Method::Register => {
+                let registrar = self.shared.registrar.clone();
+                let cmd = self.cmd_tx.clone();
+                tokio::spawn(async move {
+                    let response = registrar.register(flow, &req).await;
+                    let _ = cmd.send(Command::Respond { tx, response });
+                });
+            }
+            Method::Bye | Method::Info | Method::Update | Method::Prack => {
+                self.answer(tx, &req, 481)
+            }
+            _ => {
+                let mut r =
+                    message::response_to(&req.headers, 405, Some(&crate::sip::random_token()));
+                r.headers.push("Allow", crate::sip::ALLOW);
+                self.endpoint.respond(now(), tx, r);
+            }
+        }
+    }
+
+    fn options(&mut self, tx: TxId, req: &Request) {
+        let status = if self.draining { 503 } else { 200 };
+        let mut r = message::response_to(&req.headers, status, Some(&crate::sip::random_token()));
+        if self.draining {
+            r.headers.push(
+                "Retry-After",
+                self.shared.config.sip.retry_after.0.as_secs().to_string(),
+            );
+        }
+        r.headers.push("Allow", crate::sip::ALLOW);
+        r.headers.push("Accept", "application/sdp");
+        self.endpoint.respond(now(), tx, r);
+    }
+
+    fn start_call(&mut self, tx: TxId, flow: Flow, req: Request) {
+        let uid = self.next_uid;
+        self.next_uid += 1;
+        let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
+        let call_id = req.call_id().to_string();
+        self.dialogs.insert(call_id.clone(), (uid, Leg::Caller));
+        self.invite_owner.insert(tx, uid);
+        self.calls.insert(
+            uid,
+            CallSlot {
+                inbox: inbox_tx,
+                call_ids: vec![call_id.clone()],
+            },
+        );
+        let span = tracing::info_span!("call", call_id = %call_id);
+        let shared = self.shared.clone();
+        let cmd = self.cmd_tx.clone();
+        tokio::spawn(run_call(shared, uid, tx, flow, req, inbox_rx, cmd).instrument(span));
+    }
+}
+
+/// Generic request checks of RFC 3261 §8.2.2-§8.2.3 (and RFC 4475 §3.3.5/§3.3.6/§3.3.15).
+fn precheck(req: &Request) -> Option<Response> {
+    if matches!(req.method, Method::Ack | Method::Cancel) {
+        return None;
+    }
+    let tag = crate::sip::random_token();
+    let required: Vec<&str> = req
+        .headers
+        .all("Require")
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    if !required.is_empty() {
+        let mut r = message::response_to(&req.headers, 420, Some(&tag));
+        r.headers.push("Unsupported", required.join(", "));
+        return Some(r);
+    }
+    if req.method == Method::Invite {
+        if !req.body.is_empty() {
+            let ct = req.headers.get("Content-Type").unwrap_or("application/sdp");
+            if !ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/sdp")
+            {
+                let mut r = message::response_to(&req.headers, 415, Some(&tag));
+                r.headers.push("Accept", "application/sdp");
+                return Some(r);
+            }
+        }
+        let accepts: Vec<String> = req
+            .headers
+            .all("Accept")
+            .flat_map(|v| v.split(','))
+            .map(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .filter(|t| !t.is_empty())
+            .collect();
+        if !accepts.is_empty()
+            && !accepts
+                .iter()
+                .any(|a| a == "application/sdp" || a == "application/*" || a == "*/*")
+        {
+            let mut r = message::response_to(&req.headers, 406, Some(&tag));
+            r.headers.push("Accept", "application/sdp");
+            r.headers.push(
+                "Warning",
+                "399 comm-server \"only application/sdp is supported\"",
+            );
+            return Some(r);
+        }
+    }
+    None
+}

@@ -1,0 +1,152 @@
+//! Where a new call goes: the route table, registered users (with proxy
+//! authentication), and trunks (authenticated users only, never hairpinned).
+
+use super::*;
+
+/// Where a new call goes, and how it is labelled in the CDR.
+pub(super) struct Resolution {
+    pub(super) destination: Destination,
+    pub(super) direction: Direction,
+    pub(super) route: String,
+    /// Prompts to play once answered, then hang up.
+    pub(super) play: Option<Vec<Prompt>>,
+    /// A dialog script to run once answered.
+    pub(super) ivr: Option<String>,
+}
+
+pub(super) async fn resolve(
+    shared: &Shared,
+    flow: Flow,
+    req: &Request,
+) -> Result<Resolution, Response> {
+    let number = header::uri_user(&req.uri).unwrap_or_default();
+    let from_trunk = shared
+        .trunks
+        .iter()
+        .find(|t| t.inbound_sources.contains(&flow.addr().ip()));
+    let reject = |status: u16, route: &str, direction| Resolution {
+        destination: Destination::Reject { status },
+        direction,
+        route: route.to_string(),
+        play: None,
+        ivr: None,
+    };
+    let dial_user = |user: String, direction: Direction| async move {
+        match shared.registrar.locate(&user).await {
+            Ok(Some((flow, uri))) => Resolution {
+                destination: Destination::Dial {
+                    flow,
+                    uri,
+                    label: user.clone(),
+                    credentials: None,
+                    media: None,
+                },
+                direction,
+                route: format!("user:{user}"),
+                play: None,
+                ivr: None,
+            },
+            Ok(None) => reject(480, &format!("user:{user}"), direction),
+            Err(e) => {
+                tracing::error!(error = %e, "binding lookup failed");
+                reject(500, &format!("user:{user}"), direction)
+            }
+        }
+    };
+    if let Some(target) = shared.config.route(&number) {
+        return Ok(match target {
+            Target::AutoAnswer(a) => Resolution {
+                destination: Destination::AutoAnswer {
+                    sdp: Vec::new(), // our answer, once media is anchored
+                    hangup_after: a.hangup_after.map(|d| d.0),
+                },
+                direction: Direction::Inbound,
+                route: format!("auto-answer:{number}"),
+                play: None,
+                ivr: None,
+            },
+            Target::Prompt(names) => match shared.prompts.sequence(names) {
+                Ok(prompts) => Resolution {
+                    destination: Destination::AutoAnswer {
+                        sdp: Vec::new(),
+                        hangup_after: None,
+                    },
+                    direction: Direction::Inbound,
+                    route: format!("prompt:{number}"),
+                    play: Some(prompts),
+                    ivr: None,
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "prompt route cannot play");
+                    reject(500, &format!("prompt:{number}"), Direction::Inbound)
+                }
+            },
+            Target::User(u) => dial_user(u.clone(), Direction::Inbound).await,
+            Target::Script(file) => match script_for(&shared.scripts, file) {
+                Some(id) => Resolution {
+                    destination: Destination::AutoAnswer {
+                        sdp: Vec::new(),
+                        hangup_after: None,
+                    },
+                    direction: Direction::Inbound,
+                    route: format!("script:{file}"),
+                    play: None,
+                    ivr: Some(id),
+                },
+                None => reject(500, &format!("script:{file}"), Direction::Inbound),
+            },
+            other => {
+                // Scripts, queues, agents and mailboxes arrive with the IVR, ACD and
+                // voicemail work; until then such routes say "temporarily unavailable".
+                tracing::warn!(?other, "route target not available yet");
+                reject(480, &format!("{other:?}"), Direction::Inbound)
+            }
+        });
+    }
+    let is_user = matches!(shared.store.sip_account(&number).await, Ok(Some(_)));
+    if is_user {
+        if from_trunk.is_none() {
+            shared.registrar.authenticate(req, true).await?;
+        }
+        return Ok(dial_user(number, Direction::Internal).await);
+    }
+    if let Some(trunk) = shared
+        .trunks
+        .iter()
+        .find(|t| t.prefixes.iter().any(|p| number.starts_with(p.as_str())))
+    {
+        if from_trunk.is_some() {
+            // Never hairpin a trunk call back out (toll fraud).
+            return Ok(reject(
+                403,
+                &format!("trunk:{}", trunk.name),
+                Direction::Outbound,
+            ));
+        }
+        shared.registrar.authenticate(req, true).await?;
+        return Ok(Resolution {
+            destination: Destination::Dial {
+                flow: Flow::Udp(trunk.address),
+                uri: format!("sip:{number}@{}", trunk.address),
+                label: trunk.name.clone(),
+                credentials: trunk.credentials(),
+                media: None,
+            },
+            direction: Direction::Outbound,
+            route: format!("trunk:{}", trunk.name),
+            play: None,
+            ivr: None,
+        });
+    }
+    Ok(reject(404, "none", Direction::Inbound))
+}
+
+impl Resolution {
+    pub(super) fn destination_label(&self) -> String {
+        match &self.destination {
+            Destination::Dial { label, .. } => label.clone(),
+            Destination::AutoAnswer { .. } => "auto-answer".into(),
+            Destination::Reject { status } => format!("reject:{status}"),
+        }
+    }
+}

@@ -1,1 +1,0 @@
-//! UDP and TCP drivers for the SIP endpoint.
