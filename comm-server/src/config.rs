@@ -103,6 +103,56 @@ pub struct Config {
     pub trunks: Vec<TrunkSection>,
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteSection>,
+    #[serde(default, rename = "queue")]
+    pub queues: Vec<QueueSection>,
+    #[serde(default, rename = "agent")]
+    pub agents: Vec<AgentSection>,
+}
+
+/// Default wrap-up after each call: time to finish notes before the next offer.
+pub const DEFAULT_WRAP_UP: Duration = Duration::from_secs(10);
+/// Default time an offer rings an agent before it moves on.
+pub const DEFAULT_AGENT_RING: Duration = Duration::from_secs(15);
+
+/// An ACD queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct QueueSection {
+    pub name: toml::Spanned<String>,
+    /// longest-idle (default), round-robin, fewest-calls, least-talk-time, ring-all,
+    /// linear or random.
+    #[serde(default = "default_strategy")]
+    pub strategy: toml::Spanned<String>,
+    /// After-call work before the agent's next offer. Default "10s".
+    #[serde(default = "default_wrap_up")]
+    pub wrap_up: HumanDuration,
+    /// How long an offer rings one agent. Default "15s".
+    #[serde(default = "default_agent_ring")]
+    pub ring_timeout: HumanDuration,
+    /// Tell waiting callers their position this often; never when absent.
+    #[serde(default)]
+    pub announce_every: Option<HumanDuration>,
+}
+
+fn default_strategy() -> toml::Spanned<String> {
+    toml::Spanned::new(0..0, "longest-idle".into())
+}
+fn default_wrap_up() -> HumanDuration {
+    HumanDuration(DEFAULT_WRAP_UP)
+}
+fn default_agent_ring() -> HumanDuration {
+    HumanDuration(DEFAULT_AGENT_RING)
+}
+
+/// An agent: a SIP user whose registered phone rings with offers. Agents set their
+/// status by dialling *1 (available), *2 (break) and *0 (log out).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AgentSection {
+    /// A `[[user]]` name.
+    pub name: toml::Spanned<String>,
+    /// Queues this agent serves, in order of preference.
+    pub queues: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -484,6 +534,54 @@ impl Config {
                 key: "sip.digest-algorithms".into(),
                 message: "list at least one of \"MD5\", \"SHA-256\"".into(),
             });
+        }
+        let mut queue_names = HashSet::new();
+        for (i, q) in self.queues.iter().enumerate() {
+            if !queue_names.insert(q.name.get_ref().clone()) {
+                return Err(invalid(
+                    q.name.span(),
+                    &format!("queue[{i}].name"),
+                    format!("duplicate queue {:?}", q.name.get_ref()),
+                ));
+            }
+            if let Err(e) = q.strategy.get_ref().parse::<crate::acd::Strategy>() {
+                return Err(invalid(
+                    q.strategy.span(),
+                    &format!("queue[{i}].strategy"),
+                    e,
+                ));
+            }
+        }
+        for (i, a) in self.agents.iter().enumerate() {
+            if !self
+                .users
+                .iter()
+                .any(|u| u.name.get_ref() == a.name.get_ref())
+            {
+                return Err(invalid(
+                    a.name.span(),
+                    &format!("agent[{i}].name"),
+                    format!("no [[user]] named {:?}", a.name.get_ref()),
+                ));
+            }
+            if let Some(q) = a.queues.iter().find(|q| !queue_names.contains(*q)) {
+                return Err(invalid(
+                    a.name.span(),
+                    &format!("agent[{i}].queues"),
+                    format!("no [[queue]] named {q:?}"),
+                ));
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if let Target::Queue(q) = r.target.get_ref()
+                && !queue_names.contains(q)
+            {
+                return Err(invalid(
+                    r.target.span(),
+                    &format!("route[{i}].target.queue"),
+                    format!("no [[queue]] named {q:?}"),
+                ));
+            }
         }
         let mut names = HashSet::new();
         for (i, u) in self.users.iter().enumerate() {

@@ -6,19 +6,13 @@ use comm_server::media::g711::Codec;
 use comm_server::media::prompt::Prompt;
 use comm_server::sip::message::Method;
 use comm_server::store::EndReason;
-use e2e::{Rtp, Server, Ua, base_config, g711_sdp, sdp_audio_addr, temp_dir};
+use e2e::{Rtp, Server, Ua, base_config, carries, g711_sdp, pcmu, sdp_audio_addr, talk, temp_dir};
 
 const PROMPT_ROUTE: &str =
     "[[route]]\nnumber = \"600\"\ntarget = { prompt = [\"general/welcome\"] }\n";
 
 fn sounds() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sounds")
-}
-
-fn pcmu(samples: &[i16]) -> Vec<u8> {
-    let mut out = Vec::new();
-    Codec::Pcmu.encode(samples, &mut out);
-    out
 }
 
 #[tokio::test]
@@ -168,52 +162,6 @@ async fn bridged_with(extra: &str, bob_answer: impl Fn(u16) -> String) -> Bridge
         a,
         answer_to_alice: sdp_payload_types(&ok.body),
         offer_to_bob: sdp_payload_types(&incoming.body),
-    }
-}
-
-/// 50 distinct PCMU frames: a rising tone, so every frame differs.
-fn talk() -> Vec<Vec<u8>> {
-    (0..50)
-        .map(|k| {
-            let f = 300.0 + 20.0 * k as f64;
-            let samples: Vec<i16> = (0..160)
-                .map(|i| {
-                    (8000.0 * (2.0 * std::f64::consts::PI * f * i as f64 / 8000.0).sin()) as i16
-                })
-                .collect();
-            pcmu(&samples)
-        })
-        .collect()
-}
-
-/// Sends `frames` every 20 ms while collecting on the other side; checks what arrived
-/// is the sent frames, bit-exact and in order (the first ones may be spent on RFC 3550
-/// probation).
-async fn carries(from: &mut Rtp, to: std::net::SocketAddr, at: &Rtp) {
-    let frames = talk();
-    let sender = async {
-        for f in &frames {
-            from.send(to, 0, f).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    let (_, mut got) = tokio::join!(
-        sender,
-        at.collect(Duration::from_millis(400), Duration::from_secs(5))
-    );
-    got.retain(|f| frames.contains(&f.payload));
-    assert!(
-        got.len() >= 45,
-        "only {} of 50 frames arrived intact",
-        got.len()
-    );
-    let first = frames.iter().position(|f| *f == got[0].payload).unwrap();
-    for (i, g) in got.iter().enumerate() {
-        assert_eq!(
-            g.payload,
-            frames[first + i],
-            "frame {i} in order and bit-exact"
-        );
     }
 }
 

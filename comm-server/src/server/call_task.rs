@@ -5,6 +5,8 @@ use super::*;
 
 /// Play id of a prompt route's announcement.
 pub(super) const ROUTE_PROMPT: u64 = 1;
+/// Play id of a queue position announcement.
+pub(super) const ANNOUNCEMENT: u64 = 2;
 /// IVR play ids are offset by this, so they never collide with the route prompt.
 pub(super) const IVR_PLAY_BASE: u64 = 1_000;
 
@@ -272,6 +274,38 @@ impl CallMedia {
         }
     }
 
+    /// Music on hold for the caller (silence when no music is installed).
+    pub(super) fn music(&self) {
+        if let Some((leg, _)) = &self.caller {
+            let command = match &self.music {
+                Some(m) => MediaCommand::LoopMusic(m.clone()),
+                None => MediaCommand::Stop,
+            };
+            let _ = self.engine.command(*leg, command);
+        }
+    }
+
+    /// Opens a callee leg for a late dial; our SDP offer for it.
+    pub(super) async fn open_callee(
+        &mut self,
+        shared: &Shared,
+        uid: u64,
+        cmd: &mpsc::UnboundedSender<Command>,
+    ) -> Result<Vec<u8>, u16> {
+        self.drop_callee().await;
+        let (leg, local) = self.open(shared, uid, cmd).await?;
+        let offer = sdp::offer(&local);
+        self.callee = Some((leg, local));
+        Ok(offer)
+    }
+
+    /// Closes the callee leg (an offer that was not answered).
+    pub(super) async fn drop_callee(&mut self) {
+        if let Some((leg, _)) = self.callee.take() {
+            let _ = self.engine.close(leg).await;
+        }
+    }
+
     fn stop(&self) {
         if let Some((leg, _)) = &self.caller {
             let _ = self.engine.command(*leg, MediaCommand::Stop);
@@ -324,7 +358,10 @@ pub(super) async fn run_call(
     tx: TxId,
     flow: Flow,
     invite: Request,
-    mut inbox: mpsc::UnboundedReceiver<CallInput>,
+    (me, mut inbox): (
+        mpsc::UnboundedSender<CallInput>,
+        mpsc::UnboundedReceiver<CallInput>,
+    ),
     cmd: mpsc::UnboundedSender<Command>,
 ) {
     let started_ms = shared.clock.unix_ms();
@@ -358,6 +395,17 @@ pub(super) async fn run_call(
         && call.is_answered()
     {
         media.play(ROUTE_PROMPT, prompts);
+    }
+    let queue = resolution.queue.clone().filter(|_| call.is_answered());
+    let mut offered_agent: Option<u64> = None;
+    if let Some(q) = &queue {
+        media.music();
+        let _ = shared.acd.send(AcdRequest::Enqueue {
+            item: uid,
+            queue: q.clone(),
+            caller: invite.headers.get("From").and_then(registrar::user_of),
+            inbox: me.clone(),
+        });
     }
     let mut pending_record: Option<script_engine::Question> = None;
     let mut recording: Option<Recording> = None;
@@ -432,12 +480,22 @@ pub(super) async fn run_call(
                     let _ = cmd.send(Command::Bind { uid, call_id });
                 }
                 Action::DialFailed { status } => {
-                    // Late dials come from the ACD, which is not wired to calls yet.
-                    tracing::info!(status, "dial failed");
+                    tracing::info!(status, "agent did not answer");
+                    media.drop_callee().await;
+                    if let Some(agent) = offered_agent.take() {
+                        let _ = shared
+                            .acd
+                            .send(AcdRequest::OfferFailed { item: uid, agent });
+                        media.music();
+                    }
                 }
                 Action::CalleeAnswered { body } => {
                     if !media.callee_answered(&body) {
                         call.hang_up_all(now(), "failed");
+                    } else if let Some(agent) = offered_agent {
+                        let _ = shared
+                            .acd
+                            .send(AcdRequest::OfferAnswered { item: uid, agent });
                     }
                 }
                 Action::Reoffer { leg, tx, request } => {
@@ -454,6 +512,9 @@ pub(super) async fn run_call(
                     let _ = cmd.send(Command::Respond { tx, response });
                 }
                 Action::Ended(summary) => {
+                    if queue.is_some() {
+                        let _ = shared.acd.send(AcdRequest::Ended { item: uid });
+                    }
                     let media_quality_json = media.close().await;
                     let ms = |t: std::time::Instant| {
                         started_ms + (t - started.into_std()).as_millis() as i64
@@ -515,6 +576,29 @@ pub(super) async fn run_call(
                     Some(CallInput::Response { handle, response }) => call.handle_response(now, handle, &response),
                     Some(CallInput::AckTimeout) => call.handle_ack_timeout(now),
                     Some(CallInput::HangUp) => call.hang_up_all(now, "shutdown"),
+                    Some(CallInput::Queue(command)) => match command {
+                        QueueCommand::Music => media.music(),
+                        QueueCommand::Announce { position } => {
+                            let names = crate::media::prompt::caller_position_prompts(position as u32);
+                            match shared.prompts.sequence(&names) {
+                                Ok(prompts) => media.play(ANNOUNCEMENT, prompts),
+                                Err(e) => tracing::warn!(error = %e, "position prompts missing"),
+                            }
+                        }
+                        QueueCommand::Offer { agent, flow, uri, ring_timeout } => {
+                            let dialled = match media.open_callee(&shared, uid, &cmd).await {
+                                Ok(offer) => call.dial(now, flow, &uri, offer, ring_timeout),
+                                Err(_) => false,
+                            };
+                            if dialled {
+                                offered_agent = Some(agent);
+                            } else {
+                                let _ = shared.acd.send(AcdRequest::OfferFailed { item: uid, agent });
+                            }
+                        }
+                        QueueCommand::CancelOffer => call.cancel_dial(now),
+                        QueueCommand::Overflow => call.hang_up_all(now, "overflow"),
+                    },
                     Some(CallInput::Recorded(result)) => {
                         recording = None;
                         if let Some(i) = ivr.as_mut() {
@@ -531,6 +615,7 @@ pub(super) async fn run_call(
                     }
                     Some(CallInput::Media(action)) => match action {
                         MediaAction::PlaybackFinished { id: ROUTE_PROMPT, .. } => call.hang_up_all(now, "answered"),
+                        MediaAction::PlaybackFinished { id: ANNOUNCEMENT, interrupted: false } => media.music(),
                         MediaAction::PlaybackFinished { id, .. } if id > IVR_PLAY_BASE => {
                             if let Some(i) = ivr.as_mut() {
                                 i.handle_playback_finished(wall_now(&shared), id - IVR_PLAY_BASE);

@@ -43,12 +43,14 @@ use crate::time::{Clock, SystemClock};
 use script_engine::Library;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod acd;
 mod call_task;
 mod routing;
 mod startup;
 mod transport;
 mod trunk;
 
+use acd::*;
 use call_task::*;
 use routing::*;
 use startup::*;
@@ -220,6 +222,7 @@ impl App {
         let mut engine_config = EngineConfig::new(cfg.media.bind, ports);
         engine_config.clock = self.clock.clone();
         let (engine, media_events, _media_task) = MediaEngine::spawn(engine_config);
+        let acd = spawn_acd(&cfg, registrar.clone())?;
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let udp = listeners.udp.map(Arc::new);
@@ -241,6 +244,7 @@ impl App {
             scripts: self.scripts.clone(),
             media_ip,
             next_leg: AtomicU64::new(1),
+            acd,
         });
         let driver = Driver {
             endpoint: Endpoint::new(Timers::default(), udp_host, tcp_host),
@@ -278,6 +282,7 @@ struct Shared {
     /// Address written into our SDP.
     media_ip: std::net::IpAddr,
     next_leg: AtomicU64,
+    acd: mpsc::UnboundedSender<AcdRequest>,
 }
 
 enum Inbound {
@@ -344,6 +349,8 @@ enum CallInput {
     AckTimeout,
     HangUp,
     Media(MediaAction),
+    /// The ACD's instructions for a waiting caller.
+    Queue(QueueCommand),
     /// A recording of this call finished (or failed).
     Recorded(Result<std::path::PathBuf, String>),
 }
@@ -697,14 +704,16 @@ impl Driver {
         self.calls.insert(
             uid,
             CallSlot {
-                inbox: inbox_tx,
+                inbox: inbox_tx.clone(),
                 call_ids: vec![call_id.clone()],
             },
         );
         let span = tracing::info_span!("call", call_id = %call_id);
         let shared = self.shared.clone();
         let cmd = self.cmd_tx.clone();
-        tokio::spawn(run_call(shared, uid, tx, flow, req, inbox_rx, cmd).instrument(span));
+        tokio::spawn(
+            run_call(shared, uid, tx, flow, req, (inbox_tx, inbox_rx), cmd).instrument(span),
+        );
     }
 }
 

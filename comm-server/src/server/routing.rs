@@ -12,6 +12,8 @@ pub(super) struct Resolution {
     pub(super) play: Option<Vec<Prompt>>,
     /// A dialog script to run once answered.
     pub(super) ivr: Option<String>,
+    /// An ACD queue to wait in once answered.
+    pub(super) queue: Option<String>,
 }
 
 pub(super) async fn resolve(
@@ -30,6 +32,7 @@ pub(super) async fn resolve(
         route: route.to_string(),
         play: None,
         ivr: None,
+        queue: None,
     };
     let dial_user = |user: String, direction: Direction| async move {
         match shared.registrar.locate(&user).await {
@@ -45,6 +48,7 @@ pub(super) async fn resolve(
                 route: format!("user:{user}"),
                 play: None,
                 ivr: None,
+                queue: None,
             },
             Ok(None) => reject(480, &format!("user:{user}"), direction),
             Err(e) => {
@@ -53,6 +57,25 @@ pub(super) async fn resolve(
             }
         }
     };
+    if let Some(status) = feature_code(&number) {
+        // Agents set their status from any phone: *1 available, *2 break, *0 log out.
+        let who = shared.registrar.authenticate(req, true).await?;
+        let _ = shared.acd.send(AcdRequest::Status {
+            agent: who.user,
+            status,
+        });
+        return Ok(Resolution {
+            destination: Destination::AutoAnswer {
+                sdp: Vec::new(),
+                hangup_after: Some(Duration::from_millis(500)),
+            },
+            direction: Direction::Internal,
+            route: format!("feature:{number}"),
+            play: None,
+            ivr: None,
+            queue: None,
+        });
+    }
     if let Some(target) = shared.config.route(&number) {
         return Ok(match target {
             Target::AutoAnswer(a) => Resolution {
@@ -64,6 +87,7 @@ pub(super) async fn resolve(
                 route: format!("auto-answer:{number}"),
                 play: None,
                 ivr: None,
+                queue: None,
             },
             Target::Prompt(names) => match shared.prompts.sequence(names) {
                 Ok(prompts) => Resolution {
@@ -75,6 +99,7 @@ pub(super) async fn resolve(
                     route: format!("prompt:{number}"),
                     play: Some(prompts),
                     ivr: None,
+                    queue: None,
                 },
                 Err(e) => {
                     tracing::error!(error = %e, "prompt route cannot play");
@@ -82,6 +107,17 @@ pub(super) async fn resolve(
                 }
             },
             Target::User(u) => dial_user(u.clone(), Direction::Inbound).await,
+            Target::Queue(q) => Resolution {
+                destination: Destination::AutoAnswer {
+                    sdp: Vec::new(),
+                    hangup_after: None,
+                },
+                direction: Direction::Inbound,
+                route: format!("queue:{q}"),
+                play: None,
+                ivr: None,
+                queue: Some(q.clone()),
+            },
             Target::Script(file) => match script_for(&shared.scripts, file) {
                 Some(id) => Resolution {
                     destination: Destination::AutoAnswer {
@@ -92,6 +128,7 @@ pub(super) async fn resolve(
                     route: format!("script:{file}"),
                     play: None,
                     ivr: Some(id),
+                    queue: None,
                 },
                 None => reject(500, &format!("script:{file}"), Direction::Inbound),
             },
@@ -136,6 +173,7 @@ pub(super) async fn resolve(
             route: format!("trunk:{}", trunk.name),
             play: None,
             ivr: None,
+            queue: None,
         });
     }
     Ok(reject(404, "none", Direction::Inbound))
@@ -148,5 +186,18 @@ impl Resolution {
             Destination::AutoAnswer { .. } => "auto-answer".into(),
             Destination::Reject { status } => format!("reject:{status}"),
         }
+    }
+}
+
+/// The agent status a feature code sets.
+fn feature_code(number: &str) -> Option<crate::acd::AgentStatus> {
+    use crate::acd::AgentStatus;
+    match number {
+        "*1" => Some(AgentStatus::Available),
+        "*2" => Some(AgentStatus::OnBreak {
+            reason: "break".into(),
+        }),
+        "*0" => Some(AgentStatus::LoggedOut),
+        _ => None,
     }
 }

@@ -1,0 +1,135 @@
+//! The ACD end to end: agents log in from their phones (*1), a caller waits with
+//! music, an agent's phone rings, answers, and the two talk through the server; an
+//! offer nobody answers moves on to the next agent.
+
+use std::time::Duration;
+
+use comm_server::sip::message::Method;
+use e2e::{Rtp, Server, Ua, base_config, carries, pcmu, sdp_audio_addr, temp_dir};
+
+const ACD: &str = r#"
+[[user]]
+name = "carol"
+password = "carol-pw"
+
+[[queue]]
+name = "support"
+wrap-up = "2s"
+ring-timeout = "2s"
+
+[[agent]]
+name = "bob"
+queues = ["support"]
+
+[[agent]]
+name = "carol"
+queues = ["support"]
+
+[[route]]
+number = "800"
+target = { queue = "support" }
+"#;
+
+/// Registers an agent's phone (with an RTP port) and makes the agent available.
+async fn agent(s: &Server, name: &str) -> (Ua, Rtp) {
+    let rtp = Rtp::bind().await.unwrap();
+    let mut ua = Ua::new(name, &format!("{name}-pw"), s.udp).await.unwrap();
+    ua.media_port = rtp.port();
+    assert_eq!(ua.register(600).await.unwrap().status, 200);
+    let inv = ua.invite_auth("*1").await.unwrap();
+    let ok = ua
+        .response(inv.call_id(), Method::Invite, false)
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200, "*1 is answered");
+    let d = ua.dialog_from_answer(&inv, &ok);
+    ua.ack(&d).await.unwrap();
+    let bye = ua.request(Method::Bye).await.unwrap();
+    ua.reply(&bye, 200, "fc").await.unwrap();
+    (ua, rtp)
+}
+
+/// A caller dials the queue; returns the UA, its RTP, the server's RTP address and dialog.
+async fn caller(s: &Server) -> (Ua, Rtp, std::net::SocketAddr, e2e::Dialog) {
+    let rtp = Rtp::bind().await.unwrap();
+    let mut ua = Ua::new("customer", "", s.udp).await.unwrap();
+    ua.media_port = rtp.port();
+    let inv = ua.invite("800").await.unwrap();
+    let ok = ua
+        .response(inv.call_id(), Method::Invite, false)
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200, "the queue answers the caller");
+    let d = ua.dialog_from_answer(&inv, &ok);
+    ua.ack(&d).await.unwrap();
+    (ua, rtp, sdp_audio_addr(&ok.body).unwrap(), d)
+}
+
+#[tokio::test]
+async fn a_waiting_caller_hears_music_then_talks_to_the_agent_who_answers() {
+    let s = Server::start(&base_config(&temp_dir(), ACD)).await.unwrap();
+    let (mut bob, mut bob_rtp) = agent(&s, "bob").await;
+    let (mut customer, mut customer_rtp, to_server, mut d) = caller(&s).await;
+
+    let offer = bob.request(Method::Invite).await.unwrap();
+    // While bob's phone rings, the caller hears music on hold.
+    let music = customer_rtp
+        .collect(Duration::from_millis(300), Duration::from_millis(800))
+        .await;
+    let silence = pcmu(&[0; 160]);
+    assert!(
+        music.iter().filter(|f| f.payload != silence).count() > 10,
+        "music while waiting"
+    );
+    let ok = bob.reply(&offer, 200, "bobtag").await.unwrap();
+    bob.request(Method::Ack).await.unwrap();
+    let to_server_from_bob = sdp_audio_addr(&offer.body).unwrap();
+    let _ = bob.dialog_as_callee(&offer, &ok);
+    let _ = customer_rtp
+        .collect(Duration::from_millis(100), Duration::from_millis(300))
+        .await; // music tail
+    carries(&mut customer_rtp, to_server, &bob_rtp).await;
+    carries(&mut bob_rtp, to_server_from_bob, &customer_rtp).await;
+
+    assert_eq!(customer.bye(&mut d).await.unwrap().status, 200);
+    let bye = bob.request(Method::Bye).await.unwrap();
+    bob.reply(&bye, 200, "bobtag").await.unwrap();
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_offer_nobody_answers_moves_on_to_the_next_agent() {
+    let s = Server::start(&base_config(&temp_dir(), ACD)).await.unwrap();
+    let (mut bob, _bob_rtp) = agent(&s, "bob").await;
+    let (mut carol, _carol_rtp) = agent(&s, "carol").await;
+    let (mut customer, _rtp, _to, mut d) = caller(&s).await;
+
+    // Whoever rings first does not answer; the ring timeout (2 s) cancels it.
+    let (first, second) = tokio::select! {
+        r = bob.request(Method::Invite) => (("bob", r.unwrap()), "carol"),
+        r = carol.request(Method::Invite) => (("carol", r.unwrap()), "bob"),
+    };
+    let (ignorer, next) = if first.0 == "bob" {
+        (&mut bob, &mut carol)
+    } else {
+        (&mut carol, &mut bob)
+    };
+    ignorer.reply(&first.1, 180, "t1").await.unwrap();
+    let cancel = ignorer.request(Method::Cancel).await.unwrap();
+    ignorer.reply(&cancel, 200, "t1").await.unwrap();
+    ignorer.reply(&first.1, 487, "t1").await.unwrap();
+
+    let offer = next.request(Method::Invite).await.unwrap();
+    assert_ne!(
+        offer.call_id(),
+        first.1.call_id(),
+        "a new offer, to {second}"
+    );
+    next.reply(&offer, 200, "t2").await.unwrap();
+    next.request(Method::Ack).await.unwrap();
+
+    assert_eq!(customer.bye(&mut d).await.unwrap().status, 200);
+    let bye = next.request(Method::Bye).await.unwrap();
+    next.reply(&bye, 200, "t2").await.unwrap();
+    s.stop().await.unwrap();
+}
