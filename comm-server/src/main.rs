@@ -30,15 +30,19 @@ enum Command {
         #[command(flatten)]
         opts: ServeOpts,
     },
-    /// Check a config file and what it references (scripts, prompts, their
-    /// directories); errors name file and line. Relative directories in the config
-    /// are resolved against the working directory, as `serve` resolves them.
+    /// Check a config file and what it references; errors name file and line.
+    ///
+    /// The sounds and scripts directories must exist, every prompt and script in them
+    /// load, script routes name a voice script there and prompt routes name prompts
+    /// there. Relative directories in the config are resolved against the working
+    /// directory, as `serve` resolves them.
     CheckConfig {
         /// The config file; default: the embedded demo config.
         config: Option<PathBuf>,
     },
-    /// Load and check dialog scripts together (they may call each other); findings
-    /// print as `file:line:column: error|warning: message`.
+    /// Check dialog scripts together (they may call each other).
+    ///
+    /// Findings print as `file:line:column: error|warning: message`.
     CheckScript(CheckScriptOpts),
     /// Simulate a call center with the real ACD core (discrete events, virtual time)
     /// and print service level, speed of answer, abandonment, occupancy and EWT error.
@@ -52,7 +56,7 @@ struct CheckScriptOpts {
     files: Vec<PathBuf>,
     /// Sound set the audio files are looked up in (`general/welcome.wav` is
     /// DIR/general/welcome.wav, which must be a WAV file the server can play).
-    #[arg(long, default_value = config::DEFAULT_SOUNDS_DIR, conflicts_with = "any_audio")]
+    #[arg(long, value_name = "DIR", default_value = config::DEFAULT_SOUNDS_DIR, conflicts_with = "any_audio")]
     sounds: PathBuf,
     /// Accept any audio file name (scripts written before their recordings).
     #[arg(long)]
