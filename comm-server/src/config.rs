@@ -2,24 +2,34 @@
 //! checked at load. The commented reference is `deploy/comm-server.toml`, which is
 //! also embedded as the demo configuration `serve` runs with when given none.
 //!
-//! Owns: the config types, their defaults (named constants), and load-time checks
-//! with the key and line of each error. Must not own: what the values mean at run time.
+//! Owns: the config types, their defaults (named constants), load-time checks with the
+//! key and line of each error, and [`Config::check_references`]: the files a config
+//! names (scripts, prompts) exist and load. Must not own: what the values mean at run
+//! time.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use script_engine::{AnyAudio, AudioFiles, Channel, Diagnostic, Library, Severity, check_files};
 use serde::Deserialize;
 use thiserror::Error;
+
+use crate::media::prompt::PromptLibrary;
 
 /// The demo configuration shipped in `deploy/`, used when no `--config` is given.
 pub const DEMO_CONFIG: &str = include_str!("../../deploy/comm-server.toml");
 
 pub const DEFAULT_SIP_ADDR: &str = "0.0.0.0:5060";
 pub const DEFAULT_DATA_DIR: &str = "data";
+/// Dialog scripts (`*.xml`), relative to the working directory.
+pub const DEFAULT_SCRIPTS_DIR: &str = "scripts";
+/// Prompts (`*.wav`, any depth), relative to the working directory.
+pub const DEFAULT_SOUNDS_DIR: &str = "sounds";
 pub const DEFAULT_REALM: &str = "comm-server";
 /// How long calls in progress may run on after SIGTERM before they are ended.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -47,6 +57,10 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// An error in a dialog script the config loads; it names its own file, line
+    /// and column.
+    #[error("{0}")]
+    Script(Diagnostic),
 }
 
 /// A duration written for people: `"500ms"`, `"20s"`, `"5m"`, `"1h"`.
@@ -107,6 +121,16 @@ pub struct Config {
     pub queues: Vec<QueueSection>,
     #[serde(default, rename = "agent")]
     pub agents: Vec<AgentSection>,
+    /// The text the config was parsed from, so later checks can name lines.
+    #[serde(skip)]
+    origin: Origin,
+}
+
+/// Where a config came from: its name in errors and its text (for line numbers).
+#[derive(Debug, Clone, Default)]
+struct Origin {
+    path: String,
+    text: Arc<str>,
 }
 
 /// Default wrap-up after each call: time to finish notes before the next offer.
@@ -185,10 +209,10 @@ fn default_data_dir() -> PathBuf {
     DEFAULT_DATA_DIR.into()
 }
 fn default_scripts_dir() -> PathBuf {
-    "scripts".into()
+    DEFAULT_SCRIPTS_DIR.into()
 }
 fn default_sounds_dir() -> PathBuf {
-    "sounds".into()
+    DEFAULT_SOUNDS_DIR.into()
 }
 fn default_grace() -> HumanDuration {
     HumanDuration(DEFAULT_SHUTDOWN_GRACE)
@@ -425,7 +449,9 @@ pub struct RouteSection {
 pub enum Target {
     /// A registered SIP user (rings their most recent binding).
     User(String),
-    /// An IVR dialog script in the scripts directory.
+    /// An IVR (interactive voice response) dialog script: a file name in the scripts
+    /// directory, `.xml` optional (`"bank-card"` is `scripts/bank-card.xml`). It must
+    /// load with the other scripts there and run on the voice channel.
     Script(String),
     /// An ACD queue.
     Queue(String),
@@ -474,17 +500,39 @@ impl Trunk {
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
-    src[..offset.min(src.len())].matches('\n').count() + 1
+    line_column(src, offset).0
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(src: &str, offset: usize) -> (usize, usize) {
+    let before = src.get(..offset.min(src.len())).unwrap_or(src);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
 }
 
 impl Config {
     /// Parses and checks a configuration; `path` names it in errors.
     pub fn parse(src: &str, path: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(src).map_err(|e| ConfigError::Syntax {
-            path: path.to_string(),
+        let mut cfg: Config = toml::from_str(src).map_err(|e| ConfigError::Syntax {
+            // `file:line:column` first, as editors and the script checker print it;
+            // toml's own message repeats the line with a caret under the column.
+            path: match e.span() {
+                Some(span) => {
+                    let (line, column) = line_column(src, span.start);
+                    format!("{path}:{line}:{column}")
+                }
+                None => path.to_string(),
+            },
             message: e.to_string().trim_end().to_string(),
         })?;
         cfg.check(src, path)?;
+        cfg.origin = Origin {
+            path: path.to_string(),
+            text: src.into(),
+        };
         Ok(cfg)
     }
 
@@ -704,6 +752,228 @@ impl Config {
             .find(|r| r.number.get_ref() == number)
             .map(|r| r.target.get_ref())
     }
+
+    /// Loads and checks what the config refers to: the sounds and scripts
+    /// directories exist, every prompt and every script there loads, the scripts load
+    /// together with every audio file they name in the sounds directory, each
+    /// `{ script = ... }` route names one of them that runs on the voice channel, and
+    /// each `{ prompt = [...] }` route names prompts that exist. Every problem is
+    /// reported, with the config's file and line or the script's file, line and
+    /// column. Relative directories are resolved against `base` (`Path::new("")` for
+    /// the working directory, as the server resolves them).
+    pub fn check_references(&self, base: &Path) -> References {
+        let mut refs = References::default();
+        let sounds_dir = base.join(&self.server.sounds_dir);
+        let scripts_dir = base.join(&self.server.scripts_dir);
+        let sounds_loaded = match self.directory(&sounds_dir, "sounds-dir") {
+            Err(e) => {
+                refs.errors.push(e);
+                false
+            }
+            Ok(()) => match PromptLibrary::load_dir(&sounds_dir) {
+                Ok(prompts) => {
+                    refs.prompts = prompts;
+                    true
+                }
+                Err(e) => {
+                    refs.errors
+                        .push(self.key_error("server", "sounds-dir", e.to_string()));
+                    false
+                }
+            },
+        };
+        let mut script_files = Vec::new();
+        match self.directory(&scripts_dir, "scripts-dir") {
+            Err(e) => refs.errors.push(e),
+            Ok(()) => match xml_files(&scripts_dir) {
+                Err(e) => refs.errors.push(self.key_error(
+                    "server",
+                    "scripts-dir",
+                    format!("{}: {e}", scripts_dir.display()),
+                )),
+                Ok(files) => script_files = files,
+            },
+        }
+        if !script_files.is_empty() {
+            let in_sounds = prompt_audio(&refs.prompts);
+            // Without a sound set every audio name would be an error; the missing
+            // directory is already reported once.
+            let audio: &dyn AudioFiles = if sounds_loaded { &in_sounds } else { &AnyAudio };
+            let checked = check_files(&script_files, audio);
+            for d in checked.diagnostics {
+                match d.severity {
+                    Severity::Error => refs.errors.push(ConfigError::Script(d)),
+                    Severity::Warning => refs.warnings.push(d),
+                }
+            }
+            refs.scripts = checked.library;
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let span = route.target.span();
+            match route.target.get_ref() {
+                Target::Script(name) => {
+                    let key = format!("route[{i}].target.script");
+                    if let Err(message) =
+                        self.route_script(name, &scripts_dir, &script_files, &refs)
+                    {
+                        refs.errors.push(self.span_error(span, &key, message));
+                    }
+                }
+                Target::Prompt(names) if sounds_loaded => {
+                    let key = format!("route[{i}].target.prompt");
+                    for name in names {
+                        if refs.prompts.prompt(name).is_err() {
+                            refs.errors.push(self.span_error(
+                                span.clone(),
+                                &key,
+                                format!(
+                                    "no prompt {name:?} in sounds-dir (no {})",
+                                    sounds_dir.join(format!("{name}.wav")).display()
+                                ),
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        refs
+    }
+
+    /// Why a `{ script = name }` route cannot run, if it cannot.
+    fn route_script(
+        &self,
+        name: &str,
+        dir: &Path,
+        loaded: &[PathBuf],
+        refs: &References,
+    ) -> Result<(), String> {
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(format!(
+                "{name:?}: give a file name in scripts-dir, e.g. \"bank-card.xml\""
+            ));
+        }
+        let file = if Path::new(name).extension().is_some() {
+            dir.join(name)
+        } else {
+            dir.join(format!("{name}.xml"))
+        };
+        if !loaded.contains(&file) {
+            return Err(format!(
+                "no script {} in scripts-dir (scripts are *.xml files)",
+                file.display()
+            ));
+        }
+        let shown = file.display().to_string();
+        let errors = refs
+            .errors
+            .iter()
+            .filter(|e| matches!(e, ConfigError::Script(d) if d.file == shown))
+            .count();
+        if errors > 0 {
+            return Err(format!("{shown} does not load: {errors} error(s)"));
+        }
+        let Some(library) = &refs.scripts else {
+            return Err(format!(
+                "the scripts in {} do not load together, see their errors",
+                dir.display()
+            ));
+        };
+        match library.scripts().find(|s| s.file() == shown) {
+            Some(script) if !script.channels().contains(&Channel::Voice) => Err(format!(
+                "script `{}` in {shown} does not list the voice channel, so callers cannot run it",
+                script.id()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn directory(&self, dir: &Path, key: &str) -> Result<(), ConfigError> {
+        if dir.is_dir() {
+            Ok(())
+        } else {
+            Err(self.key_error(
+                "server",
+                key,
+                format!("{} is not a directory", dir.display()),
+            ))
+        }
+    }
+
+    fn span_error(&self, span: std::ops::Range<usize>, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.origin.path.clone(),
+            line: line_of(&self.origin.text, span.start),
+            key: key.to_string(),
+            message,
+        }
+    }
+
+    /// An error about `[section] key`, at the key's line, or the section's when the
+    /// key is left at its default (line 1 when neither is written).
+    fn key_error(&self, section: &str, key: &str, message: String) -> ConfigError {
+        let text = &self.origin.text;
+        let header = format!("[{section}]");
+        let mut line = 1;
+        let mut in_section = false;
+        for (n, l) in text.lines().enumerate() {
+            let l = l.trim_start();
+            if l.starts_with('[') {
+                in_section = l.starts_with(&header);
+                if in_section {
+                    line = n + 1;
+                }
+            } else if in_section
+                && l.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            {
+                line = n + 1;
+                break;
+            }
+        }
+        ConfigError::Invalid {
+            path: self.origin.path.clone(),
+            line,
+            key: format!("{section}.{key}"),
+            message,
+        }
+    }
+}
+
+/// What a config refers to, loaded: the prompts and scripts the server plays and
+/// runs, and everything wrong with them. Start-up refuses a config with `errors`.
+#[derive(Debug, Default)]
+pub struct References {
+    /// Every prompt in the sounds directory (empty when it did not load).
+    pub prompts: PromptLibrary,
+    /// Every script in the scripts directory, when they all loaded together.
+    pub scripts: Option<Library>,
+    /// Config errors (file and line) and script errors (file, line and column).
+    pub errors: Vec<ConfigError>,
+    /// Script warnings (unreachable steps): worth reading, not worth refusing.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// The audio files a script may name: `general/welcome.wav` is the prompt
+/// `general/welcome`, which loaded from the sounds directory.
+pub fn prompt_audio(prompts: &PromptLibrary) -> impl Fn(&str) -> bool + '_ {
+    |name: &str| {
+        name.strip_suffix(".wav")
+            .is_some_and(|n| prompts.prompt(n).is_ok())
+    }
+}
+
+/// The `*.xml` files directly in `dir`, sorted so reports come out in a stable order.
+fn xml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "xml") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -738,6 +1008,168 @@ mod tests {
         let src = "[[trunk]]\nname = \"t\"\naddress = \"nowhere\"\n";
         let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
         assert!(msg.starts_with("t.toml:3: trunk[0].address"), "{msg}");
+    }
+
+    /// A scratch directory with a `scripts/` folder; `sounds` is the shipped set.
+    struct Site {
+        dir: PathBuf,
+    }
+
+    impl Site {
+        fn new(name: &str, scripts: &[(&str, &str)]) -> Site {
+            let dir = std::env::temp_dir()
+                .join(format!("comm-server-config-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("scripts")).unwrap();
+            for (file, text) in scripts {
+                std::fs::write(dir.join("scripts").join(file), text).unwrap();
+            }
+            Site { dir }
+        }
+
+        /// Checks `routes` with the scripts here and the repository's sounds/.
+        fn check(&self, routes: &str) -> References {
+            let sounds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sounds");
+            let src = format!(
+                "[server]\nscripts-dir = \"scripts\"\nsounds-dir = {:?}\n\n{routes}",
+                sounds.display().to_string()
+            );
+            Config::parse(&src, "t.toml")
+                .unwrap()
+                .check_references(&self.dir)
+        }
+    }
+
+    impl Drop for Site {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn messages(refs: &References) -> Vec<String> {
+        refs.errors.iter().map(ToString::to_string).collect()
+    }
+
+    const GREETING: &str = r#"<script version="1" id="greeting" channels="voice">
+  <say audio="general/welcome.wav">Welcome.</say>
+  <hangup/>
+</script>
+"#;
+
+    #[test]
+    fn the_demo_config_references_the_shipped_files() {
+        let cfg = Config::parse(DEMO_CONFIG, "deploy/comm-server.toml").unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let refs = cfg.check_references(&root);
+        assert!(refs.errors.is_empty(), "{:#?}", messages(&refs));
+        assert!(refs.prompts.prompt("general/welcome").is_ok());
+        let scripts = refs.scripts.expect("scripts/ loads");
+        assert!(scripts.script("bank-card").is_some());
+    }
+
+    #[test]
+    fn script_routes_name_a_loaded_voice_script() {
+        let agent_only = r#"<script version="1" id="guide" channels="agent">
+  <say>Ask about the contract.</say>
+</script>
+"#;
+        let site = Site::new(
+            "routes",
+            &[("greeting.xml", GREETING), ("guide.xml", agent_only)],
+        );
+        let ok = "[[route]]\nnumber = \"1\"\ntarget = { script = \"greeting.xml\" }\n\n\
+                  [[route]]\nnumber = \"2\"\ntarget = { script = \"greeting\" }\n";
+        let refs = site.check(ok);
+        assert!(refs.errors.is_empty(), "{:#?}", messages(&refs));
+        assert_eq!(refs.scripts.unwrap().scripts().count(), 2);
+
+        let bad = "[[route]]\nnumber = \"1\"\ntarget = { script = \"missing.xml\" }\n\n\
+                   [[route]]\nnumber = \"2\"\ntarget = { script = \"guide\" }\n\n\
+                   [[route]]\nnumber = \"3\"\ntarget = { script = \"../greeting.xml\" }\n";
+        let msgs = messages(&site.check(bad));
+        assert_eq!(msgs.len(), 3, "{msgs:#?}");
+        assert!(
+            msgs[0].starts_with("t.toml:7: route[0].target.script: no script ")
+                && msgs[0].contains("missing.xml"),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs[1].starts_with("t.toml:11: route[1].target.script: script `guide`")
+                && msgs[1].contains("voice channel"),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs[2].starts_with("t.toml:15: route[2].target.script: \"../greeting.xml\""),
+            "{msgs:#?}"
+        );
+    }
+
+    #[test]
+    fn script_errors_keep_their_line_and_column_and_fail_the_route() {
+        let broken = "<script version=\"1\" id=\"broken\" channels=\"voice\">\n  <say audio=\"general/no-such-prompt.wav\">Hi.</say>\n  <hangup/>\n</script>\n";
+        let site = Site::new(
+            "broken",
+            &[("greeting.xml", GREETING), ("broken.xml", broken)],
+        );
+        let refs = site.check("[[route]]\nnumber = \"1\"\ntarget = { script = \"broken\" }\n");
+        let msgs = messages(&refs);
+        let file = site.dir.join("scripts/broken.xml").display().to_string();
+        assert!(refs.scripts.is_none());
+        assert_eq!(msgs.len(), 2, "{msgs:#?}");
+        assert!(
+            msgs[0].starts_with(&format!("{file}:2:"))
+                && msgs[0].contains("error:")
+                && msgs[0].contains("general/no-such-prompt.wav"),
+            "{msgs:#?}"
+        );
+        assert_eq!(
+            msgs[1],
+            format!("t.toml:7: route[0].target.script: {file} does not load: 1 error(s)")
+        );
+    }
+
+    #[test]
+    fn prompt_routes_name_prompts_in_the_sounds_dir() {
+        let site = Site::new("prompts", &[]);
+        let refs = site.check(
+            "[[route]]\nnumber = \"1\"\ntarget = { prompt = [\"general/welcome\", \"general/nope\"] }\n",
+        );
+        let msgs = messages(&refs);
+        assert_eq!(msgs.len(), 1, "{msgs:#?}");
+        assert!(
+            msgs[0].starts_with("t.toml:7: route[0].target.prompt: no prompt \"general/nope\""),
+            "{msgs:#?}"
+        );
+    }
+
+    #[test]
+    fn missing_directories_name_their_key() {
+        let src =
+            "[server]\ndata-dir = \"d\"\nsounds-dir = \"no-sounds\"\n\n[sip]\nrealm = \"r\"\n";
+        let cfg = Config::parse(src, "t.toml").unwrap();
+        let empty = Site::new("dirs", &[]);
+        std::fs::remove_dir(empty.dir.join("scripts")).unwrap();
+        let msgs = messages(&cfg.check_references(&empty.dir));
+        assert_eq!(msgs.len(), 2, "{msgs:#?}");
+        // A key that is written is named at its line; a default at its section's.
+        assert!(
+            msgs[0].starts_with("t.toml:3: server.sounds-dir: ")
+                && msgs[0].ends_with("is not a directory"),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs[1].starts_with("t.toml:1: server.scripts-dir: "),
+            "{msgs:#?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_lead_with_file_line_and_column() {
+        let msg = Config::parse("[sip]\nrealm = \"x\"\n  bogus = 1\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("t.toml:3:3: "), "{msg}");
+        assert!(msg.contains("unknown field `bogus`"), "{msg}");
     }
 
     #[test]

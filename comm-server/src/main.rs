@@ -1,13 +1,16 @@
 //! `comm-server`: the command line. Kept short; the server is `comm_server::server::App`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use comm_server::acd::sim::{self, Distribution, ErlangC, SimParams};
-use comm_server::config::{Config, DEMO_CONFIG, HumanDuration};
+use comm_server::config::{self, Config, DEMO_CONFIG, HumanDuration};
+use comm_server::media::prompt::PromptLibrary;
 use comm_server::server::{App, Listeners};
+use script_engine::{AnyAudio, AudioFiles};
 
 #[derive(Parser)]
 #[command(
@@ -28,13 +31,36 @@ enum Command {
         opts: ServeOpts,
     },
     /// Check a config file and what it references; errors name file and line.
+    ///
+    /// The sounds and scripts directories must exist, every prompt and script in them
+    /// load, script routes name a voice script there and prompt routes name prompts
+    /// there. Relative directories in the config are resolved against the working
+    /// directory, as `serve` resolves them.
     CheckConfig {
         /// The config file; default: the embedded demo config.
         config: Option<PathBuf>,
     },
+    /// Check dialog scripts together (they may call each other).
+    ///
+    /// Findings print as `file:line:column: error|warning: message`.
+    CheckScript(CheckScriptOpts),
     /// Simulate a call center with the real ACD core (discrete events, virtual time)
     /// and print service level, speed of answer, abandonment, occupancy and EWT error.
     Simulate(SimulateOpts),
+}
+
+#[derive(clap::Args)]
+struct CheckScriptOpts {
+    /// Script files, checked as one set.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Sound set the audio files are looked up in (`general/welcome.wav` is
+    /// DIR/general/welcome.wav, which must be a WAV file the server can play).
+    #[arg(long, value_name = "DIR", default_value = config::DEFAULT_SOUNDS_DIR, conflicts_with = "any_audio")]
+    sounds: PathBuf,
+    /// Accept any audio file name (scripts written before their recordings).
+    #[arg(long)]
+    any_audio: bool,
 }
 
 #[derive(clap::Args)]
@@ -102,7 +128,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { opts } => serve(opts),
-        Command::CheckConfig { config } => load(config.as_ref()).map(|_| println!("config OK")),
+        Command::CheckConfig { config } => check_config(config.as_ref()),
+        Command::CheckScript(opts) => check_script(&opts),
         Command::Simulate(opts) => simulate(opts),
     };
     match result {
@@ -112,6 +139,55 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn check_config(path: Option<&PathBuf>) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let refs = config.check_references(Path::new(""));
+    for w in &refs.warnings {
+        println!("{w}");
+    }
+    for e in &refs.errors {
+        println!("{e}");
+    }
+    let scripts = refs.scripts.as_ref().map_or(0, |l| l.scripts().count());
+    println!(
+        "{} route(s), {} prompt(s), {scripts} script(s): {} error(s), {} warning(s)",
+        config.routes.len(),
+        refs.prompts.len(),
+        refs.errors.len(),
+        refs.warnings.len()
+    );
+    anyhow::ensure!(refs.errors.is_empty(), "the config does not check");
+    println!("config OK");
+    Ok(())
+}
+
+fn check_script(o: &CheckScriptOpts) -> anyhow::Result<()> {
+    let prompts = if o.any_audio {
+        PromptLibrary::default()
+    } else {
+        PromptLibrary::load_dir(&o.sounds).with_context(|| {
+            format!(
+                "--sounds {}: cannot load the sound set (--any-audio skips audio checks)",
+                o.sounds.display()
+            )
+        })?
+    };
+    let in_sounds = config::prompt_audio(&prompts);
+    let audio: &dyn AudioFiles = if o.any_audio { &AnyAudio } else { &in_sounds };
+    let checked = script_engine::check_files(&o.files, audio);
+    for d in &checked.diagnostics {
+        println!("{d}");
+    }
+    println!(
+        "{} file(s): {} error(s), {} warning(s)",
+        o.files.len(),
+        checked.error_count(),
+        checked.warning_count()
+    );
+    anyhow::ensure!(checked.error_count() == 0, "the scripts do not check");
+    Ok(())
 }
 
 fn simulate(o: SimulateOpts) -> anyhow::Result<()> {

@@ -79,14 +79,20 @@ pub(super) fn load_scripts(config: &Config, prompts: &PromptLibrary) -> anyhow::
     Ok(library)
 }
 
-/// The id of the script loaded from `file` (a name in the scripts directory).
+/// The id of the script loaded from `file` (a name in the scripts directory; `.xml`
+/// may be left out, as `check-config` allows).
 pub(super) fn script_for(library: &Library, file: &str) -> Option<String> {
+    let wanted = if file.ends_with(".xml") {
+        file.to_string()
+    } else {
+        format!("{file}.xml")
+    };
     library
         .scripts()
         .find(|s| {
             std::path::Path::new(s.file())
                 .file_name()
-                .is_some_and(|n| n == file)
+                .is_some_and(|n| *n == *wanted)
         })
         .map(|s| s.id().to_string())
 }

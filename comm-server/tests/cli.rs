@@ -1,0 +1,208 @@
+//! The real `comm-server` binary's checking commands, run from the repository root
+//! as an operator would: every file shipped in `deploy/` and `scripts/` checks
+//! clean, and broken ones fail with the file, line (and column) of the problem.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `comm-server ARGS` in the repository root.
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_comm-server"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the comm-server binary runs")
+}
+
+/// stdout and stderr together, for messages and for showing a failure.
+fn said(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn files_in(dir: &str, ext: &str) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(root().join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .map(|p| format!("{dir}/{}", p.file_name().unwrap().to_string_lossy()))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A scratch directory under the system temp dir, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("comm-server-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn every_shipped_config_checks_with_what_it_references() {
+    let configs = files_in("deploy", "toml");
+    assert!(!configs.is_empty());
+    for config in &configs {
+        let out = run(&["check-config", config]);
+        let text = said(&out);
+        assert!(out.status.success(), "{config}:\n{text}");
+        assert!(
+            text.contains(" 0 error(s)") && text.ends_with("config OK\n"),
+            "{text}"
+        );
+    }
+    // The embedded demo config is deploy/comm-server.toml, resolved the same way.
+    let out = run(&["check-config"]);
+    assert!(out.status.success(), "{}", said(&out));
+}
+
+#[test]
+fn every_shipped_script_checks_against_the_shipped_sounds() {
+    let scripts = files_in("scripts", "xml");
+    assert!(scripts.len() >= 4, "{scripts:?}");
+    let mut args = vec!["check-script", "--sounds", "sounds"];
+    args.extend(scripts.iter().map(String::as_str));
+    let out = run(&args);
+    let text = said(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{} file(s): 0 error(s), 0 warning(s)",
+            scripts.len()
+        )),
+        "{text}"
+    );
+    // --sounds defaults to the config's default sounds dir, `sounds`.
+    args.drain(1..3);
+    assert!(run(&args).status.success());
+}
+
+#[test]
+fn a_config_with_an_unknown_key_fails_at_its_line_and_column() {
+    let dir = Scratch::new("unknown-key");
+    let config = dir.write(
+        "bad.toml",
+        "[server]\nscripts-dir = \"scripts\"\n\n[sip]\nrelam = \"x\"\n",
+    );
+    let out = run(&["check-config", &config]);
+    let text = said(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains(&format!("{config}:5:1: ")), "{text}");
+    assert!(text.contains("unknown field `relam`"), "{text}");
+}
+
+#[test]
+fn a_route_to_a_missing_script_fails_at_the_route() {
+    let dir = Scratch::new("missing-script");
+    let sounds = root().join("sounds").display().to_string();
+    let scripts = root().join("scripts").display().to_string();
+    let config = dir.write(
+        "bad.toml",
+        &format!(
+            "[server]\nscripts-dir = {scripts:?}\nsounds-dir = {sounds:?}\n\n\
+             [[route]]\nnumber = \"700\"\ntarget = {{ script = \"bank-card\" }}\n\n\
+             [[route]]\nnumber = \"701\"\ntarget = {{ script = \"no-such-line.xml\" }}\n"
+        ),
+    );
+    let out = run(&["check-config", &config]);
+    let text = said(&out);
+    assert!(!out.status.success(), "{text}");
+    // Exactly one problem: the second route, at its line; bank-card is fine.
+    assert!(text.contains("1 error(s)"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{config}:11: route[1].target.script: no script {scripts}/no-such-line.xml in scripts-dir"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_broken_script_fails_at_its_line_and_column() {
+    let dir = Scratch::new("broken-script");
+    let script = dir.write(
+        "broken.xml",
+        "<script version=\"1\" id=\"broken\" channels=\"voice\">\n  <say audio=\"general/welcome.wav\">Hi.</say>\n  <goto target=\"nowhere\"/>\n</script>\n",
+    );
+    let out = run(&["check-script", &script]);
+    let text = said(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains(&format!("{script}:3:9: error: ")), "{text}");
+    // Column 9: the `target` attribute that names no step.
+    assert!(text.contains("no element has id `nowhere`"), "{text}");
+    assert!(text.contains("1 file(s): 1 error(s)"), "{text}");
+
+    // A config routing to it reports the script's own position and the route's line.
+    std::fs::create_dir(dir.0.join("scripts")).unwrap();
+    std::fs::rename(&script, dir.0.join("scripts/broken.xml")).unwrap();
+    let sounds = root().join("sounds").display().to_string();
+    let scripts = dir.0.join("scripts").display().to_string();
+    let config = dir.write(
+        "c.toml",
+        &format!(
+            "[server]\nscripts-dir = {scripts:?}\nsounds-dir = {sounds:?}\n\n\
+             [[route]]\nnumber = \"9\"\ntarget = {{ script = \"broken\" }}\n"
+        ),
+    );
+    let out = run(&["check-config", &config]);
+    let text = said(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("{scripts}/broken.xml:3:9: error: ")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{config}:7: route[0].target.script: {scripts}/broken.xml does not load"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn audio_missing_from_the_sound_set_is_an_error_unless_any_audio() {
+    let dir = Scratch::new("audio");
+    let script = dir.write(
+        "new-line.xml",
+        "<script version=\"1\" id=\"new-line\" channels=\"voice\">\n  <say audio=\"general/not-recorded-yet.wav\">Hi.</say>\n</script>\n",
+    );
+    let out = run(&["check-script", "--sounds", "sounds", &script]);
+    let text = said(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains(&format!("{script}:2:")), "{text}");
+    assert!(text.contains("general/not-recorded-yet.wav"), "{text}");
+
+    let out = run(&["check-script", "--any-audio", &script]);
+    assert!(out.status.success(), "{}", said(&out));
+
+    let out = run(&["check-script", "--sounds", "no-such-dir", &script]);
+    let text = said(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("--sounds no-such-dir"), "{text}");
+}
