@@ -111,6 +111,8 @@ pub struct Config {
     pub storage: StorageSection,
     #[serde(default)]
     pub media: MediaSection,
+    #[serde(default)]
+    pub http: HttpSection,
     #[serde(default, rename = "user")]
     pub users: Vec<UserSection>,
     #[serde(default, rename = "trunk")]
@@ -295,6 +297,30 @@ fn default_retry_after() -> HumanDuration {
 }
 fn default_ring_timeout() -> HumanDuration {
     HumanDuration(DEFAULT_RING_TIMEOUT)
+}
+
+/// Where the web self-service pages and API listen by default.
+pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpSection {
+    /// Listen address for the web self-service page and its JSON API; "" disables it.
+    /// Default "0.0.0.0:8080".
+    #[serde(default = "default_http_addr")]
+    pub listen: String,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: default_http_addr(),
+        }
+    }
+}
+
+fn default_http_addr() -> String {
+    DEFAULT_HTTP_ADDR.into()
 }
 
 /// RTP port range default: 5,001 even ports, room for 2,500 concurrent bridged calls.

@@ -112,6 +112,9 @@ struct ServeOpts {
     /// SIP TCP listen address only.
     #[arg(long)]
     sip_tcp: Option<SocketAddr>,
+    /// HTTP listen address for the web self-service page and API (overrides the config).
+    #[arg(long)]
+    http: Option<SocketAddr>,
     /// Data directory (SQLite database, recordings).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -255,10 +258,13 @@ fn serve(opts: ServeOpts) -> anyhow::Result<()> {
         .sip_tcp
         .or(opts.sip)
         .map_or_else(|| parse(&config.sip.tcp), |a| Ok(Some(a)))?;
+    let http = opts
+        .http
+        .map_or_else(|| parse(&config.http.listen), |a| Ok(Some(a)))?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let listeners = Listeners::bind(udp, tcp).await?;
-        tracing::info!(udp = ?listeners.udp_addr(), tcp = ?listeners.tcp_addr(), "listening");
+        let listeners = Listeners::bind(udp, tcp).await?.with_http(http).await?;
+        tracing::info!(udp = ?listeners.udp_addr(), tcp = ?listeners.tcp_addr(), http = ?listeners.http_addr(), "listening");
         let app = App::build(config).await?;
         app.run(listeners, shutdown_signal()).await
     })

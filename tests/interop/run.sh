@@ -23,7 +23,7 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 $bin check-config
-"$bin" serve --sip "$server" --data-dir "$work/data" >"$work/server.log" 2>&1 &
+"$bin" serve --sip "$server" --http "127.0.0.1:$((port + 3))" --data-dir "$work/data" >"$work/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 50); do grep -q listening "$work/server.log" 2>/dev/null && break; sleep 0.1; done
 

@@ -28,6 +28,8 @@ pub const WAIT: Duration = Duration::from_secs(5);
 pub struct Server {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// The web self-service page and API.
+    pub http: SocketAddr,
     pub data_dir: PathBuf,
     pub store: Store,
     shutdown: Option<oneshot::Sender<()>>,
@@ -99,7 +101,11 @@ impl Server {
             Some(([127, 0, 0, 1], 0).into()),
         )
         .await?;
+        let listeners = listeners
+            .with_http(Some(([127, 0, 0, 1], 0).into()))
+            .await?;
         let udp = listeners.udp_addr().context("udp")?;
+        let http = listeners.http_addr().context("http")?;
         let tcp = listeners.tcp_addr().context("tcp")?;
         let app = App::build(cfg).await?;
         let store = app.store().clone();
@@ -110,6 +116,7 @@ impl Server {
         Ok(Server {
             udp,
             tcp,
+            http,
             data_dir,
             store,
             shutdown: Some(tx),

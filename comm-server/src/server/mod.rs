@@ -69,6 +69,8 @@ const TCP_IDLE: Duration = Duration::from_secs(300);
 pub struct Listeners {
     pub udp: Option<UdpSocket>,
     pub tcp: Option<TcpListener>,
+    /// The web self-service page and API.
+    pub http: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -84,7 +86,24 @@ impl Listeners {
             Some(a) => Some(TcpListener::bind(a).await?),
             None => None,
         };
-        Ok(Listeners { udp, tcp })
+        Ok(Listeners {
+            udp,
+            tcp,
+            http: None,
+        })
+    }
+
+    /// Also listen for HTTP (web self-service).
+    pub async fn with_http(mut self, addr: Option<SocketAddr>) -> std::io::Result<Listeners> {
+        self.http = match addr {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        Ok(self)
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|s| s.local_addr().ok())
     }
 
     pub fn udp_addr(&self) -> Option<SocketAddr> {
@@ -223,6 +242,25 @@ impl App {
         engine_config.clock = self.clock.clone();
         let (engine, media_events, _media_task) = MediaEngine::spawn(engine_config);
         let acd = spawn_acd(&cfg, registrar.clone())?;
+        let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
+        if let Some(listener) = listeners.http {
+            let web = crate::web::router(crate::web::WebState::new(
+                self.scripts.clone(),
+                self.clock.clone(),
+            ));
+            let mut stopped = http_stopped.clone();
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, web)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "http server failed");
+                }
+            });
+        }
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let udp = listeners.udp.map(Arc::new);
@@ -264,6 +302,7 @@ impl App {
             draining: false,
         };
         driver.run(inbound_rx, cmd_rx, media_events, shutdown).await;
+        let _ = http_stop.send(true);
         self.store.close().await;
         Ok(())
     }
