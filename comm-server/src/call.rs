@@ -595,8 +595,14 @@ impl Call {
         }
         self.hung_up_by = Some(HungUpBy::Caller);
         self.result = Some("cancelled".into());
-        let r = self.caller_response(487, None);
-        self.caller_status = 487;
+        self.give_up_before_answer(now, 487);
+    }
+
+    /// Answers the caller's INVITE with a failure and withdraws the callee leg: the
+    /// common end of CANCEL (487), ring timeout (480) and shutdown (503) before answer.
+    fn give_up_before_answer(&mut self, now: Instant, status: u16) {
+        let r = self.caller_response(status, None);
+        self.caller_status = status;
         self.actions.push_back(Action::Respond {
             tx: self.invite_tx,
             response: r,
@@ -974,13 +980,7 @@ impl Call {
             self.ring_deadline = None;
             self.hung_up_by = Some(HungUpBy::System);
             self.result = Some("no-answer".into());
-            let r = self.caller_response(480, None);
-            self.caller_status = 480;
-            self.actions.push_back(Action::Respond {
-                tx: self.invite_tx,
-                response: r,
-            });
-            self.cancel_callee(now);
+            self.give_up_before_answer(now, 480);
         }
         if self.hangup_deadline.is_some_and(|t| t <= now) {
             self.hangup_deadline = None;
@@ -1008,15 +1008,7 @@ impl Call {
         self.hung_up_by.get_or_insert(HungUpBy::System);
         self.result.get_or_insert(result.to_string());
         match self.phase {
-            Phase::Calling | Phase::Ringing => {
-                let r = self.caller_response(503, None);
-                self.caller_status = 503;
-                self.actions.push_back(Action::Respond {
-                    tx: self.invite_tx,
-                    response: r,
-                });
-                self.cancel_callee(now);
-            }
+            Phase::Calling | Phase::Ringing => self.give_up_before_answer(now, 503),
             Phase::Answered => {
                 self.hang_up(now, Leg::Caller);
                 self.hang_up(now, Leg::Callee);

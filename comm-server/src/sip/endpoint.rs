@@ -163,6 +163,52 @@ struct Transaction {
 }
 
 impl Transaction {
+    /// A server transaction for a request just received (§17.2).
+    fn server(request: Request, flow: Flow, key: ServerKey, t1: Duration) -> Transaction {
+        Transaction {
+            server: true,
+            method: request.method.clone(),
+            flow,
+            state: State::Trying,
+            request,
+            last_sent: None,
+            retransmit_at: None,
+            interval: t1,
+            ends_at: None,
+            cancel_pending: false,
+            server_key: Some(key),
+            client_key: None,
+            accepted_key: None,
+        }
+    }
+
+    /// A client transaction whose request `bytes` go out now (§17.1): Timer A/E over
+    /// UDP, Timer B/F everywhere.
+    fn client(
+        request: Request,
+        flow: Flow,
+        branch: String,
+        bytes: Vec<u8>,
+        now: Instant,
+        timers: Timers,
+    ) -> Transaction {
+        Transaction {
+            server: false,
+            method: request.method.clone(),
+            flow,
+            state: State::Trying,
+            client_key: Some((branch, request.method.clone())),
+            request,
+            last_sent: Some(bytes),
+            retransmit_at: (!flow.reliable()).then(|| now + timers.t1),
+            interval: timers.t1,
+            ends_at: Some(now + timers.transaction_timeout()),
+            cancel_pending: false,
+            server_key: None,
+            accepted_key: None,
+        }
+    }
+
     fn deadline(&self) -> Option<Instant> {
         match (self.retransmit_at, self.ends_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -335,21 +381,7 @@ impl Endpoint {
             _ => {}
         }
         let invite = req.method == Method::Invite;
-        let tx = Transaction {
-            server: true,
-            method: req.method.clone(),
-            flow,
-            state: State::Trying,
-            request: req.clone(),
-            last_sent: None,
-            retransmit_at: None,
-            interval: self.timers.t1,
-            ends_at: None,
-            cancel_pending: false,
-            server_key: Some(key),
-            client_key: None,
-            accepted_key: None,
-        };
+        let tx = Transaction::server(req.clone(), flow, key, self.timers.t1);
         let id = self.insert(tx);
         if invite {
             // RFC 3261 §17.2.1: 100 Trying at once, so the caller stops retransmitting.
@@ -396,21 +428,7 @@ impl Endpoint {
         };
         let target = self.server_index.get(&invite_key).copied();
         let status = if target.is_some() { 200 } else { 481 };
-        let tx = Transaction {
-            server: true,
-            method: Method::Cancel,
-            flow,
-            state: State::Trying,
-            request: req.clone(),
-            last_sent: None,
-            retransmit_at: None,
-            interval: self.timers.t1,
-            ends_at: None,
-            cancel_pending: false,
-            server_key: Some(key),
-            client_key: None,
-            accepted_key: None,
-        };
+        let tx = Transaction::server(req.clone(), flow, key, self.timers.t1);
         let id = self.insert(tx);
         let resp = message::response_to(&req.headers, status, Some(&super::random_token()));
         self.respond(now, id, resp);
@@ -499,22 +517,7 @@ impl Endpoint {
         req.headers = headers;
         let bytes = req.to_bytes();
         let t = self.timers;
-        let reliable = flow.reliable();
-        let tx = Transaction {
-            server: false,
-            method: req.method.clone(),
-            flow,
-            state: State::Trying,
-            client_key: Some((branch, req.method.clone())),
-            request: req,
-            last_sent: Some(bytes.clone()),
-            retransmit_at: (!reliable).then(|| now + t.t1),
-            interval: t.t1,
-            ends_at: Some(now + t.transaction_timeout()),
-            cancel_pending: false,
-            server_key: None,
-            accepted_key: None,
-        };
+        let tx = Transaction::client(req, flow, branch, bytes.clone(), now, t);
         let id = self.insert(tx);
         self.send(flow, bytes);
         id
@@ -559,22 +562,7 @@ impl Endpoint {
             .and_then(|v| v.branch().map(str::to_string))
             .unwrap_or_default();
         let t = self.timers;
-        let reliable = flow.reliable();
-        let tx = Transaction {
-            server: false,
-            method: Method::Cancel,
-            flow,
-            state: State::Trying,
-            client_key: Some((branch, Method::Cancel)),
-            request: cancel,
-            last_sent: Some(bytes.clone()),
-            retransmit_at: (!reliable).then(|| now + t.t1),
-            interval: t.t1,
-            ends_at: Some(now + t.transaction_timeout()),
-            cancel_pending: false,
-            server_key: None,
-            accepted_key: None,
-        };
+        let tx = Transaction::client(cancel, flow, branch, bytes.clone(), now, t);
         self.insert(tx);
         self.send(flow, bytes);
     }
