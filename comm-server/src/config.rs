@@ -588,7 +588,7 @@ impl Config {
                     format!("duplicate route number {:?}", r.number.get_ref()),
                 ));
             }
-            if let Target::User(u) = r.target.get_ref()
+            if let Target::User(u) | Target::Agent(u) = r.target.get_ref()
                 && !self.users.iter().any(|x| x.name.get_ref() == u)
             {
                 return Err(invalid(

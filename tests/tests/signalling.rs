@@ -605,3 +605,28 @@ async fn postgres_storage_keeps_registrations_and_cdrs() {
     assert_eq!(c.end_reason, EndReason::Busy);
     s.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_direct_line_to_an_agent_rings_the_agents_phone() {
+    let s = Server::start(&base_config(
+        &temp_dir(),
+        "[[route]]\nnumber = \"1102\"\ntarget = { agent = \"bob\" }\n",
+    ))
+    .await
+    .unwrap();
+    let mut bob = Ua::new("bob", "bob-pw", s.udp).await.unwrap();
+    bob.register(600).await.unwrap();
+    let mut caller = Ua::new("customer", "", s.udp).await.unwrap();
+    let inv = caller.invite("1102").await.unwrap();
+    let incoming = bob.request(Method::Invite).await.unwrap();
+    bob.reply(&incoming, 486, "bt").await.unwrap();
+    assert_eq!(
+        caller
+            .response(inv.call_id(), Method::Invite, false)
+            .await
+            .unwrap()
+            .status,
+        486
+    );
+    s.stop().await.unwrap();
+}
