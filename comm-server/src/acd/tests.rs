@@ -11,10 +11,10 @@ use proptest::strategy::Strategy as _;
 
 use super::*;
 
-/// The one clock read in the ACD's tests: an arbitrary origin for virtual time.
-#[allow(clippy::disallowed_methods)]
+/// An arbitrary origin for virtual time (the process-wide base; nothing here reads
+/// a clock).
 pub(crate) fn origin() -> Instant {
-    Instant::now()
+    crate::time::base_instant()
 }
 
 const S: Duration = Duration::from_secs(1);
@@ -725,7 +725,14 @@ fn core_files_read_no_clock_and_no_network() {
         ("rng.rs", include_str!("rng.rs")),
         ("sim.rs", include_str!("sim.rs")),
     ] {
-        for banned in ["tokio::", "std::net", "Instant::now", "SystemTime"] {
+        // Spelled in pieces so this list does not trip the same check on this file.
+        let banned_words = [
+            concat!("tokio", "::"),
+            concat!("std", "::net"),
+            concat!("Instant", "::now"),
+            "SystemTime",
+        ];
+        for banned in banned_words {
             assert!(!source.contains(banned), "{file} mentions {banned}");
         }
     }
