@@ -133,3 +133,52 @@ async fn an_offer_nobody_answers_moves_on_to_the_next_agent() {
     next.reply(&bye, 200, "t2").await.unwrap();
     s.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_script_hands_the_caller_to_the_queue_and_an_agent_answers() {
+    let scripts = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    let cfg = base_config(
+        &temp_dir(),
+        &format!("{ACD}\n[[route]]\nnumber = \"810\"\ntarget = {{ script = \"to-agent.xml\" }}\n"),
+    )
+    .replace(
+        &format!(
+            "scripts-dir = \"{}/../scripts\"",
+            env!("CARGO_MANIFEST_DIR")
+        ),
+        &format!("scripts-dir = \"{}\"", scripts.display()),
+    );
+    let s = Server::start(&cfg).await.unwrap();
+    let (mut bob, mut bob_rtp) = agent(&s, "bob").await;
+    let rtp = Rtp::bind().await.unwrap();
+    let mut customer = Ua::new("customer", "", s.udp).await.unwrap();
+    customer.media_port = rtp.port();
+    let inv = customer.invite("810").await.unwrap();
+    let ok = customer
+        .response(inv.call_id(), Method::Invite, false)
+        .await
+        .unwrap();
+    let mut d = customer.dialog_from_answer(&inv, &ok);
+    customer.ack(&d).await.unwrap();
+    let mut customer_rtp = rtp;
+    let to_server = sdp_audio_addr(&ok.body).unwrap();
+
+    // The script plays "please hold" and enqueues; bob's phone rings.
+    let offer = bob.request(Method::Invite).await.unwrap();
+    bob.reply(&offer, 200, "bobtag").await.unwrap();
+    bob.request(Method::Ack).await.unwrap();
+    let _ = customer_rtp
+        .collect(Duration::from_millis(100), Duration::from_millis(300))
+        .await;
+    carries(&mut customer_rtp, to_server, &bob_rtp).await;
+    carries(
+        &mut bob_rtp,
+        sdp_audio_addr(&offer.body).unwrap(),
+        &customer_rtp,
+    )
+    .await;
+    assert_eq!(customer.bye(&mut d).await.unwrap().status, 200);
+    let bye = bob.request(Method::Bye).await.unwrap();
+    bob.reply(&bye, 200, "bobtag").await.unwrap();
+    s.stop().await.unwrap();
+}

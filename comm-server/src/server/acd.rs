@@ -16,6 +16,8 @@ pub(super) enum AcdRequest {
     Enqueue {
         item: u64,
         queue: String,
+        /// Higher is served first (from the script's `<enqueue priority>`).
+        priority: u8,
         caller: Option<String>,
         inbox: mpsc::UnboundedSender<CallInput>,
     },
@@ -141,6 +143,7 @@ impl AcdDriver {
             AcdRequest::Enqueue {
                 item,
                 queue,
+                priority,
                 caller,
                 inbox,
             } => {
@@ -153,7 +156,7 @@ impl AcdDriver {
                     id: ItemId(item),
                     kind: ItemKind::InboundCall,
                     queue: q,
-                    priority: 0,
+                    priority,
                     skills: Vec::new(),
                     caller: CallerInfo {
                         number: caller,

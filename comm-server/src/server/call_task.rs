@@ -37,6 +37,7 @@ pub(super) fn drive_ivr(
     ivr: &mut Ivr,
     media: &CallMedia,
     call: &mut Call,
+    enqueue: &mut Option<(String, u8)>,
 ) -> Option<script_engine::Question> {
     let mut record = None;
     while let Some(action) = ivr.poll_action() {
@@ -65,15 +66,30 @@ pub(super) fn drive_ivr(
                     script_engine::Input::ActionFailed("not available on this server yet".into()),
                 );
             }
+            IvrAction::Route(script_engine::Step::Enqueue {
+                queue, priority, ..
+            }) if shared
+                .config
+                .queues
+                .iter()
+                .any(|q| *q.name.get_ref() == queue) =>
+            {
+                // The session ends once routed; the call carries on in the queue.
+                *enqueue = Some((queue, priority.clamp(0, 255) as u8));
+                ivr.handle_host_reply(now_wall, script_engine::Input::Routed);
+            }
             IvrAction::Route(step) => {
-                tracing::warn!(?step, "routing from scripts is not wired yet");
+                tracing::warn!(?step, "script routing target not available");
                 ivr.handle_host_reply(
                     now_wall,
-                    script_engine::Input::RouteFailed("not available yet".into()),
+                    script_engine::Input::RouteFailed("not available".into()),
                 );
             }
             IvrAction::Record(q) => record = Some(q),
             IvrAction::History(h) => tracing::info!(record = ?h, "script history"),
+            IvrAction::HangUp { outcome } if enqueue.is_some() => {
+                tracing::info!(%outcome, "script handed the call to a queue");
+            }
             IvrAction::HangUp { outcome } => {
                 tracing::info!(%outcome, "script ended");
                 call.hang_up_all(now(), "answered");
@@ -396,13 +412,15 @@ pub(super) async fn run_call(
     {
         media.play(ROUTE_PROMPT, prompts);
     }
-    let queue = resolution.queue.clone().filter(|_| call.is_answered());
+    let mut queue = resolution.queue.clone().filter(|_| call.is_answered());
+    let mut pending_enqueue: Option<(String, u8)> = None;
     let mut offered_agent: Option<u64> = None;
     if let Some(q) = &queue {
         media.music();
         let _ = shared.acd.send(AcdRequest::Enqueue {
             item: uid,
             queue: q.clone(),
+            priority: 0,
             caller: invite.headers.get("From").and_then(registrar::user_of),
             inbox: me.clone(),
         });
@@ -423,7 +441,8 @@ pub(super) async fn run_call(
             };
             match Ivr::start(shared.scripts.clone(), script, context, wall_now(&shared)) {
                 Ok(mut i) => {
-                    pending_record = drive_ivr(&shared, &mut i, &media, &mut call);
+                    pending_record =
+                        drive_ivr(&shared, &mut i, &media, &mut call, &mut pending_enqueue);
                     Some(i)
                 }
                 Err(e) => {
@@ -437,6 +456,19 @@ pub(super) async fn run_call(
     };
     let mut callee_call_id = None;
     loop {
+        if let Some((q, priority)) = pending_enqueue.take() {
+            // A script handed the caller to a queue: from here it is a queue call.
+            ivr = None;
+            media.music();
+            let _ = shared.acd.send(AcdRequest::Enqueue {
+                item: uid,
+                queue: q.clone(),
+                priority,
+                caller: invite.headers.get("From").and_then(registrar::user_of),
+                inbox: me.clone(),
+            });
+            queue = Some(q);
+        }
         if let Some(q) = pending_record.take()
             && let Some(i) = ivr.as_mut()
         {
@@ -446,7 +478,7 @@ pub(super) async fn run_call(
                 Err(e) => {
                     tracing::warn!(error = %e, "recording did not start");
                     i.handle_host_reply(wall_now(&shared), script_engine::Input::NoInput);
-                    pending_record = drive_ivr(&shared, i, &media, &mut call);
+                    pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue);
                     continue;
                 }
             }
@@ -610,7 +642,7 @@ pub(super) async fn run_call(
                                 }
                             };
                             i.handle_host_reply(wall_now(&shared), input);
-                            pending_record = drive_ivr(&shared, i, &media, &mut call);
+                            pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue);
                         }
                     }
                     Some(CallInput::Media(action)) => match action {
@@ -619,7 +651,7 @@ pub(super) async fn run_call(
                         MediaAction::PlaybackFinished { id, .. } if id > IVR_PLAY_BASE => {
                             if let Some(i) = ivr.as_mut() {
                                 i.handle_playback_finished(wall_now(&shared), id - IVR_PLAY_BASE);
-                                pending_record = drive_ivr(&shared, i, &media, &mut call);
+                                pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue);
                             }
                         }
                         MediaAction::MediaTimeout { silent_for } => {
@@ -636,7 +668,7 @@ pub(super) async fn run_call(
                                 }
                             } else if let Some(i) = ivr.as_mut() {
                                 i.handle_digit(wall_now(&shared), digit);
-                                pending_record = drive_ivr(&shared, i, &media, &mut call);
+                                pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue);
                             }
                         }
                         other => tracing::debug!(?other, "media"),
@@ -654,7 +686,7 @@ pub(super) async fn run_call(
                 }
                 if let Some(i) = ivr.as_mut() {
                     i.handle_timeout(wall_now(&shared));
-                    pending_record = drive_ivr(&shared, i, &media, &mut call);
+                    pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue);
                 }
             }
         }
