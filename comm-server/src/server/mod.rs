@@ -166,8 +166,7 @@ impl App {
             };
             store.upsert_sip_account(&account).await?;
         }
-        let prompts = load_prompts(&config)?;
-        let scripts = load_scripts(&config, &prompts)?;
+        let (prompts, scripts) = load_references(&config)?;
         Ok(App {
             config: Arc::new(config),
             store,

@@ -1,82 +1,29 @@
-//! Start-up loading: the prompt set, the dialog scripts (checked against the prompts),
-//! and the address our SDP names. Errors here stop start-up with what is wrong and where.
+//! Start-up loading: the prompt set and dialog scripts (through the config's own
+//! reference check) and the address our SDP names. Errors stop start-up.
 
 use super::*;
 
-/// Loads the prompt set; a missing directory is an empty set, a broken file is an
-/// error naming it, and a prompt route naming a missing prompt stops start-up.
-pub(super) fn load_prompts(config: &Config) -> anyhow::Result<PromptLibrary> {
-    let dir = &config.server.sounds_dir;
-    let prompts = if dir.is_dir() {
-        PromptLibrary::load_dir(dir)
-            .with_context(|| format!("loading prompts from {}", dir.display()))?
-    } else {
-        tracing::warn!(dir = %dir.display(), "sounds directory not found; no prompts loaded");
-        PromptLibrary::default()
-    };
-    for route in &config.routes {
-        if let Target::Prompt(names) = route.target.get_ref() {
-            for n in names {
-                prompts.prompt(n).with_context(|| {
-                    format!(
-                        "route {:?}: prompt {n:?} is not in {}",
-                        route.number.get_ref(),
-                        dir.display()
-                    )
-                })?;
-            }
-        }
+/// Loads the prompt set and the dialog scripts through the same check as
+/// `comm-server check-config` (scripts checked against the prompts, prompt and script
+/// routes checked against both), so that command says exactly whether `serve` starts.
+/// Any error stops start-up, each with its file and line.
+pub(super) fn load_references(config: &Config) -> anyhow::Result<(PromptLibrary, Library)> {
+    let refs = config.check_references(std::path::Path::new(""));
+    for w in &refs.warnings {
+        tracing::warn!("{w}");
     }
-    Ok(prompts)
-}
-
-/// Loads every dialog script in the scripts directory, checking the audio each names
-/// against the prompt set. Any error stops start-up with its file:line:column, and so
-/// does a `script` route naming a file that is not there.
-pub(super) fn load_scripts(config: &Config, prompts: &PromptLibrary) -> anyhow::Result<Library> {
-    let dir = &config.server.scripts_dir;
-    let mut paths: Vec<std::path::PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "xml"))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    paths.sort();
-    let audio = |name: &str| {
-        prompts
-            .prompt(name.strip_suffix(".wav").unwrap_or(name))
-            .is_ok()
-    };
-    let checked = script_engine::check_files(&paths, &audio);
-    for d in &checked.diagnostics {
-        tracing::warn!("{d}");
-    }
-    let Some(library) = checked.library else {
-        let errors: Vec<String> = checked
-            .diagnostics
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+    if !refs.errors.is_empty() {
+        let errors: Vec<String> = refs.errors.iter().map(ToString::to_string).collect();
         anyhow::bail!(
-            "dialog scripts in {} have errors:\n{}",
-            dir.display(),
+            "the configuration's references have errors:\n{}",
             errors.join("\n")
         );
-    };
-    for route in &config.routes {
-        if let Target::Script(file) = route.target.get_ref()
-            && script_for(&library, file).is_none()
-        {
-            anyhow::bail!(
-                "route {:?}: no script {file:?} in {}",
-                route.number.get_ref(),
-                dir.display()
-            );
-        }
     }
-    Ok(library)
+    let scripts = match refs.scripts {
+        Some(library) => library,
+        None => Library::new(Vec::new())?, // an empty scripts directory
+    };
+    Ok((refs.prompts, scripts))
 }
 
 /// The id of the script loaded from `file` (a name in the scripts directory; `.xml`
