@@ -81,6 +81,33 @@ pub struct TrunkCredentials {
     pub realm: Option<String>,
 }
 
+impl TrunkCredentials {
+    /// The credentials header (name, value) answering a 401/407 from the trunk, for a
+    /// `method` to `uri`: only for a challenge in our realm (RFC 3261 §22.2), `None`
+    /// otherwise, so a peer cannot phish the trunk password.
+    pub fn authorize(
+        &self,
+        resp: &Response,
+        method: &str,
+        uri: &str,
+    ) -> Option<(&'static str, String)> {
+        let (ask, answer) = if resp.status == 401 {
+            ("WWW-Authenticate", "Authorization")
+        } else {
+            ("Proxy-Authenticate", "Proxy-Authorization")
+        };
+        let challenge = resp
+            .headers
+            .all(ask)
+            .filter_map(crate::sip::digest::Challenge::parse)
+            .find(|c| self.realm.as_ref().is_none_or(|r| *r == c.realm))?;
+        Some((
+            answer,
+            challenge.answer(&self.username, &self.password, method, uri, 1),
+        ))
+    }
+}
+
 impl std::fmt::Debug for TrunkCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TrunkCredentials")
@@ -171,8 +198,8 @@ struct Dialog {
 }
 
 impl Dialog {
-    fn request(&mut self, method: Method, body: Option<(&str, &[u8])>) -> Request {
-        self.local_cseq += 1;
+    /// A request in this dialog with CSeq number `cseq` (RFC 3261 §12.2.1.1).
+    fn build(&self, method: Method, cseq: u32) -> Request {
         let mut h = Headers::default();
         for r in &self.route_set {
             h.push("Route", r.clone());
@@ -181,16 +208,7 @@ impl Dialog {
         h.push("From", self.local.clone());
         h.push("To", self.remote.clone());
         h.push("Call-ID", self.call_id.clone());
-        h.push("CSeq", format!("{} {}", self.local_cseq, method));
-        if let Some((ct, b)) = body {
-            h.push("Content-Type", ct);
-            return Request {
-                method,
-                uri: target_uri(&self.remote_target),
-                headers: h,
-                body: b.to_vec(),
-            };
-        }
+        h.push("CSeq", format!("{cseq} {method}"));
         Request {
             method,
             uri: target_uri(&self.remote_target),
@@ -199,22 +217,20 @@ impl Dialog {
         }
     }
 
+    /// The next request of ours in this dialog, with an optional body.
+    fn request(&mut self, method: Method, body: Option<(&str, &[u8])>) -> Request {
+        self.local_cseq += 1;
+        let mut req = self.build(method, self.local_cseq);
+        if let Some((ct, b)) = body {
+            req.headers.push("Content-Type", ct);
+            req.body = b.to_vec();
+        }
+        req
+    }
+
+    /// The ACK for a 2xx to our INVITE with CSeq number `cseq` (§13.2.2.4).
     fn ack(&self, cseq: u32) -> Request {
-        let mut h = Headers::default();
-        for r in &self.route_set {
-            h.push("Route", r.clone());
-        }
-        h.push("Max-Forwards", "70");
-        h.push("From", self.local.clone());
-        h.push("To", self.remote.clone());
-        h.push("Call-ID", self.call_id.clone());
-        h.push("CSeq", format!("{cseq} ACK"));
-        Request {
-            method: Method::Ack,
-            uri: target_uri(&self.remote_target),
-            headers: h,
-            body: Vec::new(),
-        }
+        self.build(Method::Ack, cseq)
     }
 }
 
@@ -928,27 +944,10 @@ impl Call {
         else {
             return false;
         };
-        let (ask, answer) = if resp.status == 401 {
-            ("WWW-Authenticate", "Authorization")
-        } else {
-            ("Proxy-Authenticate", "Proxy-Authorization")
-        };
-        let Some(ch) = resp
-            .headers
-            .all(ask)
-            .filter_map(crate::sip::digest::Challenge::parse)
-            .find(|c| creds.realm.as_ref().is_none_or(|r| *r == c.realm))
-        else {
+        let Some((answer, value)) = creds.authorize(resp, "INVITE", &invite.uri.to_string()) else {
             tracing::warn!("trunk challenged with a realm we hold no credentials for");
             return false;
         };
-        let value = ch.answer(
-            &creds.username,
-            &creds.password,
-            "INVITE",
-            &invite.uri.to_string(),
-            1,
-        );
         let mut again = invite.clone();
         let Some(d) = self.callee.as_mut() else {
             return false;

@@ -419,41 +419,34 @@ impl Ua {
         }
     }
 
-    /// ACKs a 2xx.
-    pub async fn ack(&mut self, d: &Dialog) -> anyhow::Result<()> {
+    /// A request inside dialog `d` with CSeq number `cseq` (RFC 3261 §12.2.1.1).
+    fn dialog_request(&self, d: &Dialog, method: Method, cseq: u32) -> anyhow::Result<Request> {
         let mut h = Headers::default();
         h.push("Via", self.via());
         h.push("Max-Forwards", "70");
         h.push("From", d.local.clone());
         h.push("To", d.remote.clone());
         h.push("Call-ID", d.call_id.clone());
-        h.push("CSeq", format!("{} ACK", d.cseq));
-        self.send_request(&Request {
-            method: Method::Ack,
+        h.push("CSeq", format!("{cseq} {method}"));
+        Ok(Request {
+            method,
             uri: header::parse_request_uri(&d.target)?,
             headers: h,
             body: Vec::new(),
         })
-        .await
+    }
+
+    /// ACKs a 2xx (same CSeq number as its INVITE).
+    pub async fn ack(&mut self, d: &Dialog) -> anyhow::Result<()> {
+        let ack = self.dialog_request(d, Method::Ack, d.cseq)?;
+        self.send_request(&ack).await
     }
 
     /// Sends BYE in the dialog and waits for its final answer.
     pub async fn bye(&mut self, d: &mut Dialog) -> anyhow::Result<Response> {
         d.cseq += 1;
-        let mut h = Headers::default();
-        h.push("Via", self.via());
-        h.push("Max-Forwards", "70");
-        h.push("From", d.local.clone());
-        h.push("To", d.remote.clone());
-        h.push("Call-ID", d.call_id.clone());
-        h.push("CSeq", format!("{} BYE", d.cseq));
-        self.send_request(&Request {
-            method: Method::Bye,
-            uri: header::parse_request_uri(&d.target)?,
-            headers: h,
-            body: Vec::new(),
-        })
-        .await?;
+        let bye = self.dialog_request(d, Method::Bye, d.cseq)?;
+        self.send_request(&bye).await?;
         self.response(&d.call_id, Method::Bye, false).await
     }
 
@@ -465,20 +458,8 @@ impl Ua {
         sdp: Option<String>,
     ) -> anyhow::Result<Request> {
         d.cseq += 1;
-        let mut h = Headers::default();
-        h.push("Via", self.via());
-        h.push("Max-Forwards", "70");
-        h.push("From", d.local.clone());
-        h.push("To", d.remote.clone());
-        h.push("Call-ID", d.call_id.clone());
-        h.push("CSeq", format!("{} {method}", d.cseq));
-        h.push("Contact", self.contact());
-        let mut req = Request {
-            method,
-            uri: header::parse_request_uri(&d.target)?,
-            headers: h,
-            body: Vec::new(),
-        };
+        let mut req = self.dialog_request(d, method, d.cseq)?;
+        req.headers.push("Contact", self.contact());
         if let Some(body) = sdp {
             req.headers.push("Content-Type", "application/sdp");
             req.body = body.into_bytes();

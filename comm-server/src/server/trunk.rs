@@ -75,24 +75,15 @@ pub(super) async fn register_to_trunk(
             match resp.status {
                 200..=299 => break Ok(granted_expiry(&resp).unwrap_or(TRUNK_EXPIRES_S)),
                 401 | 407 if authorization.is_none() => {
-                    let (ask, answer) = if resp.status == 401 {
-                        ("WWW-Authenticate", "Authorization")
-                    } else {
-                        ("Proxy-Authenticate", "Proxy-Authorization")
-                    };
-                    let challenge = resp
-                        .headers
-                        .all(ask)
-                        .filter_map(crate::sip::digest::Challenge::parse)
-                        .find(|c| creds.realm.as_ref().is_none_or(|r| *r == c.realm));
-                    let Some(ch) = challenge else {
-                        break Err("challenge from a realm we hold no credentials for".to_string());
-                    };
                     let uri = format!("sip:{}", trunk.address);
-                    authorization = Some((
-                        answer,
-                        ch.answer(&creds.username, &creds.password, "REGISTER", &uri, 1),
-                    ));
+                    match creds.authorize(&resp, "REGISTER", &uri) {
+                        Some(header) => authorization = Some(header),
+                        None => {
+                            break Err(
+                                "challenge from a realm we hold no credentials for".to_string()
+                            );
+                        }
+                    }
                 }
                 status => break Err(format!("{status} {}", resp.reason)),
             }
