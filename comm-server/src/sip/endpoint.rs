@@ -509,12 +509,7 @@ impl Endpoint {
             .and_then(|v| v.branch().map(str::to_string))
             .unwrap_or_default();
         req.headers.remove("Via");
-        let mut headers = Headers::default();
-        headers.push("Via", via);
-        for (n, v) in req.headers.iter() {
-            headers.push(n, v);
-        }
-        req.headers = headers;
+        req.headers.push_front("Via", via);
         let bytes = req.to_bytes();
         let t = self.timers;
         let tx = Transaction::client(req, flow, branch, bytes.clone(), now, t);
@@ -527,12 +522,7 @@ impl Endpoint {
     pub fn send_ack(&mut self, flow: Flow, mut ack: Request) {
         let via = self.top_via(flow);
         ack.headers.remove("Via");
-        let mut headers = Headers::default();
-        headers.push("Via", via);
-        for (n, v) in ack.headers.iter() {
-            headers.push(n, v);
-        }
-        ack.headers = headers;
+        ack.headers.push_front("Via", via);
         self.send(flow, ack.to_bytes());
     }
 
@@ -722,18 +712,7 @@ fn stamp_received(headers: &mut Headers, flow: Flow) {
             stamped.insert_str(i + 6, &format!("={}", addr.port()));
         }
     }
-    let value = format!("{stamped}{}", rest.unwrap_or_default());
-    let mut out = Headers::default();
-    let mut done = false;
-    for (n, v) in headers.iter() {
-        if !done && (n.eq_ignore_ascii_case("via") || n.eq_ignore_ascii_case("v")) {
-            out.push(n, value.clone());
-            done = true;
-        } else {
-            out.push(n, v);
-        }
-    }
-    *headers = out;
+    headers.replace_first("Via", format!("{stamped}{}", rest.unwrap_or_default()));
 }
 
 /// The CANCEL for an INVITE we sent (§9.1): same Request-URI, Call-ID, From, To,

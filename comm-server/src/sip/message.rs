@@ -175,6 +175,19 @@ impl Headers {
         }
     }
 
+    /// Replaces the value of the first `name` field (or adds one at the end).
+    pub fn replace_first(&mut self, name: &str, value: impl Into<String>) {
+        match self.fields.iter_mut().find(|(n, _)| same_name(n, name)) {
+            Some((_, v)) => *v = value.into(),
+            None => self.fields.push((name.to_string(), value.into())),
+        }
+    }
+
+    /// Puts a field before all others (our Via on top of a request).
+    pub fn push_front(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.fields.insert(0, (name.into(), value.into()));
+    }
+
     pub fn remove(&mut self, name: &str) {
         self.fields.retain(|(n, _)| !same_name(n, name));
     }
@@ -265,7 +278,7 @@ pub fn frame_stream(buf: &[u8]) -> Result<Framing, Rejection> {
     };
     let head = String::from_utf8_lossy(&buf[..end]);
     let fields = split_fields(&head).map_err(|_| drop_stream("malformed header section"))?;
-    let Some(len) = content_length(&fields)? else {
+    let Some(len) = content_length(&fields.1)? else {
         return Err(drop_stream(
             "Content-Length is required on a stream transport",
         ));
@@ -339,9 +352,9 @@ fn lenient_fields(head: &str) -> Headers {
 
 /// The one Content-Length of a message, if any. Several, negative or non-numeric
 /// values make framing impossible (RFC 4475 §3.1.2.3, §3.3.9).
-fn content_length(fields: &(String, Vec<(String, String)>)) -> Result<Option<usize>, Rejection> {
+fn content_length(fields: &[(String, String)]) -> Result<Option<usize>, Rejection> {
     let mut found = None;
-    for (name, value) in &fields.1 {
+    for (name, value) in fields {
         if !same_name(name, "Content-Length") {
             continue;
         }
@@ -397,11 +410,9 @@ pub fn parse(bytes: &[u8]) -> Result<Message, Rejection> {
             });
         }
     };
-    let headers = Headers {
-        fields: fields.clone(),
-    };
+    let headers = Headers { fields };
     let rest = &bytes[end + 4..];
-    let body = match content_length(&(String::new(), fields)) {
+    let body = match content_length(&headers.fields) {
         Err(mut r) => {
             r.echo = headers;
             return Err(r);
