@@ -1080,11 +1080,6 @@ impl Call {
             _ => &mut self.caller,
         }
     }
-
-    /// The callee leg's Call-ID, once dialled.
-    pub fn callee_call_id(&self) -> Option<&str> {
-        self.callee.as_ref().map(|d| d.call_id.as_str())
-    }
 }
 
 /// Our answer to a relayed request, carrying the other side's status and body.
