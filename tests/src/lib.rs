@@ -172,6 +172,15 @@ pub struct Ua {
     pub media_port: u16,
     cseq: u32,
     pending: Vec<Message>,
+    /// Final responses we sent, by (top Via branch, method): a retransmitted request
+    /// gets the same answer again and is not handed to the test (RFC 3261 §17.2).
+    answered: std::sync::Mutex<std::collections::HashMap<(String, Method), Vec<u8>>>,
+}
+
+/// The server-transaction key of a request: its top Via branch and method.
+fn transaction_key(req: &Request) -> Option<(String, Method)> {
+    let via = header::top_via(&req.headers)?;
+    Some((via.branch()?.to_string(), req.method.clone()))
 }
 
 impl Ua {
@@ -187,6 +196,7 @@ impl Ua {
             media_port: addr.port() + 2,
             cseq: 0,
             pending: Vec::new(),
+            answered: Default::default(),
         })
     }
 
@@ -233,6 +243,9 @@ impl Ua {
             let Ok(msg) = message::parse(&buf[..n]) else {
                 bail!("{} got an unparseable message", self.user);
             };
+            if self.absorb_retransmission(&msg).await? {
+                continue;
+            }
             if pred(&msg) {
                 return Ok(msg);
             }
@@ -240,14 +253,42 @@ impl Ua {
         }
     }
 
-    /// Nothing arrives for `d` (besides what is already queued).
+    /// If `msg` retransmits a request we already answered, answers it again (as a
+    /// server transaction does) and returns true.
+    async fn absorb_retransmission(&self, msg: &Message) -> anyhow::Result<bool> {
+        let Message::Request(req) = msg else {
+            return Ok(false);
+        };
+        let answer = transaction_key(req).and_then(|key| {
+            let answered = self.answered.lock().expect("answered lock");
+            answered.get(&key).cloned()
+        });
+        match answer {
+            Some(bytes) => {
+                self.send_bytes(&bytes).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Nothing new arrives for `d` (besides what is already queued, and
+    /// retransmissions of requests already answered).
     pub async fn expect_silence(&mut self, d: Duration) -> anyhow::Result<()> {
         let mut buf = vec![0u8; 65535];
-        match tokio::time::timeout(d, self.sock.recv_from(&mut buf)).await {
-            Err(_) => Ok(()),
-            Ok(r) => {
-                let (n, _) = r?;
-                bail!("unexpected message: {}", String::from_utf8_lossy(&buf[..n]))
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(deadline, self.sock.recv_from(&mut buf)).await {
+                Err(_) => return Ok(()),
+                Ok(r) => {
+                    let (n, _) = r?;
+                    if let Ok(msg) = message::parse(&buf[..n])
+                        && self.absorb_retransmission(&msg).await?
+                    {
+                        continue;
+                    }
+                    bail!("unexpected message: {}", String::from_utf8_lossy(&buf[..n]))
+                }
             }
         }
     }
@@ -516,6 +557,12 @@ impl Ua {
             r.body = sdp.as_bytes().to_vec();
         }
         self.send_response(&r).await?;
+        if status >= 200
+            && let Some(key) = transaction_key(req)
+        {
+            let mut answered = self.answered.lock().expect("answered lock");
+            answered.insert(key, r.to_bytes());
+        }
         Ok(r)
     }
 
