@@ -4,6 +4,7 @@
 
 pub mod acd;
 pub mod call;
+pub mod campaigns;
 pub mod config;
 pub mod ivr;
 pub mod media;

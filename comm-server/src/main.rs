@@ -47,6 +47,36 @@ enum Command {
     /// Simulate a call center with the real ACD core (discrete events, virtual time)
     /// and print service level, speed of answer, abandonment, occupancy and EWT error.
     Simulate(SimulateOpts),
+    /// Simulate a working day of an outbound campaign with the real pacer and print
+    /// agent occupancy and abandonment for progressive and predictive dialling.
+    SimulateCampaign(SimulateCampaignOpts),
+}
+
+#[derive(clap::Args)]
+struct SimulateCampaignOpts {
+    /// Agents working the campaign all day (a comma-separated list runs each).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![5, 10, 20, 50])]
+    agents: Vec<u32>,
+    /// Chance a dial is answered by a person.
+    #[arg(long, default_value_t = 0.30)]
+    answer_rate: f64,
+    /// Chance a dial is answered by a machine (detected and dropped).
+    #[arg(long, default_value_t = 0.15)]
+    machine_rate: f64,
+    /// Mean talk time (exponential).
+    #[arg(long, default_value = "150s")]
+    talk: HumanDuration,
+    /// Wrap-up after each call.
+    #[arg(long, default_value = "15s")]
+    wrap_up: HumanDuration,
+    /// Length of the day.
+    #[arg(long, default_value = "8h")]
+    duration: HumanDuration,
+    /// Abandonment cap (abandoned / answered by a person).
+    #[arg(long, default_value_t = 0.03)]
+    abandon_cap: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(clap::Args)]
@@ -134,6 +164,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(config.as_ref()),
         Command::CheckScript(opts) => check_script(&opts),
         Command::Simulate(opts) => simulate(opts),
+        Command::SimulateCampaign(opts) => simulate_campaign(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -190,6 +221,71 @@ fn check_script(o: &CheckScriptOpts) -> anyhow::Result<()> {
         checked.warning_count()
     );
     anyhow::ensure!(checked.error_count() == 0, "the scripts do not check");
+    Ok(())
+}
+
+fn simulate_campaign(o: SimulateCampaignOpts) -> anyhow::Result<()> {
+    use comm_server::campaigns::sim::CampaignSim;
+    use comm_server::campaigns::{DialMode, PredictiveParams};
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&o.answer_rate)
+            && (0.0..=1.0).contains(&o.machine_rate)
+            && o.answer_rate + o.machine_rate <= 1.0,
+        "--answer-rate and --machine-rate are chances between 0 and 1 that add up to at most 1"
+    );
+    anyhow::ensure!(
+        o.abandon_cap > 0.0 && o.abandon_cap < 1.0,
+        "--abandon-cap is a fraction such as 0.03"
+    );
+    println!(
+        "{:>6}  {:<11}  {:>6}  {:>8}  {:>9}  {:>9}  {:>10}  {:>9}  {:>9}  {:>9}",
+        "agents",
+        "mode",
+        "dials",
+        "answered",
+        "connected",
+        "abandoned",
+        "abandon %",
+        "worst 1h %",
+        "occupancy",
+        "idle (s)"
+    );
+    for &agents in &o.agents {
+        for (name, mode) in [
+            ("progressive", DialMode::Progressive),
+            (
+                "predictive",
+                DialMode::Predictive(PredictiveParams {
+                    abandon_cap: o.abandon_cap,
+                    ..PredictiveParams::default()
+                }),
+            ),
+        ] {
+            let r = CampaignSim {
+                agents,
+                duration: o.duration.0,
+                mode,
+                p_human: o.answer_rate,
+                p_machine: o.machine_rate,
+                talk: Distribution::Exponential(o.talk.0),
+                wrap_up: o.wrap_up.0,
+                seed: o.seed,
+                ..CampaignSim::default()
+            }
+            .run();
+            println!(
+                "{agents:>6}  {name:<11}  {:>6}  {:>8}  {:>9}  {:>9}  {:>9.2}%  {:>9.2}%  {:>8.1}%  {:>9.0}",
+                r.dials,
+                r.answered,
+                r.connected,
+                r.abandoned,
+                r.abandon_rate * 100.0,
+                r.worst_window_rate * 100.0,
+                r.occupancy * 100.0,
+                r.mean_idle.as_secs_f64()
+            );
+        }
+    }
     Ok(())
 }
 
