@@ -46,6 +46,9 @@ pub struct Script {
     pub(crate) description: String,
     pub(crate) file: String,
     pub(crate) channels: Vec<Channel>,
+    /// Offered as a starting point (`listed="yes"`, the default) or only a part other
+    /// scripts `<call>`.
+    pub(crate) listed: bool,
     /// In declaration order, which is the order start values are evaluated in.
     pub(crate) vars: Vec<VarDecl>,
     /// The compiled steps; operation 0 is the start, the last is an implicit `<end>`.
@@ -81,6 +84,13 @@ impl Script {
 
     pub fn channels(&self) -> &[Channel] {
         &self.channels
+    }
+
+    /// Whether hosts offer the script as a starting point (the web page's list, a new
+    /// web session). `listed="no"` scripts are parts other scripts `<call>`; calls and
+    /// routes may still name them.
+    pub fn listed(&self) -> bool {
+        self.listed
     }
 
     /// Every audio file a session of this script may play, say-as files included.

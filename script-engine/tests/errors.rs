@@ -358,3 +358,19 @@ fn elements_that_hold_nothing_reject_children_and_text() {
     let errs = errors("<script version=\"1\" id=\"t\">stray<say>x</say></script>");
     assert!(errs[0].contains("<script> takes no text"), "{errs:?}");
 }
+
+#[test]
+fn listed_is_yes_or_no() {
+    let errs =
+        errors("<script version=\"1\" id=\"t\" listed=\"maybe\">\n  <say>Hi</say>\n</script>\n");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("t.xml:1:")
+                && e.contains("listed=\"maybe\": use \"yes\" or \"no\"")),
+        "{errs:#?}"
+    );
+    let part = "<script version=\"1\" id=\"t\" listed=\"no\">\n  <say>Hi</say>\n</script>\n";
+    assert!(!load_str("t.xml", part, &AnyAudio).unwrap().script.listed());
+    let whole = "<script version=\"1\" id=\"t\">\n  <say>Hi</say>\n</script>\n";
+    assert!(load_str("t.xml", whole, &AnyAudio).unwrap().script.listed());
+}

@@ -203,7 +203,7 @@ async fn list_scripts(State(state): State<WebState>) -> Response {
     let scripts = state
         .scripts
         .scripts()
-        .filter(|s| s.channels().contains(&Channel::Web))
+        .filter(|s| s.channels().contains(&Channel::Web) && s.listed())
         .map(|s| ScriptInfo {
             id: s.id(),
             title: s.title(),
@@ -270,7 +270,7 @@ async fn start_session(
     let script = state
         .scripts
         .script(&id)
-        .filter(|s| s.channels().contains(&Channel::Web))
+        .filter(|s| s.channels().contains(&Channel::Web) && s.listed())
         .ok_or_else(|| WebError::UnknownScript(id.clone()))?;
     let now_ms = state.now_ms();
     let now = system_time(now_ms);

@@ -179,6 +179,17 @@ async fn lists_the_scripts_published_for_the_web() {
     assert!(ids.contains(&"bank-card"), "{ids:?}");
     // The retention script is for agents only.
     assert!(!ids.contains(&"retention"), "{ids:?}");
+    // The PIN check is a part of the bank line (listed="no"): not offered, and a
+    // session cannot start with it.
+    assert!(!ids.contains(&"verify-pin"), "{ids:?}");
+    let (status, reply) = web
+        .send(
+            Request::post("/api/scripts/verify-pin/sessions")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{reply}");
     let outage = scripts
         .iter()
         .find(|s| s["id"] == "utility-outage")

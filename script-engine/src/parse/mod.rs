@@ -132,7 +132,9 @@ fn compile_root(
     let mut c = Compiler::new(f);
     c.attrs(
         root,
-        &["version", "id", "title", "channels", "on-error", "xmlns"],
+        &[
+            "version", "id", "title", "channels", "listed", "on-error", "xmlns",
+        ],
     );
     match root.attr("version") {
         Some(v) if v.value == FORMAT_VERSION => {}
@@ -179,6 +181,18 @@ fn compile_root(
                 c.f.error(a.pos, "`channels` names no channel");
             }
             list
+        }
+    };
+    let listed = match root.attr("listed") {
+        None => true,
+        Some(a) if a.value == "yes" => true,
+        Some(a) if a.value == "no" => false,
+        Some(a) => {
+            c.f.error(
+                a.pos,
+                format!("listed=\"{}\": use \"yes\" or \"no\"", a.value),
+            );
+            true
         }
     };
 
@@ -246,6 +260,7 @@ fn compile_root(
         description,
         file: c.f.file.clone(),
         channels: c.channels,
+        listed,
         vars,
         ops: c.ops,
         on_error,
