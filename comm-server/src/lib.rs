@@ -8,6 +8,7 @@ pub mod config;
 pub mod ivr;
 pub mod media;
 pub mod registrar;
+pub mod reports;
 pub mod server;
 pub mod sip;
 pub mod store;

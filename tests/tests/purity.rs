@@ -32,6 +32,7 @@ const CORES: &[&str] = &[
     "comm-server/src/sip/digest.rs",
     "comm-server/src/call.rs",
     "comm-server/src/acd",
+    "comm-server/src/reports",
     "comm-server/src/campaigns/pacing.rs",
     "comm-server/src/media/dtmf.rs",
     "comm-server/src/media/g711.rs",
