@@ -127,7 +127,7 @@ impl Metrics {
         family(
             "comm_calls_total",
             "counter",
-            "Calls started since the server started.",
+            "Incoming INVITEs handled as calls since the server started (challenged and refused ones included).",
             &one(get(&self.calls_total)),
         );
         let classes: Vec<(String, String)> = (0..6)
