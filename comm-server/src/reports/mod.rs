@@ -406,7 +406,7 @@ fn replay(
                 }
             }
             Event::StateChanged { to, .. } => {
-                if let Some(a) = agent.as_deref_mut() {
+                if let Some(a) = agent {
                     a.accrue(period, e.at_ms);
                     a.state = *to;
                 }
