@@ -50,6 +50,12 @@ enum Command {
     /// Simulate a working day of an outbound campaign with the real pacer and print
     /// agent occupancy and abandonment for progressive and predictive dialling.
     SimulateCampaign(SimulateCampaignOpts),
+    /// Print call (per queue) or agent figures for a period from the ACD event log.
+    ///
+    /// Reads the database `serve` writes (`--config`, `--data-dir` as for `serve`).
+    /// Periods are UTC and half-open: `--from 2026-11-01 --to 2026-11-02` is that day.
+    /// Definitions (service level, AHT...) are in `comm_server::reports`.
+    Report(ReportOpts),
 }
 
 #[derive(clap::Args)]
@@ -77,6 +83,47 @@ struct SimulateCampaignOpts {
     abandon_cap: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportKind {
+    /// Per queue: offered, answered, abandoned, overflowed, transferred, ASA, service
+    /// level, AHT.
+    Calls,
+    /// Per agent: answered, AHT, time logged in, available, on break, on a call, wrap-up.
+    Agents,
+}
+
+#[derive(clap::Args)]
+struct ReportOpts {
+    #[arg(value_enum)]
+    kind: ReportKind,
+    /// Start, UTC: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] (included).
+    #[arg(long)]
+    from: String,
+    /// End, UTC, same forms (excluded).
+    #[arg(long)]
+    to: String,
+    /// Only this queue (calls report).
+    #[arg(long)]
+    queue: Option<String>,
+    /// Only this agent (agents report).
+    #[arg(long)]
+    agent: Option<String>,
+    /// table, csv or json.
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Answered within this counts toward the service level.
+    #[arg(long, default_value = "20s")]
+    service_level: HumanDuration,
+    /// Abandoned within this counts as a short abandon.
+    #[arg(long, default_value = "5s")]
+    short_abandon: HumanDuration,
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory holding comm-server.db (overrides the config).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -165,6 +212,7 @@ fn main() -> ExitCode {
         Command::CheckScript(opts) => check_script(&opts),
         Command::Simulate(opts) => simulate(opts),
         Command::SimulateCampaign(opts) => simulate_campaign(opts),
+        Command::Report(opts) => report(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -329,6 +377,72 @@ fn simulate(o: SimulateOpts) -> anyhow::Result<()> {
             println!("Erlang C: offered load exceeds the agents; the queue grows without bound");
         }
     }
+    Ok(())
+}
+
+fn report(o: ReportOpts) -> anyhow::Result<()> {
+    use comm_server::reports::{self, Period, Settings, format};
+    let format: format::Format = o
+        .format
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+    let from_ms = reports::parse_utc(&o.from).context("--from")?;
+    let to_ms = reports::parse_utc(&o.to).context("--to")?;
+    anyhow::ensure!(
+        from_ms < to_ms,
+        "--from {} is not before --to {}",
+        o.from,
+        o.to
+    );
+    let mut config = load(o.config.as_ref())?;
+    if let Some(d) = o.data_dir {
+        config.server.data_dir = d;
+    }
+    if config.storage.url.is_none() {
+        let db = config.server.data_dir.join("comm-server.db");
+        anyhow::ensure!(
+            db.is_file(),
+            "no database at {} (see --data-dir)",
+            db.display()
+        );
+    }
+    let url = comm_server::server::database_url(&config);
+    let settings = Settings {
+        service_level: o.service_level.0,
+        short_abandon: o.short_abandon.0,
+    };
+    let period = Period { from_ms, to_ms };
+    let rt = tokio::runtime::Runtime::new()?;
+    let records = rt.block_on(async {
+        let store = comm_server::store::Store::open(&url).await?;
+        // Replay from the last start before the period: every agent's status is known
+        // there (logged out), so time already logged in at `--from` is counted.
+        let since = store
+            .last_acd_event_before(reports::log::SERVER_STARTED, from_ms)
+            .await?
+            .unwrap_or(i64::MIN);
+        let records = store.acd_events_between(since, to_ms).await;
+        store.close().await;
+        anyhow::Ok(records?)
+    })?;
+    let events = reports::log::parse_all(&records)?;
+    let (header, rows) = match o.kind {
+        ReportKind::Calls => {
+            let mut figures = reports::call_report(&events, period, &settings);
+            if let Some(q) = &o.queue {
+                figures.retain(|f| f.queue == *q);
+            }
+            format::queue_rows(&figures)
+        }
+        ReportKind::Agents => {
+            let mut figures = reports::agent_report(&events, period, &settings);
+            if let Some(a) = &o.agent {
+                figures.retain(|f| f.agent == *a);
+            }
+            format::agent_rows(&figures)
+        }
+    };
+    print!("{}", format::render(format, &header, &rows));
     Ok(())
 }
 

@@ -206,3 +206,206 @@ fn audio_missing_from_the_sound_set_is_an_error_unless_any_audio() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("--sounds no-such-dir"), "{text}");
 }
+
+/// Writes an ACD event log the way the server does, for the report commands.
+fn write_event_log(dir: &Scratch) {
+    use comm_server::acd::{AgentId, AgentState, AgentStatus, Event, ItemId, ItemKind, QueueId};
+    use comm_server::reports::log;
+    use std::time::Duration;
+    // 2026-11-01 00:00 UTC, plus seconds.
+    let t = |s: i64| 1_793_491_200_000 + s * 1000;
+    let (queues, agents) = (["support".to_string()], ["ann".to_string()]);
+    let (q, ann, s) = (QueueId(0), AgentId(0), Duration::from_secs);
+    let enqueued = |n| Event::Enqueued {
+        item: ItemId(n),
+        queue: q,
+        kind: ItemKind::InboundCall,
+        priority: 0,
+    };
+    let events = [
+        (
+            t(-60),
+            Event::StatusChanged {
+                agent: ann,
+                from: AgentStatus::LoggedOut,
+                to: AgentStatus::Available,
+            },
+        ),
+        (t(10), enqueued(1)),
+        (
+            t(14),
+            Event::Answered {
+                item: ItemId(1),
+                agent: ann,
+                waited: s(4),
+            },
+        ),
+        (
+            t(14),
+            Event::StateChanged {
+                agent: ann,
+                from: AgentState::Idle,
+                to: AgentState::OnCall(ItemId(1)),
+            },
+        ),
+        (
+            t(74),
+            Event::CallEnded {
+                item: ItemId(1),
+                agent: ann,
+                talk: s(60),
+            },
+        ),
+        (
+            t(74),
+            Event::StateChanged {
+                agent: ann,
+                from: AgentState::OnCall(ItemId(1)),
+                to: AgentState::Idle,
+            },
+        ),
+        (t(100), enqueued(2)),
+        (
+            t(140),
+            Event::Abandoned {
+                item: ItemId(2),
+                queue: q,
+                waited: s(40),
+                callback: false,
+            },
+        ),
+        // The next day: outside the period.
+        (t(86_400), enqueued(3)),
+    ];
+    let mut records = vec![log::server_started(t(-120))];
+    records.extend(
+        events
+            .iter()
+            .map(|(at, e)| log::record(*at, e, &queues, &agents)),
+    );
+    let url = format!("sqlite://{}", dir.0.join("comm-server.db").display());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = comm_server::store::Store::open(&url).await.unwrap();
+        store.insert_acd_events(&records).await.unwrap();
+        store.close().await;
+    });
+}
+
+#[test]
+fn report_prints_a_days_queue_and_agent_figures_from_the_event_log() {
+    let dir = Scratch::new("report");
+    write_event_log(&dir);
+    let data_dir = dir.0.display().to_string();
+    let day = [
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-02",
+        "--data-dir",
+        &data_dir,
+    ];
+
+    let out = run(&[&["report", "calls"][..], &day, &["--format", "csv"]].concat());
+    assert!(out.status.success(), "{}", said(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "queue,offered,answered,abandoned,abandoned_short,overflowed,transferred,asa_s,service_level,handled,aht_s,avg_talk_s,avg_wrap_up_s\n\
+         support,2,1,1,0,0,0,4.000,0.500,1,60.000,60.000,\n"
+    );
+
+    let out = run(&[
+        &["report", "agents"][..],
+        &day,
+        &["--agent", "ann", "--format", "json"],
+    ]
+    .concat());
+    assert!(out.status.success(), "{}", said(&out));
+    let json = String::from_utf8_lossy(&out.stdout);
+    for field in [
+        r#""agent": "ann""#,
+        r#""answered": 1"#,
+        r#""logged_in_s": 86400.0"#,
+        r#""on_call_s": 60.0"#,
+        r#""aht_s": 60.0"#,
+    ] {
+        assert!(json.contains(field), "{field} in {json}");
+    }
+
+    // A queue filter that matches nothing prints the header and says so.
+    let out = run(&[&["report", "calls"][..], &day, &["--queue", "sales"]].concat());
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).ends_with("(no activity in the period)\n"),
+        "{}",
+        said(&out)
+    );
+}
+
+#[test]
+fn report_refuses_bad_dates_formats_and_a_missing_database() {
+    let dir = Scratch::new("report-bad");
+    let data_dir = dir.0.display().to_string();
+    let out = run(&[
+        "report",
+        "calls",
+        "--from",
+        "2026-11-31",
+        "--to",
+        "2026-12-01",
+        "--data-dir",
+        &data_dir,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("--from: \"2026-11-31\" is not a UTC date"),
+        "{}",
+        said(&out)
+    );
+
+    let out = run(&[
+        "report",
+        "calls",
+        "--from",
+        "2026-11-02",
+        "--to",
+        "2026-11-01",
+        "--data-dir",
+        &data_dir,
+    ]);
+    assert!(
+        said(&out).contains("--from 2026-11-02 is not before --to 2026-11-01"),
+        "{}",
+        said(&out)
+    );
+
+    let out = run(&[
+        "report",
+        "calls",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-02",
+        "--format",
+        "xml",
+        "--data-dir",
+        &data_dir,
+    ]);
+    assert!(
+        said(&out).contains("--format: unknown format \"xml\""),
+        "{}",
+        said(&out)
+    );
+
+    let out = run(&[
+        "report",
+        "agents",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-02",
+        "--data-dir",
+        &data_dir,
+    ]);
+    assert!(!out.status.success());
+    assert!(said(&out).contains("no database at "), "{}", said(&out));
+}

@@ -33,6 +33,7 @@ const CORES: &[&str] = &[
     "comm-server/src/call.rs",
     "comm-server/src/acd",
     "comm-server/src/campaigns",
+    "comm-server/src/reports",
     "comm-server/src/media/dtmf.rs",
     "comm-server/src/media/g711.rs",
     "comm-server/src/media/jitter.rs",

@@ -2,14 +2,17 @@
 //! [`crate::acd::Acd`] core, fed by call tasks (a caller joins, an offer was answered
 //! or not, a call ended) and by agents' status changes; its actions become commands to
 //! the caller's call task (music, position announcements, ring this agent, stop
-//! ringing, overflow). The core's events go to the log; the durable event log and the
-//! supervisor streams are later work (issues 5, 6, 9).
+//! ringing, overflow). The core's events go to the durable event log
+//! ([`super::event_log`]) and the tracing log; after each input the queue and agent
+//! gauges of `/metrics` are refreshed. The supervisor streams are later work (issue 6).
 
 use super::*;
 use crate::acd::{
-    Acd, AgentConfig, AgentId, AgentStatus, CallerInfo, Input as AcdInput, ItemId, ItemKind,
-    NewItem, NoAnswerReason, QueueConfig, QueueId, Tier,
+    Acd, AgentConfig, AgentId, AgentState, AgentStatus, CallerInfo, Input as AcdInput, ItemId,
+    ItemKind, NewItem, NoAnswerReason, QueueConfig, QueueId, Tier,
 };
+use crate::metrics::Metrics;
+use crate::reports;
 
 /// What call tasks and agents tell the ACD.
 pub(super) enum AcdRequest {
@@ -61,13 +64,21 @@ struct AcdDriver {
     agents: Vec<String>,
     items: HashMap<ItemId, mpsc::UnboundedSender<CallInput>>,
     queues: HashMap<String, QueueId>,
+    /// Queue names by [`QueueId`], for the event log.
+    queue_names: Vec<String>,
     registrar: Arc<Registrar>,
+    log: EventLog,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
 }
 
 /// Starts the ACD task; errors are configuration errors.
 pub(super) fn spawn_acd(
     config: &Config,
     registrar: Arc<Registrar>,
+    log: EventLog,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<mpsc::UnboundedSender<AcdRequest>> {
     let start = now();
     let mut acd = Acd::new(start, rand::random());
@@ -103,14 +114,24 @@ pub(super) fn spawn_acd(
         acd.add_agent(start, ac)?;
         agents.push(a.name.get_ref().clone());
     }
+    // Every agent starts logged out: reports must not carry a status over a restart.
+    log.write(crate::reports::log::server_started(clock.unix_ms()));
     let (tx, rx) = mpsc::unbounded_channel();
+    let mut queue_names: Vec<(QueueId, String)> =
+        queues.iter().map(|(n, q)| (*q, n.clone())).collect();
+    queue_names.sort();
     let driver = AcdDriver {
         acd,
         agents,
         items: HashMap::new(),
         queues,
+        queue_names: queue_names.into_iter().map(|(_, n)| n).collect(),
         registrar,
+        log,
+        clock,
+        metrics,
     };
+    driver.publish_metrics();
     tokio::spawn(driver.run(rx).instrument(tracing::info_span!("acd")));
     Ok(tx)
 }
@@ -129,7 +150,42 @@ impl AcdDriver {
                 }
             }
             self.drain().await;
+            self.publish_metrics();
         }
+    }
+
+    /// Queue depths, longest waits and agents per status and state, for `/metrics`.
+    /// Costs one pass over queues and agents per input: fine for hundreds of agents.
+    fn publish_metrics(&self) {
+        let now = now();
+        let mut snapshot = crate::metrics::AcdSnapshot::default();
+        for (i, name) in self.queue_names.iter().enumerate() {
+            if let Some(stats) = self.acd.queue_stats(now, QueueId(i as u32)) {
+                snapshot.queues.push((
+                    name.clone(),
+                    stats.waiting as u64,
+                    stats.longest_wait.as_secs_f64(),
+                ));
+            }
+        }
+        for i in 0..self.agents.len() {
+            let id = AgentId(i as u64);
+            let status = match self.acd.agent_status(id) {
+                Some(AgentStatus::LoggedOut) | None => 0,
+                Some(AgentStatus::Available) => 1,
+                Some(AgentStatus::OnBreak { .. }) => 2,
+            };
+            let state = match self.acd.agent_state(id) {
+                Some(AgentState::Idle) | None => 0,
+                Some(AgentState::Resting) => 1,
+                Some(AgentState::Ringing(_)) => 2,
+                Some(AgentState::Reserved(_)) => 3,
+                Some(AgentState::OnCall(_)) => 4,
+                Some(AgentState::WrapUp) => 5,
+            };
+            snapshot.agents[status][state] += 1;
+        }
+        self.metrics.set_acd(snapshot);
     }
 
     fn input(&mut self, input: AcdInput) {
@@ -250,6 +306,9 @@ impl AcdDriver {
         }
         while let Some(event) = self.acd.poll_event() {
             tracing::info!(?event, "acd event");
+            let at_ms = self.clock.unix_ms();
+            let record = reports::log::record(at_ms, &event, &self.queue_names, &self.agents);
+            self.log.write(record);
         }
     }
 }

@@ -61,6 +61,7 @@ pub(super) fn drive_ivr(
             }
             IvrAction::RunAction(other) => {
                 tracing::warn!(?other, "script action not available yet");
+                shared.metrics.script_action_failed();
                 ivr.handle_host_reply(
                     now_wall,
                     script_engine::Input::ActionFailed("not available on this server yet".into()),
@@ -80,6 +81,7 @@ pub(super) fn drive_ivr(
             }
             IvrAction::Route(step) => {
                 tracing::warn!(?step, "script routing target not available");
+                shared.metrics.script_action_failed();
                 ivr.handle_host_reply(
                     now_wall,
                     script_engine::Input::RouteFailed("not available".into()),
@@ -342,12 +344,19 @@ impl CallMedia {
     }
 
     /// Closes every leg; the quality figures for the CDR as JSON.
-    async fn close(&self) -> Option<String> {
+    async fn close(&self, metrics: &crate::metrics::Metrics) -> Option<String> {
         let mut legs = serde_json::Map::new();
         for (name, leg) in [("caller", &self.caller), ("callee", &self.callee)] {
             if let Some((id, _)) = leg
                 && let Some(q) = self.engine.close(*id).await
             {
+                metrics.rtp_stream_ended(
+                    q.packets_received,
+                    q.packets_sent,
+                    // RFC 3550 loss goes negative with duplicates; none were lost then.
+                    q.packets_lost.max(0) as u64,
+                    q.jitter_ms,
+                );
                 legs.insert(
                     name.into(),
                     serde_json::json!({
@@ -547,7 +556,7 @@ pub(super) async fn run_call(
                     if queue.is_some() {
                         let _ = shared.acd.send(AcdRequest::Ended { item: uid });
                     }
-                    let media_quality_json = media.close().await;
+                    let media_quality_json = media.close(&shared.metrics).await;
                     let ms = |t: std::time::Instant| {
                         started_ms + (t - started.into_std()).as_millis() as i64
                     };

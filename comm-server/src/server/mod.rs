@@ -45,6 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 mod acd;
 mod call_task;
+mod event_log;
 mod routing;
 mod startup;
 mod transport;
@@ -52,6 +53,7 @@ mod trunk;
 
 use acd::*;
 use call_task::*;
+use event_log::EventLog;
 use routing::*;
 use startup::*;
 use transport::*;
@@ -59,6 +61,8 @@ use trunk::*;
 
 /// How long hung-up calls get to exchange their BYEs after the grace period.
 const HANGUP_DRAIN: Duration = Duration::from_secs(5);
+/// How long the exit waits for the ACD event log to write what it holds.
+const EVENT_LOG_DRAIN: Duration = Duration::from_secs(5);
 /// Bound on queued inbound packets; past it UDP datagrams are dropped (load shedding).
 const INBOUND_QUEUE: usize = 8192;
 /// A TCP connection that sends nothing for this long is closed (RFC 4475 §3.1.2.2:
@@ -122,6 +126,7 @@ pub struct App {
     clock: Arc<dyn Clock>,
     prompts: Arc<PromptLibrary>,
     scripts: Arc<Library>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl App {
@@ -131,21 +136,15 @@ impl App {
     }
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
-        let url = match &config.storage.url {
-            Some(u) => u.clone(),
-            None => {
-                std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
-                    format!(
-                        "creating data directory {}",
-                        config.server.data_dir.display()
-                    )
-                })?;
+        if config.storage.url.is_none() {
+            std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
                 format!(
-                    "sqlite://{}",
-                    config.server.data_dir.join("comm-server.db").display()
+                    "creating data directory {}",
+                    config.server.data_dir.display()
                 )
-            }
-        };
+            })?;
+        }
+        let url = database_url(&config);
         let store = Store::open(&url).await?;
         for u in &config.users {
             let account = match &u.password {
@@ -173,11 +172,17 @@ impl App {
             clock,
             prompts: Arc::new(prompts),
             scripts: Arc::new(scripts),
+            metrics: Arc::default(),
         })
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The live figures served at `/metrics`.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// The prompts loaded from the sounds directory.
@@ -240,13 +245,24 @@ impl App {
         let mut engine_config = EngineConfig::new(cfg.media.bind, ports);
         engine_config.clock = self.clock.clone();
         let (engine, media_events, _media_task) = MediaEngine::spawn(engine_config);
-        let acd = spawn_acd(&cfg, registrar.clone())?;
+        let (event_log, event_log_task) = EventLog::spawn(self.store.clone(), self.metrics.clone());
+        let acd = spawn_acd(
+            &cfg,
+            registrar.clone(),
+            event_log,
+            self.clock.clone(),
+            self.metrics.clone(),
+        )?;
         let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
         if let Some(listener) = listeners.http {
             let web = crate::web::router(crate::web::WebState::new(
                 self.scripts.clone(),
                 self.clock.clone(),
-            ));
+            ))
+            .merge(crate::web::ops_router(crate::web::OpsState {
+                metrics: self.metrics.clone(),
+                store: self.store.clone(),
+            }));
             let mut stopped = http_stopped.clone();
             tokio::spawn(async move {
                 let shutdown = async move {
@@ -282,6 +298,7 @@ impl App {
             media_ip,
             next_leg: AtomicU64::new(1),
             acd,
+            metrics: self.metrics.clone(),
         });
         let driver = Driver {
             endpoint: Endpoint::new(Timers::default(), udp_host, tcp_host),
@@ -300,10 +317,30 @@ impl App {
             next_uid: 1,
             draining: false,
         };
+        self.metrics.set_serving(true);
         driver.run(inbound_rx, cmd_rx, media_events, shutdown).await;
         let _ = http_stop.send(true);
+        // The ACD task ends with the last call; its log writer then flushes and stops.
+        if tokio::time::timeout(EVENT_LOG_DRAIN, event_log_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("ACD event log still busy at exit; its last events may be lost");
+        }
         self.store.close().await;
         Ok(())
+    }
+}
+
+/// The database the config names: `[storage] url`, or `comm-server.db` in the data
+/// directory.
+pub fn database_url(config: &Config) -> String {
+    match &config.storage.url {
+        Some(u) => u.clone(),
+        None => format!(
+            "sqlite://{}",
+            config.server.data_dir.join("comm-server.db").display()
+        ),
     }
 }
 
@@ -321,6 +358,7 @@ struct Shared {
     media_ip: std::net::IpAddr,
     next_leg: AtomicU64,
     acd: mpsc::UnboundedSender<AcdRequest>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 enum Inbound {
@@ -463,6 +501,7 @@ impl Driver {
                 _ = &mut shutdown, if !self.draining => {
                     tracing::info!(calls = self.calls.len(), "draining: new calls get 503");
                     self.draining = true;
+                    self.shared.metrics.set_serving(false);
                     grace_end = Some(Instant::now() + self.shared.config.server.shutdown_grace.0);
                 }
                 _ = tokio::time::sleep_until(grace_end.unwrap_or(far)), if grace_end.is_some() => {
@@ -487,6 +526,7 @@ impl Driver {
             let mut progressed = false;
             while let Some(t) = self.endpoint.poll_transmit() {
                 progressed = true;
+                self.shared.metrics.sip_sent(&t.bytes);
                 match t.flow {
                     Flow::Udp(addr) => {
                         if let Some(s) = &self.udp
@@ -576,6 +616,7 @@ impl Driver {
                         self.dialogs.remove(&id);
                     }
                 }
+                self.shared.metrics.set_calls_in_progress(self.calls.len());
                 self.invite_owner.retain(|_, u| *u != uid);
                 let stale: Vec<TxId> = self
                     .client_txs
@@ -746,6 +787,7 @@ impl Driver {
                 call_ids: vec![call_id.clone()],
             },
         );
+        self.shared.metrics.call_started(self.calls.len());
         let span = tracing::info_span!("call", call_id = %call_id);
         let shared = self.shared.clone();
         let cmd = self.cmd_tx.clone();

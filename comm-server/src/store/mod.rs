@@ -1,4 +1,5 @@
-//! Persistent storage: SIP accounts, registration bindings and call detail records (CDRs).
+//! Persistent storage: SIP accounts, registration bindings, call detail records (CDRs)
+//! and the ACD's durable event log.
 //!
 //! Owns the database connection pool, the schema (`comm-server/migrations/{sqlite,postgres}`,
 //! applied on [`Store::open`]) and the mapping between rows and the checked types in
@@ -13,6 +14,7 @@
 //! `query!` macros, so building needs no database.
 
 mod accounts;
+mod acd_events;
 mod bindings;
 mod cdrs;
 pub mod model;
@@ -29,7 +31,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{ConnectOptions, Connection};
 
 pub use model::{
-    Binding, Cdr, Direction, EndReason, HungUpBy, QValue, SipAccount, Transport, UnknownValue,
+    AcdEventRecord, Binding, Cdr, Direction, EndReason, HungUpBy, QValue, SipAccount, Transport,
+    UnknownValue,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");

@@ -256,3 +256,24 @@ mod tests {
         assert!(!shown.contains("secret"), "{shown}");
     }
 }
+
+/// One row of the ACD's durable event log (`acd_events`).
+///
+/// The store keeps it as the event log writer hands it over and gives it back in the
+/// order written; what the JSON means is the reports module's business
+/// (`crate::reports::log`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcdEventRecord {
+    /// Wall-clock time of the event, Unix milliseconds.
+    pub at_ms: i64,
+    /// The event's kind (`Answered`, `StatusChanged`, `ServerStarted`...).
+    pub kind: String,
+    /// The work item (the caller's call) the event is about, if any.
+    pub item: Option<i64>,
+    /// The queue's configured name, if the event names a queue.
+    pub queue: Option<String>,
+    /// The agent's configured name, if the event names an agent.
+    pub agent: Option<String>,
+    /// The whole event as JSON.
+    pub details_json: String,
+}

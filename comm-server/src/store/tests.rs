@@ -52,6 +52,68 @@ fn cdr(call_id: &str, started_at_ms: i64) -> Cdr {
     }
 }
 
+fn acd_event(at_ms: i64, kind: &str, agent: Option<&str>) -> AcdEventRecord {
+    AcdEventRecord {
+        at_ms,
+        kind: kind.into(),
+        item: Some(7),
+        queue: Some("support".into()),
+        agent: agent.map(Into::into),
+        details_json: format!(r#"{{"{kind}":{{}}}}"#),
+    }
+}
+
+async fn acd_events_keep_their_order_and_period(store: &Store) {
+    // Two events in the same millisecond keep the order they were written in.
+    let batch = vec![
+        acd_event(NOW_MS, "ServerStarted", None),
+        acd_event(NOW_MS + 10, "Enqueued", None),
+        acd_event(NOW_MS + 10, "Offered", Some("bob")),
+        acd_event(NOW_MS + 20, "Answered", Some("bob")),
+    ];
+    store.insert_acd_events(&batch).await.unwrap();
+    store.insert_acd_events(&[]).await.unwrap();
+    let late = acd_event(NOW_MS + 30, "ServerStarted", None);
+    store
+        .insert_acd_events(std::slice::from_ref(&late))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.acd_events_between(NOW_MS, NOW_MS + 31).await.unwrap(),
+        [batch.clone(), vec![late]].concat()
+    );
+    // Half-open: `to` excluded.
+    assert_eq!(
+        store
+            .acd_events_between(NOW_MS + 10, NOW_MS + 20)
+            .await
+            .unwrap(),
+        batch[1..3].to_vec()
+    );
+    assert_eq!(
+        store
+            .last_acd_event_before("ServerStarted", NOW_MS + 29)
+            .await
+            .unwrap(),
+        Some(NOW_MS)
+    );
+    assert_eq!(
+        store
+            .last_acd_event_before("ServerStarted", NOW_MS + 30)
+            .await
+            .unwrap(),
+        Some(NOW_MS + 30)
+    );
+    assert_eq!(
+        store
+            .last_acd_event_before("ServerStarted", NOW_MS - 1)
+            .await
+            .unwrap(),
+        None
+    );
+    store.ping().await.unwrap();
+}
+
 async fn accounts_round_trip(store: &Store) {
     assert_eq!(store.sip_account("alice").await.unwrap(), None);
     store.upsert_sip_account(&account("bob")).await.unwrap();
@@ -387,6 +449,7 @@ on_every_backend!(
     unknown_stored_values_are_errors,
     clones_share_the_database,
     racing_cdr_writes_store_one,
+    acd_events_keep_their_order_and_period,
 );
 
 #[tokio::test]

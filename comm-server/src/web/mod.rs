@@ -40,10 +40,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Clock;
 
+mod ops;
 mod sessions;
 #[cfg(test)]
 mod tests;
 
+pub use ops::{OpsState, ops_router};
 pub use sessions::{DEFAULT_IDLE_EXPIRY, DEFAULT_MAX_SESSIONS, SessionLimits};
 use sessions::{Entry, SessionStore};
 
