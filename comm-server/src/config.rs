@@ -1352,6 +1352,43 @@ mod tests {
     }
 
     #[test]
+    fn mailboxes_are_checked_and_their_pin_stays_out_of_errors_and_debug() {
+        let base = "[[user]]\nname = \"bob\"\npassword = \"x\"\n\n";
+        let ok = format!(
+            "{base}[[mailbox]]\nname = \"sales\"\nowner = \"bob\"\npin = \"4321\"\n\n\
+             [[route]]\nnumber = \"1\"\ntarget = {{ mailbox = \"sales\" }}\n"
+        );
+        let cfg = Config::parse(&ok, "t.toml").unwrap();
+        let m = cfg.mailbox("sales").unwrap();
+        assert_eq!(m.max_message.0, DEFAULT_MAX_MESSAGE);
+        assert!(!format!("{m:?}").contains("4321"));
+        let cases = [
+            ("name = \"../x\"\npin = \"1\"", "t.toml:6: mailbox[0].name"),
+            (
+                "name = \"a\"\npin = \"12a4\"",
+                "t.toml:6: mailbox[0].pin: give digits only",
+            ),
+            (
+                "name = \"a\"\npin = \"1\"\nowner = \"carol\"",
+                "t.toml:6: mailbox[0].owner: no [[user]] named \"carol\"",
+            ),
+            (
+                "name = \"a\"\npin = \"1\"\nmin-message = \"9s\"\nmax-message = \"5s\"",
+                "mailbox[0].min-message",
+            ),
+        ];
+        for (body, want) in cases {
+            let src = format!("{base}[[mailbox]]\n{body}\n");
+            let msg = Config::parse(&src, "t.toml").unwrap_err().to_string();
+            assert!(msg.starts_with(want) || msg.contains(want), "{msg}");
+            assert!(!msg.contains("12a4"), "the PIN is not repeated: {msg}");
+        }
+        let src = "[[route]]\nnumber = \"1\"\ntarget = { voicemail-retrieval = \"nope\" }\n";
+        let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
+        assert!(msg.contains("no [[mailbox]] named \"nope\""), "{msg}");
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(
             "500ms".parse::<HumanDuration>().unwrap().0,
