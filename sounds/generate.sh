@@ -104,6 +104,16 @@ say voicemail/message-saved "Message saved."
 say voicemail/no-more-messages "There are no more messages."
 say voicemail/mailbox-full "Sorry, this mailbox is full."
 say voicemail/goodbye "Goodbye."
+# Retrieval announces each message: "Message from <digits> received <month> <day>
+# at <hour> <minute>" (comm_server::voicemail::announcement).
+say voicemail/message-from "Message from"
+say voicemail/unknown-caller "an unknown caller"
+say voicemail/received "received"
+say voicemail/at "at"
+say voicemail/oclock "o'clock"
+say voicemail/oh "oh"
+months=(January February March April May June July August September October November December)
+for i in $(seq 1 12); do say "voicemail/month-$i" "${months[$((i - 1))]}"; done
 
 # --- bank card line: scripts/bank-card.xml and scripts/verify-pin.xml -------------
 # A prompt that ends in "is" or "ending in" is followed by a spoken value.

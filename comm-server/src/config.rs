@@ -123,6 +123,8 @@ pub struct Config {
     pub queues: Vec<QueueSection>,
     #[serde(default, rename = "agent")]
     pub agents: Vec<AgentSection>,
+    #[serde(default, rename = "mailbox")]
+    pub mailboxes: Vec<MailboxSection>,
     /// The text the config was parsed from, so later checks can name lines.
     #[serde(skip)]
     origin: Origin,
@@ -179,6 +181,77 @@ pub struct AgentSection {
     pub name: toml::Spanned<String>,
     /// Queues this agent serves, in order of preference.
     pub queues: Vec<String>,
+}
+
+/// Longest voicemail message by default; the recording stops there.
+pub const DEFAULT_MAX_MESSAGE: Duration = Duration::from_secs(180);
+/// Messages shorter than this are discarded (a caller who hung up at the beep).
+pub const DEFAULT_MIN_MESSAGE: Duration = Duration::from_secs(1);
+/// A deposit ends after this much silence from the caller.
+pub const DEFAULT_SILENCE_END: Duration = Duration::from_secs(5);
+/// Mean absolute sample level (16-bit linear) below which audio counts as silence:
+/// about -50 dBFS, under a phone's line noise but far below speech.
+pub const DEFAULT_SILENCE_LEVEL: u16 = 100;
+
+/// A voicemail box. Callers reach it through a `{ mailbox = NAME }` route and leave a
+/// message; its owner listens through a `{ voicemail-retrieval = NAME }` route or by
+/// dialling *98 from their own phone.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MailboxSection {
+    /// The mailbox name, used in routes and as its directory under
+    /// `data-dir/voicemail/` (letters, digits and - _ .).
+    pub name: toml::Spanned<String>,
+    /// A `[[user]]` whose registered phones get message-waiting NOTIFYs (RFC 3842) and
+    /// who may dial *98 for this mailbox. None: no message-waiting indication.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The retrieval PIN: digits only. Written in plain text in the config (the phone
+    /// keypad offers nothing to hash against), compared in constant time and never
+    /// logged or shown in debug output.
+    pub pin: String,
+    /// A prompt name in the sounds directory played instead of
+    /// "voicemail/leave-message-after-tone".
+    #[serde(default)]
+    pub greeting: Option<String>,
+    /// The recording stops here. Default "180s".
+    #[serde(default = "default_max_message")]
+    pub max_message: HumanDuration,
+    /// Shorter messages are discarded. Default "1s".
+    #[serde(default = "default_min_message")]
+    pub min_message: HumanDuration,
+    /// The recording ends after this much silence. Default "5s".
+    #[serde(default = "default_silence_end")]
+    pub silence_end: HumanDuration,
+    /// Mean absolute 16-bit sample level that counts as silence. Default 100.
+    #[serde(default = "default_silence_level")]
+    pub silence_level: u16,
+    /// Where to email new messages (not sent yet: kept for the email work).
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+impl fmt::Debug for MailboxSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailboxSection")
+            .field("name", self.name.get_ref())
+            .field("owner", &self.owner)
+            .field("pin", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_max_message() -> HumanDuration {
+    HumanDuration(DEFAULT_MAX_MESSAGE)
+}
+fn default_min_message() -> HumanDuration {
+    HumanDuration(DEFAULT_MIN_MESSAGE)
+}
+fn default_silence_end() -> HumanDuration {
+    HumanDuration(DEFAULT_SILENCE_END)
+}
+fn default_silence_level() -> u16 {
+    DEFAULT_SILENCE_LEVEL
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -483,8 +556,10 @@ pub enum Target {
     Queue(String),
     /// An agent, by name.
     Agent(String),
-    /// A voicemail box.
+    /// A `[[mailbox]]`: the caller leaves a message.
     Mailbox(String),
+    /// A `[[mailbox]]`'s owner listens to its messages, after the PIN.
+    VoicemailRetrieval(String),
     /// Answers, plays these prompts (names in the sounds directory, e.g.
     /// "general/welcome"), then hangs up.
     Prompt(Vec<String>),
@@ -654,6 +729,67 @@ impl Config {
                     r.target.span(),
                     &format!("route[{i}].target.queue"),
                     format!("no [[queue]] named {q:?}"),
+                ));
+            }
+        }
+        let mut mailbox_names = HashSet::new();
+        for (i, m) in self.mailboxes.iter().enumerate() {
+            let name = m.name.get_ref();
+            if name.is_empty()
+                || name.starts_with('.')
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err(invalid(
+                    m.name.span(),
+                    &format!("mailbox[{i}].name"),
+                    "use letters, digits and - _ . (it names a directory)".into(),
+                ));
+            }
+            if !mailbox_names.insert(name.clone()) {
+                return Err(invalid(
+                    m.name.span(),
+                    &format!("mailbox[{i}].name"),
+                    format!("duplicate mailbox {name:?}"),
+                ));
+            }
+            if m.pin.is_empty() || !m.pin.bytes().all(|b| b.is_ascii_digit()) {
+                // The PIN itself stays out of the message.
+                return Err(invalid(
+                    m.name.span(),
+                    &format!("mailbox[{i}].pin"),
+                    "give digits only (it is typed on a keypad)".into(),
+                ));
+            }
+            if let Some(owner) = &m.owner
+                && !self.users.iter().any(|u| u.name.get_ref() == owner)
+            {
+                return Err(invalid(
+                    m.name.span(),
+                    &format!("mailbox[{i}].owner"),
+                    format!("no [[user]] named {owner:?}"),
+                ));
+            }
+            if m.min_message.0 > m.max_message.0 {
+                return Err(invalid(
+                    m.name.span(),
+                    &format!("mailbox[{i}].min-message"),
+                    format!(
+                        "{} is longer than max-message {}",
+                        m.min_message, m.max_message
+                    ),
+                ));
+            }
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            if let Target::Mailbox(m) | Target::VoicemailRetrieval(m) = r.target.get_ref()
+                && !mailbox_names.contains(m)
+            {
+                return Err(invalid(
+                    r.target.span(),
+                    &format!("route[{i}].target.mailbox"),
+                    format!("no [[mailbox]] named {m:?}"),
                 ));
             }
         }
@@ -863,7 +999,24 @@ impl Config {
                 _ => {}
             }
         }
+        for (i, m) in self.mailboxes.iter().enumerate() {
+            if let Some(greeting) = &m.greeting
+                && sounds_loaded
+                && refs.prompts.prompt(greeting).is_err()
+            {
+                refs.errors.push(self.span_error(
+                    m.name.span(),
+                    &format!("mailbox[{i}].greeting"),
+                    format!("no prompt {greeting:?} in sounds-dir"),
+                ));
+            }
+        }
         refs
+    }
+
+    /// The mailbox with this name.
+    pub fn mailbox(&self, name: &str) -> Option<&MailboxSection> {
+        self.mailboxes.iter().find(|m| m.name.get_ref() == name)
     }
 
     /// Why a `{ script = name }` route cannot run, if it cannot.
@@ -1196,6 +1349,43 @@ mod tests {
             .to_string();
         assert!(msg.starts_with("t.toml:3:3: "), "{msg}");
         assert!(msg.contains("unknown field `bogus`"), "{msg}");
+    }
+
+    #[test]
+    fn mailboxes_are_checked_and_their_pin_stays_out_of_errors_and_debug() {
+        let base = "[[user]]\nname = \"bob\"\npassword = \"x\"\n\n";
+        let ok = format!(
+            "{base}[[mailbox]]\nname = \"sales\"\nowner = \"bob\"\npin = \"4321\"\n\n\
+             [[route]]\nnumber = \"1\"\ntarget = {{ mailbox = \"sales\" }}\n"
+        );
+        let cfg = Config::parse(&ok, "t.toml").unwrap();
+        let m = cfg.mailbox("sales").unwrap();
+        assert_eq!(m.max_message.0, DEFAULT_MAX_MESSAGE);
+        assert!(!format!("{m:?}").contains("4321"));
+        let cases = [
+            ("name = \"../x\"\npin = \"1\"", "t.toml:6: mailbox[0].name"),
+            (
+                "name = \"a\"\npin = \"12a4\"",
+                "t.toml:6: mailbox[0].pin: give digits only",
+            ),
+            (
+                "name = \"a\"\npin = \"1\"\nowner = \"carol\"",
+                "t.toml:6: mailbox[0].owner: no [[user]] named \"carol\"",
+            ),
+            (
+                "name = \"a\"\npin = \"1\"\nmin-message = \"9s\"\nmax-message = \"5s\"",
+                "mailbox[0].min-message",
+            ),
+        ];
+        for (body, want) in cases {
+            let src = format!("{base}[[mailbox]]\n{body}\n");
+            let msg = Config::parse(&src, "t.toml").unwrap_err().to_string();
+            assert!(msg.starts_with(want) || msg.contains(want), "{msg}");
+            assert!(!msg.contains("12a4"), "the PIN is not repeated: {msg}");
+        }
+        let src = "[[route]]\nnumber = \"1\"\ntarget = { voicemail-retrieval = \"nope\" }\n";
+        let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
+        assert!(msg.contains("no [[mailbox]] named \"nope\""), "{msg}");
     }
 
     #[test]

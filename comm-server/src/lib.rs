@@ -15,4 +15,5 @@ pub mod server;
 pub mod sip;
 pub mod store;
 pub mod time;
+pub mod voicemail;
 pub mod web;

@@ -42,6 +42,7 @@ const CORES: &[&str] = &[
     "comm-server/src/media/rtp.rs",
     "comm-server/src/media/sdp.rs",
     "comm-server/src/media/session.rs",
+    "comm-server/src/voicemail",
     "script-engine/src",
 ];
 

@@ -161,6 +161,13 @@ pub enum MediaCommand {
     Bridge,
     Unbridge,
     StartRecording(RecordSides),
+    /// While the recording runs, report [`MediaAction::Silence`] once `after` of
+    /// recorded audio stays under mean absolute level `level` (voicemail ends on
+    /// silence). Gaps with no packets count as silence: they are recorded as such.
+    DetectSilence {
+        level: u16,
+        after: Duration,
+    },
     /// Stops mixing; the remaining samples come out of `poll_recording`.
     StopRecording,
     /// Sends digits as RFC 4733 events, or as tones if the leg has no telephone-event.
@@ -191,6 +198,10 @@ pub enum MediaAction {
     /// Dead media: hang up, with this reason in the CDR.
     MediaTimeout {
         silent_for: Duration,
+    },
+    /// The running recording has been silent this long ([`MediaCommand::DetectSilence`]).
+    Silence {
+        lasted: Duration,
     },
     /// Symmetric RTP locked onto the remote's real address.
     RemoteLatched {
@@ -263,6 +274,37 @@ struct Recording {
     mixer: Mixer,
     /// Maps the remote's RTP timestamps (per SSRC) onto our timeline.
     receive_anchor: Option<(u32, u32, u64)>,
+    silence: Option<SilenceDetector>,
+}
+
+/// Counts how long the released recording has stayed quiet, per 20 ms frame.
+#[derive(Debug)]
+struct SilenceDetector {
+    level: u16,
+    after_samples: u64,
+    quiet_samples: u64,
+    reported: bool,
+}
+
+impl SilenceDetector {
+    /// Feeds released samples; true when the silence has just lasted long enough.
+    fn feed(&mut self, samples: &[i16]) -> bool {
+        let mut fire = false;
+        for frame in samples.chunks(FRAME_SAMPLES) {
+            let sum: u64 = frame.iter().map(|s| u64::from(s.unsigned_abs())).sum();
+            if sum < u64::from(self.level) * frame.len() as u64 {
+                self.quiet_samples += frame.len() as u64;
+            } else {
+                self.quiet_samples = 0;
+                self.reported = false;
+            }
+            if !self.reported && self.quiet_samples >= self.after_samples {
+                self.reported = true;
+                fire = true;
+            }
+        }
+        fire
+    }
 }
 
 /// The media state machine of one call leg.
@@ -557,7 +599,18 @@ impl MediaSession {
                 self.recording = Some(Recording {
                     mixer: Mixer::new(position, sides),
                     receive_anchor: None,
+                    silence: None,
                 });
+            }
+            MediaCommand::DetectSilence { level, after } => {
+                if let Some(rec) = self.recording.as_mut() {
+                    rec.silence = Some(SilenceDetector {
+                        level,
+                        after_samples: after.as_millis() as u64 * u64::from(SAMPLE_RATE) / 1000,
+                        quiet_samples: 0,
+                        reported: false,
+                    });
+                }
             }
             MediaCommand::StopRecording => self.release_recording(now, true),
             MediaCommand::SendDtmf(digits) => {
@@ -977,7 +1030,16 @@ impl MediaSession {
             position.saturating_sub(RECORDING_DELAY_SAMPLES)
         };
         if upto > rec.mixer.released() {
+            let from = self.recorded.len();
             rec.mixer.release(upto, &mut self.recorded);
+            if let Some(detector) = rec.silence.as_mut()
+                && !stop
+                && detector.feed(&self.recorded[from..])
+            {
+                let lasted =
+                    Duration::from_millis(detector.quiet_samples * 1000 / u64::from(SAMPLE_RATE));
+                self.actions.push_back(MediaAction::Silence { lasted });
+            }
         }
         if stop {
             self.recording = None;

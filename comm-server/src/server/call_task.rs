@@ -276,7 +276,7 @@ impl CallMedia {
         Ok(answer)
     }
 
-    async fn record(&self, path: std::path::PathBuf) -> Result<(), String> {
+    pub(super) async fn record(&self, path: std::path::PathBuf) -> Result<(), String> {
         let Some((leg, _)) = &self.caller else {
             return Err("no media".into());
         };
@@ -286,9 +286,16 @@ impl CallMedia {
             .map_err(|e| e.to_string())
     }
 
-    fn stop_recording(&self) {
+    pub(super) fn stop_recording(&self) {
         if let Some((leg, _)) = &self.caller {
             let _ = self.engine.command(*leg, MediaCommand::StopRecording);
+        }
+    }
+
+    /// Sends a command to the caller's leg.
+    pub(super) fn command_caller(&self, command: MediaCommand) {
+        if let Some((leg, _)) = &self.caller {
+            let _ = self.engine.command(*leg, command);
         }
     }
 
@@ -324,13 +331,13 @@ impl CallMedia {
         }
     }
 
-    fn stop(&self) {
+    pub(super) fn stop(&self) {
         if let Some((leg, _)) = &self.caller {
             let _ = self.engine.command(*leg, MediaCommand::Stop);
         }
     }
 
-    fn play(&self, id: u64, prompts: Vec<Prompt>) {
+    pub(super) fn play(&self, id: u64, prompts: Vec<Prompt>) {
         if let Some((leg, _)) = &self.caller {
             let _ = self.engine.command(
                 *leg,
@@ -463,6 +470,19 @@ pub(super) async fn run_call(
         }
         _ => None,
     };
+    let mut vm = match (&resolution.voicemail, call.is_answered()) {
+        (Some(route), true) => match VoicemailCall::start(&shared, route, &invite).await {
+            Some(mut v) => {
+                drive_voicemail(&shared, &mut v, &media, &mut call, &cmd).await;
+                Some(v)
+            }
+            None => {
+                call.hang_up_all(now(), "failed");
+                None
+            }
+        },
+        _ => None,
+    };
     let mut callee_call_id = None;
     loop {
         if let Some((q, priority)) = pending_enqueue.take() {
@@ -553,6 +573,10 @@ pub(super) async fn run_call(
                     let _ = cmd.send(Command::Respond { tx, response });
                 }
                 Action::Ended(summary) => {
+                    if let Some(v) = vm.as_mut() {
+                        v.handle_caller_gone();
+                        drive_voicemail(&shared, v, &media, &mut call, &cmd).await;
+                    }
                     if queue.is_some() {
                         let _ = shared.acd.send(AcdRequest::Ended { item: uid });
                     }
@@ -603,6 +627,7 @@ pub(super) async fn run_call(
             call.poll_timeout().map(Instant::from_std),
             ivr_deadline,
             recording.as_ref().map(|r| r.until),
+            vm.as_ref().and_then(VoicemailCall::poll_timeout),
         ]
         .into_iter()
         .flatten()
@@ -640,6 +665,12 @@ pub(super) async fn run_call(
                         QueueCommand::CancelOffer => call.cancel_dial(now),
                         QueueCommand::Overflow => call.hang_up_all(now, "overflow"),
                     },
+                    Some(CallInput::Recorded(result)) if vm.is_some() => {
+                        if let Some(v) = vm.as_mut() {
+                            v.handle_recorded(&result);
+                            drive_voicemail(&shared, v, &media, &mut call, &cmd).await;
+                        }
+                    }
                     Some(CallInput::Recorded(result)) => {
                         recording = None;
                         if let Some(i) = ivr.as_mut() {
@@ -657,6 +688,18 @@ pub(super) async fn run_call(
                     Some(CallInput::Media(action)) => match action {
                         MediaAction::PlaybackFinished { id: ROUTE_PROMPT, .. } => call.hang_up_all(now, "answered"),
                         MediaAction::PlaybackFinished { id: ANNOUNCEMENT, interrupted: false } => media.music(),
+                        MediaAction::PlaybackFinished { id, .. } if id > VOICEMAIL_PLAY_BASE => {
+                            if let Some(v) = vm.as_mut() {
+                                v.handle_playback_finished(id - VOICEMAIL_PLAY_BASE);
+                                drive_voicemail(&shared, v, &media, &mut call, &cmd).await;
+                            }
+                        }
+                        MediaAction::Silence { .. } => {
+                            if let Some(v) = vm.as_mut() {
+                                v.handle_silence();
+                                drive_voicemail(&shared, v, &media, &mut call, &cmd).await;
+                            }
+                        }
                         MediaAction::PlaybackFinished { id, .. } if id > IVR_PLAY_BASE => {
                             if let Some(i) = ivr.as_mut() {
                                 i.handle_playback_finished(wall_now(&shared), id - IVR_PLAY_BASE);
@@ -669,7 +712,10 @@ pub(super) async fn run_call(
                         }
                         MediaAction::DigitReceived { digit, .. } => {
                             tracing::info!(%digit, "digit received");
-                            if let Some(r) = recording.as_mut() {
+                            if let Some(v) = vm.as_mut() {
+                                v.handle_digit(digit);
+                                drive_voicemail(&shared, v, &media, &mut call, &cmd).await;
+                            } else if let Some(r) = recording.as_mut() {
                                 // '#' ends a recording; other keys are part of it.
                                 if digit == '#' {
                                     r.until = Instant::now() + Duration::from_secs(3600);
@@ -687,6 +733,10 @@ pub(super) async fn run_call(
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if deadline.is_some() => {
                 call.handle_timeout(now());
+                if let Some(v) = vm.as_mut() {
+                    v.handle_timeout();
+                    drive_voicemail(&shared, v, &media, &mut call, &cmd).await;
+                }
                 if let Some(r) = recording.as_mut()
                     && r.until <= Instant::now()
                 {
@@ -696,6 +746,31 @@ pub(super) async fn run_call(
                 if let Some(i) = ivr.as_mut() {
                     i.handle_timeout(wall_now(&shared));
                     pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue);
+                }
+            }
+        }
+    }
+    if let Some(v) = vm.as_mut()
+        && v.awaits_recording()
+    {
+        // The caller hung up while recording: closing the leg completed the file,
+        // which is still a message. Its result arrives before the leg is forgotten.
+        let flush = tokio::time::sleep(RECORDING_FLUSH);
+        tokio::pin!(flush);
+        loop {
+            tokio::select! {
+                input = inbox.recv() => match input {
+                    Some(CallInput::Recorded(result)) => {
+                        v.handle_recorded(&result);
+                        drive_voicemail(&shared, v, &media, &mut call, &cmd).await;
+                        break;
+                    }
+                    Some(_) => continue,
+                    None => break,
+                },
+                _ = &mut flush => {
+                    tracing::warn!("voicemail recording did not complete");
+                    break;
                 }
             }
         }

@@ -50,6 +50,7 @@ mod routing;
 mod startup;
 mod transport;
 mod trunk;
+mod voicemail;
 
 use acd::*;
 use call_task::*;
@@ -58,6 +59,8 @@ use routing::*;
 use startup::*;
 use transport::*;
 use trunk::*;
+use voicemail::*;
+pub use voicemail::{Reconciled, VoicemailEvent, reconcile};
 
 /// How long hung-up calls get to exchange their BYEs after the grace period.
 const HANGUP_DRAIN: Duration = Duration::from_secs(5);
@@ -127,7 +130,11 @@ pub struct App {
     prompts: Arc<PromptLibrary>,
     scripts: Arc<Library>,
     metrics: Arc<crate::metrics::Metrics>,
+    voicemail_events: tokio::sync::broadcast::Sender<VoicemailEvent>,
 }
+
+/// Voicemail events kept for a slow listener before it misses some.
+const VOICEMAIL_EVENTS: usize = 256;
 
 impl App {
     /// Opens storage (running migrations) and syncs the configured SIP accounts.
@@ -166,6 +173,10 @@ impl App {
             store.upsert_sip_account(&account).await?;
         }
         let (prompts, scripts) = load_references(&config)?;
+        let repaired = reconcile(&store, &config.server.data_dir).await?;
+        if repaired != Reconciled::default() {
+            tracing::warn!(?repaired, "voicemail index reconciled with the files");
+        }
         Ok(App {
             config: Arc::new(config),
             store,
@@ -173,6 +184,7 @@ impl App {
             prompts: Arc::new(prompts),
             scripts: Arc::new(scripts),
             metrics: Arc::default(),
+            voicemail_events: tokio::sync::broadcast::channel(VOICEMAIL_EVENTS).0,
         })
     }
 
@@ -183,6 +195,11 @@ impl App {
     /// The live figures served at `/metrics`.
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.metrics
+    }
+
+    /// Messages left in mailboxes, as they are stored (hook for callbacks and email).
+    pub fn voicemail_events(&self) -> tokio::sync::broadcast::Receiver<VoicemailEvent> {
+        self.voicemail_events.subscribe()
     }
 
     /// The prompts loaded from the sounds directory.
@@ -299,6 +316,7 @@ impl App {
             next_leg: AtomicU64::new(1),
             acd,
             metrics: self.metrics.clone(),
+            voicemail_events: self.voicemail_events.clone(),
         });
         let driver = Driver {
             endpoint: Endpoint::new(Timers::default(), udp_host, tcp_host),
@@ -359,6 +377,7 @@ struct Shared {
     next_leg: AtomicU64,
     acd: mpsc::UnboundedSender<AcdRequest>,
     metrics: Arc<crate::metrics::Metrics>,
+    voicemail_events: tokio::sync::broadcast::Sender<VoicemailEvent>,
 }
 
 enum Inbound {
@@ -405,6 +424,12 @@ enum Command {
     },
     CallEnded {
         uid: u64,
+    },
+    /// A request outside any call whose answer nobody waits for (message-waiting
+    /// NOTIFY): the transaction retransmits it, its response is dropped.
+    Notify {
+        flow: Flow,
+        request: Request,
     },
 }
 
@@ -605,6 +630,9 @@ impl Driver {
                 if let Some(slot) = self.calls.get_mut(&uid) {
                     slot.call_ids.push(call_id);
                 }
+            }
+            Command::Notify { flow, request } => {
+                self.endpoint.send_request(now, flow, request);
             }
             Command::MediaLeg { uid, leg } => {
                 self.legs.insert(leg, uid);

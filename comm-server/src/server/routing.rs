@@ -14,6 +14,8 @@ pub(super) struct Resolution {
     pub(super) ivr: Option<String>,
     /// An ACD queue to wait in once answered.
     pub(super) queue: Option<String>,
+    /// A mailbox to leave a message in, or to listen to, once answered.
+    pub(super) voicemail: Option<VoicemailRoute>,
 }
 
 pub(super) async fn resolve(
@@ -33,6 +35,7 @@ pub(super) async fn resolve(
         play: None,
         ivr: None,
         queue: None,
+        voicemail: None,
     };
     let dial_user = |user: String, direction: Direction| async move {
         match shared.registrar.locate(&user).await {
@@ -49,6 +52,7 @@ pub(super) async fn resolve(
                 play: None,
                 ivr: None,
                 queue: None,
+                voicemail: None,
             },
             Ok(None) => reject(480, &format!("user:{user}"), direction),
             Err(e) => {
@@ -57,6 +61,24 @@ pub(super) async fn resolve(
             }
         }
     };
+    if number == VOICEMAIL_FEATURE_CODE {
+        // Owners listen from their own phone: the mailbox they own, after the PIN.
+        let who = shared.registrar.authenticate(req, true).await?;
+        let mailbox = shared
+            .config
+            .mailboxes
+            .iter()
+            .find(|m| m.owner.as_deref() == Some(who.user.as_str()))
+            .map(|m| m.name.get_ref().clone());
+        return Ok(match mailbox {
+            Some(m) => answer_for_voicemail(
+                format!("voicemail-retrieval:{m}"),
+                Direction::Internal,
+                VoicemailRoute::Retrieval(m),
+            ),
+            None => reject(404, &format!("feature:{number}"), Direction::Internal),
+        });
+    }
     if let Some(status) = feature_code(&number) {
         // Agents set their status from any phone: *1 available, *2 break, *0 log out.
         let who = shared.registrar.authenticate(req, true).await?;
@@ -74,6 +96,7 @@ pub(super) async fn resolve(
             play: None,
             ivr: None,
             queue: None,
+            voicemail: None,
         });
     }
     if let Some(target) = shared.config.route(&number) {
@@ -88,6 +111,7 @@ pub(super) async fn resolve(
                 play: None,
                 ivr: None,
                 queue: None,
+                voicemail: None,
             },
             Target::Prompt(names) => match shared.prompts.sequence(names) {
                 Ok(prompts) => Resolution {
@@ -100,6 +124,7 @@ pub(super) async fn resolve(
                     play: Some(prompts),
                     ivr: None,
                     queue: None,
+                    voicemail: None,
                 },
                 Err(e) => {
                     tracing::error!(error = %e, "prompt route cannot play");
@@ -119,6 +144,7 @@ pub(super) async fn resolve(
                 play: None,
                 ivr: None,
                 queue: Some(q.clone()),
+                voicemail: None,
             },
             Target::Script(file) => match script_for(&shared.scripts, file) {
                 Some(id) => Resolution {
@@ -131,15 +157,20 @@ pub(super) async fn resolve(
                     play: None,
                     ivr: Some(id),
                     queue: None,
+                    voicemail: None,
                 },
                 None => reject(500, &format!("script:{file}"), Direction::Inbound),
             },
-            other => {
-                // Scripts, queues, agents and mailboxes arrive with the IVR, ACD and
-                // voicemail work; until then such routes say "temporarily unavailable".
-                tracing::warn!(?other, "route target not available yet");
-                reject(480, &format!("{other:?}"), Direction::Inbound)
-            }
+            Target::Mailbox(m) => answer_for_voicemail(
+                format!("mailbox:{m}"),
+                Direction::Inbound,
+                VoicemailRoute::Deposit(m.clone()),
+            ),
+            Target::VoicemailRetrieval(m) => answer_for_voicemail(
+                format!("voicemail-retrieval:{m}"),
+                Direction::Inbound,
+                VoicemailRoute::Retrieval(m.clone()),
+            ),
         });
     }
     let is_user = matches!(shared.store.sip_account(&number).await, Ok(Some(_)));
@@ -176,9 +207,28 @@ pub(super) async fn resolve(
             play: None,
             ivr: None,
             queue: None,
+            voicemail: None,
         });
     }
     Ok(reject(404, "none", Direction::Inbound))
+}
+
+/// The feature code that reaches the caller's own mailbox.
+pub(super) const VOICEMAIL_FEATURE_CODE: &str = "*98";
+
+fn answer_for_voicemail(route: String, direction: Direction, vm: VoicemailRoute) -> Resolution {
+    Resolution {
+        destination: Destination::AutoAnswer {
+            sdp: Vec::new(),
+            hangup_after: None,
+        },
+        direction,
+        route,
+        play: None,
+        ivr: None,
+        queue: None,
+        voicemail: Some(vm),
+    }
 }
 
 impl Resolution {

@@ -1,5 +1,5 @@
 //! Persistent storage: SIP accounts, registration bindings, call detail records (CDRs)
-//! and the ACD's durable event log.
+//! the ACD's durable event log and the voicemail message index.
 //!
 //! Owns the database connection pool, the schema (`comm-server/migrations/{sqlite,postgres}`,
 //! applied on [`Store::open`]) and the mapping between rows and the checked types in
@@ -20,6 +20,7 @@ mod cdrs;
 pub mod model;
 #[cfg(test)]
 mod tests;
+mod voicemail;
 
 use std::fmt;
 use std::str::FromStr;
@@ -30,6 +31,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
+pub use model::VoicemailMessage;
 pub use model::{
     AcdEventRecord, Binding, Cdr, Direction, EndReason, HungUpBy, QValue, SipAccount, Transport,
     UnknownValue,
@@ -90,6 +92,7 @@ use with_pool;
 pub enum Record {
     SipAccount,
     Cdr,
+    VoicemailMessage,
 }
 
 impl fmt::Display for Record {
@@ -97,6 +100,7 @@ impl fmt::Display for Record {
         f.write_str(match self {
             Record::SipAccount => "SIP account",
             Record::Cdr => "CDR",
+            Record::VoicemailMessage => "voicemail message",
         })
     }
 }

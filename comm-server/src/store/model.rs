@@ -277,3 +277,22 @@ pub struct AcdEventRecord {
     /// The whole event as JSON.
     pub details_json: String,
 }
+
+/// One voicemail message: a complete WAV in the mailbox directory, listed here once it
+/// is in place. Rows are never written for partial recordings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoicemailMessage {
+    /// The file's stem, `<created_at_ms>-<random>`; unique across mailboxes.
+    pub id: String,
+    /// The mailbox name from the config.
+    pub mailbox: String,
+    /// Who left it: the caller's user part or number as it arrived ("" when unknown).
+    pub caller: String,
+    pub duration_ms: i64,
+    /// Unix milliseconds when the message was stored.
+    pub created_at_ms: i64,
+    /// Listened to by the mailbox owner (new messages are the unheard ones).
+    pub heard: bool,
+    /// The WAV, relative to the data directory.
+    pub file: String,
+}

@@ -114,6 +114,67 @@ async fn acd_events_keep_their_order_and_period(store: &Store) {
     store.ping().await.unwrap();
 }
 
+fn voicemail(id: &str, mailbox: &str, created_at_ms: i64) -> VoicemailMessage {
+    VoicemailMessage {
+        id: id.into(),
+        mailbox: mailbox.into(),
+        caller: "+15551234".into(),
+        duration_ms: 4_200,
+        created_at_ms,
+        heard: false,
+        file: format!("voicemail/{mailbox}/{id}.wav"),
+    }
+}
+
+async fn voicemail_index_lists_marks_and_deletes(store: &Store) {
+    assert_eq!(store.voicemails("sales").await.unwrap(), vec![]);
+    assert_eq!(store.voicemail_counts("sales").await.unwrap(), (0, 0));
+    let later = voicemail("b", "sales", NOW_MS + 10);
+    let earlier = voicemail("a", "sales", NOW_MS);
+    let other = voicemail("c", "support", NOW_MS);
+    for m in [&later, &earlier, &other] {
+        store.insert_voicemail(m).await.unwrap();
+    }
+    // A second insert of the same id is refused and changes nothing.
+    let again = VoicemailMessage {
+        caller: "someone else".into(),
+        ..earlier.clone()
+    };
+    assert!(matches!(
+        store.insert_voicemail(&again).await,
+        Err(StoreError::Duplicate {
+            record: Record::VoicemailMessage,
+            ..
+        })
+    ));
+    assert_eq!(
+        store.voicemails("sales").await.unwrap(),
+        vec![earlier.clone(), later.clone()],
+        "one mailbox, oldest first"
+    );
+    assert_eq!(store.voicemail_counts("sales").await.unwrap(), (2, 0));
+
+    store.mark_voicemail_heard("a").await.unwrap();
+    assert_eq!(store.voicemail_counts("sales").await.unwrap(), (1, 1));
+    assert!(store.voicemails("sales").await.unwrap()[0].heard);
+    assert!(matches!(
+        store.mark_voicemail_heard("nope").await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    assert!(store.delete_voicemail("b").await.unwrap());
+    assert!(!store.delete_voicemail("b").await.unwrap());
+    assert_eq!(store.voicemail_counts("sales").await.unwrap(), (0, 1));
+    let all: Vec<String> = store
+        .all_voicemails()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(all, vec!["a", "c"]);
+}
+
 async fn accounts_round_trip(store: &Store) {
     assert_eq!(store.sip_account("alice").await.unwrap(), None);
     store.upsert_sip_account(&account("bob")).await.unwrap();
@@ -450,6 +511,7 @@ on_every_backend!(
     clones_share_the_database,
     racing_cdr_writes_store_one,
     acd_events_keep_their_order_and_period,
+    voicemail_index_lists_marks_and_deletes,
 );
 
 #[tokio::test]

@@ -764,6 +764,53 @@ fn recording_both_sides_mixes_prompt_and_caller() {
     assert_eq!(recorded[4000], 1000 - 504);
 }
 
+#[test]
+fn silence_while_recording_is_reported_once_and_rearms_on_speech() {
+    let t0 = crate::media::test_epoch();
+    let mut s = session(t0, Codec::Pcmu);
+    s.handle_command(t0, MediaCommand::StartRecording(RecordSides::Received));
+    s.handle_command(
+        t0,
+        MediaCommand::DetectSilence {
+            level: 100,
+            after: Duration::from_millis(1000),
+        },
+    );
+    let mut phone = Peer::new(Codec::Pcmu);
+    let mut silences = Vec::new();
+    // 1 s of speech-level audio, 1.5 s of packets with near silence, 1 s of speech,
+    // then no packets at all (a phone that stops sending) for 1.5 s.
+    for k in 0..250u64 {
+        let now = ms(t0, 20 * k);
+        let level = match k {
+            0..50 => Some(3000),
+            50..125 => Some(20),
+            125..175 => Some(-3000),
+            _ => None,
+        };
+        if let Some(v) = level {
+            let d = phone.audio(&[v; 160]);
+            s.handle_rtp(now, CALLER, &d);
+        }
+        s.handle_tick(now);
+        let (_, actions) = drain(&mut s);
+        for a in actions {
+            if let MediaAction::Silence { lasted } = a {
+                silences.push((k, lasted));
+            }
+        }
+    }
+    assert_eq!(silences.len(), 2, "{silences:?}");
+    // Each after a second of quiet (plus the recording's 200 ms hold-back).
+    assert!((105..=120).contains(&silences[0].0), "{silences:?}");
+    assert!((225..=240).contains(&silences[1].0), "{silences:?}");
+    assert!(
+        silences
+            .iter()
+            .all(|(_, l)| *l >= Duration::from_millis(1000))
+    );
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;

@@ -1,0 +1,136 @@
+//! Voicemail messages: inserted once the WAV is in place, marked heard, deleted.
+//! The files are the server's business (`server::voicemail`); this is the index.
+
+use super::{Record, Store, StoreError, database, with_pool};
+use crate::store::model::VoicemailMessage;
+
+macro_rules! columns {
+    () => {
+        "id, mailbox, caller, duration_ms, created_at_ms, heard, file"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: String,
+    mailbox: String,
+    caller: String,
+    duration_ms: i64,
+    created_at_ms: i64,
+    heard: bool,
+    file: String,
+}
+
+impl From<MessageRow> for VoicemailMessage {
+    fn from(r: MessageRow) -> Self {
+        VoicemailMessage {
+            id: r.id,
+            mailbox: r.mailbox,
+            caller: r.caller,
+            duration_ms: r.duration_ms,
+            created_at_ms: r.created_at_ms,
+            heard: r.heard,
+            file: r.file,
+        }
+    }
+}
+
+/// Sorted oldest first, ties by id, compared as bytes on both backends.
+fn sorted(rows: Vec<MessageRow>) -> Vec<VoicemailMessage> {
+    let mut out: Vec<VoicemailMessage> = rows.into_iter().map(Into::into).collect();
+    out.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+    out
+}
+
+impl Store {
+    /// Lists a message whose file is complete and in place. A second insert of the same
+    /// id changes nothing and returns [`StoreError::Duplicate`].
+    pub async fn insert_voicemail(&self, m: &VoicemailMessage) -> Result<(), StoreError> {
+        let sql = concat!(
+            "INSERT INTO voicemail_messages (",
+            columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING"
+        );
+        let inserted = with_pool!(self, pool => sqlx::query(sql)
+            .bind(&m.id)
+            .bind(&m.mailbox)
+            .bind(&m.caller)
+            .bind(m.duration_ms)
+            .bind(m.created_at_ms)
+            .bind(m.heard)
+            .bind(&m.file)
+            .execute(pool)
+            .await
+            .map_err(database("writing a voicemail message"))?
+            .rows_affected());
+        if inserted == 0 {
+            return Err(StoreError::Duplicate {
+                record: Record::VoicemailMessage,
+                key: m.id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A mailbox's messages, oldest first.
+    pub async fn voicemails(&self, mailbox: &str) -> Result<Vec<VoicemailMessage>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM voicemail_messages WHERE mailbox = $1"
+        );
+        let rows = with_pool!(self, pool => sqlx::query_as::<_, MessageRow>(sql)
+            .bind(mailbox)
+            .fetch_all(pool)
+            .await
+            .map_err(database("reading voicemail messages"))?);
+        Ok(sorted(rows))
+    }
+
+    /// Every message of every mailbox (start-up reconciliation), oldest first.
+    pub async fn all_voicemails(&self) -> Result<Vec<VoicemailMessage>, StoreError> {
+        let sql = concat!("SELECT ", columns!(), " FROM voicemail_messages");
+        let rows = with_pool!(self, pool => sqlx::query_as::<_, MessageRow>(sql)
+            .fetch_all(pool)
+            .await
+            .map_err(database("reading voicemail messages"))?);
+        Ok(sorted(rows))
+    }
+
+    /// Marks a message heard (saved); [`StoreError::NotFound`] when it is not listed.
+    pub async fn mark_voicemail_heard(&self, id: &str) -> Result<(), StoreError> {
+        let sql = "UPDATE voicemail_messages SET heard = TRUE WHERE id = $1";
+        let n = with_pool!(self, pool => sqlx::query(sql)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map_err(database("marking a voicemail message heard"))?
+            .rows_affected());
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                record: Record::VoicemailMessage,
+                key: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Unlists a message; true when it was listed. The caller removes the file after.
+    pub async fn delete_voicemail(&self, id: &str) -> Result<bool, StoreError> {
+        let sql = "DELETE FROM voicemail_messages WHERE id = $1";
+        let n = with_pool!(self, pool => sqlx::query(sql)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map_err(database("deleting a voicemail message"))?
+            .rows_affected());
+        Ok(n > 0)
+    }
+
+    /// New (unheard) and old (heard) message counts, as RFC 3842 reports them.
+    pub async fn voicemail_counts(&self, mailbox: &str) -> Result<(u32, u32), StoreError> {
+        let messages = self.voicemails(mailbox).await?;
+        let new = messages.iter().filter(|m| !m.heard).count() as u32;
+        Ok((new, messages.len() as u32 - new))
+    }
+}

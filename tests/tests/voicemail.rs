@@ -1,0 +1,387 @@
+//! Voicemail end to end: a caller leaves a message (a known tone), the owner's phone
+//! gets RFC 3842 message-waiting NOTIFYs, the owner listens by phone with the PIN and
+//! deletes it; three wrong PINs end the call; a crash mid-recording leaves the index
+//! matching the files.
+
+use std::path::Path;
+use std::time::Duration;
+
+use comm_server::media::dtmf::{self, TelephoneEvent};
+use comm_server::media::g711::Codec;
+use comm_server::media::rtp::RtpPacket;
+use comm_server::sip::message::{Method, Request};
+use comm_server::store::VoicemailMessage;
+use e2e::{Dialog, Rtp, Server, Ua, base_config, sdp_audio_addr, temp_dir};
+use tokio::net::UdpSocket;
+
+/// The message's tone: not the beep's 1000 Hz, not a DTMF frequency.
+const TONE_HZ: f64 = 600.0;
+
+fn config(dir: &Path) -> String {
+    base_config(
+        dir,
+        r#"
+[[mailbox]]
+name = "sales"
+owner = "bob"
+pin = "4321"
+max-message = "20s"
+min-message = "1s"
+silence-end = "4s"
+
+[[route]]
+number = "600"
+target = { mailbox = "sales" }
+
+[[route]]
+number = "601"
+target = { voicemail-retrieval = "sales" }
+"#,
+    )
+}
+
+/// Our RTP stream towards the server, from the port our SDP named, paced on an
+/// absolute 20 ms grid: sleeping 20 ms per packet would drift behind the timestamps
+/// and late audio falls out of the recording.
+struct Sender<'a> {
+    sock: &'a UdpSocket,
+    to: std::net::SocketAddr,
+    seq: u16,
+    ts: u32,
+    next: tokio::time::Instant,
+}
+
+fn sender(sock: &UdpSocket, to: std::net::SocketAddr) -> Sender<'_> {
+    Sender {
+        sock,
+        to,
+        seq: 1,
+        ts: 160,
+        next: tokio::time::Instant::now(),
+    }
+}
+
+impl Sender<'_> {
+    async fn packet(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) {
+        let mut out = Vec::new();
+        RtpPacket {
+            marker,
+            payload_type: pt,
+            sequence: self.seq,
+            timestamp: ts,
+            ssrc: 0x600d,
+            payload,
+        }
+        .write(&mut out);
+        self.sock.send_to(&out, self.to).await.unwrap();
+        self.seq = self.seq.wrapping_add(1);
+        self.next += Duration::from_millis(20);
+        tokio::time::sleep_until(self.next).await;
+    }
+
+    async fn audio(&mut self, samples: &[i16]) {
+        for frame in samples.chunks(160) {
+            let mut payload = Vec::new();
+            Codec::Pcmu.encode(frame, &mut payload);
+            let ts = self.ts;
+            self.packet(0, false, ts, &payload).await;
+            self.ts = self.ts.wrapping_add(160);
+        }
+    }
+
+    /// Keys as RFC 4733 events.
+    async fn keys(&mut self, keys: &str) {
+        for digit in keys.chars() {
+            let event = dtmf::digit_event(digit).unwrap();
+            let start = self.ts;
+            for (ev, marker) in dtmf::event_packets(
+                event,
+                dtmf::DEFAULT_DIGIT_DURATION,
+                dtmf::DEFAULT_VOLUME,
+                160,
+            ) {
+                let ev: TelephoneEvent = ev;
+                self.packet(101, marker, start, &ev.to_bytes()).await;
+            }
+            self.ts = self
+                .ts
+                .wrapping_add(u32::from(dtmf::DEFAULT_DIGIT_DURATION));
+            self.audio(&[0; 160 * 3]).await;
+        }
+    }
+}
+
+fn tone(seconds: f64) -> Vec<i16> {
+    (0..(8000.0 * seconds) as usize)
+        .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * TONE_HZ * i as f64 / 8000.0).sin()) as i16)
+        .collect()
+}
+
+/// How much of `window`'s energy is at `hz` (Goertzel): about 1 for a pure tone,
+/// far less for speech, silence or another tone.
+fn purity(window: &[i16], hz: f64) -> f64 {
+    let n = window.len() as f64;
+    let coeff = 2.0 * (2.0 * std::f64::consts::PI * hz / 8000.0).cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    let mut energy = 0.0;
+    for &x in window {
+        let x = f64::from(x);
+        energy += x * x;
+        let s = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    if energy < 1e6 {
+        return 0.0;
+    }
+    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    power / (energy * n / 2.0)
+}
+
+/// Milliseconds of `samples` that are the tone, in 50 ms windows.
+fn tone_ms(samples: &[i16]) -> usize {
+    samples
+        .chunks_exact(400)
+        .filter(|w| purity(w, TONE_HZ) > 0.8)
+        .count()
+        * 50
+}
+
+/// Calls `number` with a fresh RTP socket; the dialog, the socket and where to send.
+async fn call(ua: &mut Ua, number: &str) -> (Dialog, Rtp, std::net::SocketAddr) {
+    let rtp = Rtp::bind().await.unwrap();
+    ua.media_port = rtp.port();
+    let inv = ua.invite(number).await.unwrap();
+    let ok = ua
+        .response(inv.call_id(), Method::Invite, false)
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200, "{number} answers");
+    let d = ua.dialog_from_answer(&inv, &ok);
+    ua.ack(&d).await.unwrap();
+    let to = sdp_audio_addr(&ok.body).unwrap();
+    (d, rtp, to)
+}
+
+/// The next message-summary NOTIFY to `ua`, answered 200; its body.
+async fn notify(ua: &mut Ua) -> String {
+    let n: Request = ua.request(Method::Notify).await.unwrap();
+    assert_eq!(n.headers.get("Event"), Some("message-summary"));
+    assert_eq!(
+        n.headers.get("Content-Type"),
+        Some("application/simple-message-summary")
+    );
+    ua.reply(&n, 200, "mwi").await.unwrap();
+    String::from_utf8(n.body).unwrap()
+}
+
+fn wav_samples(path: &Path) -> Vec<i16> {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[0..4], b"RIFF");
+    let data = bytes
+        .windows(4)
+        .position(|w| w == b"data")
+        .expect("data chunk")
+        + 8;
+    bytes[data..]
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}
+
+/// Leaves a message of `seconds` of tone in "sales" as caller 5551234: a key skips
+/// the greeting, '#' ends the message; the server says goodbye and hangs up.
+async fn leave_message(s: &Server, seconds: f64) {
+    let mut caller = Ua::new("5551234", "unused", s.udp).await.unwrap();
+    let (_d, rtp, to) = call(&mut caller, "600").await;
+    let mut sender = sender(&rtp.sock, to);
+    sender.audio(&[0; 160 * 5]).await; // latch (RFC 3550 probation)
+    sender.keys("1").await; // skip the greeting
+    sender.audio(&[0; 160 * 40]).await; // the beep plays
+    sender.audio(&tone(seconds)).await;
+    // A pause before '#', as people make: a stop drops audio still on its way
+    // through the media session (its reorder buffer and scheduling, up to ~0.5 s
+    // on a loaded test machine).
+    sender.audio(&[0; 160 * 50]).await;
+    sender.keys("#").await;
+    let bye = caller.request(Method::Bye).await.unwrap();
+    caller.reply(&bye, 200, "t").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_is_left_notified_played_back_by_pin_and_deleted() {
+    let dir = temp_dir();
+    let s = Server::start(&config(&dir)).await.unwrap();
+    let mut bob = Ua::new("bob", "bob-pw", s.udp).await.unwrap();
+    assert_eq!(bob.register(300).await.unwrap().status, 200);
+
+    leave_message(&s, 1.5).await;
+    let body = notify(&mut bob).await;
+    assert!(body.contains("Messages-Waiting: yes\r\n"), "{body}");
+    assert!(body.contains("Voice-Message: 1/0\r\n"), "{body}");
+    assert!(body.contains("Message-Account: sip:sales@"), "{body}");
+
+    let messages = s.store.voicemails("sales").await.unwrap();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let m = &messages[0];
+    assert_eq!(m.caller, "5551234");
+    assert!(!m.heard);
+    let file = dir.join(&m.file);
+    let recorded = wav_samples(&file);
+    assert!(
+        tone_ms(&recorded) >= 1200,
+        "the stored message holds the caller's {TONE_HZ} Hz tone ({} ms of it)",
+        tone_ms(&recorded)
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.join("voicemail/.tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "nothing left behind in the temporary directory"
+    );
+
+    // The owner listens from another phone with the PIN (typed over its prompt).
+    let mut alice = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
+    let (_d, rtp, to) = call(&mut alice, "601").await;
+    let mut sender = sender(&rtp.sock, to);
+    sender.audio(&[0; 160 * 5]).await;
+    sender.keys("4321#").await;
+    let mut heard = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tone_ms(&heard) < 1000 {
+        let (n, _) = tokio::time::timeout_at(deadline, rtp.sock.recv_from(&mut buf))
+            .await
+            .expect("the message's tone is played back")
+            .unwrap();
+        if let Ok(p) = RtpPacket::parse(&buf[..n])
+            && p.payload_type == 0
+        {
+            Codec::Pcmu.decode(p.payload, &mut heard);
+        }
+    }
+    // Delete it (a key during the message or its menu acts at once).
+    sender.keys("3").await;
+    let bye = alice.request(Method::Bye).await.unwrap();
+    alice.reply(&bye, 200, "t").await.unwrap();
+    // Listening may first report it heard (0/1); deleting leaves nothing waiting.
+    let mut body = notify(&mut bob).await;
+    if body.contains("Voice-Message: 0/1") {
+        body = notify(&mut bob).await;
+    }
+    assert!(body.contains("Messages-Waiting: no\r\n"), "{body}");
+    assert!(body.contains("Voice-Message: 0/0\r\n"), "{body}");
+    assert_eq!(s.store.voicemails("sales").await.unwrap(), vec![]);
+    assert!(!file.exists(), "the deleted message's file is gone");
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn three_wrong_pins_end_the_call_with_bye() {
+    let s = Server::start(&config(&temp_dir())).await.unwrap();
+    let mut alice = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
+    let (_d, rtp, to) = call(&mut alice, "601").await;
+    let mut sender = sender(&rtp.sock, to);
+    sender.audio(&[0; 160 * 5]).await;
+    for pin in ["1#", "12#", "4322#"] {
+        sender.keys(pin).await;
+        // "That PIN is not correct" (1.9 s) plays; the next try types over the
+        // "enter your PIN" prompt after it.
+        sender.audio(&[0; 160 * 125]).await;
+    }
+    let bye = alice.request(Method::Bye).await.unwrap();
+    alice.reply(&bye, 200, "t").await.unwrap();
+    s.stop().await.unwrap();
+}
+
+/// A row as a crashed server may have left it: listed, but its file never landed.
+fn ghost_row() -> VoicemailMessage {
+    VoicemailMessage {
+        id: "1800000000000-dead-42".into(),
+        mailbox: "sales".into(),
+        caller: "42".into(),
+        duration_ms: 3000,
+        created_at_ms: 1_800_000_000_000,
+        heard: false,
+        file: "voicemail/sales/1800000000000-dead-42.wav".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_crash_mid_recording_lists_no_partial_message_and_the_index_matches_the_files() {
+    let dir = temp_dir();
+    let cfg = config(&dir);
+    // The server runs on a runtime of its own, so dropping that runtime kills every
+    // one of its tasks mid-flight: no BYE, no drain, no recording finished.
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (kill_tx, kill_rx) = std::sync::mpsc::channel::<()>();
+    let crashed = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let s = rt.block_on(Server::start(&cfg)).unwrap();
+        addr_tx.send(s.udp).unwrap();
+        let _ = kill_rx.recv();
+        rt.shutdown_background();
+        drop(s);
+    });
+    let udp = tokio::task::spawn_blocking(move || addr_rx.recv().unwrap())
+        .await
+        .unwrap();
+    let mut caller = Ua::new("5551234", "unused", udp).await.unwrap();
+    let (_d, rtp, to) = call(&mut caller, "600").await;
+    let mut sender = sender(&rtp.sock, to);
+    sender.audio(&[0; 160 * 5]).await;
+    sender.keys("1").await;
+    sender.audio(&[0; 160 * 40]).await;
+    sender.audio(&tone(1.0)).await;
+    let recording: Vec<_> = std::fs::read_dir(dir.join("voicemail/.tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(recording.len(), 1, "recording in progress: {recording:?}");
+    kill_tx.send(()).unwrap();
+    tokio::task::spawn_blocking(move || crashed.join().unwrap())
+        .await
+        .unwrap();
+
+    // What a harder crash (power loss between the steps) can leave besides: a partial
+    // file, a row whose file never landed, a complete file whose row was never
+    // written, and a file that is not a message at all.
+    let sales = dir.join("voicemail/sales");
+    std::fs::create_dir_all(&sales).unwrap();
+    std::fs::write(dir.join("voicemail/.tmp/1-ab-9.wav.part"), b"RIFF").unwrap();
+    let store = Server::reopen_store(&dir).await.unwrap();
+    store.insert_voicemail(&ghost_row()).await.unwrap();
+    store.close().await;
+    let beep = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sounds/voicemail/beep.wav");
+    let orphan = sales.join("1800000005000-beef-777.wav");
+    std::fs::copy(&beep, &orphan).unwrap();
+    std::fs::write(sales.join("1800000006000-f00d-1.wav"), b"not a wav").unwrap();
+
+    let s = Server::start(&config(&dir)).await.unwrap();
+    let listed = s.store.voicemails("sales").await.unwrap();
+    assert_eq!(listed.len(), 1, "only the complete orphan: {listed:?}");
+    assert_eq!(listed[0].id, "1800000005000-beef-777");
+    assert_eq!(listed[0].caller, "777");
+    assert_eq!(listed[0].duration_ms, 500);
+    assert_eq!(listed[0].file, "voicemail/sales/1800000005000-beef-777.wav");
+    let on_disk: Vec<String> = std::fs::read_dir(&sales)
+        .unwrap()
+        .flatten()
+        .map(|e| format!("voicemail/sales/{}", e.file_name().to_string_lossy()))
+        .collect();
+    assert_eq!(
+        on_disk,
+        vec![listed[0].file.clone()],
+        "the index matches the files"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.join("voicemail/.tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "no recording in progress survives a restart"
+    );
+    s.stop().await.unwrap();
+}
