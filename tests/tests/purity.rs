@@ -42,6 +42,8 @@ const CORES: &[&str] = &[
     "comm-server/src/media/sdp.rs",
     "comm-server/src/media/session.rs",
     "script-engine/src",
+    "agent-gateway/src/sessions",
+    "agent-gateway/src/log",
 ];
 
 const FORBIDDEN: &[&str] = &[
