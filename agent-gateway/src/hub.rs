@@ -87,20 +87,22 @@ impl EventHub {
     pub fn publish_agent(&self, agent: &str, at_unix_ms: i64, kind: Kind) -> u64 {
         let mut agents = self.lock();
         let s = self.stream(&mut agents, agent);
-        match &kind {
-            Kind::CallOffered(o) => s.current_call = Some(o.call_id.clone()),
-            Kind::CallConnected(c) => s.current_call = Some(c.call_id.clone()),
-            Kind::CallEnded(e) if e.reason != "hung-up" => {
-                if s.current_call.as_deref() == Some(e.call_id.as_str()) {
-                    s.current_call = None;
-                }
+        let ends = match &kind {
+            Kind::CallOffered(o) => {
+                s.current_call = Some(o.call_id.clone());
+                None
             }
-            Kind::WrapUpEnded(e) => {
-                if s.current_call.as_deref() == Some(e.call_id.as_str()) {
-                    s.current_call = None;
-                }
+            Kind::CallConnected(c) => {
+                s.current_call = Some(c.call_id.clone());
+                None
             }
-            _ => {}
+            // A call that was talked on stays current through wrap-up (disposition).
+            Kind::CallEnded(e) if e.reason != "hung-up" => Some(e.call_id.as_str()),
+            Kind::WrapUpEnded(e) => Some(e.call_id.as_str()),
+            _ => None,
+        };
+        if ends.is_some() && s.current_call.as_deref() == ends {
+            s.current_call = None;
         }
         let mut event = AgentEvent {
             id: 0,
