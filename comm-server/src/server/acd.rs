@@ -36,6 +36,8 @@ pub(super) enum AcdRequest {
     Ended {
         item: u64,
     },
+    /// From the agent gateway (desktops and supervisors over gRPC).
+    Gateway(super::gateway::GatewayRequest),
 }
 
 /// What the ACD tells a waiting caller's call task.
@@ -53,21 +55,26 @@ pub(super) enum QueueCommand {
     },
     CancelOffer,
     Overflow,
+    /// The agent hung up from the desktop.
+    HangUp,
 }
 
 /// The ACD as configured, and the names behind its numbers.
-struct AcdDriver {
-    acd: Acd,
-    agents: Vec<String>,
-    items: HashMap<ItemId, mpsc::UnboundedSender<CallInput>>,
-    queues: HashMap<String, QueueId>,
+pub(super) struct AcdDriver {
+    pub(super) acd: Acd,
+    pub(super) agents: Vec<String>,
+    pub(super) items: HashMap<ItemId, mpsc::UnboundedSender<CallInput>>,
+    pub(super) queues: HashMap<String, QueueId>,
     registrar: Arc<Registrar>,
+    /// What the agent gateway needs to know and publish (see `gateway.rs`).
+    pub(super) desk: super::gateway::Desk,
 }
 
 /// Starts the ACD task; errors are configuration errors.
 pub(super) fn spawn_acd(
     config: &Config,
     registrar: Arc<Registrar>,
+    mut desk: super::gateway::Desk,
 ) -> anyhow::Result<mpsc::UnboundedSender<AcdRequest>> {
     let start = now();
     let mut acd = Acd::new(start, rand::random());
@@ -102,7 +109,9 @@ pub(super) fn spawn_acd(
             .collect();
         acd.add_agent(start, ac)?;
         agents.push(a.name.get_ref().clone());
+        desk.add_agent(start, a.queues.clone());
     }
+    desk.set_queues(config.queues.iter().map(|q| q.name.get_ref().clone()));
     let (tx, rx) = mpsc::unbounded_channel();
     let driver = AcdDriver {
         acd,
@@ -110,6 +119,7 @@ pub(super) fn spawn_acd(
         items: HashMap::new(),
         queues,
         registrar,
+        desk,
     };
     tokio::spawn(driver.run(rx).instrument(tracing::info_span!("acd")));
     Ok(tx)
@@ -132,7 +142,7 @@ impl AcdDriver {
         }
     }
 
-    fn input(&mut self, input: AcdInput) {
+    pub(super) fn input(&mut self, input: AcdInput) {
         if let Err(e) = self.acd.handle_input(now(), input) {
             tracing::debug!(error = %e, "ACD refused input");
         }
@@ -152,6 +162,7 @@ impl AcdDriver {
                     return;
                 };
                 self.items.insert(ItemId(item), inbox);
+                self.desk.enqueued(now(), ItemId(item), caller.clone(), &queue);
                 self.input(AcdInput::Enqueue(NewItem {
                     id: ItemId(item),
                     kind: ItemKind::InboundCall,
@@ -193,13 +204,15 @@ impl AcdDriver {
                 NoAnswerReason::NotAnswered,
             )),
             AcdRequest::Ended { item } => {
+                self.desk_item_ended(ItemId(item));
                 self.input(AcdInput::ItemEnded(ItemId(item)));
                 self.items.remove(&ItemId(item));
             }
+            AcdRequest::Gateway(request) => self.handle_gateway(request),
         }
     }
 
-    fn tell(&self, item: ItemId, command: QueueCommand) {
+    pub(super) fn tell(&self, item: ItemId, command: QueueCommand) {
         if let Some(inbox) = self.items.get(&item) {
             let _ = inbox.send(CallInput::Queue(command));
         }
@@ -208,6 +221,7 @@ impl AcdDriver {
     async fn drain(&mut self) {
         while let Some(action) = self.acd.poll_action() {
             use crate::acd::Action as A;
+            self.desk_action(&action).await;
             match action {
                 A::Hold { item, .. } => self.tell(item, QueueCommand::Music),
                 A::Announce { item, position, .. } => {
@@ -250,6 +264,8 @@ impl AcdDriver {
         }
         while let Some(event) = self.acd.poll_event() {
             tracing::info!(?event, "acd event");
+            self.desk_event(&event);
         }
+        self.desk_publish_changes();
     }
 }

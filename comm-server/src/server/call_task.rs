@@ -630,6 +630,7 @@ pub(super) async fn run_call(
                         }
                         QueueCommand::CancelOffer => call.cancel_dial(now),
                         QueueCommand::Overflow => call.hang_up_all(now, "overflow"),
+                        QueueCommand::HangUp => call.hang_up_all(now, "answered"),
                     },
                     Some(CallInput::Recorded(result)) => {
                         recording = None;
