@@ -157,7 +157,10 @@ fn hash_password() -> anyhow::Result<()> {
         .read_line(&mut line)
         .context("reading the password from standard input")?;
     let password = line.trim_end_matches(['\r', '\n']);
-    anyhow::ensure!(!password.is_empty(), "the password on standard input is empty");
+    anyhow::ensure!(
+        !password.is_empty(),
+        "the password on standard input is empty"
+    );
     println!("{}", agent_gateway::password::hash(password)?);
     Ok(())
 }

@@ -162,7 +162,8 @@ impl AcdDriver {
                     return;
                 };
                 self.items.insert(ItemId(item), inbox);
-                self.desk.enqueued(now(), ItemId(item), caller.clone(), &queue);
+                self.desk
+                    .enqueued(now(), ItemId(item), caller.clone(), &queue);
                 self.input(AcdInput::Enqueue(NewItem {
                     id: ItemId(item),
                     kind: ItemKind::InboundCall,

@@ -429,7 +429,12 @@ impl AcdDriver {
         waiting.sort_by_key(|(item, info)| (info.enqueued_at, item.0));
         let day = self.desk.days.get(name);
         let (answered, in_time, abandoned, late) = day.map_or((0, 0, 0, 0), |d| {
-            (d.answered, d.answered_in_time, d.abandoned, d.abandoned_late)
+            (
+                d.answered,
+                d.answered_in_time,
+                d.abandoned,
+                d.abandoned_late,
+            )
         });
         let counted = answered + late;
         Some(QueueView {
@@ -559,8 +564,9 @@ impl AcdDriver {
                 let _ = reply.send(r);
             }
             GatewayRequest::HangUp { agent, item, reply } => {
-                let r = self.agent_id(&agent).and_then(|id| {
-                    match self.acd.agent_state(id) {
+                let r = self
+                    .agent_id(&agent)
+                    .and_then(|id| match self.acd.agent_state(id) {
                         Some(AgentState::OnCall(i)) if i == item && self.items.contains_key(&i) => {
                             self.tell(item, QueueCommand::HangUp);
                             Ok(())
@@ -569,8 +575,7 @@ impl AcdDriver {
                             "call {} is not connected to {agent}",
                             item.0
                         ))),
-                    }
-                });
+                    });
                 let _ = reply.send(r);
             }
             GatewayRequest::Disposition {
@@ -706,7 +711,12 @@ impl ServerBackend {
             .map_err(|_| BackendError::Unavailable("the ACD is stopping".into()))?
     }
 
-    async fn set(&self, agent: &str, status: AgentStatus, only_if_available: bool) -> Result<(), BackendError> {
+    async fn set(
+        &self,
+        agent: &str,
+        status: AgentStatus,
+        only_if_available: bool,
+    ) -> Result<(), BackendError> {
         let agent = agent.to_string();
         self.ask(|reply| GatewayRequest::SetStatus {
             agent,
@@ -728,9 +738,7 @@ fn acd_status(s: GwStatus) -> AgentStatus {
 
 impl Backend for ServerBackend {
     fn account(&self, role: Role, login: &str) -> Option<Account> {
-        self.accounts
-            .get(&(role, login.to_string()))
-            .cloned()
+        self.accounts.get(&(role, login.to_string())).cloned()
     }
 
     fn unix_ms(&self) -> i64 {

@@ -266,7 +266,11 @@ impl App {
         engine_config.clock = self.clock.clone();
         let (engine, media_events, _media_task) = MediaEngine::spawn(engine_config);
         let hub = Arc::new(agent_gateway::EventHub::default());
-        let desk = gateway::Desk::new(hub.clone(), self.clock.clone(), self.customer_lookup.clone());
+        let desk = gateway::Desk::new(
+            hub.clone(),
+            self.clock.clone(),
+            self.customer_lookup.clone(),
+        );
         let acd = spawn_acd(&cfg, registrar.clone(), desk)?;
         let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
         if let Some(listener) = listeners.grpc {
