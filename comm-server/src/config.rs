@@ -1111,6 +1111,39 @@ mod tests {
     }
 
     #[test]
+    fn the_demo_desktop_passwords_are_the_demo_sip_passwords() {
+        let cfg = Config::parse(DEMO_CONFIG, "deploy/comm-server.toml").unwrap();
+        assert_eq!(cfg.grpc.listen, DEFAULT_GRPC_ADDR);
+        for a in &cfg.agents {
+            let user = cfg
+                .users
+                .iter()
+                .find(|u| u.name.get_ref() == a.name.get_ref());
+            let pw = user.and_then(|u| u.password.clone()).unwrap();
+            let hash = a.password_hash.as_ref().unwrap();
+            assert!(
+                agent_gateway::password::verify(&pw, hash.get_ref()),
+                "{}",
+                a.name.get_ref()
+            );
+        }
+        assert!(agent_gateway::password::verify(
+            "sue-demo-pw",
+            cfg.supervisors[0].password_hash.get_ref()
+        ));
+    }
+
+    #[test]
+    fn a_password_hash_that_is_not_argon2_names_key_and_line() {
+        let src = "[grpc]\nlease = \"30s\"\n\n[[supervisor]]\nname = \"sue\"\npassword-hash = \"sue-pw\"\n";
+        let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
+        assert!(
+            msg.starts_with("t.toml:6: supervisor[0].password-hash: not an argon2"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn unknown_key_names_key_and_line() {
         let err = Config::parse("[sip]\nrealm = \"x\"\nbogus = 1\n", "t.toml").unwrap_err();
         let msg = err.to_string();

@@ -16,12 +16,17 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Streaming};
 
 fn config() -> String {
+    config_with_lease("60s")
+}
+
+fn config_with_lease(lease: &str) -> String {
     let hash = |pw: &str| agent_gateway::password::hash(pw).unwrap();
     let extra = format!(
         r#"
 [grpc]
 lockout-after = 3
 lockout-for = "60s"
+lease = "{lease}"
 
 [[queue]]
 name = "support"
@@ -432,5 +437,51 @@ async fn a_supervisor_stream_starts_with_a_snapshot_and_sees_an_agents_status_ch
         }
         other => panic!("expected the forced break, got {other:?}"),
     }
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_agent_whose_desktop_has_no_stream_for_a_lease_is_put_on_break() {
+    let s = Server::start(&config_with_lease("1s")).await.unwrap();
+    let mut sup = SupervisorServiceClient::connect(format!("http://{}", s.grpc))
+        .await
+        .unwrap();
+    let token = sup
+        .login(sv::LoginRequest {
+            supervisor_id: "sue".into(),
+            password: "sue-pw".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let mut updates = sup
+        .stream_status(authed(&token, StreamStatusRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut c = agent_client(&s).await;
+    let bob_token = login(&mut c, "bob", "bob-pw").await;
+    // Available, but no event stream is ever opened: the desktop is gone.
+    set_status(&mut c, &bob_token, pb::AgentStatus::Available).await;
+    let mut statuses = Vec::new();
+    while statuses.last().map(|(s, _)| *s) != Some(pb::AgentStatus::OnBreak) {
+        let u = tokio::time::timeout(WAIT, updates.message())
+            .await
+            .expect("the lease expires")
+            .unwrap()
+            .unwrap();
+        if let Some(status_update::Kind::Agent(a)) = u.kind
+            && a.agent_id == "bob"
+        {
+            statuses.push((a.status(), a.break_reason.clone()));
+        }
+    }
+    assert!(statuses.contains(&(pb::AgentStatus::Available, String::new())));
+    assert_eq!(
+        statuses.last().unwrap().1,
+        "desktop-lost",
+        "put on break by the lease: {statuses:?}"
+    );
     s.stop().await.unwrap();
 }
