@@ -125,6 +125,10 @@ pub struct Config {
     pub agents: Vec<AgentSection>,
     #[serde(default, rename = "mailbox")]
     pub mailboxes: Vec<MailboxSection>,
+    #[serde(default)]
+    pub grpc: GrpcSection,
+    #[serde(default, rename = "supervisor")]
+    pub supervisors: Vec<SupervisorSection>,
     /// The text the config was parsed from, so later checks can name lines.
     #[serde(skip)]
     origin: Origin,
@@ -181,6 +185,74 @@ pub struct AgentSection {
     pub name: toml::Spanned<String>,
     /// Queues this agent serves, in order of preference.
     pub queues: Vec<String>,
+    /// Desktop (gRPC) password as an argon2 PHC string, from `comm-server
+    /// hash-password`; without it the agent cannot log in to the desktop API.
+    #[serde(default)]
+    pub password_hash: Option<toml::Spanned<String>>,
+}
+
+/// A supervisor: may watch every agent and queue over gRPC and act on agents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SupervisorSection {
+    /// Login name (need not be a SIP user).
+    pub name: toml::Spanned<String>,
+    /// Password as an argon2 PHC string, from `comm-server hash-password`.
+    pub password_hash: toml::Spanned<String>,
+}
+
+/// Where the agent and supervisor gRPC API listens by default (the IANA-unassigned
+/// port gRPC examples use).
+pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
+
+/// The agent desktop and supervisor gRPC API (`agent-gateway`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GrpcSection {
+    /// Listen address (gRPC and gRPC-web); "" disables it. Default "0.0.0.0:50051".
+    #[serde(default = "default_grpc_addr")]
+    pub listen: String,
+    /// An agent whose desktop has had no event stream this long is put on break
+    /// ("desktop-lost") so calls stop ringing a phone nobody watches. Default "60s".
+    #[serde(default = "default_lease")]
+    pub lease: HumanDuration,
+    /// Consecutive failed logins that lock a name; 0 never locks. Default 5.
+    #[serde(default = "default_lockout_after")]
+    pub lockout_after: u32,
+    /// How long a locked name stays locked. Default "5m".
+    #[serde(default = "default_lockout_for")]
+    pub lockout_for: HumanDuration,
+    /// Lifetime of a session token. Default "12h".
+    #[serde(default = "default_session_ttl")]
+    pub session_ttl: HumanDuration,
+}
+
+impl Default for GrpcSection {
+    fn default() -> Self {
+        GrpcSection {
+            listen: default_grpc_addr(),
+            lease: default_lease(),
+            lockout_after: default_lockout_after(),
+            lockout_for: default_lockout_for(),
+            session_ttl: default_session_ttl(),
+        }
+    }
+}
+
+fn default_grpc_addr() -> String {
+    DEFAULT_GRPC_ADDR.into()
+}
+fn default_lease() -> HumanDuration {
+    HumanDuration(agent_gateway::sessions::DEFAULT_LEASE)
+}
+fn default_lockout_after() -> u32 {
+    agent_gateway::sessions::DEFAULT_LOCKOUT_AFTER
+}
+fn default_lockout_for() -> HumanDuration {
+    HumanDuration(agent_gateway::sessions::DEFAULT_LOCKOUT_FOR)
+}
+fn default_session_ttl() -> HumanDuration {
+    HumanDuration(agent_gateway::sessions::DEFAULT_SESSION_TTL)
 }
 
 /// Longest voicemail message by default; the recording stops there.
@@ -720,6 +792,32 @@ impl Config {
                     format!("no [[queue]] named {q:?}"),
                 ));
             }
+            if let Some(h) = &a.password_hash
+                && let Err(e) = agent_gateway::password::check(h.get_ref())
+            {
+                return Err(invalid(
+                    h.span(),
+                    &format!("agent[{i}].password-hash"),
+                    e.to_string(),
+                ));
+            }
+        }
+        let mut supervisor_names = HashSet::new();
+        for (i, sup) in self.supervisors.iter().enumerate() {
+            if !supervisor_names.insert(sup.name.get_ref().clone()) {
+                return Err(invalid(
+                    sup.name.span(),
+                    &format!("supervisor[{i}].name"),
+                    format!("duplicate supervisor {:?}", sup.name.get_ref()),
+                ));
+            }
+            if let Err(e) = agent_gateway::password::check(sup.password_hash.get_ref()) {
+                return Err(invalid(
+                    sup.password_hash.span(),
+                    &format!("supervisor[{i}].password-hash"),
+                    e.to_string(),
+                ));
+            }
         }
         for (i, r) in self.routes.iter().enumerate() {
             if let Target::Queue(q) = r.target.get_ref()
@@ -1163,6 +1261,39 @@ mod tests {
     fn demo_config_loads() {
         let cfg = Config::parse(DEMO_CONFIG, "deploy/comm-server.toml").unwrap();
         assert!(!cfg.routes.is_empty());
+    }
+
+    #[test]
+    fn the_demo_desktop_passwords_are_the_demo_sip_passwords() {
+        let cfg = Config::parse(DEMO_CONFIG, "deploy/comm-server.toml").unwrap();
+        assert_eq!(cfg.grpc.listen, DEFAULT_GRPC_ADDR);
+        for a in &cfg.agents {
+            let user = cfg
+                .users
+                .iter()
+                .find(|u| u.name.get_ref() == a.name.get_ref());
+            let pw = user.and_then(|u| u.password.clone()).unwrap();
+            let hash = a.password_hash.as_ref().unwrap();
+            assert!(
+                agent_gateway::password::verify(&pw, hash.get_ref()),
+                "{}",
+                a.name.get_ref()
+            );
+        }
+        assert!(agent_gateway::password::verify(
+            "sue-demo-pw",
+            cfg.supervisors[0].password_hash.get_ref()
+        ));
+    }
+
+    #[test]
+    fn a_password_hash_that_is_not_argon2_names_key_and_line() {
+        let src = "[grpc]\nlease = \"30s\"\n\n[[supervisor]]\nname = \"sue\"\npassword-hash = \"sue-pw\"\n";
+        let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
+        assert!(
+            msg.starts_with("t.toml:6: supervisor[0].password-hash: not an argon2"),
+            "{msg}"
+        );
     }
 
     #[test]

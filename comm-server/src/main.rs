@@ -56,6 +56,9 @@ enum Command {
     /// Periods are UTC and half-open: `--from 2026-11-01 --to 2026-11-02` is that day.
     /// Definitions (service level, AHT...) are in `comm_server::reports`.
     Report(ReportOpts),
+    /// Print an argon2 hash of a password read from standard input (one line), for
+    /// `password-hash` in `[[agent]]` and `[[supervisor]]`.
+    HashPassword,
 }
 
 #[derive(clap::Args)]
@@ -192,6 +195,9 @@ struct ServeOpts {
     /// HTTP listen address for the web self-service page and API (overrides the config).
     #[arg(long)]
     http: Option<SocketAddr>,
+    /// gRPC listen address for agent desktops and supervisors (overrides the config).
+    #[arg(long)]
+    grpc: Option<SocketAddr>,
     /// Data directory (SQLite database, recordings).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -213,6 +219,7 @@ fn main() -> ExitCode {
         Command::Simulate(opts) => simulate(opts),
         Command::SimulateCampaign(opts) => simulate_campaign(opts),
         Command::Report(opts) => report(opts),
+        Command::HashPassword => hash_password(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -221,6 +228,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(
+        !password.is_empty(),
+        "the password on standard input is empty"
+    );
+    println!("{}", agent_gateway::password::hash(password)?);
+    Ok(())
 }
 
 fn check_config(path: Option<&PathBuf>) -> anyhow::Result<()> {
@@ -471,10 +492,18 @@ fn serve(opts: ServeOpts) -> anyhow::Result<()> {
     let http = opts
         .http
         .map_or_else(|| parse(&config.http.listen), |a| Ok(Some(a)))?;
+    let grpc = opts
+        .grpc
+        .map_or_else(|| parse(&config.grpc.listen), |a| Ok(Some(a)))?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let listeners = Listeners::bind(udp, tcp).await?.with_http(http).await?;
-        tracing::info!(udp = ?listeners.udp_addr(), tcp = ?listeners.tcp_addr(), http = ?listeners.http_addr(), "listening");
+        let listeners = Listeners::bind(udp, tcp)
+            .await?
+            .with_http(http)
+            .await?
+            .with_grpc(grpc)
+            .await?;
+        tracing::info!(udp = ?listeners.udp_addr(), tcp = ?listeners.tcp_addr(), http = ?listeners.http_addr(), grpc = ?listeners.grpc_addr(), "listening");
         let app = App::build(config).await?;
         app.run(listeners, shutdown_signal()).await
     })

@@ -30,6 +30,8 @@ pub struct Server {
     pub tcp: SocketAddr,
     /// The web self-service page and API.
     pub http: SocketAddr,
+    /// The agent and supervisor gRPC API.
+    pub grpc: SocketAddr,
     pub data_dir: PathBuf,
     pub store: Store,
     shutdown: Option<oneshot::Sender<()>>,
@@ -103,10 +105,13 @@ impl Server {
         .await?;
         let listeners = listeners
             .with_http(Some(([127, 0, 0, 1], 0).into()))
+            .await?
+            .with_grpc(Some(([127, 0, 0, 1], 0).into()))
             .await?;
         let udp = listeners.udp_addr().context("udp")?;
         let http = listeners.http_addr().context("http")?;
         let tcp = listeners.tcp_addr().context("tcp")?;
+        let grpc = listeners.grpc_addr().context("grpc")?;
         let app = App::build(cfg).await?;
         let store = app.store().clone();
         let (tx, rx) = oneshot::channel::<()>();
@@ -117,6 +122,7 @@ impl Server {
             udp,
             tcp,
             http,
+            grpc,
             data_dir,
             store,
             shutdown: Some(tx),

@@ -44,6 +44,8 @@ const CORES: &[&str] = &[
     "comm-server/src/media/session.rs",
     "comm-server/src/voicemail",
     "script-engine/src",
+    "agent-gateway/src/sessions",
+    "agent-gateway/src/log",
 ];
 
 const FORBIDDEN: &[&str] = &[

@@ -39,6 +39,8 @@ pub(super) enum AcdRequest {
     Ended {
         item: u64,
     },
+    /// From the agent gateway (desktops and supervisors over gRPC).
+    Gateway(super::gateway::GatewayRequest),
 }
 
 /// What the ACD tells a waiting caller's call task.
@@ -56,20 +58,24 @@ pub(super) enum QueueCommand {
     },
     CancelOffer,
     Overflow,
+    /// The agent hung up from the desktop.
+    HangUp,
 }
 
 /// The ACD as configured, and the names behind its numbers.
-struct AcdDriver {
-    acd: Acd,
-    agents: Vec<String>,
-    items: HashMap<ItemId, mpsc::UnboundedSender<CallInput>>,
-    queues: HashMap<String, QueueId>,
+pub(super) struct AcdDriver {
+    pub(super) acd: Acd,
+    pub(super) agents: Vec<String>,
+    pub(super) items: HashMap<ItemId, mpsc::UnboundedSender<CallInput>>,
+    pub(super) queues: HashMap<String, QueueId>,
     /// Queue names by [`QueueId`], for the event log.
     queue_names: Vec<String>,
     registrar: Arc<Registrar>,
     log: EventLog,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    /// What the agent gateway needs to know and publish (see `gateway.rs`).
+    pub(super) desk: super::gateway::Desk,
 }
 
 /// Starts the ACD task; errors are configuration errors.
@@ -79,6 +85,7 @@ pub(super) fn spawn_acd(
     log: EventLog,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    mut desk: super::gateway::Desk,
 ) -> anyhow::Result<mpsc::UnboundedSender<AcdRequest>> {
     let start = now();
     let mut acd = Acd::new(start, rand::random());
@@ -113,9 +120,11 @@ pub(super) fn spawn_acd(
             .collect();
         acd.add_agent(start, ac)?;
         agents.push(a.name.get_ref().clone());
+        desk.add_agent(start, a.queues.clone());
     }
     // Every agent starts logged out: reports must not carry a status over a restart.
     log.write(crate::reports::log::server_started(clock.unix_ms()));
+    desk.set_queues(config.queues.iter().map(|q| q.name.get_ref().clone()));
     let (tx, rx) = mpsc::unbounded_channel();
     let mut queue_names: Vec<(QueueId, String)> =
         queues.iter().map(|(n, q)| (*q, n.clone())).collect();
@@ -130,6 +139,7 @@ pub(super) fn spawn_acd(
         log,
         clock,
         metrics,
+        desk,
     };
     driver.publish_metrics();
     tokio::spawn(driver.run(rx).instrument(tracing::info_span!("acd")));
@@ -188,7 +198,7 @@ impl AcdDriver {
         self.metrics.set_acd(snapshot);
     }
 
-    fn input(&mut self, input: AcdInput) {
+    pub(super) fn input(&mut self, input: AcdInput) {
         if let Err(e) = self.acd.handle_input(now(), input) {
             tracing::debug!(error = %e, "ACD refused input");
         }
@@ -208,6 +218,8 @@ impl AcdDriver {
                     return;
                 };
                 self.items.insert(ItemId(item), inbox);
+                self.desk
+                    .enqueued(now(), ItemId(item), caller.clone(), &queue);
                 self.input(AcdInput::Enqueue(NewItem {
                     id: ItemId(item),
                     kind: ItemKind::InboundCall,
@@ -249,13 +261,15 @@ impl AcdDriver {
                 NoAnswerReason::NotAnswered,
             )),
             AcdRequest::Ended { item } => {
+                self.desk_item_ended(ItemId(item));
                 self.input(AcdInput::ItemEnded(ItemId(item)));
                 self.items.remove(&ItemId(item));
             }
+            AcdRequest::Gateway(request) => self.handle_gateway(request),
         }
     }
 
-    fn tell(&self, item: ItemId, command: QueueCommand) {
+    pub(super) fn tell(&self, item: ItemId, command: QueueCommand) {
         if let Some(inbox) = self.items.get(&item) {
             let _ = inbox.send(CallInput::Queue(command));
         }
@@ -264,6 +278,7 @@ impl AcdDriver {
     async fn drain(&mut self) {
         while let Some(action) = self.acd.poll_action() {
             use crate::acd::Action as A;
+            self.desk_action(&action).await;
             match action {
                 A::Hold { item, .. } => self.tell(item, QueueCommand::Music),
                 A::Announce { item, position, .. } => {
@@ -309,6 +324,8 @@ impl AcdDriver {
             let at_ms = self.clock.unix_ms();
             let record = reports::log::record(at_ms, &event, &self.queue_names, &self.agents);
             self.log.write(record);
+            self.desk_event(&event);
         }
+        self.desk_publish_changes();
     }
 }

@@ -664,6 +664,7 @@ pub(super) async fn run_call(
                         }
                         QueueCommand::CancelOffer => call.cancel_dial(now),
                         QueueCommand::Overflow => call.hang_up_all(now, "overflow"),
+                        QueueCommand::HangUp => call.hang_up_all(now, "answered"),
                     },
                     Some(CallInput::Recorded(result)) if vm.is_some() => {
                         if let Some(v) = vm.as_mut() {

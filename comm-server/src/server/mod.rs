@@ -46,6 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 mod acd;
 mod call_task;
 mod event_log;
+pub mod gateway;
 mod routing;
 mod startup;
 mod transport;
@@ -78,6 +79,8 @@ pub struct Listeners {
     pub tcp: Option<TcpListener>,
     /// The web self-service page and API.
     pub http: Option<TcpListener>,
+    /// The agent and supervisor gRPC API.
+    pub grpc: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -97,6 +100,7 @@ impl Listeners {
             udp,
             tcp,
             http: None,
+            grpc: None,
         })
     }
 
@@ -107,6 +111,19 @@ impl Listeners {
             None => None,
         };
         Ok(self)
+    }
+
+    /// Also listen for gRPC (agent desktops and supervisors).
+    pub async fn with_grpc(mut self, addr: Option<SocketAddr>) -> std::io::Result<Listeners> {
+        self.grpc = match addr {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        Ok(self)
+    }
+
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().and_then(|s| s.local_addr().ok())
     }
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
@@ -131,6 +148,8 @@ pub struct App {
     scripts: Arc<Library>,
     metrics: Arc<crate::metrics::Metrics>,
     voicemail_events: tokio::sync::broadcast::Sender<VoicemailEvent>,
+    /// Fills the screen pop's customer record and history (default: nobody found).
+    customer_lookup: gateway::CustomerLookup,
 }
 
 /// Voicemail events kept for a slow listener before it misses some.
@@ -185,7 +204,13 @@ impl App {
             scripts: Arc::new(scripts),
             metrics: Arc::default(),
             voicemail_events: tokio::sync::broadcast::channel(VOICEMAIL_EVENTS).0,
+            customer_lookup: gateway::no_customers(),
         })
+    }
+
+    /// Where offers' screen pops find the caller's customer record and history.
+    pub fn set_customer_lookup(&mut self, lookup: gateway::CustomerLookup) {
+        self.customer_lookup = lookup;
     }
 
     pub fn store(&self) -> &Store {
@@ -263,14 +288,44 @@ impl App {
         engine_config.clock = self.clock.clone();
         let (engine, media_events, _media_task) = MediaEngine::spawn(engine_config);
         let (event_log, event_log_task) = EventLog::spawn(self.store.clone(), self.metrics.clone());
+        let hub = Arc::new(agent_gateway::EventHub::default());
+        let desk = gateway::Desk::new(
+            hub.clone(),
+            self.clock.clone(),
+            self.customer_lookup.clone(),
+        );
         let acd = spawn_acd(
             &cfg,
             registrar.clone(),
             event_log,
             self.clock.clone(),
             self.metrics.clone(),
+            desk,
         )?;
         let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
+        if let Some(listener) = listeners.grpc {
+            let backend = gateway::ServerBackend::new(&cfg, acd.clone(), self.clock.clone());
+            let g = &cfg.grpc;
+            let config = agent_gateway::GatewayConfig {
+                sessions: agent_gateway::SessionConfig {
+                    lease: g.lease.0,
+                    lockout_after: g.lockout_after,
+                    lockout_for: g.lockout_for.0,
+                    session_ttl: g.session_ttl.0,
+                },
+                ..agent_gateway::GatewayConfig::default()
+            };
+            let gw = agent_gateway::Gateway::new(Arc::new(backend), hub, config);
+            let mut stopped = http_stopped.clone();
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = gw.serve(listener, shutdown).await {
+                    tracing::error!(error = %e, "grpc server failed");
+                }
+            });
+        }
         if let Some(listener) = listeners.http {
             let web = crate::web::router(crate::web::WebState::new(
                 self.scripts.clone(),

@@ -1,0 +1,851 @@
+//! The agent gateway's backend: the gRPC services of `agent-gateway` reach the ACD
+//! driver task through [`AcdRequest::Gateway`], and the ACD driver publishes what
+//! happens to agents (offers with their screen pop, answers, hang-ups, wrap-up,
+//! status) and the supervisor wallboard (agent and queue views) into the
+//! [`EventHub`].
+//!
+//! Owns: translating between the ACD's numbers and the API's names and ids (a call's
+//! id on the wire is its ACD item id), the bookkeeping the ACD core does not keep for
+//! us (who rings with what, the last call of an agent in wrap-up, today's counters).
+//! Must not own: routing decisions (the core) or sessions (the gateway).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use agent_gateway::proto::agent::{
+    self as pb, CallConnected, CallEnded, CallOffered, Customer, Interaction, ScreenPop,
+    StatusChanged, WrapUpEnded, WrapUpStarted, agent_event::Kind,
+};
+use agent_gateway::proto::supervisor::{
+    self as sv, AgentView, QueueView, Snapshot, StatusUpdate, WaitingCall,
+    status_update::Kind as Update,
+};
+use agent_gateway::{
+    Account, AgentStatus as GwStatus, Backend, BackendError, CallControl, EventHub, Role,
+    SupervisorAction,
+};
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::acd::{
+    Action as AcdAction, AgentId, AgentState, AgentStatus, Event as AcdEvent, Input as AcdInput,
+    ItemId, NoAnswerReason, QueueId, Tier,
+};
+use crate::time::Clock;
+
+/// Waits within this are "answered in service level" for `service_level_today`.
+pub const SERVICE_LEVEL_THRESHOLD: Duration = Duration::from_secs(20);
+/// Longest a customer lookup may hold up an offer's screen pop.
+const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
+/// The break reason given to an agent whose desktop lease expired.
+pub const DESKTOP_LOST: &str = "desktop-lost";
+
+/// The customer record and recent history for a caller's number, for the screen
+/// pop. The server's default finds nothing; the customer store plugs in here.
+pub type CustomerLookup = Arc<
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = (Option<Customer>, Vec<Interaction>)> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A lookup that never finds anyone.
+pub fn no_customers() -> CustomerLookup {
+    Arc::new(|_| Box::pin(async { (None, Vec::new()) }))
+}
+
+type Reply<T> = oneshot::Sender<Result<T, BackendError>>;
+
+/// What the gateway asks the ACD driver.
+pub(crate) enum GatewayRequest {
+    Status {
+        agent: String,
+        reply: Reply<AgentStatus>,
+    },
+    SetStatus {
+        agent: String,
+        status: AgentStatus,
+        /// Only when the agent is available now (the lease must not end a break).
+        only_if_available: bool,
+        reply: Reply<()>,
+    },
+    HangUp {
+        agent: String,
+        item: ItemId,
+        reply: Reply<()>,
+    },
+    Disposition {
+        agent: String,
+        item: ItemId,
+        code: String,
+        reply: Reply<()>,
+    },
+    SetQueues {
+        agent: String,
+        queues: Vec<(String, u32)>,
+        reply: Reply<()>,
+    },
+    Snapshot {
+        reply: Reply<Snapshot>,
+    },
+}
+
+/// A waiting or connected call, as the screen pop and wallboard show it.
+struct ItemInfo {
+    caller: Option<String>,
+    queue: String,
+    enqueued_at: std::time::Instant,
+}
+
+#[derive(Default)]
+struct QueueDay {
+    answered: u32,
+    answered_in_time: u32,
+    abandoned: u32,
+    abandoned_late: u32,
+}
+
+/// Per-agent bookkeeping beyond the core's.
+struct DeskAgent {
+    queues: Vec<String>,
+    ringing: Option<ItemId>,
+    connected: Option<ItemId>,
+    /// The last call talked on: the one wrap-up and disposition are about.
+    last_call: Option<ItemId>,
+    disposition: Option<String>,
+    seen: Option<(AgentStatus, AgentState)>,
+    state_since: std::time::Instant,
+}
+
+/// The gateway's side of the ACD driver: the hub, the clock and the bookkeeping.
+pub(crate) struct Desk {
+    hub: Arc<EventHub>,
+    clock: Arc<dyn Clock>,
+    lookup: CustomerLookup,
+    agents: Vec<DeskAgent>,
+    queue_names: Vec<String>,
+    items: HashMap<ItemId, ItemInfo>,
+    days: HashMap<String, QueueDay>,
+    seen_queues: HashMap<String, (Vec<u64>, u32, u32, u32, u32)>,
+}
+
+impl Desk {
+    pub(crate) fn new(hub: Arc<EventHub>, clock: Arc<dyn Clock>, lookup: CustomerLookup) -> Desk {
+        Desk {
+            hub,
+            clock,
+            lookup,
+            agents: Vec::new(),
+            queue_names: Vec::new(),
+            items: HashMap::new(),
+            days: HashMap::new(),
+            seen_queues: HashMap::new(),
+        }
+    }
+
+    /// Agents are added in ACD id order (id = index).
+    pub(super) fn add_agent(&mut self, now: std::time::Instant, queues: Vec<String>) {
+        self.agents.push(DeskAgent {
+            queues,
+            ringing: None,
+            connected: None,
+            last_call: None,
+            disposition: None,
+            seen: None,
+            state_since: now,
+        });
+    }
+
+    pub(super) fn set_queues(&mut self, names: impl Iterator<Item = String>) {
+        self.queue_names = names.collect();
+    }
+
+    pub(super) fn enqueued(
+        &mut self,
+        now: std::time::Instant,
+        item: ItemId,
+        caller: Option<String>,
+        queue: &str,
+    ) {
+        self.items.insert(
+            item,
+            ItemInfo {
+                caller,
+                queue: queue.to_string(),
+                enqueued_at: now,
+            },
+        );
+    }
+
+    fn agent_mut(&mut self, agent: AgentId) -> Option<&mut DeskAgent> {
+        self.agents.get_mut(agent.0 as usize)
+    }
+}
+
+fn call_id(item: ItemId) -> String {
+    item.0.to_string()
+}
+
+fn parse_call(call: &str) -> Result<ItemId, BackendError> {
+    call.parse()
+        .map(ItemId)
+        .map_err(|_| BackendError::NotFound(format!("no call {call:?}")))
+}
+
+fn proto_status(s: &AgentStatus) -> (pb::AgentStatus, String) {
+    match s {
+        AgentStatus::Available => (pb::AgentStatus::Available, String::new()),
+        AgentStatus::OnBreak { reason } => (pb::AgentStatus::OnBreak, reason.clone()),
+        AgentStatus::LoggedOut => (pb::AgentStatus::LoggedOut, String::new()),
+    }
+}
+
+fn proto_state(s: AgentState) -> sv::AgentState {
+    match s {
+        AgentState::Idle => sv::AgentState::Idle,
+        AgentState::Resting => sv::AgentState::Resting,
+        AgentState::Ringing(_) => sv::AgentState::Ringing,
+        AgentState::Reserved(_) => sv::AgentState::Reserved,
+        AgentState::OnCall(_) => sv::AgentState::OnCall,
+        AgentState::WrapUp => sv::AgentState::WrapUp,
+    }
+}
+
+impl AcdDriver {
+    fn agent_id(&self, name: &str) -> Result<AgentId, BackendError> {
+        self.agents
+            .iter()
+            .position(|a| a == name)
+            .map(|i| AgentId(i as u64))
+            .ok_or_else(|| BackendError::NotFound(format!("no agent {name:?}")))
+    }
+
+    fn publish(&self, agent: AgentId, kind: Kind) {
+        if let Some(name) = self.agents.get(agent.0 as usize) {
+            self.desk
+                .hub
+                .publish_agent(name, self.desk.clock.unix_ms(), kind);
+        }
+    }
+
+    /// Ends what an agent was ringing with, once.
+    fn end_ringing(&mut self, agent: AgentId, item: ItemId, reason: &str) {
+        let Some(a) = self.desk.agent_mut(agent) else {
+            return;
+        };
+        if a.ringing != Some(item) {
+            return;
+        }
+        a.ringing = None;
+        self.publish(
+            agent,
+            Kind::CallEnded(CallEnded {
+                call_id: call_id(item),
+                reason: reason.into(),
+            }),
+        );
+    }
+
+    pub(super) async fn desk_action(&mut self, action: &AcdAction) {
+        match action {
+            AcdAction::Offer {
+                item,
+                agent,
+                ring_timeout,
+            } => {
+                let (caller, queue, waited) = match self.desk.items.get(item) {
+                    Some(i) => (
+                        i.caller.clone().unwrap_or_default(),
+                        i.queue.clone(),
+                        now().saturating_duration_since(i.enqueued_at),
+                    ),
+                    None => (String::new(), String::new(), Duration::ZERO),
+                };
+                let (customer, last_interactions) = if caller.is_empty() {
+                    (None, Vec::new())
+                } else {
+                    tokio::time::timeout(LOOKUP_TIMEOUT, (self.desk.lookup)(caller.clone()))
+                        .await
+                        .unwrap_or_default()
+                };
+                if let Some(a) = self.desk.agent_mut(*agent) {
+                    a.ringing = Some(*item);
+                }
+                self.publish(
+                    *agent,
+                    Kind::CallOffered(CallOffered {
+                        call_id: call_id(*item),
+                        screen_pop: Some(ScreenPop {
+                            caller_number: caller,
+                            customer,
+                            last_interactions,
+                            // The IVR's answers and the agent script are not carried
+                            // into the queue yet: the call task would have to pass them
+                            // with Enqueue.
+                            ivr_answers: HashMap::new(),
+                            queue,
+                            wait_ms: waited.as_millis() as u64,
+                            script_id: String::new(),
+                        }),
+                        ring_timeout_ms: ring_timeout.as_millis() as u64,
+                    }),
+                );
+            }
+            AcdAction::CancelOffer { item, agent } => self.end_ringing(*agent, *item, "withdrawn"),
+            AcdAction::StartWrapUp { agent, duration } => {
+                let last = self.desk.agent_mut(*agent).and_then(|a| a.last_call);
+                if let Some(item) = last {
+                    self.publish(
+                        *agent,
+                        Kind::WrapUpStarted(WrapUpStarted {
+                            call_id: call_id(item),
+                            duration_ms: duration.as_millis() as u64,
+                        }),
+                    );
+                }
+            }
+            AcdAction::EndWrapUp { agent } => {
+                let (last, code) = match self.desk.agent_mut(*agent) {
+                    Some(a) => (a.last_call, a.disposition.take()),
+                    None => (None, None),
+                };
+                if let Some(item) = last {
+                    self.publish(
+                        *agent,
+                        Kind::WrapUpEnded(WrapUpEnded {
+                            call_id: call_id(item),
+                            disposition_code: code.unwrap_or_default(),
+                        }),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn desk_event(&mut self, event: &AcdEvent) {
+        match event {
+            AcdEvent::Answered {
+                item,
+                agent,
+                waited,
+            } => {
+                if let Some(a) = self.desk.agent_mut(*agent) {
+                    a.ringing = None;
+                    a.connected = Some(*item);
+                    a.last_call = Some(*item);
+                }
+                if let Some(q) = self.desk.items.get(item).map(|i| i.queue.clone()) {
+                    let day = self.desk.days.entry(q).or_default();
+                    day.answered += 1;
+                    if *waited <= SERVICE_LEVEL_THRESHOLD {
+                        day.answered_in_time += 1;
+                    }
+                }
+                self.publish(
+                    *agent,
+                    Kind::CallConnected(CallConnected {
+                        call_id: call_id(*item),
+                    }),
+                );
+            }
+            AcdEvent::NoAnswer {
+                item,
+                agent,
+                reason,
+            } => {
+                let reason = match reason {
+                    NoAnswerReason::Failed => "failed",
+                    _ => "not-answered",
+                };
+                self.end_ringing(*agent, *item, reason);
+            }
+            AcdEvent::Abandoned { item, waited, .. } => {
+                for i in 0..self.desk.agents.len() {
+                    self.end_ringing(AgentId(i as u64), *item, "withdrawn");
+                }
+                if let Some(q) = self.desk.items.get(item).map(|i| i.queue.clone()) {
+                    let day = self.desk.days.entry(q).or_default();
+                    day.abandoned += 1;
+                    if *waited > SERVICE_LEVEL_THRESHOLD {
+                        day.abandoned_late += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A connected call hung up (either side): tell its agent.
+    pub(super) fn desk_item_ended(&mut self, item: ItemId) {
+        for i in 0..self.desk.agents.len() {
+            if self.desk.agents[i].connected == Some(item) {
+                self.desk.agents[i].connected = None;
+                self.publish(
+                    AgentId(i as u64),
+                    Kind::CallEnded(CallEnded {
+                        call_id: call_id(item),
+                        reason: "hung-up".into(),
+                    }),
+                );
+            }
+            self.end_ringing(AgentId(i as u64), item, "withdrawn");
+        }
+        self.desk.items.remove(&item);
+    }
+
+    fn agent_view(&self, i: usize, now: std::time::Instant) -> Option<AgentView> {
+        let id = AgentId(i as u64);
+        let status = self.acd.agent_status(id)?;
+        let state = self.acd.agent_state(id)?;
+        let a = &self.desk.agents[i];
+        let (status, break_reason) = proto_status(status);
+        let current = match state {
+            AgentState::Ringing(item) | AgentState::OnCall(item) | AgentState::Reserved(item) => {
+                Some(item)
+            }
+            AgentState::WrapUp => a.last_call,
+            _ => None,
+        };
+        Some(AgentView {
+            agent_id: self.agents[i].clone(),
+            status: status.into(),
+            break_reason,
+            state: proto_state(state).into(),
+            current_call_id: current.map(call_id).unwrap_or_default(),
+            time_in_state_ms: now.saturating_duration_since(a.state_since).as_millis() as u64,
+            queues: a.queues.clone(),
+        })
+    }
+
+    fn queue_view(&self, name: &str, now: std::time::Instant) -> Option<QueueView> {
+        let id = *self.queues.get(name)?;
+        let stats = self.acd.queue_stats(now, id)?;
+        let mut waiting: Vec<(&ItemId, &ItemInfo)> = self
+            .desk
+            .items
+            .iter()
+            .filter(|(item, info)| info.queue == name && self.acd.position(**item).is_some())
+            .collect();
+        waiting.sort_by_key(|(item, info)| (info.enqueued_at, item.0));
+        let day = self.desk.days.get(name);
+        let (answered, in_time, abandoned, late) = day.map_or((0, 0, 0, 0), |d| {
+            (
+                d.answered,
+                d.answered_in_time,
+                d.abandoned,
+                d.abandoned_late,
+            )
+        });
+        let counted = answered + late;
+        Some(QueueView {
+            name: name.to_string(),
+            waiting: waiting
+                .iter()
+                .map(|(item, info)| WaitingCall {
+                    call_id: call_id(**item),
+                    caller_number: info.caller.clone().unwrap_or_default(),
+                    wait_ms: now.saturating_duration_since(info.enqueued_at).as_millis() as u64,
+                })
+                .collect(),
+            longest_wait_ms: stats.longest_wait.as_millis() as u64,
+            agents_logged_in: stats.logged_in as u32,
+            agents_available: stats.available as u32,
+            service_level_today: if counted == 0 {
+                1.0
+            } else {
+                f64::from(in_time) / f64::from(counted)
+            },
+            answered_today: answered,
+            abandoned_today: abandoned,
+        })
+    }
+
+    /// After each batch of actions and events: status changes to the agents, changed
+    /// agents and queues to the supervisors. One pass over agents and queues per ACD
+    /// input; with thousands of agents this wants the core to report who changed.
+    pub(super) fn desk_publish_changes(&mut self) {
+        let now = now();
+        let at = self.desk.clock.unix_ms();
+        for i in 0..self.agents.len() {
+            let id = AgentId(i as u64);
+            let (Some(status), Some(state)) =
+                (self.acd.agent_status(id).cloned(), self.acd.agent_state(id))
+            else {
+                continue;
+            };
+            let seen = self.desk.agents[i].seen.clone();
+            if seen.as_ref() == Some(&(status.clone(), state)) {
+                continue;
+            }
+            if seen.as_ref().map(|s| &s.1) != Some(&state) {
+                self.desk.agents[i].state_since = now;
+            }
+            let status_changed = seen.as_ref().map(|s| &s.0) != Some(&status);
+            self.desk.agents[i].seen = Some((status.clone(), state));
+            if status_changed && seen.is_some() {
+                let (s, reason) = proto_status(&status);
+                self.publish(
+                    id,
+                    Kind::StatusChanged(StatusChanged {
+                        status: s.into(),
+                        break_reason: reason,
+                    }),
+                );
+            }
+            if let Some(view) = self.agent_view(i, now) {
+                self.desk.hub.publish_supervisor(StatusUpdate {
+                    at_unix_ms: at,
+                    kind: Some(Update::Agent(view)),
+                });
+            }
+        }
+        for name in self.desk.queue_names.clone() {
+            let Some(view) = self.queue_view(&name, now) else {
+                continue;
+            };
+            let key = (
+                view.waiting
+                    .iter()
+                    .filter_map(|w| w.call_id.parse().ok())
+                    .collect(),
+                view.agents_logged_in,
+                view.agents_available,
+                view.answered_today,
+                view.abandoned_today,
+            );
+            if self.desk.seen_queues.get(&name) == Some(&key) {
+                continue;
+            }
+            self.desk.seen_queues.insert(name, key);
+            self.desk.hub.publish_supervisor(StatusUpdate {
+                at_unix_ms: at,
+                kind: Some(Update::Queue(view)),
+            });
+        }
+    }
+
+    fn set_status(&mut self, id: AgentId, status: AgentStatus) {
+        match status {
+            AgentStatus::LoggedOut => self.input(AcdInput::Logout(id)),
+            other => {
+                if self.acd.agent_status(id) == Some(&AgentStatus::LoggedOut) {
+                    self.input(AcdInput::Login(id));
+                }
+                self.input(AcdInput::SetStatus(id, other));
+            }
+        }
+    }
+
+    pub(super) fn handle_gateway(&mut self, request: GatewayRequest) {
+        match request {
+            GatewayRequest::Status { agent, reply } => {
+                let r = self.agent_id(&agent).and_then(|id| {
+                    self.acd
+                        .agent_status(id)
+                        .cloned()
+                        .ok_or_else(|| BackendError::NotFound(format!("no agent {agent:?}")))
+                });
+                let _ = reply.send(r);
+            }
+            GatewayRequest::SetStatus {
+                agent,
+                status,
+                only_if_available,
+                reply,
+            } => {
+                let r = self.agent_id(&agent).map(|id| {
+                    if !only_if_available
+                        || self.acd.agent_status(id) == Some(&AgentStatus::Available)
+                    {
+                        tracing::info!(%agent, ?status, "agent status (gateway)");
+                        self.set_status(id, status);
+                    }
+                });
+                let _ = reply.send(r);
+            }
+            GatewayRequest::HangUp { agent, item, reply } => {
+                let r = self
+                    .agent_id(&agent)
+                    .and_then(|id| match self.acd.agent_state(id) {
+                        Some(AgentState::OnCall(i)) if i == item && self.items.contains_key(&i) => {
+                            self.tell(item, QueueCommand::HangUp);
+                            Ok(())
+                        }
+                        _ => Err(BackendError::FailedPrecondition(format!(
+                            "call {} is not connected to {agent}",
+                            item.0
+                        ))),
+                    });
+                let _ = reply.send(r);
+            }
+            GatewayRequest::Disposition {
+                agent,
+                item,
+                code,
+                reply,
+            } => {
+                let r = self.agent_id(&agent).and_then(|id| {
+                    let a = &self.desk.agents[id.0 as usize];
+                    if self.acd.agent_state(id) != Some(AgentState::WrapUp)
+                        || a.last_call != Some(item)
+                    {
+                        return Err(BackendError::FailedPrecondition(format!(
+                            "{agent} is not wrapping up call {}",
+                            item.0
+                        )));
+                    }
+                    self.desk.agents[id.0 as usize].disposition = Some(code.clone());
+                    self.acd
+                        .handle_input(now(), AcdInput::WrapUpDone(id, Some(code)))
+                        .map_err(|e| BackendError::FailedPrecondition(e.to_string()))
+                });
+                let _ = reply.send(r);
+            }
+            GatewayRequest::SetQueues {
+                agent,
+                queues,
+                reply,
+            } => {
+                let r = self.agent_id(&agent).and_then(|id| {
+                    let mut tiers = Vec::new();
+                    for (pos, (q, level)) in queues.iter().enumerate() {
+                        let queue: QueueId = *self
+                            .queues
+                            .get(q)
+                            .ok_or_else(|| BackendError::NotFound(format!("no queue {q:?}")))?;
+                        let level = u8::try_from(*level).map_err(|_| {
+                            BackendError::InvalidArgument(format!(
+                                "queue {q:?}: tier level {level} is too large"
+                            ))
+                        })?;
+                        tiers.push(Tier {
+                            queue,
+                            level,
+                            position: pos as u32,
+                        });
+                    }
+                    self.acd
+                        .set_tiers(now(), id, &tiers)
+                        .map_err(|e| BackendError::InvalidArgument(e.to_string()))?;
+                    self.desk.agents[id.0 as usize].queues =
+                        queues.iter().map(|(q, _)| q.clone()).collect();
+                    // The view changed though status and state did not.
+                    self.desk.agents[id.0 as usize].seen = None;
+                    Ok(())
+                });
+                let _ = reply.send(r);
+            }
+            GatewayRequest::Snapshot { reply } => {
+                let now = now();
+                let snapshot = Snapshot {
+                    agents: (0..self.agents.len())
+                        .filter_map(|i| self.agent_view(i, now))
+                        .collect(),
+                    queues: self
+                        .desk
+                        .queue_names
+                        .iter()
+                        .filter_map(|q| self.queue_view(q, now))
+                        .collect(),
+                };
+                let _ = reply.send(Ok(snapshot));
+            }
+        }
+    }
+}
+
+/// [`Backend`] over the ACD driver task.
+pub struct ServerBackend {
+    acd: mpsc::UnboundedSender<AcdRequest>,
+    accounts: HashMap<(Role, String), Account>,
+    clock: Arc<dyn Clock>,
+}
+
+impl ServerBackend {
+    pub(super) fn new(
+        config: &Config,
+        acd: mpsc::UnboundedSender<AcdRequest>,
+        clock: Arc<dyn Clock>,
+    ) -> ServerBackend {
+        let mut accounts = HashMap::new();
+        for a in &config.agents {
+            if let Some(h) = &a.password_hash {
+                let login = a.name.get_ref().clone();
+                accounts.insert(
+                    (Role::Agent, login.clone()),
+                    Account {
+                        login,
+                        role: Role::Agent,
+                        password_hash: h.get_ref().clone(),
+                    },
+                );
+            }
+        }
+        for s in &config.supervisors {
+            let login = s.name.get_ref().clone();
+            accounts.insert(
+                (Role::Supervisor, login.clone()),
+                Account {
+                    login,
+                    role: Role::Supervisor,
+                    password_hash: s.password_hash.get_ref().clone(),
+                },
+            );
+        }
+        ServerBackend {
+            acd,
+            accounts,
+            clock,
+        }
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> GatewayRequest,
+    ) -> Result<T, BackendError> {
+        let (tx, rx) = oneshot::channel();
+        self.acd
+            .send(AcdRequest::Gateway(make(tx)))
+            .map_err(|_| BackendError::Unavailable("the ACD is stopping".into()))?;
+        rx.await
+            .map_err(|_| BackendError::Unavailable("the ACD is stopping".into()))?
+    }
+
+    async fn set(
+        &self,
+        agent: &str,
+        status: AgentStatus,
+        only_if_available: bool,
+    ) -> Result<(), BackendError> {
+        let agent = agent.to_string();
+        self.ask(|reply| GatewayRequest::SetStatus {
+            agent,
+            status,
+            only_if_available,
+            reply,
+        })
+        .await
+    }
+}
+
+fn acd_status(s: GwStatus) -> AgentStatus {
+    match s {
+        GwStatus::Available => AgentStatus::Available,
+        GwStatus::OnBreak { reason } => AgentStatus::OnBreak { reason },
+        GwStatus::LoggedOut => AgentStatus::LoggedOut,
+    }
+}
+
+impl Backend for ServerBackend {
+    fn account(&self, role: Role, login: &str) -> Option<Account> {
+        self.accounts.get(&(role, login.to_string())).cloned()
+    }
+
+    fn unix_ms(&self) -> i64 {
+        self.clock.unix_ms()
+    }
+
+    async fn status(&self, agent: &str) -> Result<GwStatus, BackendError> {
+        let agent = agent.to_string();
+        let s = self
+            .ask(|reply| GatewayRequest::Status { agent, reply })
+            .await?;
+        Ok(match s {
+            AgentStatus::Available => GwStatus::Available,
+            AgentStatus::OnBreak { reason } => GwStatus::OnBreak { reason },
+            AgentStatus::LoggedOut => GwStatus::LoggedOut,
+        })
+    }
+
+    async fn set_status(&self, agent: &str, status: GwStatus) -> Result<(), BackendError> {
+        self.set(agent, acd_status(status), false).await
+    }
+
+    async fn agent_unreachable(&self, agent: &str) {
+        let lost = AgentStatus::OnBreak {
+            reason: DESKTOP_LOST.into(),
+        };
+        if let Err(e) = self.set(agent, lost, true).await {
+            tracing::warn!(%agent, error = %e, "could not make the agent unavailable");
+        }
+    }
+
+    async fn call_control(
+        &self,
+        agent: &str,
+        call: &str,
+        control: CallControl,
+    ) -> Result<(), BackendError> {
+        let item = parse_call(call)?;
+        let agent = agent.to_string();
+        match control {
+            CallControl::HangUp => {
+                self.ask(|reply| GatewayRequest::HangUp { agent, item, reply })
+                    .await
+            }
+            CallControl::Hold | CallControl::Unhold => Err(BackendError::Unimplemented(
+                "hold from the desktop is not available on this server yet; use the phone's hold"
+                    .into(),
+            )),
+            CallControl::Transfer(_) => Err(BackendError::Unimplemented(
+                "blind transfer from the desktop is not available on this server yet".into(),
+            )),
+        }
+    }
+
+    async fn disposition(
+        &self,
+        agent: &str,
+        call: &str,
+        code: &str,
+        notes: &str,
+    ) -> Result<(), BackendError> {
+        let item = parse_call(call)?;
+        // Contact history is another module's (issue 2); until it is wired the
+        // disposition goes to the log with the call id.
+        tracing::info!(%agent, call = item.0, %code, notes_len = notes.len(), "disposition");
+        let agent = agent.to_string();
+        let code = code.to_string();
+        self.ask(|reply| GatewayRequest::Disposition {
+            agent,
+            item,
+            code,
+            reply,
+        })
+        .await
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, BackendError> {
+        self.ask(|reply| GatewayRequest::Snapshot { reply }).await
+    }
+
+    async fn supervise(
+        &self,
+        supervisor: &str,
+        agent: &str,
+        action: SupervisorAction,
+    ) -> Result<(), BackendError> {
+        tracing::info!(%supervisor, %agent, ?action, "supervisor action");
+        match action {
+            SupervisorAction::ForceBreak { reason } => {
+                self.set(agent, AgentStatus::OnBreak { reason }, false)
+                    .await
+            }
+            SupervisorAction::ForceLogout => self.set(agent, AgentStatus::LoggedOut, false).await,
+            SupervisorAction::SetQueues(queues) => {
+                let agent = agent.to_string();
+                self.ask(|reply| GatewayRequest::SetQueues {
+                    agent,
+                    queues,
+                    reply,
+                })
+                .await
+            }
+            SupervisorAction::SetSkills(_) => Err(BackendError::Unimplemented(
+                "changing skills at run time is not available yet (the ACD core has no \
+                 set_skills); edit the config"
+                    .into(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The agent gateway end to end: a tonic client logs agents and a supervisor in over
+//! gRPC on a real socket, agents' phones are test SIP UAs, callers dial the queue.
+
+use std::time::Duration;
+
+use agent_gateway::proto::agent::agent_service_client::AgentServiceClient;
+use agent_gateway::proto::agent::{
+    self as pb, AgentEvent, CallRequest, DispositionRequest, LoginRequest, SetStatusRequest,
+    StreamEventsRequest, agent_event::Kind,
+};
+use agent_gateway::proto::supervisor::supervisor_service_client::SupervisorServiceClient;
+use agent_gateway::proto::supervisor::{self as sv, StreamStatusRequest, status_update};
+use comm_server::sip::message::Method;
+use e2e::{Rtp, Server, Ua, WAIT, base_config, temp_dir};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Streaming};
+
+fn config() -> String {
+    config_with_lease("60s")
+}
+
+fn config_with_lease(lease: &str) -> String {
+    let hash = |pw: &str| agent_gateway::password::hash(pw).unwrap();
+    let extra = format!(
+        r#"
+[grpc]
+lockout-after = 3
+lockout-for = "60s"
+lease = "{lease}"
+
+[[queue]]
+name = "support"
+wrap-up = "30s"
+ring-timeout = "5s"
+
+[[agent]]
+name = "bob"
+queues = ["support"]
+password-hash = "{}"
+
+[[agent]]
+name = "alice"
+queues = []
+password-hash = "{}"
+
+[[supervisor]]
+name = "sue"
+password-hash = "{}"
+
+[[route]]
+number = "800"
+target = {{ queue = "support" }}
+"#,
+        hash("bob-pw"),
+        hash("alice-pw"),
+        hash("sue-pw"),
+    );
+    base_config(&temp_dir(), &extra)
+}
+
+async fn agent_client(s: &Server) -> AgentServiceClient<Channel> {
+    AgentServiceClient::connect(format!("http://{}", s.grpc))
+        .await
+        .unwrap()
+}
+
+fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut r = Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+async fn login(c: &mut AgentServiceClient<Channel>, agent: &str, pw: &str) -> String {
+    c.login(LoginRequest {
+        agent_id: agent.into(),
+        password: pw.into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .token
+}
+
+async fn set_status(c: &mut AgentServiceClient<Channel>, token: &str, status: pb::AgentStatus) {
+    c.set_status(authed(
+        token,
+        SetStatusRequest {
+            status: status.into(),
+            break_reason: if status == pb::AgentStatus::OnBreak {
+                "lunch".into()
+            } else {
+                String::new()
+            },
+        },
+    ))
+    .await
+    .unwrap();
+}
+
+async fn stream(
+    c: &mut AgentServiceClient<Channel>,
+    token: &str,
+    resume_after: Option<u64>,
+) -> Streaming<AgentEvent> {
+    c.stream_events(authed(token, StreamEventsRequest { resume_after }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn next(events: &mut Streaming<AgentEvent>) -> AgentEvent {
+    tokio::time::timeout(WAIT, events.message())
+        .await
+        .expect("an event in time")
+        .unwrap()
+        .expect("the stream is open")
+}
+
+/// The next event that is not a status change.
+async fn next_call_event(events: &mut Streaming<AgentEvent>) -> AgentEvent {
+    loop {
+        let e = next(events).await;
+        if !matches!(e.kind, Some(Kind::StatusChanged(_))) {
+            return e;
+        }
+    }
+}
+
+async fn phone(s: &Server, name: &str) -> (Ua, Rtp) {
+    let rtp = Rtp::bind().await.unwrap();
+    let mut ua = Ua::new(name, &format!("{name}-pw"), s.udp).await.unwrap();
+    ua.media_port = rtp.port();
+    assert_eq!(ua.register(600).await.unwrap().status, 200);
+    (ua, rtp)
+}
+
+async fn caller(s: &Server) -> (Ua, e2e::Dialog) {
+    let rtp = Rtp::bind().await.unwrap();
+    let mut ua = Ua::new("customer", "", s.udp).await.unwrap();
+    ua.media_port = rtp.port();
+    let inv = ua.invite("800").await.unwrap();
+    let ok = ua
+        .response(inv.call_id(), Method::Invite, false)
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200, "the queue answers the caller");
+    let d = ua.dialog_from_answer(&inv, &ok);
+    ua.ack(&d).await.unwrap();
+    (ua, d)
+}
+
+#[tokio::test]
+async fn a_wrong_password_or_unknown_agent_is_unauthenticated_and_repeats_lock_the_name() {
+    let s = Server::start(&config()).await.unwrap();
+    let mut c = agent_client(&s).await;
+    let try_login = |agent: &str, pw: &str| {
+        let mut c = c.clone();
+        let (agent, pw) = (agent.to_string(), pw.to_string());
+        async move {
+            c.login(LoginRequest {
+                agent_id: agent,
+                password: pw,
+            })
+            .await
+        }
+    };
+    let wrong = try_login("bob", "nope").await.unwrap_err();
+    let unknown = try_login("mallory", "nope").await.unwrap_err();
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+    assert_eq!(unknown.code(), Code::Unauthenticated);
+    assert_eq!(
+        wrong.message(),
+        unknown.message(),
+        "an unknown agent looks like a wrong password"
+    );
+    // Third consecutive failure for bob locks the name: even the right password fails.
+    try_login("bob", "nope").await.unwrap_err();
+    let locking = try_login("bob", "nope").await.unwrap_err();
+    assert!(locking.message().contains("locked"), "{locking:?}");
+    let locked = try_login("bob", "bob-pw").await.unwrap_err();
+    assert_eq!(locked.code(), Code::Unauthenticated);
+    assert!(locked.message().contains("locked"), "{locked:?}");
+    // Other names are not affected; a token works, and no token is refused.
+    let token = login(&mut c, "alice", "alice-pw").await;
+    assert!(!token.is_empty());
+    let no_token = c
+        .set_status(Request::new(SetStatusRequest {
+            status: pb::AgentStatus::Available.into(),
+            break_reason: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(no_token.code(), Code::Unauthenticated);
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_agent_gets_the_offer_with_its_screen_pop_answers_and_a_disposition_ends_wrap_up() {
+    let s = Server::start(&config()).await.unwrap();
+    let mut c = agent_client(&s).await;
+    let (mut bob, _bob_rtp) = phone(&s, "bob").await;
+    let token = login(&mut c, "bob", "bob-pw").await;
+    let mut events = stream(&mut c, &token, None).await;
+    set_status(&mut c, &token, pb::AgentStatus::Available).await;
+    match next(&mut events).await.kind {
+        Some(Kind::StatusChanged(sc)) => assert_eq!(sc.status(), pb::AgentStatus::Available),
+        other => panic!("expected the status change, got {other:?}"),
+    }
+
+    let (mut customer, mut d) = caller(&s).await;
+    let offered = next_call_event(&mut events).await;
+    let Some(Kind::CallOffered(offer)) = offered.kind else {
+        panic!("expected an offer, got {offered:?}");
+    };
+    let pop = offer.screen_pop.unwrap();
+    assert_eq!(pop.caller_number, "customer");
+    assert_eq!(pop.queue, "support");
+    assert_eq!(offer.ring_timeout_ms, 5000);
+
+    let invite = bob.request(Method::Invite).await.unwrap();
+    bob.reply(&invite, 200, "bobtag").await.unwrap();
+    bob.request(Method::Ack).await.unwrap();
+    let connected = next_call_event(&mut events).await;
+    assert!(
+        matches!(&connected.kind, Some(Kind::CallConnected(c)) if c.call_id == offer.call_id),
+        "{connected:?}"
+    );
+    assert!(connected.id > offered.id, "ids increase");
+
+    assert_eq!(customer.bye(&mut d).await.unwrap().status, 200);
+    let bye = bob.request(Method::Bye).await.unwrap();
+    bob.reply(&bye, 200, "bobtag").await.unwrap();
+    let ended = next_call_event(&mut events).await;
+    assert!(
+        matches!(&ended.kind, Some(Kind::CallEnded(e)) if e.call_id == offer.call_id && e.reason == "hung-up"),
+        "{ended:?}"
+    );
+    let wrap = next_call_event(&mut events).await;
+    assert!(
+        matches!(&wrap.kind, Some(Kind::WrapUpStarted(w)) if w.call_id == offer.call_id && w.duration_ms == 30_000),
+        "{wrap:?}"
+    );
+
+    c.disposition(authed(
+        &token,
+        DispositionRequest {
+            call_id: offer.call_id.clone(),
+            code: "resolved".into(),
+            notes: "reset the router".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    // Well before the 30 s wrap-up would have run out.
+    let done = next_call_event(&mut events).await;
+    assert!(
+        matches!(&done.kind, Some(Kind::WrapUpEnded(w)) if w.call_id == offer.call_id && w.disposition_code == "resolved"),
+        "{done:?}"
+    );
+    // The call is over for the agent: a second disposition is refused.
+    let again = c
+        .disposition(authed(
+            &token,
+            DispositionRequest {
+                call_id: offer.call_id.clone(),
+                code: "resolved".into(),
+                notes: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::PermissionDenied);
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dropped_stream_resumes_with_the_events_it_missed() {
+    let s = Server::start(&config()).await.unwrap();
+    let mut c = agent_client(&s).await;
+    let token = login(&mut c, "bob", "bob-pw").await;
+    let mut events = stream(&mut c, &token, None).await;
+    set_status(&mut c, &token, pb::AgentStatus::Available).await;
+    let seen = next(&mut events).await;
+    drop(events);
+
+    // While the desktop is away: a break, then available again.
+    set_status(&mut c, &token, pb::AgentStatus::OnBreak).await;
+    set_status(&mut c, &token, pb::AgentStatus::Available).await;
+
+    let mut events = stream(&mut c, &token, Some(seen.id)).await;
+    let first = next(&mut events).await;
+    let second = next(&mut events).await;
+    assert_eq!((first.id, second.id), (seen.id + 1, seen.id + 2));
+    match (first.kind, second.kind) {
+        (Some(Kind::StatusChanged(a)), Some(Kind::StatusChanged(b))) => {
+            assert_eq!(a.status(), pb::AgentStatus::OnBreak);
+            assert_eq!(a.break_reason, "lunch");
+            assert_eq!(b.status(), pb::AgentStatus::Available);
+        }
+        other => panic!("expected the two missed status changes, got {other:?}"),
+    }
+    // Then live events follow on the same stream.
+    set_status(&mut c, &token, pb::AgentStatus::OnBreak).await;
+    assert_eq!(next(&mut events).await.id, seen.id + 3);
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_agent_cannot_hang_up_another_agents_call_but_can_hang_up_their_own() {
+    let s = Server::start(&config()).await.unwrap();
+    let mut c = agent_client(&s).await;
+    let (mut bob, _bob_rtp) = phone(&s, "bob").await;
+    let bob_token = login(&mut c, "bob", "bob-pw").await;
+    let alice_token = login(&mut c, "alice", "alice-pw").await;
+    let mut events = stream(&mut c, &bob_token, None).await;
+    set_status(&mut c, &bob_token, pb::AgentStatus::Available).await;
+    let (mut customer, _d) = caller(&s).await;
+    let Some(Kind::CallOffered(offer)) = next_call_event(&mut events).await.kind else {
+        panic!("expected an offer");
+    };
+    let invite = bob.request(Method::Invite).await.unwrap();
+    bob.reply(&invite, 200, "bobtag").await.unwrap();
+    bob.request(Method::Ack).await.unwrap();
+    next_call_event(&mut events).await; // connected
+
+    let denied = c
+        .hang_up(authed(
+            &alice_token,
+            CallRequest {
+                call_id: offer.call_id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+
+    c.hang_up(authed(
+        &bob_token,
+        CallRequest {
+            call_id: offer.call_id.clone(),
+        },
+    ))
+    .await
+    .unwrap();
+    let bye = customer.request(Method::Bye).await.unwrap();
+    customer.reply(&bye, 200, "c").await.unwrap();
+    let bye = bob.request(Method::Bye).await.unwrap();
+    bob.reply(&bye, 200, "bobtag").await.unwrap();
+    let ended = next_call_event(&mut events).await;
+    assert!(
+        matches!(&ended.kind, Some(Kind::CallEnded(e)) if e.reason == "hung-up"),
+        "{ended:?}"
+    );
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_supervisor_stream_starts_with_a_snapshot_and_sees_an_agents_status_change() {
+    let s = Server::start(&config()).await.unwrap();
+    let mut sup = SupervisorServiceClient::connect(format!("http://{}", s.grpc))
+        .await
+        .unwrap();
+    let mut c = agent_client(&s).await;
+    // An agent token is not a supervisor's.
+    let bob_token = login(&mut c, "bob", "bob-pw").await;
+    let denied = sup
+        .stream_status(authed(&bob_token, StreamStatusRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    let token = sup
+        .login(sv::LoginRequest {
+            supervisor_id: "sue".into(),
+            password: "sue-pw".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let mut updates = sup
+        .stream_status(authed(&token, StreamStatusRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(WAIT, updates.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Some(status_update::Kind::Snapshot(snap)) = first.kind else {
+        panic!("the first message is the snapshot: {first:?}");
+    };
+    let bob = snap.agents.iter().find(|a| a.agent_id == "bob").unwrap();
+    assert_eq!(bob.status(), pb::AgentStatus::LoggedOut);
+    assert_eq!(bob.queues, vec!["support".to_string()]);
+    assert!(snap.queues.iter().any(|q| q.name == "support"));
+
+    set_status(&mut c, &bob_token, pb::AgentStatus::Available).await;
+    let view = loop {
+        let u = tokio::time::timeout(WAIT, updates.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(status_update::Kind::Agent(a)) = u.kind
+            && a.agent_id == "bob"
+        {
+            break a;
+        }
+    };
+    assert_eq!(view.status(), pb::AgentStatus::Available);
+    assert_eq!(view.state(), sv::AgentState::Idle);
+
+    // A supervisor action reaches the agent's stream.
+    let mut events = stream(&mut c, &bob_token, None).await;
+    sup.force_break(authed(
+        &token,
+        sv::ForceBreakRequest {
+            agent_id: "bob".into(),
+            reason: "coaching".into(),
+        },
+    ))
+    .await
+    .unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), events.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .kind
+    {
+        Some(Kind::StatusChanged(sc)) => {
+            assert_eq!(sc.status(), pb::AgentStatus::OnBreak);
+            assert_eq!(sc.break_reason, "coaching");
+        }
+        other => panic!("expected the forced break, got {other:?}"),
+    }
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_agent_whose_desktop_has_no_stream_for_a_lease_is_put_on_break() {
+    let s = Server::start(&config_with_lease("1s")).await.unwrap();
+    let mut sup = SupervisorServiceClient::connect(format!("http://{}", s.grpc))
+        .await
+        .unwrap();
+    let token = sup
+        .login(sv::LoginRequest {
+            supervisor_id: "sue".into(),
+            password: "sue-pw".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let mut updates = sup
+        .stream_status(authed(&token, StreamStatusRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut c = agent_client(&s).await;
+    let bob_token = login(&mut c, "bob", "bob-pw").await;
+    // Available, but no event stream is ever opened: the desktop is gone.
+    set_status(&mut c, &bob_token, pb::AgentStatus::Available).await;
+    let mut statuses = Vec::new();
+    while statuses.last().map(|(s, _)| *s) != Some(pb::AgentStatus::OnBreak) {
+        let u = tokio::time::timeout(WAIT, updates.message())
+            .await
+            .expect("the lease expires")
+            .unwrap()
+            .unwrap();
+        if let Some(status_update::Kind::Agent(a)) = u.kind
+            && a.agent_id == "bob"
+        {
+            statuses.push((a.status(), a.break_reason.clone()));
+        }
+    }
+    assert!(statuses.contains(&(pb::AgentStatus::Available, String::new())));
+    assert_eq!(
+        statuses.last().unwrap().1,
+        "desktop-lost",
+        "put on break by the lease: {statuses:?}"
+    );
+    s.stop().await.unwrap();
+}
