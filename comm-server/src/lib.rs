@@ -7,6 +7,7 @@ pub mod call;
 pub mod config;
 pub mod ivr;
 pub mod media;
+pub mod phone;
 pub mod registrar;
 pub mod server;
 pub mod sip;

@@ -1,4 +1,5 @@
-//! Persistent storage: SIP accounts, registration bindings and call detail records (CDRs).
+//! Persistent storage: SIP accounts, registration bindings, call detail records (CDRs),
+//! customers and their contact history.
 //!
 //! Owns the database connection pool, the schema (`comm-server/migrations/{sqlite,postgres}`,
 //! applied on [`Store::open`]) and the mapping between rows and the checked types in
@@ -15,6 +16,7 @@
 mod accounts;
 mod bindings;
 mod cdrs;
+mod customers;
 pub mod model;
 #[cfg(test)]
 mod tests;
@@ -28,6 +30,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
+pub use customers::{
+    Contact, ContactKind, Customer, CustomerKey, HistoryEntry, ImportFailure, ImportSummary,
+    NewCustomer, ScreenPop, Upserted,
+};
 pub use model::{
     Binding, Cdr, Direction, EndReason, HungUpBy, QValue, SipAccount, Transport, UnknownValue,
 };
@@ -129,6 +135,11 @@ pub enum StoreError {
     /// A record that must be written once already exists; nothing was changed.
     #[error("{record} {key:?} already exists")]
     Duplicate { record: Record, key: String },
+    /// A phone number given for one customer already belongs to another (one with a
+    /// different external reference); nothing was changed: merging two customers is a
+    /// decision for a person, not for an import.
+    #[error("phone {phone} already belongs to customer {owner}")]
+    PhoneTaken { phone: String, owner: i64 },
     #[error("{record} {key:?} not found")]
     NotFound { record: Record, key: String },
     /// A stored value does not parse back into its type (a hand-edited row, or a newer
