@@ -5,6 +5,7 @@
 pub mod acd;
 pub mod call;
 pub mod config;
+pub mod customer_csv;
 pub mod ivr;
 pub mod media;
 pub mod phone;

@@ -115,6 +115,28 @@ impl Listeners {
     }
 }
 
+/// Opens the configured database (SQLite in the data directory unless `[storage] url`
+/// says otherwise), creating the data directory and running migrations. The server and
+/// offline commands (`import customers`) open it the same way.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = match &config.storage.url {
+        Some(u) => u.clone(),
+        None => {
+            std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
+                format!(
+                    "creating data directory {}",
+                    config.server.data_dir.display()
+                )
+            })?;
+            format!(
+                "sqlite://{}",
+                config.server.data_dir.join("comm-server.db").display()
+            )
+        }
+    };
+    Ok(Store::open(&url).await?)
+}
+
 /// The server, built from a config without binding anything.
 pub struct App {
     config: Arc<Config>,
@@ -131,22 +153,7 @@ impl App {
     }
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
-        let url = match &config.storage.url {
-            Some(u) => u.clone(),
-            None => {
-                std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
-                    format!(
-                        "creating data directory {}",
-                        config.server.data_dir.display()
-                    )
-                })?;
-                format!(
-                    "sqlite://{}",
-                    config.server.data_dir.join("comm-server.db").display()
-                )
-            }
-        };
-        let store = Store::open(&url).await?;
+        let store = open_store(&config).await?;
         for u in &config.users {
             let account = match &u.password {
                 Some(pw) => registrar::account(
