@@ -19,6 +19,9 @@ pub(super) enum AcdRequest {
         /// Higher is served first (from the script's `<enqueue priority>`).
         priority: u8,
         caller: Option<String>,
+        /// The caller's customer record, when the caller ID or the IVR found one: what
+        /// an agent's screen pop is built from (`Store::screen_pop_data`).
+        customer: Option<i64>,
         inbox: mpsc::UnboundedSender<CallInput>,
     },
     Status {
@@ -60,6 +63,8 @@ struct AcdDriver {
     acd: Acd,
     agents: Vec<String>,
     items: HashMap<ItemId, mpsc::UnboundedSender<CallInput>>,
+    /// The customer of each waiting call that has one, for offers' screen pops.
+    customers: HashMap<ItemId, i64>,
     queues: HashMap<String, QueueId>,
     registrar: Arc<Registrar>,
 }
@@ -108,6 +113,7 @@ pub(super) fn spawn_acd(
         acd,
         agents,
         items: HashMap::new(),
+        customers: HashMap::new(),
         queues,
         registrar,
     };
@@ -145,6 +151,7 @@ impl AcdDriver {
                 queue,
                 priority,
                 caller,
+                customer,
                 inbox,
             } => {
                 let Some(&q) = self.queues.get(&queue) else {
@@ -152,6 +159,9 @@ impl AcdDriver {
                     return;
                 };
                 self.items.insert(ItemId(item), inbox);
+                if let Some(customer) = customer {
+                    self.customers.insert(ItemId(item), customer);
+                }
                 self.input(AcdInput::Enqueue(NewItem {
                     id: ItemId(item),
                     kind: ItemKind::InboundCall,
@@ -195,6 +205,7 @@ impl AcdDriver {
             AcdRequest::Ended { item } => {
                 self.input(AcdInput::ItemEnded(ItemId(item)));
                 self.items.remove(&ItemId(item));
+                self.customers.remove(&ItemId(item));
             }
         }
     }
@@ -223,6 +234,8 @@ impl AcdDriver {
                         .get(agent.0 as usize)
                         .cloned()
                         .unwrap_or_default();
+                    let customer = self.customers.get(&item).copied();
+                    tracing::info!(agent = %name, ?customer, "offering a call");
                     match self.registrar.locate(&name).await {
                         Ok(Some((flow, uri))) => self.tell(
                             item,

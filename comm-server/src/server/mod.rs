@@ -45,6 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 mod acd;
 mod call_task;
+mod contact;
 mod routing;
 mod startup;
 mod transport;
@@ -52,6 +53,7 @@ mod trunk;
 
 use acd::*;
 use call_task::*;
+use contact::*;
 use routing::*;
 use startup::*;
 use transport::*;
