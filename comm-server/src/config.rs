@@ -1110,6 +1110,22 @@ mod tests {
         assert!(msg.starts_with("t.toml:3: trunk[0].address"), "{msg}");
     }
 
+    #[test]
+    fn customers_dial_plan_is_checked_at_load() {
+        let src = "[customers]\ntrunk-prefix = \"0\"\ndefault-country-code = \"044\"\n";
+        let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "t.toml:3: customers: country code \"044\": country codes do not start with 0"
+        );
+        let ok = Config::parse("[customers]\ndefault-country-code = \"44\"\n", "t.toml").unwrap();
+        assert_eq!(ok.customers.dial_plan().unwrap().country_code(), Some("44"));
+        assert_eq!(
+            Config::default().customers.dial_plan(),
+            Ok(Default::default())
+        );
+    }
+
     /// A scratch directory with a `scripts/` folder; `sounds` is the shipped set.
     struct Site {
         dir: PathBuf,

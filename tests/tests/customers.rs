@@ -216,3 +216,98 @@ async fn an_unknown_account_takes_the_not_found_branch_and_is_logged_by_number()
     assert_eq!(c.details["ivr_outcome"], "unknown");
     s.stop().await.unwrap();
 }
+
+const QUEUE: &str = r#"
+[customers]
+default-country-code = "44"
+
+[[queue]]
+name = "support"
+wrap-up = "1s"
+ring-timeout = "3s"
+
+[[agent]]
+name = "bob"
+queues = ["support"]
+
+[[route]]
+number = "800"
+target = { queue = "support" }
+"#;
+
+/// Calls the queue as Ada (caller ID +44 20 7946 0958 in international form).
+async fn ada_calls_the_queue(s: &Server) -> (Ua, e2e::Dialog, String) {
+    let rtp = Rtp::bind().await.unwrap();
+    let mut ua = Ua::new("+442079460958", "", s.udp).await.unwrap();
+    ua.media_port = rtp.port();
+    let inv = ua.invite("800").await.unwrap();
+    let ok = ua
+        .response(inv.call_id(), Method::Invite, false)
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+    let d = ua.dialog_from_answer(&inv, &ok);
+    ua.ack(&d).await.unwrap();
+    (ua, d, inv.call_id().to_string())
+}
+
+#[tokio::test]
+async fn a_queue_call_an_agent_answers_is_in_the_history_with_the_agent() {
+    let s = Server::start(&base_config(&temp_dir(), QUEUE))
+        .await
+        .unwrap();
+    let ada = add_ada(&s.store).await;
+    let bob_rtp = Rtp::bind().await.unwrap();
+    let mut bob = Ua::new("bob", "bob-pw", s.udp).await.unwrap();
+    bob.media_port = bob_rtp.port();
+    assert_eq!(bob.register(600).await.unwrap().status, 200);
+    let inv = bob.invite_auth("*1").await.unwrap();
+    let ok = bob
+        .response(inv.call_id(), Method::Invite, false)
+        .await
+        .unwrap();
+    let d = bob.dialog_from_answer(&inv, &ok);
+    bob.ack(&d).await.unwrap();
+    let bye = bob.request(Method::Bye).await.unwrap();
+    bob.reply(&bye, 200, "fc").await.unwrap();
+
+    let (mut caller, mut d, call_id) = ada_calls_the_queue(&s).await;
+    let offer = bob.request(Method::Invite).await.unwrap();
+    bob.reply(&offer, 200, "bobtag").await.unwrap();
+    bob.request(Method::Ack).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(caller.bye(&mut d).await.unwrap().status, 200);
+    let bye = bob.request(Method::Bye).await.unwrap();
+    bob.reply(&bye, 200, "bobtag").await.unwrap();
+
+    let entry = entry_for(&s.store, ada, &call_id).await;
+    let c = &entry.contact;
+    assert_eq!(c.outcome.as_deref(), Some("answered"));
+    assert_eq!(c.queue.as_deref(), Some("support"));
+    assert_eq!(c.agent.as_deref(), Some("bob"));
+    assert!(c.details.get("answered_at_ms").is_some());
+
+    // What the agent gateway's screen pop reads for the next call from Ada.
+    let pop = s.store.screen_pop_data("+442079460958", 5).await.unwrap();
+    assert_eq!(pop.customer.map(|c| c.name), Some("Ada Lovelace".into()));
+    assert_eq!(pop.history.len(), 1);
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_caller_who_hangs_up_in_the_queue_is_abandoned() {
+    let s = Server::start(&base_config(&temp_dir(), QUEUE))
+        .await
+        .unwrap();
+    let ada = add_ada(&s.store).await;
+    // No agent is logged in: Ada waits, then gives up.
+    let (mut caller, mut d, call_id) = ada_calls_the_queue(&s).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(caller.bye(&mut d).await.unwrap().status, 200);
+
+    let entry = entry_for(&s.store, ada, &call_id).await;
+    assert_eq!(entry.contact.outcome.as_deref(), Some("abandoned"));
+    assert_eq!(entry.contact.agent, None);
+    assert_eq!(entry.contact.queue.as_deref(), Some("support"));
+    s.stop().await.unwrap();
+}
