@@ -129,6 +129,8 @@ pub struct Config {
     pub grpc: GrpcSection,
     #[serde(default, rename = "supervisor")]
     pub supervisors: Vec<SupervisorSection>,
+    #[serde(default)]
+    pub customers: CustomersSection,
     /// The text the config was parsed from, so later checks can name lines.
     #[serde(skip)]
     origin: Origin,
@@ -544,6 +546,63 @@ pub struct StorageSection {
     pub url: Option<String>,
 }
 
+/// How many contact-history entries a screen pop carries by default.
+pub const DEFAULT_SCREEN_POP_HISTORY: u32 = 10;
+
+/// Customer records: how phone numbers are read (see [`crate::phone`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CustomersSection {
+    /// Country calling code for national numbers, digits without `+` (`"44"`, `"1"`).
+    /// Default: none, so national numbers (`020 7946 0958`) are refused and only
+    /// international ones (`+44…`, `0044…`) match customers.
+    #[serde(default)]
+    pub default_country_code: Option<toml::Spanned<String>>,
+    /// Dialled before a national number; "" when the country has none. Default "0".
+    #[serde(default = "default_trunk_prefix")]
+    pub trunk_prefix: String,
+    /// Dialled before a country code. Default "00" (ITU-T's recommendation).
+    #[serde(default = "default_international_prefix")]
+    pub international_prefix: String,
+    /// Contact-history entries given with a screen pop, newest first. Default 10.
+    #[serde(default = "default_screen_pop_history")]
+    pub screen_pop_history: u32,
+}
+
+impl Default for CustomersSection {
+    fn default() -> Self {
+        CustomersSection {
+            default_country_code: None,
+            trunk_prefix: default_trunk_prefix(),
+            international_prefix: default_international_prefix(),
+            screen_pop_history: DEFAULT_SCREEN_POP_HISTORY,
+        }
+    }
+}
+
+fn default_trunk_prefix() -> String {
+    crate::phone::DEFAULT_TRUNK_PREFIX.into()
+}
+fn default_international_prefix() -> String {
+    crate::phone::DEFAULT_INTERNATIONAL_PREFIX.into()
+}
+fn default_screen_pop_history() -> u32 {
+    DEFAULT_SCREEN_POP_HISTORY
+}
+
+impl CustomersSection {
+    /// The dial plan phone numbers are normalised with; checked when the config loads.
+    pub fn dial_plan(&self) -> Result<crate::phone::DialPlan, String> {
+        crate::phone::DialPlan::new(
+            self.default_country_code
+                .as_ref()
+                .map(|c| c.get_ref().as_str()),
+            &self.trunk_prefix,
+            &self.international_prefix,
+        )
+    }
+}
+
 /// A SIP account (an agent's phone, a softphone). Exactly one of `password` or the
 /// two HA1 hashes; a password is hashed at load and never kept or logged.
 #[derive(Clone, Deserialize)]
@@ -754,6 +813,21 @@ impl Config {
                     .map_or(0, |l| l + 1),
                 key: "sip.digest-algorithms".into(),
                 message: "list at least one of \"MD5\", \"SHA-256\"".into(),
+            });
+        }
+        if let Err(message) = self.customers.dial_plan() {
+            let line = match &self.customers.default_country_code {
+                Some(cc) => line_of(src, cc.span().start),
+                None => src
+                    .lines()
+                    .position(|l| l.trim_start().starts_with("[customers]"))
+                    .map_or(0, |l| l + 1),
+            };
+            return Err(ConfigError::Invalid {
+                path: path.to_string(),
+                line,
+                key: "customers".into(),
+                message,
             });
         }
         let mut queue_names = HashSet::new();
@@ -1318,6 +1392,22 @@ mod tests {
         let src = "[[trunk]]\nname = \"t\"\naddress = \"nowhere\"\n";
         let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
         assert!(msg.starts_with("t.toml:3: trunk[0].address"), "{msg}");
+    }
+
+    #[test]
+    fn customers_dial_plan_is_checked_at_load() {
+        let src = "[customers]\ntrunk-prefix = \"0\"\ndefault-country-code = \"044\"\n";
+        let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "t.toml:3: customers: country code \"044\": country codes do not start with 0"
+        );
+        let ok = Config::parse("[customers]\ndefault-country-code = \"44\"\n", "t.toml").unwrap();
+        assert_eq!(ok.customers.dial_plan().unwrap().country_code(), Some("44"));
+        assert_eq!(
+            Config::default().customers.dial_plan(),
+            Ok(Default::default())
+        );
     }
 
     /// A scratch directory with a `scripts/` folder; `sounds` is the shipped set.

@@ -59,6 +59,12 @@ enum Command {
     /// Print an argon2 hash of a password read from standard input (one line), for
     /// `password-hash` in `[[agent]]` and `[[supervisor]]`.
     HashPassword,
+    /// Import records into the database (the server may be running: SQLite allows
+    /// one writer at a time and the import waits for its turn).
+    Import {
+        #[command(subcommand)]
+        what: ImportCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -125,6 +131,28 @@ struct ReportOpts {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Data directory holding comm-server.db (overrides the config).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Customers from a CSV file whose header row names the columns: name (required),
+    /// phone (several separated by ';'), account, email, external_ref; other columns
+    /// become attributes. Rows with the same phone or external_ref are merged, with
+    /// each other and with customers already stored. Any bad row: every problem is
+    /// listed by row number and nothing is written.
+    Customers(ImportCustomersOpts),
+}
+
+#[derive(clap::Args)]
+struct ImportCustomersOpts {
+    /// The CSV file (UTF-8, comma-separated, header row first).
+    file: PathBuf,
+    /// Config file (for [storage] and [customers]); default: the embedded demo config.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite database), as for `serve`.
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }
@@ -220,6 +248,9 @@ fn main() -> ExitCode {
         Command::SimulateCampaign(opts) => simulate_campaign(opts),
         Command::Report(opts) => report(opts),
         Command::HashPassword => hash_password(),
+        Command::Import {
+            what: ImportCommand::Customers(opts),
+        } => import_customers(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -464,6 +495,48 @@ fn report(o: ReportOpts) -> anyhow::Result<()> {
         }
     };
     print!("{}", format::render(format, &header, &rows));
+    Ok(())
+}
+
+fn import_customers(opts: ImportCustomersOpts) -> anyhow::Result<()> {
+    use comm_server::customer_csv;
+    use comm_server::time::{Clock, SystemClock};
+
+    let mut config = load(opts.config.as_ref())?;
+    if let Some(d) = opts.data_dir {
+        config.server.data_dir = d;
+    }
+    let plan = config
+        .customers
+        .dial_plan()
+        .map_err(|e| anyhow::anyhow!("[customers]: {e}"))?;
+    let path = opts.file.display().to_string();
+    let file = std::fs::File::open(&opts.file).with_context(|| format!("cannot open {path}"))?;
+    let parsed = customer_csv::parse(std::io::BufReader::new(file), &path, &plan)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let summary = rt.block_on(async {
+        let store = comm_server::server::open_store(&config).await?;
+        let bar = indicatif::ProgressBar::new(parsed.customers.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} customers {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let result =
+            customer_csv::import(&store, &parsed, &path, SystemClock.unix_ms(), &mut |n| {
+                bar.set_position(n as u64)
+            })
+            .await;
+        bar.finish_and_clear();
+        store.close().await;
+        anyhow::Ok(result?)
+    })?;
+    println!(
+        "{path}: {} row(s), {} customer(s): {} created, {} updated",
+        parsed.row_count,
+        parsed.customers.len(),
+        summary.created,
+        summary.updated
+    );
     Ok(())
 }
 

@@ -409,3 +409,123 @@ fn report_refuses_bad_dates_formats_and_a_missing_database() {
     assert!(!out.status.success());
     assert!(said(&out).contains("no database at "), "{}", said(&out));
 }
+
+/// A config for `import customers`: UK numbers, the database in `dir`.
+fn customers_config(dir: &Scratch) -> String {
+    dir.write("comm.toml", "[customers]\ndefault-country-code = \"44\"\n")
+}
+
+fn stored_customers(dir: &Scratch) -> Vec<comm_server::store::Customer> {
+    let url = format!("sqlite://{}", dir.0.join("data/comm-server.db").display());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = comm_server::store::Store::open(&url).await.unwrap();
+        let mut found = Vec::new();
+        for id in 1..=10 {
+            if let Some(c) = store.customer_by_id(id).await.unwrap() {
+                found.push(c);
+            }
+        }
+        store.close().await;
+        found
+    })
+}
+
+#[test]
+fn importing_customers_merges_duplicates_and_reports_counts() {
+    let dir = Scratch::new("import-good");
+    let config = customers_config(&dir);
+    let csv = dir.write(
+        "customers.csv",
+        "name,phone,account,email,external_ref,tier\n\
+         Ada Lovelace,020 7946 0958;+44 7700 900123,ACC-1,ada@example.com,crm-1,gold\n\
+         \"Babbage, Charles\",0044 20 7946 0000,ACC-2,,crm-2,\n\
+         Ada L.,+442079460958,,,,platinum\n",
+    );
+    let data = dir.0.join("data").display().to_string();
+    let args = [
+        "import",
+        "customers",
+        &csv,
+        "--config",
+        &config,
+        "--data-dir",
+        &data,
+    ];
+    let out = run(&args);
+    let text = said(&out);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{csv}: 3 row(s), 2 customer(s): 2 created, 0 updated\n")
+    );
+    let customers = stored_customers(&dir);
+    assert_eq!(customers.len(), 2, "{customers:?}");
+    let ada = &customers[0];
+    assert_eq!(ada.name, "Ada L.");
+    assert_eq!(ada.phones, vec!["+442079460958", "+447700900123"]);
+    assert_eq!(ada.account.as_deref(), Some("ACC-1"));
+    assert_eq!(ada.attributes["tier"], "platinum");
+    assert_eq!(customers[1].name, "Babbage, Charles");
+
+    // The same file again updates the same customers.
+    let out = run(&args);
+    assert!(out.status.success(), "{}", said(&out));
+    assert!(
+        said(&out).contains("0 created, 2 updated"),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(stored_customers(&dir).len(), 2);
+}
+
+#[test]
+fn a_bad_customer_file_lists_every_bad_row_and_writes_nothing() {
+    let dir = Scratch::new("import-bad");
+    let config = customers_config(&dir);
+    let data = dir.0.join("data").display().to_string();
+    let good = dir.write("good.csv", "name,phone\nAda,020 7946 0958\n");
+    let out = run(&[
+        "import",
+        "customers",
+        &good,
+        "--config",
+        &config,
+        "--data-dir",
+        &data,
+    ]);
+    assert!(out.status.success(), "{}", said(&out));
+
+    let bad = dir.write(
+        "bad.csv",
+        "name,phone,email\n\
+         Ada Renamed,020 7946 0958,ada@example.com\n\
+         Bo,abc,\n\
+         Cy,+44 20 7946 0001,not-an-address\n\
+         ,+44 20 7946 0002,\n",
+    );
+    let out = run(&[
+        "import",
+        "customers",
+        &bad,
+        "--config",
+        &config,
+        "--data-dir",
+        &data,
+    ]);
+    let text = said(&out);
+    assert!(!out.status.success(), "{text}");
+    for line in [
+        "3 problem(s), nothing imported",
+        "row 3: phone \"abc\": not a phone number: 'a' is not a digit",
+        "row 4: email \"not-an-address\": not an e-mail address",
+        "row 5: name: empty; every customer needs a name",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    let customers = stored_customers(&dir);
+    assert_eq!(customers.len(), 1);
+    assert_eq!(
+        customers[0].name, "Ada",
+        "the good row of the bad file was not written"
+    );
+}

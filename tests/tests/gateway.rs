@@ -23,6 +23,9 @@ fn config_with_lease(lease: &str) -> String {
     let hash = |pw: &str| agent_gateway::password::hash(pw).unwrap();
     let extra = format!(
         r#"
+[customers]
+default-country-code = "44"
+
 [grpc]
 lockout-after = 3
 lockout-for = "60s"
@@ -136,8 +139,13 @@ async fn phone(s: &Server, name: &str) -> (Ua, Rtp) {
 }
 
 async fn caller(s: &Server) -> (Ua, e2e::Dialog) {
+    caller_as(s, "customer").await
+}
+
+/// A caller whose From user is `user` (a phone number, for customer lookups).
+async fn caller_as(s: &Server, user: &str) -> (Ua, e2e::Dialog) {
     let rtp = Rtp::bind().await.unwrap();
-    let mut ua = Ua::new("customer", "", s.udp).await.unwrap();
+    let mut ua = Ua::new(user, "", s.udp).await.unwrap();
     ua.media_port = rtp.port();
     let inv = ua.invite("800").await.unwrap();
     let ok = ua
@@ -483,5 +491,106 @@ async fn an_agent_whose_desktop_has_no_stream_for_a_lease_is_put_on_break() {
         "desktop-lost",
         "put on break by the lease: {statuses:?}"
     );
+    s.stop().await.unwrap();
+}
+
+/// A known customer calls: the offer's screen pop carries the record and the history
+/// from the store, and the agent's disposition lands in that history.
+#[tokio::test]
+async fn a_known_callers_record_and_history_pop_and_the_disposition_is_stored() {
+    use comm_server::store::{Contact, ContactKind, NewCustomer};
+    let s = Server::start(&config()).await.unwrap();
+    let ada = s
+        .store
+        .upsert_customer(
+            &NewCustomer {
+                name: "Ada Lovelace".into(),
+                account: Some("42".into()),
+                phones: vec!["+442079460958".into()],
+                ..NewCustomer::default()
+            },
+            1_000,
+        )
+        .await
+        .unwrap()
+        .id;
+    s.store
+        .add_history(&Contact {
+            customer_id: Some(ada),
+            phone: Some("+442079460958".into()),
+            kind: ContactKind::Call,
+            direction: None,
+            started_at_ms: 2_000,
+            ended_at_ms: Some(60_000),
+            queue: Some("support".into()),
+            agent: Some("alice".into()),
+            outcome: Some("billing-question".into()),
+            call_id: Some("earlier".into()),
+            details: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
+
+    let mut c = agent_client(&s).await;
+    let (mut bob, _bob_rtp) = phone(&s, "bob").await;
+    let token = login(&mut c, "bob", "bob-pw").await;
+    let mut events = stream(&mut c, &token, None).await;
+    set_status(&mut c, &token, pb::AgentStatus::Available).await;
+
+    // The caller ID arrives in national form; the store holds E.164.
+    let (mut customer, mut d) = caller_as(&s, "02079460958").await;
+    let offered = next_call_event(&mut events).await;
+    let Some(Kind::CallOffered(offer)) = offered.kind else {
+        panic!("expected an offer, got {offered:?}");
+    };
+    let pop = offer.screen_pop.unwrap();
+    let record = pop.customer.expect("the caller's customer record");
+    assert_eq!(record.name, "Ada Lovelace");
+    assert_eq!(record.account, "42");
+    assert_eq!(record.phone_numbers, ["+442079460958"]);
+    assert_eq!(
+        pop.last_interactions.len(),
+        1,
+        "{:?}",
+        pop.last_interactions
+    );
+    assert_eq!(pop.last_interactions[0].disposition, "billing-question");
+    assert_eq!(pop.last_interactions[0].agent_id, "alice");
+
+    let invite = bob.request(Method::Invite).await.unwrap();
+    bob.reply(&invite, 200, "bobtag").await.unwrap();
+    bob.request(Method::Ack).await.unwrap();
+    assert_eq!(customer.bye(&mut d).await.unwrap().status, 200);
+    let bye = bob.request(Method::Bye).await.unwrap();
+    bob.reply(&bye, 200, "bobtag").await.unwrap();
+    loop {
+        let e = next_call_event(&mut events).await;
+        if matches!(e.kind, Some(Kind::WrapUpStarted(_))) {
+            break;
+        }
+    }
+    c.disposition(authed(
+        &token,
+        DispositionRequest {
+            call_id: offer.call_id.clone(),
+            code: "card-replaced".into(),
+            notes: "sent a new card".into(),
+        },
+    ))
+    .await
+    .unwrap();
+
+    let history = s.store.history_for_customer(ada, 10).await.unwrap();
+    let disposition = history
+        .iter()
+        .find(|h| h.contact.kind == ContactKind::Disposition)
+        .unwrap_or_else(|| panic!("no disposition in {history:#?}"));
+    assert_eq!(
+        disposition.contact.outcome.as_deref(),
+        Some("card-replaced")
+    );
+    assert_eq!(disposition.contact.agent.as_deref(), Some("bob"));
+    assert_eq!(disposition.contact.queue.as_deref(), Some("support"));
+    assert_eq!(disposition.contact.details["notes"], "sent a new card");
     s.stop().await.unwrap();
 }

@@ -22,6 +22,9 @@ pub(super) enum AcdRequest {
         /// Higher is served first (from the script's `<enqueue priority>`).
         priority: u8,
         caller: Option<String>,
+        /// The caller's customer record, when the caller ID or the IVR found one: what
+        /// an agent's screen pop is built from (`Store::screen_pop_data`).
+        customer: Option<i64>,
         inbox: mpsc::UnboundedSender<CallInput>,
     },
     Status {
@@ -70,6 +73,8 @@ pub(super) struct AcdDriver {
     pub(super) queues: HashMap<String, QueueId>,
     /// Queue names by [`QueueId`], for the event log.
     queue_names: Vec<String>,
+    /// The customer of each waiting call that has one, for offers' screen pops.
+    pub(super) customers: HashMap<ItemId, i64>,
     registrar: Arc<Registrar>,
     log: EventLog,
     clock: Arc<dyn Clock>,
@@ -133,6 +138,7 @@ pub(super) fn spawn_acd(
         acd,
         agents,
         items: HashMap::new(),
+        customers: HashMap::new(),
         queues,
         queue_names: queue_names.into_iter().map(|(_, n)| n).collect(),
         registrar,
@@ -211,6 +217,7 @@ impl AcdDriver {
                 queue,
                 priority,
                 caller,
+                customer,
                 inbox,
             } => {
                 let Some(&q) = self.queues.get(&queue) else {
@@ -220,6 +227,9 @@ impl AcdDriver {
                 self.items.insert(ItemId(item), inbox);
                 self.desk
                     .enqueued(now(), ItemId(item), caller.clone(), &queue);
+                if let Some(customer) = customer {
+                    self.customers.insert(ItemId(item), customer);
+                }
                 self.input(AcdInput::Enqueue(NewItem {
                     id: ItemId(item),
                     kind: ItemKind::InboundCall,
@@ -264,6 +274,7 @@ impl AcdDriver {
                 self.desk_item_ended(ItemId(item));
                 self.input(AcdInput::ItemEnded(ItemId(item)));
                 self.items.remove(&ItemId(item));
+                self.customers.remove(&ItemId(item));
             }
             AcdRequest::Gateway(request) => self.handle_gateway(request),
         }
@@ -294,6 +305,8 @@ impl AcdDriver {
                         .get(agent.0 as usize)
                         .cloned()
                         .unwrap_or_default();
+                    let customer = self.customers.get(&item).copied();
+                    tracing::info!(agent = %name, ?customer, "offering a call");
                     match self.registrar.locate(&name).await {
                         Ok(Some((flow, uri))) => self.tell(
                             item,

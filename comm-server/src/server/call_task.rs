@@ -32,12 +32,13 @@ pub(super) fn ivr_prompts(shared: &Shared, audio: &[script_engine::Audio]) -> Ve
 
 /// Does what the IVR asks, answering at once what the server cannot do yet. A
 /// recording request is returned: starting one is asynchronous.
-pub(super) fn drive_ivr(
+pub(super) async fn drive_ivr(
     shared: &Shared,
     ivr: &mut Ivr,
     media: &CallMedia,
     call: &mut Call,
     enqueue: &mut Option<(String, u8)>,
+    contact: &mut CallContact,
 ) -> Option<script_engine::Question> {
     let mut record = None;
     while let Some(action) = ivr.poll_action() {
@@ -47,10 +48,10 @@ pub(super) fn drive_ivr(
                 media.play(IVR_PLAY_BASE + id, ivr_prompts(shared, &audio))
             }
             IvrAction::StopPlayback => media.stop(),
-            IvrAction::Lookup { field, .. } => {
-                // Customer records arrive with the agent gateway work (issue 6).
-                tracing::info!(%field, "customer lookup: no customer store yet");
-                ivr.handle_host_reply(now_wall, script_engine::Input::Customer(None));
+            IvrAction::Lookup { field, value } => {
+                let found = contact.lookup(shared, &field, &value).await;
+                tracing::info!(%field, found = found.is_some(), "script customer lookup");
+                ivr.handle_host_reply(wall_now(shared), script_engine::Input::Customer(found));
             }
             IvrAction::RunAction(script_engine::Action::Log { level, message }) => {
                 tracing::info!(%level, %message, "script log");
@@ -88,7 +89,10 @@ pub(super) fn drive_ivr(
                 );
             }
             IvrAction::Record(q) => record = Some(q),
-            IvrAction::History(h) => tracing::info!(record = ?h, "script history"),
+            IvrAction::History(h) => {
+                tracing::info!(record = ?h, "script history");
+                contact.note(&h);
+            }
             IvrAction::HangUp { outcome } if enqueue.is_some() => {
                 tracing::info!(%outcome, "script handed the call to a queue");
             }
@@ -410,6 +414,13 @@ pub(super) async fn run_call(
         }
     };
     tracing::info!(route = %resolution.route, "call started");
+    // Who is calling, before the IVR or a queue sees the call (issue 4).
+    let mut contact = match resolution.direction {
+        Direction::Inbound | Direction::Outbound => {
+            CallContact::identify(&shared, &invite, resolution.direction).await
+        }
+        Direction::Internal => CallContact::default(),
+    };
     let mut media = CallMedia::new(&shared);
     let destination = media
         .anchor(&shared, uid, &cmd, &invite, resolution.destination.clone())
@@ -431,6 +442,7 @@ pub(super) async fn run_call(
     let mut queue = resolution.queue.clone().filter(|_| call.is_answered());
     let mut pending_enqueue: Option<(String, u8)> = None;
     let mut offered_agent: Option<u64> = None;
+    let mut answered_agent: Option<u64> = None;
     if let Some(q) = &queue {
         media.music();
         let _ = shared.acd.send(AcdRequest::Enqueue {
@@ -438,6 +450,7 @@ pub(super) async fn run_call(
             queue: q.clone(),
             priority: 0,
             caller: invite.headers.get("From").and_then(registrar::user_of),
+            customer: contact.customer.as_ref().map(|c| c.id),
             inbox: me.clone(),
         });
     }
@@ -448,17 +461,25 @@ pub(super) async fn run_call(
         (Some(script), true) => {
             let context = script_engine::SessionContext {
                 channel: script_engine::Channel::Voice,
-                customer: serde_json::json!({}),
+                customer: contact.customer_json(),
                 call: serde_json::json!({
                     "caller": invite.headers.get("From").and_then(registrar::user_of),
+                    "caller_id": contact.caller_id(),
                     "dialed": header::uri_user(&invite.uri),
                     "call_id": invite.call_id(),
                 }),
             };
             match Ivr::start(shared.scripts.clone(), script, context, wall_now(&shared)) {
                 Ok(mut i) => {
-                    pending_record =
-                        drive_ivr(&shared, &mut i, &media, &mut call, &mut pending_enqueue);
+                    pending_record = drive_ivr(
+                        &shared,
+                        &mut i,
+                        &media,
+                        &mut call,
+                        &mut pending_enqueue,
+                        &mut contact,
+                    )
+                    .await;
                     Some(i)
                 }
                 Err(e) => {
@@ -494,6 +515,7 @@ pub(super) async fn run_call(
                 queue: q.clone(),
                 priority,
                 caller: invite.headers.get("From").and_then(registrar::user_of),
+                customer: contact.customer.as_ref().map(|c| c.id),
                 inbox: me.clone(),
             });
             queue = Some(q);
@@ -507,7 +529,15 @@ pub(super) async fn run_call(
                 Err(e) => {
                     tracing::warn!(error = %e, "recording did not start");
                     i.handle_host_reply(wall_now(&shared), script_engine::Input::NoInput);
-                    pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue);
+                    pending_record = drive_ivr(
+                        &shared,
+                        i,
+                        &media,
+                        &mut call,
+                        &mut pending_enqueue,
+                        &mut contact,
+                    )
+                    .await;
                     continue;
                 }
             }
@@ -554,6 +584,7 @@ pub(super) async fn run_call(
                     if !media.callee_answered(&body) {
                         call.hang_up_all(now(), "failed");
                     } else if let Some(agent) = offered_agent {
+                        answered_agent = Some(agent);
                         let _ = shared
                             .acd
                             .send(AcdRequest::OfferAnswered { item: uid, agent });
@@ -609,6 +640,24 @@ pub(super) async fn run_call(
                     };
                     if let Err(e) = shared.store.insert_cdr(&cdr).await {
                         tracing::error!(error = %e, "CDR not written");
+                    }
+                    if cdr.direction != Direction::Internal {
+                        let agent = answered_agent
+                            .and_then(|a| shared.config.agents.get(a as usize))
+                            .map(|a| a.name.get_ref().as_str());
+                        let entry = contact.entry(
+                            invite.call_id(),
+                            cdr.direction,
+                            &cdr.route,
+                            queue.as_deref(),
+                            agent,
+                            resolution.ivr.as_deref(),
+                            &summary,
+                            (cdr.started_at_ms, cdr.answered_at_ms, cdr.ended_at_ms),
+                        );
+                        if let Err(e) = shared.store.add_history(&entry).await {
+                            tracing::error!(error = %e, "contact history not written");
+                        }
                     }
                     tracing::info!(result = %summary.result, status = summary.status, "call ended");
                 }
@@ -683,7 +732,7 @@ pub(super) async fn run_call(
                                 }
                             };
                             i.handle_host_reply(wall_now(&shared), input);
-                            pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue);
+                            pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue, &mut contact).await;
                         }
                     }
                     Some(CallInput::Media(action)) => match action {
@@ -704,7 +753,7 @@ pub(super) async fn run_call(
                         MediaAction::PlaybackFinished { id, .. } if id > IVR_PLAY_BASE => {
                             if let Some(i) = ivr.as_mut() {
                                 i.handle_playback_finished(wall_now(&shared), id - IVR_PLAY_BASE);
-                                pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue);
+                                pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue, &mut contact).await;
                             }
                         }
                         MediaAction::MediaTimeout { silent_for } => {
@@ -724,7 +773,7 @@ pub(super) async fn run_call(
                                 }
                             } else if let Some(i) = ivr.as_mut() {
                                 i.handle_digit(wall_now(&shared), digit);
-                                pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue);
+                                pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue, &mut contact).await;
                             }
                         }
                         other => tracing::debug!(?other, "media"),
@@ -746,7 +795,7 @@ pub(super) async fn run_call(
                 }
                 if let Some(i) = ivr.as_mut() {
                     i.handle_timeout(wall_now(&shared));
-                    pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue);
+                    pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue, &mut contact).await;
                 }
             }
         }

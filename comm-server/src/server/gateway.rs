@@ -53,6 +53,71 @@ pub fn no_customers() -> CustomerLookup {
     Arc::new(|_| Box::pin(async { (None, Vec::new()) }))
 }
 
+/// The server's lookup: the caller's number normalised with the `[customers]` dial
+/// plan, then the customer store's record and the last `limit` contacts (the number's
+/// own history when nobody owns it). A number that does not normalise, or a store
+/// error, finds nobody: the offer goes out without a record rather than late.
+pub fn store_lookup(store: Store, plan: crate::phone::DialPlan, limit: u32) -> CustomerLookup {
+    Arc::new(move |caller: String| {
+        let store = store.clone();
+        let plan = plan.clone();
+        Box::pin(async move {
+            let Ok(e164) = crate::phone::normalise(&caller, &plan) else {
+                return (None, Vec::new());
+            };
+            match store.screen_pop_data(e164.as_str(), limit).await {
+                Ok(pop) => (
+                    pop.customer.map(customer_card),
+                    pop.history.into_iter().map(interaction).collect(),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "screen pop lookup failed");
+                    (None, Vec::new())
+                }
+            }
+        })
+    })
+}
+
+fn customer_card(c: crate::store::Customer) -> Customer {
+    let attributes = c
+        .attributes
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, v)
+        })
+        .collect();
+    Customer {
+        id: c.id.to_string(),
+        name: c.name,
+        phone_numbers: c.phones,
+        account: c.account.unwrap_or_default(),
+        attributes,
+    }
+}
+
+fn interaction(h: crate::store::HistoryEntry) -> Interaction {
+    let c = h.contact;
+    let notes = c
+        .details
+        .get("notes")
+        .and_then(|n| n.as_str())
+        .unwrap_or_default()
+        .to_string();
+    Interaction {
+        id: h.id.to_string(),
+        channel: c.kind.as_str().to_string(),
+        at_unix_ms: c.started_at_ms,
+        agent_id: c.agent.unwrap_or_default(),
+        disposition: c.outcome.unwrap_or_default(),
+        notes,
+    }
+}
+
 type Reply<T> = oneshot::Sender<Result<T, BackendError>>;
 
 /// What the gateway asks the ACD driver.
@@ -73,11 +138,12 @@ pub(crate) enum GatewayRequest {
         item: ItemId,
         reply: Reply<()>,
     },
+    /// Ends wrap-up; answers who the call was with, for the contact history.
     Disposition {
         agent: String,
         item: ItemId,
         code: String,
-        reply: Reply<()>,
+        reply: Reply<LastCall>,
     },
     SetQueues {
         agent: String,
@@ -104,6 +170,16 @@ struct QueueDay {
     abandoned_late: u32,
 }
 
+/// Who an agent's last call was with (for the disposition's history row).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LastCall {
+    /// The caller's number as it arrived.
+    pub caller: Option<String>,
+    /// The customer the call was linked to, if any.
+    pub customer: Option<i64>,
+    pub queue: Option<String>,
+}
+
 /// Per-agent bookkeeping beyond the core's.
 struct DeskAgent {
     queues: Vec<String>,
@@ -111,6 +187,7 @@ struct DeskAgent {
     connected: Option<ItemId>,
     /// The last call talked on: the one wrap-up and disposition are about.
     last_call: Option<ItemId>,
+    last_with: LastCall,
     disposition: Option<String>,
     seen: Option<(AgentStatus, AgentState)>,
     state_since: std::time::Instant,
@@ -149,6 +226,7 @@ impl Desk {
             ringing: None,
             connected: None,
             last_call: None,
+            last_with: LastCall::default(),
             disposition: None,
             seen: None,
             state_since: now,
@@ -329,10 +407,16 @@ impl AcdDriver {
                 agent,
                 waited,
             } => {
+                let with = LastCall {
+                    caller: self.desk.items.get(item).and_then(|i| i.caller.clone()),
+                    customer: self.customers.get(item).copied(),
+                    queue: self.desk.items.get(item).map(|i| i.queue.clone()),
+                };
                 if let Some(a) = self.desk.agent_mut(*agent) {
                     a.ringing = None;
                     a.connected = Some(*item);
                     a.last_call = Some(*item);
+                    a.last_with = with;
                 }
                 if let Some(q) = self.desk.items.get(item).map(|i| i.queue.clone()) {
                     let day = self.desk.days.entry(q).or_default();
@@ -594,10 +678,12 @@ impl AcdDriver {
                             item.0
                         )));
                     }
+                    let with = a.last_with.clone();
                     self.desk.agents[id.0 as usize].disposition = Some(code.clone());
                     self.acd
                         .handle_input(now(), AcdInput::WrapUpDone(id, Some(code)))
                         .map_err(|e| BackendError::FailedPrecondition(e.to_string()))
+                        .map(|()| with)
                 });
                 let _ = reply.send(r);
             }
@@ -657,6 +743,9 @@ impl AcdDriver {
 /// [`Backend`] over the ACD driver task.
 pub struct ServerBackend {
     acd: mpsc::UnboundedSender<AcdRequest>,
+    /// Dispositions land in the contact history.
+    store: Store,
+    plan: crate::phone::DialPlan,
     accounts: HashMap<(Role, String), Account>,
     clock: Arc<dyn Clock>,
 }
@@ -666,6 +755,7 @@ impl ServerBackend {
         config: &Config,
         acd: mpsc::UnboundedSender<AcdRequest>,
         clock: Arc<dyn Clock>,
+        store: Store,
     ) -> ServerBackend {
         let mut accounts = HashMap::new();
         for a in &config.agents {
@@ -696,6 +786,9 @@ impl ServerBackend {
             acd,
             accounts,
             clock,
+            store,
+            // Checked at start-up (`App::build`): a bad plan never gets this far.
+            plan: config.customers.dial_plan().unwrap_or_default(),
         }
     }
 
@@ -801,18 +894,40 @@ impl Backend for ServerBackend {
         notes: &str,
     ) -> Result<(), BackendError> {
         let item = parse_call(call)?;
-        // Contact history is another module's (issue 2); until it is wired the
-        // disposition goes to the log with the call id.
         tracing::info!(%agent, call = item.0, %code, notes_len = notes.len(), "disposition");
-        let agent = agent.to_string();
-        let code = code.to_string();
-        self.ask(|reply| GatewayRequest::Disposition {
-            agent,
-            item,
-            code,
-            reply,
-        })
-        .await
+        let with = {
+            let (agent, code) = (agent.to_string(), code.to_string());
+            self.ask(|reply| GatewayRequest::Disposition {
+                agent,
+                item,
+                code,
+                reply,
+            })
+            .await?
+        };
+        // Wrap-up has ended either way; a history write that fails is logged, not
+        // turned into an error the agent would retry against a finished wrap-up.
+        let phone = with.caller.as_deref().map(|c| {
+            crate::phone::normalise(c, &self.plan)
+                .map_or_else(|_| c.to_string(), |e| e.into_string())
+        });
+        let contact = crate::store::Contact {
+            customer_id: with.customer,
+            phone,
+            kind: crate::store::ContactKind::Disposition,
+            direction: None,
+            started_at_ms: self.clock.unix_ms(),
+            ended_at_ms: None,
+            queue: with.queue,
+            agent: Some(agent.to_string()),
+            outcome: Some(code.to_string()),
+            call_id: Some(call.to_string()),
+            details: serde_json::json!({ "notes": notes }),
+        };
+        if let Err(e) = self.store.add_history(&contact).await {
+            tracing::warn!(error = %e, call, "disposition not saved to the contact history");
+        }
+        Ok(())
     }
 
     async fn snapshot(&self) -> Result<Snapshot, BackendError> {

@@ -45,6 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 mod acd;
 mod call_task;
+mod contact;
 mod event_log;
 pub mod gateway;
 mod routing;
@@ -55,6 +56,7 @@ mod voicemail;
 
 use acd::*;
 use call_task::*;
+use contact::*;
 use event_log::EventLog;
 use routing::*;
 use startup::*;
@@ -139,6 +141,21 @@ impl Listeners {
     }
 }
 
+/// Opens the configured database (SQLite in the data directory unless `[storage] url`
+/// says otherwise), creating the data directory and running migrations. The server and
+/// offline commands (`import customers`) open it the same way.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    if config.storage.url.is_none() {
+        std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
+            format!(
+                "creating data directory {}",
+                config.server.data_dir.display()
+            )
+        })?;
+    }
+    Ok(Store::open(&database_url(config)).await?)
+}
+
 /// The server, built from a config without binding anything.
 pub struct App {
     config: Arc<Config>,
@@ -162,16 +179,7 @@ impl App {
     }
 
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
-        if config.storage.url.is_none() {
-            std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
-                format!(
-                    "creating data directory {}",
-                    config.server.data_dir.display()
-                )
-            })?;
-        }
-        let url = database_url(&config);
-        let store = Store::open(&url).await?;
+        let store = open_store(&config).await?;
         for u in &config.users {
             let account = match &u.password {
                 Some(pw) => registrar::account(
@@ -196,6 +204,12 @@ impl App {
         if repaired != Reconciled::default() {
             tracing::warn!(?repaired, "voicemail index reconciled with the files");
         }
+        let plan = config
+            .customers
+            .dial_plan()
+            .map_err(|e| anyhow::anyhow!("[customers]: {e}"))?;
+        let customer_lookup =
+            gateway::store_lookup(store.clone(), plan, config.customers.screen_pop_history);
         Ok(App {
             config: Arc::new(config),
             store,
@@ -204,7 +218,7 @@ impl App {
             scripts: Arc::new(scripts),
             metrics: Arc::default(),
             voicemail_events: tokio::sync::broadcast::channel(VOICEMAIL_EVENTS).0,
-            customer_lookup: gateway::no_customers(),
+            customer_lookup,
         })
     }
 
@@ -304,7 +318,12 @@ impl App {
         )?;
         let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
         if let Some(listener) = listeners.grpc {
-            let backend = gateway::ServerBackend::new(&cfg, acd.clone(), self.clock.clone());
+            let backend = gateway::ServerBackend::new(
+                &cfg,
+                acd.clone(),
+                self.clock.clone(),
+                self.store.clone(),
+            );
             let g = &cfg.grpc;
             let config = agent_gateway::GatewayConfig {
                 sessions: agent_gateway::SessionConfig {

@@ -1,5 +1,6 @@
-//! Persistent storage: SIP accounts, registration bindings, call detail records (CDRs)
-//! the ACD's durable event log and the voicemail message index.
+//! Persistent storage: SIP accounts, registration bindings, call detail records (CDRs),
+//! customers and their contact history, the ACD's durable event log and the voicemail
+//! message index.
 //!
 //! Owns the database connection pool, the schema (`comm-server/migrations/{sqlite,postgres}`,
 //! applied on [`Store::open`]) and the mapping between rows and the checked types in
@@ -17,6 +18,7 @@ mod accounts;
 mod acd_events;
 mod bindings;
 mod cdrs;
+mod customers;
 pub mod model;
 #[cfg(test)]
 mod tests;
@@ -31,6 +33,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
+pub use customers::{
+    Contact, ContactKind, Customer, CustomerKey, HistoryEntry, ImportFailure, ImportSummary,
+    NewCustomer, ScreenPop, Upserted,
+};
 pub use model::VoicemailMessage;
 pub use model::{
     AcdEventRecord, Binding, Cdr, Direction, EndReason, HungUpBy, QValue, SipAccount, Transport,
@@ -136,6 +142,11 @@ pub enum StoreError {
     /// A record that must be written once already exists; nothing was changed.
     #[error("{record} {key:?} already exists")]
     Duplicate { record: Record, key: String },
+    /// A phone number given for one customer already belongs to another (one with a
+    /// different external reference); nothing was changed: merging two customers is a
+    /// decision for a person, not for an import.
+    #[error("phone {phone} already belongs to customer {owner}")]
+    PhoneTaken { phone: String, owner: i64 },
     #[error("{record} {key:?} not found")]
     NotFound { record: Record, key: String },
     /// A stored value does not parse back into its type (a hand-edited row, or a newer

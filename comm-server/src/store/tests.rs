@@ -384,6 +384,288 @@ async fn clones_share_the_database(store: &Store) {
     );
 }
 
+fn new_customer(name: &str, phones: &[&str]) -> NewCustomer {
+    NewCustomer {
+        name: name.into(),
+        phones: phones.iter().map(|p| p.to_string()).collect(),
+        ..NewCustomer::default()
+    }
+}
+
+async fn customers_are_found_by_every_key(store: &Store) {
+    assert_eq!(
+        store.customer_by_phone("+442079460958").await.unwrap(),
+        None
+    );
+    let ada = NewCustomer {
+        external_ref: Some("crm-1".into()),
+        account: Some("ACC-42".into()),
+        email: Some("ada@example.com".into()),
+        attributes: serde_json::json!({"tier": "gold", "balance": 12.5})
+            .as_object()
+            .unwrap()
+            .clone(),
+        ..new_customer("Ada Lovelace", &["+442079460958", "+447700900123"])
+    };
+    let done = store.upsert_customer(&ada, NOW_MS).await.unwrap();
+    assert!(done.created);
+    let found = store
+        .customer_by_phone("+447700900123")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, done.id);
+    assert_eq!(found.name, "Ada Lovelace");
+    assert_eq!(found.phones, vec!["+442079460958", "+447700900123"]);
+    assert_eq!(found.attributes["tier"], "gold");
+    assert_eq!((found.created_at_ms, found.updated_at_ms), (NOW_MS, NOW_MS));
+    for key in [
+        CustomerKey::Id(done.id),
+        CustomerKey::Account("ACC-42".into()),
+        CustomerKey::Email("ada@example.com".into()),
+        CustomerKey::ExternalRef("crm-1".into()),
+    ] {
+        assert_eq!(
+            store.customer(&key).await.unwrap(),
+            Some(found.clone()),
+            "{key:?}"
+        );
+    }
+    assert_eq!(store.customer_by_account("ACC-0").await.unwrap(), None);
+    assert_eq!(store.customer_by_id(done.id + 100).await.unwrap(), None);
+
+    // What scripts see as `customer.*`.
+    let json = found.to_json();
+    assert_eq!(json["name"], "Ada Lovelace");
+    assert_eq!(json["phone"], "+442079460958");
+    assert_eq!(json["balance"], 12.5);
+    assert_eq!(json["id"], done.id);
+}
+
+async fn upserts_merge_by_phone_or_external_ref(store: &Store) {
+    let first = store
+        .upsert_customer(&new_customer("Bo", &["+15550000001"]), NOW_MS)
+        .await
+        .unwrap();
+    // Same phone, a new phone, an account and an attribute: merged, not duplicated.
+    let again = NewCustomer {
+        account: Some("B-1".into()),
+        attributes: serde_json::json!({"vip": true})
+            .as_object()
+            .unwrap()
+            .clone(),
+        ..new_customer("", &["+15550000002", "+15550000001"])
+    };
+    let merged = store.upsert_customer(&again, NOW_MS + 1).await.unwrap();
+    assert_eq!(
+        merged,
+        Upserted {
+            id: first.id,
+            created: false
+        }
+    );
+    let bo = store.customer_by_id(first.id).await.unwrap().unwrap();
+    assert_eq!(bo.name, "Bo", "an empty name keeps the stored one");
+    assert_eq!(bo.account.as_deref(), Some("B-1"));
+    assert_eq!(bo.phones, vec!["+15550000001", "+15550000002"]);
+    assert_eq!(bo.attributes["vip"], true);
+    assert_eq!(bo.updated_at_ms, NOW_MS + 1);
+
+    // By external reference, with a phone no one has yet.
+    let crm = NewCustomer {
+        external_ref: Some("crm-9".into()),
+        ..new_customer("Cy", &[])
+    };
+    let cy = store.upsert_customer(&crm, NOW_MS).await.unwrap();
+    let renamed = NewCustomer {
+        external_ref: Some("crm-9".into()),
+        ..new_customer("Cy Young", &["+15550000003"])
+    };
+    assert_eq!(
+        store.upsert_customer(&renamed, NOW_MS).await.unwrap(),
+        Upserted {
+            id: cy.id,
+            created: false
+        }
+    );
+    let cy_now = store
+        .customer_by_phone("+15550000003")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((cy_now.id, cy_now.name.as_str()), (cy.id, "Cy Young"));
+
+    // A phone of Bo's given for Cy: refused, and Cy is left as it was.
+    let steal = NewCustomer {
+        external_ref: Some("crm-9".into()),
+        email: Some("cy@example.com".into()),
+        ..new_customer("Cy", &["+15550000009", "+15550000002"])
+    };
+    let err = store.upsert_customer(&steal, NOW_MS + 5).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::PhoneTaken { phone, owner } if phone == "+15550000002" && *owner == first.id),
+        "{err:?}"
+    );
+    assert_eq!(store.customer_by_id(cy.id).await.unwrap(), Some(cy_now));
+    assert_eq!(store.customer_by_phone("+15550000009").await.unwrap(), None);
+}
+
+async fn import_is_all_or_nothing(store: &Store) {
+    let owner = NewCustomer {
+        external_ref: Some("o".into()),
+        ..new_customer("Owner", &["+15550000100"])
+    };
+    let owner = store.upsert_customer(&owner, NOW_MS).await.unwrap();
+    let batch = vec![
+        new_customer("A", &["+15550000101"]),
+        NewCustomer {
+            external_ref: Some("x".into()),
+            ..new_customer("B", &["+15550000102"])
+        },
+        // Claims the owner's phone under another external reference: fails.
+        NewCustomer {
+            external_ref: Some("y".into()),
+            ..new_customer("C", &["+15550000103", "+15550000100"])
+        },
+    ];
+    let mut seen = Vec::new();
+    let failure = store
+        .import_customers(&batch, NOW_MS, &mut |n| seen.push(n))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.index, Some(2));
+    assert_eq!(
+        failure.to_string(),
+        format!(
+            "record 3: phone +15550000100 already belongs to customer {}",
+            owner.id
+        )
+    );
+    assert_eq!(seen, vec![1, 2]);
+    for phone in ["+15550000101", "+15550000102", "+15550000103"] {
+        assert_eq!(
+            store.customer_by_phone(phone).await.unwrap(),
+            None,
+            "{phone}"
+        );
+    }
+
+    let good = &batch[..2];
+    let summary = store
+        .import_customers(good, NOW_MS, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        summary,
+        ImportSummary {
+            created: 2,
+            updated: 0
+        }
+    );
+    let summary = store
+        .import_customers(good, NOW_MS + 1, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        summary,
+        ImportSummary {
+            created: 0,
+            updated: 2
+        }
+    );
+}
+
+fn contact(customer_id: Option<i64>, phone: &str, started_at_ms: i64, outcome: &str) -> Contact {
+    Contact {
+        customer_id,
+        phone: Some(phone.into()),
+        kind: ContactKind::Call,
+        direction: Some(Direction::Inbound),
+        started_at_ms,
+        ended_at_ms: Some(started_at_ms + 30_000),
+        queue: Some("sales".into()),
+        agent: Some("alice".into()),
+        outcome: Some(outcome.into()),
+        call_id: Some(format!("call-{started_at_ms}")),
+        details: serde_json::json!({"answers": {"menu": "1"}}),
+    }
+}
+
+async fn history_is_newest_first_and_feeds_the_screen_pop(store: &Store) {
+    let ada = store
+        .upsert_customer(&new_customer("Ada", &["+442079460958"]), NOW_MS)
+        .await
+        .unwrap();
+    let older = contact(Some(ada.id), "+442079460958", NOW_MS, "answered");
+    let newer = Contact {
+        kind: ContactKind::Voicemail,
+        direction: None,
+        ended_at_ms: None,
+        queue: None,
+        agent: None,
+        ..contact(Some(ada.id), "+442079460958", NOW_MS + 1_000, "voicemail")
+    };
+    let stranger = contact(None, "+15550001111", NOW_MS, "abandoned");
+    let id_older = store.add_history(&older).await.unwrap();
+    let id_newer = store.add_history(&newer).await.unwrap();
+    let id_stranger = store.add_history(&stranger).await.unwrap();
+    assert!(id_older != id_newer && id_newer != id_stranger);
+
+    let history = store.history_for_customer(ada.id, 10).await.unwrap();
+    assert_eq!(
+        history,
+        vec![
+            HistoryEntry {
+                id: id_newer,
+                contact: newer.clone()
+            },
+            HistoryEntry {
+                id: id_older,
+                contact: older.clone()
+            },
+        ]
+    );
+    assert_eq!(
+        store.history_for_customer(ada.id, 1).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store.history_for_phone("+15550001111", 10).await.unwrap(),
+        vec![HistoryEntry {
+            id: id_stranger,
+            contact: stranger.clone()
+        }]
+    );
+
+    let pop = store.screen_pop_data("+442079460958", 1).await.unwrap();
+    assert_eq!(pop.customer.map(|c| c.id), Some(ada.id));
+    assert_eq!(
+        pop.history.iter().map(|h| h.id).collect::<Vec<_>>(),
+        vec![id_newer]
+    );
+    let pop = store.screen_pop_data("+15550001111", 5).await.unwrap();
+    assert_eq!(pop.customer, None);
+    assert_eq!(pop.history.len(), 1);
+}
+
+async fn corrupt_customer_rows_are_errors(store: &Store) {
+    with_pool!(store, pool => sqlx::query(
+        "INSERT INTO customers (name, attributes_json, created_at_ms, updated_at_ms) VALUES ('Zed', '[1]', 1, 1)"
+    ).execute(pool).await.map(|_| ()).unwrap());
+    let err = store
+        .customer(&CustomerKey::Account("none".into()))
+        .await
+        .unwrap();
+    assert_eq!(err, None);
+    let zed: (i64,) = with_pool!(store, pool => sqlx::query_as("SELECT id FROM customers WHERE name = 'Zed'")
+        .fetch_one(pool).await.unwrap());
+    let err = store.customer_by_id(zed.0).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { column: "customers.attributes_json", value } if value == "[1]"),
+        "{err:?}"
+    );
+}
+
 /// Writes one of everything, for the restart tests to read back.
 async fn write_before_restart(store: &Store) {
     store.upsert_sip_account(&account("alice")).await.unwrap();
@@ -512,6 +794,11 @@ on_every_backend!(
     racing_cdr_writes_store_one,
     acd_events_keep_their_order_and_period,
     voicemail_index_lists_marks_and_deletes,
+    customers_are_found_by_every_key,
+    upserts_merge_by_phone_or_external_ref,
+    import_is_all_or_nothing,
+    history_is_newest_first_and_feeds_the_screen_pop,
+    corrupt_customer_rows_are_errors,
 );
 
 #[tokio::test]
