@@ -225,6 +225,30 @@ impl<B: Backend> Gateway<B> {
         SupervisorApi::new(self.shared.clone())
     }
 
+    /// Both services with gRPC-web, as routes another HTTP server mounts: the server's
+    /// page listener serves them so the agent desktop and the wallboard reach the API
+    /// from their own origin (no CORS). Native clients keep [`Gateway::serve`]'s port,
+    /// which alone adds health, reflection, timeouts and the concurrency limit. Run
+    /// [`Gateway::run_leases`] once per gateway however many listeners serve it.
+    pub fn web_routes(&self) -> tonic::service::AxumRouter {
+        use callcenter_proto::agent::agent_service_server::AgentServiceServer;
+        use callcenter_proto::supervisor::supervisor_service_server::SupervisorServiceServer;
+        use tonic::server::NamedService;
+        use tower::Layer;
+
+        // Only the two services' paths, and no fallback: the page router keeps its own
+        // answer for every other path (`tonic::service::Routes` would bring a gRPC one).
+        fn path<S: NamedService>(_: &S) -> String {
+            format!("/{}/{{*method}}", S::NAME)
+        }
+        let web = tonic_web::GrpcWebLayer::new();
+        let agent = web.layer(AgentServiceServer::new(self.agent_service()));
+        let supervisor = web.layer(SupervisorServiceServer::new(self.supervisor_service()));
+        tonic::service::AxumRouter::new()
+            .route_service(&path(&agent), agent)
+            .route_service(&path(&supervisor), supervisor)
+    }
+
     /// The lease task: drives [`sessions::Sessions`]' timeouts and reports agents whose
     /// desktop is gone. Runs until the gateway's last clone is dropped... or forever;
     /// spawn it and abort it on shutdown.

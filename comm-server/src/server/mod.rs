@@ -317,7 +317,10 @@ impl App {
             desk,
         )?;
         let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
-        if let Some(listener) = listeners.grpc {
+        // One gateway for both listeners: the gRPC port for native clients, and the
+        // page listener so the desktop and wallboard pages speak gRPC-web same-origin.
+        let has_grpc = listeners.grpc.is_some();
+        let gw = (has_grpc || listeners.http.is_some()).then(|| {
             let backend = gateway::ServerBackend::new(
                 &cfg,
                 acd.clone(),
@@ -334,7 +337,11 @@ impl App {
                 },
                 ..agent_gateway::GatewayConfig::default()
             };
-            let gw = agent_gateway::Gateway::new(Arc::new(backend), hub, config);
+            agent_gateway::Gateway::new(Arc::new(backend), hub, config)
+        });
+        // `serve` runs the lease task itself; without a gRPC port someone else must.
+        let mut leases = None;
+        if let (Some(listener), Some(gw)) = (listeners.grpc, gw.clone()) {
             let mut stopped = http_stopped.clone();
             tokio::spawn(async move {
                 let shutdown = async move {
@@ -354,6 +361,15 @@ impl App {
                 metrics: self.metrics.clone(),
                 store: self.store.clone(),
             }));
+            let web = match &gw {
+                Some(gw) => {
+                    if !has_grpc {
+                        leases = Some(tokio::spawn(gw.clone().run_leases()));
+                    }
+                    crate::web::desk::with_desk(web, gw.web_routes())
+                }
+                None => web,
+            };
             let mut stopped = http_stopped.clone();
             tokio::spawn(async move {
                 let shutdown = async move {
@@ -412,6 +428,9 @@ impl App {
         self.metrics.set_serving(true);
         driver.run(inbound_rx, cmd_rx, media_events, shutdown).await;
         let _ = http_stop.send(true);
+        if let Some(leases) = leases {
+            leases.abort();
+        }
         // The ACD task ends with the last call; its log writer then flushes and stops.
         if tokio::time::timeout(EVENT_LOG_DRAIN, event_log_task)
             .await

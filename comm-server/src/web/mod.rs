@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Clock;
 
+pub mod desk;
 mod ops;
 mod sessions;
 #[cfg(test)]

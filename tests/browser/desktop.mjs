@@ -1,0 +1,68 @@
+// The agent desktop in a real browser: bob logs in, goes available, a known
+// customer calls the support queue, the screen pop shows who it is, bob answers on
+// his (test) phone, hangs up from the page and saves a disposition that ends wrap-up.
+// Usage: node desktop.mjs http://127.0.0.1:PORT/  (DESK_CALL and SIP_ADDR set by run.sh)
+import assert from "node:assert/strict";
+import { launch } from "./browser.mjs";
+import { deskCall } from "./desk-call.mjs";
+
+const base = process.argv[2];
+assert.ok(base, "usage: node desktop.mjs BASE_URL");
+
+const browser = await launch();
+let call = null;
+try {
+  const page = await browser.newPage();
+  page.setDefaultTimeout(15_000);
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  await page.goto(base + "agent");
+
+  // A wrong password is refused on the page, with the server's reason.
+  await page.fill("#agent-id", "bob");
+  await page.fill("#password", "not-bobs");
+  await page.click("#login-form button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#login-error").textContent.includes("Login refused"));
+
+  await page.fill("#password", "bob-pw");
+  await page.click("#login-form button[type=submit]");
+  await page.waitForSelector("#desk:not([hidden])");
+  assert.equal(await page.textContent("#who"), "bob");
+
+  await page.click("#available");
+  await page.waitForSelector('#status[data-status="1"]');
+
+  // Caller ID in national form; the store has the customer under E.164.
+  call = deskCall("answer", "bob", "bob-phone-pw", "02079460958", "800");
+  // The pop comes with the offer; the test phone answers at once, so the card may
+  // already say "connected" by the time it is read.
+  await page.waitForSelector("#pop:not([hidden])");
+  assert.equal(await page.textContent("#customer-name"), "Ada Lovelace");
+  assert.equal(await page.textContent("#customer-account"), "42");
+  assert.equal(await page.textContent("#queue"), "support");
+  assert.match(await page.textContent("#caller-number"), /2079460958/);
+
+  await call.step("connected");
+  await page.waitForSelector('#call[data-state="connected"]');
+  await page.click("#hangup");
+  await call.step("ended");
+  await page.waitForSelector('#call[data-state="wrap-up"]');
+  await page.waitForSelector("#disposition:not([hidden])");
+
+  await page.fill("#disp-code", "resolved");
+  await page.fill("#disp-notes", "card replaced");
+  await page.click("#disposition button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#call-state").textContent === "Wrap-up ended: resolved");
+  assert.equal(await page.getAttribute("#call", "data-state"), "idle");
+  assert.ok(await page.isHidden("#disposition"), "the form closes when wrap-up ends");
+  assert.equal(await page.textContent("#desk-error"), "");
+  assert.equal(await call.exited, 0, "the phone and the caller saw the hang-up");
+
+  await page.click("#logout");
+  await page.waitForSelector("#login:not([hidden])");
+  assert.deepEqual(pageErrors, []);
+  console.log("desktop: login, available, screen pop, answer, hang-up and disposition in chromium");
+} finally {
+  call?.kill();
+  await browser.close();
+}
