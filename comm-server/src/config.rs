@@ -131,6 +131,9 @@ pub struct Config {
     pub supervisors: Vec<SupervisorSection>,
     #[serde(default)]
     pub customers: CustomersSection,
+    /// Outgoing e-mail (script `<email>`, voicemail notifications); none: no e-mail.
+    #[serde(default)]
+    pub smtp: Option<crate::mail::SmtpSection>,
     /// The text the config was parsed from, so later checks can name lines.
     #[serde(skip)]
     origin: Origin,
@@ -300,7 +303,7 @@ pub struct MailboxSection {
     /// Mean absolute 16-bit sample level that counts as silence. Default 100.
     #[serde(default = "default_silence_level")]
     pub silence_level: u16,
-    /// Where to email new messages (not sent yet: kept for the email work).
+    /// Where to e-mail new messages, with the recording attached (needs `[smtp]`).
     #[serde(default)]
     pub email: Option<String>,
 }
@@ -1028,6 +1031,22 @@ impl Config {
                     .position(|l| l.trim_start().starts_with("rtp-ports"))
                     .map_or(0, |l| l + 1),
                 key: "media.rtp-ports".into(),
+                message,
+            });
+        }
+        if let Some((key, message)) = self.smtp.as_ref().and_then(|s| s.problem()) {
+            let mut in_smtp = false;
+            let line = src.lines().position(|l| {
+                let l = l.trim_start();
+                if l.starts_with('[') {
+                    in_smtp = l.starts_with("[smtp]");
+                }
+                in_smtp && l.starts_with(key)
+            });
+            return Err(ConfigError::Invalid {
+                path: path.to_string(),
+                line: line.map_or(0, |l| l + 1),
+                key: format!("smtp.{key}"),
                 message,
             });
         }

@@ -53,20 +53,14 @@ pub(super) async fn drive_ivr(
                 tracing::info!(%field, found = found.is_some(), "script customer lookup");
                 ivr.handle_host_reply(wall_now(shared), script_engine::Input::Customer(found));
             }
-            IvrAction::RunAction(script_engine::Action::Log { level, message }) => {
-                tracing::info!(%level, %message, "script log");
-                ivr.handle_host_reply(
-                    now_wall,
-                    script_engine::Input::ActionDone(serde_json::json!({})),
-                );
-            }
-            IvrAction::RunAction(other) => {
-                tracing::warn!(?other, "script action not available yet");
-                shared.metrics.script_action_failed();
-                ivr.handle_host_reply(
-                    now_wall,
-                    script_engine::Input::ActionFailed("not available on this server yet".into()),
-                );
+            IvrAction::RunAction(action) => {
+                // The same runner as the web host's (`crate::script_actions`).
+                let customer = contact.customer.as_ref().map(|c| c.id);
+                let reply = shared.actions.run(&action, customer).await;
+                if matches!(reply, script_engine::Input::ActionFailed(_)) {
+                    shared.metrics.script_action_failed();
+                }
+                ivr.handle_host_reply(wall_now(shared), reply);
             }
             IvrAction::Route(script_engine::Step::Enqueue {
                 queue, priority, ..

@@ -53,6 +53,7 @@ mod startup;
 mod transport;
 mod trunk;
 mod voicemail;
+mod voicemail_mail;
 
 use acd::*;
 use call_task::*;
@@ -167,6 +168,8 @@ pub struct App {
     voicemail_events: tokio::sync::broadcast::Sender<VoicemailEvent>,
     /// Fills the screen pop's customer record and history (default: nobody found).
     customer_lookup: gateway::CustomerLookup,
+    /// Script actions (webhooks, e-mail, customer updates) for calls and the web.
+    actions: crate::script_actions::ScriptActions,
 }
 
 /// Voicemail events kept for a slow listener before it misses some.
@@ -210,6 +213,12 @@ impl App {
             .map_err(|e| anyhow::anyhow!("[customers]: {e}"))?;
         let customer_lookup =
             gateway::store_lookup(store.clone(), plan, config.customers.screen_pop_history);
+        let mailer = match &config.smtp {
+            Some(smtp) => Some(crate::mail::Mailer::new(smtp)?),
+            None => None,
+        };
+        let actions =
+            crate::script_actions::ScriptActions::new(mailer, Some(store.clone()), clock.clone());
         Ok(App {
             config: Arc::new(config),
             store,
@@ -219,6 +228,7 @@ impl App {
             metrics: Arc::default(),
             voicemail_events: tokio::sync::broadcast::channel(VOICEMAIL_EVENTS).0,
             customer_lookup,
+            actions,
         })
     }
 
@@ -353,10 +363,10 @@ impl App {
             });
         }
         if let Some(listener) = listeners.http {
-            let web = crate::web::router(crate::web::WebState::new(
-                self.scripts.clone(),
-                self.clock.clone(),
-            ))
+            let web = crate::web::router(
+                crate::web::WebState::new(self.scripts.clone(), self.clock.clone())
+                    .with_actions(self.actions.clone()),
+            )
             .merge(crate::web::ops_router(crate::web::OpsState {
                 metrics: self.metrics.clone(),
                 store: self.store.clone(),
@@ -407,7 +417,15 @@ impl App {
             acd,
             metrics: self.metrics.clone(),
             voicemail_events: self.voicemail_events.clone(),
+            actions: self.actions.clone(),
         });
+        if let Some(mailer) = self.actions.mailer() {
+            tokio::spawn(voicemail_mail::notify(
+                self.voicemail_events(),
+                cfg.clone(),
+                mailer.clone(),
+            ));
+        }
         let driver = Driver {
             endpoint: Endpoint::new(Timers::default(), udp_host, tcp_host),
             udp,
@@ -471,6 +489,7 @@ struct Shared {
     acd: mpsc::UnboundedSender<AcdRequest>,
     metrics: Arc<crate::metrics::Metrics>,
     voicemail_events: tokio::sync::broadcast::Sender<VoicemailEvent>,
+    actions: crate::script_actions::ScriptActions,
 }
 
 enum Inbound {

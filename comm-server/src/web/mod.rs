@@ -3,8 +3,9 @@
 //! Owns the HTTP face of the `web` channel: JSON endpoints that start a session of a
 //! script published for the web and step through it, the sessions kept in memory
 //! between requests, and a small page that drives them. It answers the steps a
-//! script asks of its host the way the voice host does today (no customer store,
-//! no webhooks, no routing yet), so a session always reaches a question or its end.
+//! script asks of its host: actions (webhooks, e-mail, log) through the same
+//! [`crate::script_actions`] runner as calls; no customer lookups or routing on the
+//! web yet, so a session always reaches a question or its end.
 //! Must not own the interpreter (`script_engine`), listening sockets or the
 //! configuration: the server serves [`router`] on its listener.
 //!
@@ -33,11 +34,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use script_engine::{
-    Action, Channel, HistoryRecord, Input, Library, Outcome, Session, SessionContext, SessionError,
-    Step,
+    Channel, HistoryRecord, Input, Library, Outcome, Session, SessionContext, SessionError, Step,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::script_actions::ScriptActions;
 use crate::time::Clock;
 
 pub mod desk;
@@ -73,6 +74,8 @@ pub struct WebState {
     scripts: Arc<Library>,
     sessions: Arc<Mutex<SessionStore>>,
     clock: Arc<dyn Clock>,
+    /// Runs script actions; by default without e-mail or a customer store.
+    actions: ScriptActions,
 }
 
 impl std::fmt::Debug for WebState {
@@ -98,8 +101,15 @@ impl WebState {
         WebState {
             scripts,
             sessions: Arc::new(Mutex::new(SessionStore::new(limits))),
+            actions: ScriptActions::new(None, None, clock.clone()),
             clock,
         }
+    }
+
+    /// Runs script actions with `actions` (the server's, shared with calls).
+    pub fn with_actions(mut self, actions: ScriptActions) -> WebState {
+        self.actions = actions;
+        self
     }
 
     /// The store, even if a thread panicked while holding it: every change to it is
@@ -292,12 +302,12 @@ async fn start_session(
             }
             other => WebError::Script(other),
         })?;
-    let mut entry = Entry::new(sessions::new_interaction(), script.id().to_owned(), session);
+    let entry = Entry::new(sessions::new_interaction(), script.id().to_owned(), session);
     tracing::info!(interaction = %entry.interaction, script = %entry.script, "web session started");
-    let (steps, history) = drive(&state.scripts, &mut entry, now);
+    let token = state.lock().insert(now_ms, entry);
+    let (steps, history) = drive(&state, &token, now).await?;
     let mut store = state.lock();
-    let token = store.insert(now_ms, entry);
-    let Some(entry) = store.get_mut(now_ms, &token) else {
+    let Some(entry) = store.get_mut(state.now_ms(), &token) else {
         // Just inserted under the same lock; only a zero capacity could lose it.
         return Err(WebError::UnknownSession);
     };
@@ -340,10 +350,31 @@ async fn answer(
     // The store stays locked while the answer runs: the interpreter is plain
     // computation with a bounded number of operations, and the lock keeps two
     // tabs from answering the same question at once.
+    {
+        let mut store = state.lock();
+        let entry = store
+            .get_mut(now_ms, &token)
+            .ok_or(WebError::UnknownSession)?;
+        take_answer(&state.scripts, entry, now, body)?;
+    }
+    let (steps, history) = drive(&state, &token, now).await?;
     let mut store = state.lock();
     let entry = store
-        .get_mut(now_ms, &token)
+        .get_mut(state.now_ms(), &token)
         .ok_or(WebError::UnknownSession)?;
+    Ok(
+        SessionReply::new(&state.scripts, token, entry, steps, history)
+            .into_response(StatusCode::OK),
+    )
+}
+
+/// Checks that `entry` waits for the visitor and gives it the answer.
+fn take_answer(
+    library: &Library,
+    entry: &mut Entry,
+    now: SystemTime,
+    body: Result<Json<AnswerBody>, JsonRejection>,
+) -> Result<(), WebError> {
     // The session is checked before the body, so a stale tab learns that its
     // session is gone or over whatever it sent.
     if entry.outcome().is_some() {
@@ -355,18 +386,13 @@ async fn answer(
     let Json(AnswerBody { answer }) = body?;
     match entry
         .session
-        .handle_input(&state.scripts, now, Input::Answer(answer))
+        .handle_input(library, now, Input::Answer(answer))
     {
-        Ok(()) => {}
-        Err(SessionError::Finished) => return Err(WebError::Finished),
-        Err(SessionError::Unexpected { .. }) => return Err(WebError::NotAwaiting),
-        Err(other) => return Err(WebError::Script(other)),
+        Ok(()) => Ok(()),
+        Err(SessionError::Finished) => Err(WebError::Finished),
+        Err(SessionError::Unexpected { .. }) => Err(WebError::NotAwaiting),
+        Err(other) => Err(WebError::Script(other)),
     }
-    let (steps, history) = drive(&state.scripts, entry, now);
-    Ok(
-        SessionReply::new(&state.scripts, token, entry, steps, history)
-            .into_response(StatusCode::OK),
-    )
 }
 
 // ---- the web host ----
@@ -375,19 +401,45 @@ async fn answer(
 /// the session waits for the visitor or has ended. Returns the steps in order
 /// (host steps included, so a page can say what could not be done) and the
 /// history records, which are also logged for the contact history.
-fn drive(library: &Library, entry: &mut Entry, now: SystemTime) -> (Vec<Step>, Vec<HistoryRecord>) {
+///
+/// The store is not locked while an action runs (a webhook takes seconds); the
+/// session meanwhile awaits a host step, so another request for it is refused with
+/// `NotAwaiting`, and a reply is given only if the session still awaits that step.
+async fn drive(
+    state: &WebState,
+    token: &str,
+    now: SystemTime,
+) -> Result<(Vec<Step>, Vec<HistoryRecord>), WebError> {
     let mut steps = Vec::new();
     let mut history = Vec::new();
     let mut replies = 0u32;
+    let mut interaction = String::new();
     loop {
-        steps.extend(std::iter::from_fn(|| entry.session.poll_step()));
-        history.extend(std::iter::from_fn(|| entry.session.poll_history()));
-        if entry.session.outcome().is_some() {
-            break;
-        }
-        let Some(input) = entry.session.awaiting().and_then(host_reply) else {
+        let pending = {
+            let mut store = state.lock();
+            let entry = store
+                .get_mut(state.now_ms(), token)
+                .ok_or(WebError::UnknownSession)?;
+            interaction.clone_from(&entry.interaction);
+            steps.extend(std::iter::from_fn(|| entry.session.poll_step()));
+            history.extend(std::iter::from_fn(|| entry.session.poll_history()));
+            if entry.session.outcome().is_some() {
+                None
+            } else {
+                entry.session.awaiting().filter(|s| needs_host(s)).cloned()
+            }
+        };
+        let Some(step) = pending else {
             break;
         };
+        let input = host_reply(state, &step).await;
+        let mut store = state.lock();
+        let entry = store
+            .get_mut(state.now_ms(), token)
+            .ok_or(WebError::UnknownSession)?;
+        if entry.session.awaiting() != Some(&step) {
+            break;
+        }
         replies += 1;
         let refused = if replies > MAX_HOST_REPLIES {
             Some(format!(
@@ -396,7 +448,7 @@ fn drive(library: &Library, entry: &mut Entry, now: SystemTime) -> (Vec<Step>, V
         } else {
             entry
                 .session
-                .handle_input(library, now, input)
+                .handle_input(&state.scripts, now, input)
                 .err()
                 .map(|e| e.to_string())
         };
@@ -407,42 +459,34 @@ fn drive(library: &Library, entry: &mut Entry, now: SystemTime) -> (Vec<Step>, V
         }
     }
     for record in &history {
-        log_history(&entry.interaction, record);
+        log_history(&interaction, record);
     }
-    (steps, history)
+    Ok((steps, history))
 }
 
-/// What the web host replies to a step, or `None` when the visitor answers it
-/// (a question) or nobody does (say, end). Lookups, actions and routing are not
-/// wired to the web yet; these are the voice host's replies, so a script takes
-/// the same path on both channels.
-fn host_reply(step: &Step) -> Option<Input> {
+/// Whether the web host (rather than the visitor, or nobody) answers `step`.
+fn needs_host(step: &Step) -> bool {
+    !matches!(step, Step::Say { .. } | Step::Ask(_) | Step::End { .. })
+}
+
+/// What the web host replies to a step that [`needs_host`]. Actions run through the
+/// same runner as on calls; lookups and routing are not wired to the web yet, so
+/// those get the replies a call gets when nothing is found or possible.
+async fn host_reply(state: &WebState, step: &Step) -> Input {
     match step {
-        Step::Say { .. } | Step::Ask(_) | Step::End { .. } => None,
         Step::Lookup { field, .. } => {
-            // Customer records arrive with the customer store (issue 6).
-            tracing::info!(%field, "customer lookup: no customer store yet");
-            Some(Input::Customer(None))
+            tracing::info!(%field, "customer lookup: not available on the web");
+            Input::Customer(None)
         }
-        Step::RunAction {
-            action: Action::Log { level, message },
-            ..
-        } => {
-            tracing::info!(%level, %message, "script log");
-            Some(Input::ActionDone(serde_json::json!({})))
-        }
-        Step::RunAction { step, .. } => {
-            tracing::warn!(%step, "script action not available on the web yet");
-            Some(Input::ActionFailed(
-                "not available on this server yet".into(),
-            ))
-        }
+        // The web visitor is not a known customer yet: no id for updates.
+        Step::RunAction { action, .. } => state.actions.run(action, None).await,
         Step::Enqueue { step, .. } | Step::Voicemail { step, .. } | Step::Transfer { step, .. } => {
-            tracing::warn!(%step, "routing is not available on the web yet");
-            Some(Input::RouteFailed("not available on the web yet".into()))
+            tracing::warn!(%step, "routing is not available on the web");
+            Input::RouteFailed("not available on the web".into())
         }
         // A browser has no microphone path to us yet: the visitor said nothing.
-        Step::Record(_) => Some(Input::NoInput),
+        Step::Record(_) => Input::NoInput,
+        Step::Say { .. } | Step::Ask(_) | Step::End { .. } => Input::NoInput,
     }
 }
 
