@@ -216,7 +216,21 @@ async fn a_caller_hears_the_balance_and_reaches_an_agent() {
     assert_eq!(caller.bye(&mut d).await.unwrap().status, 200);
     let bye = bob.request(Method::Bye).await.unwrap();
     bob.reply(&bye, 200, "bobtag").await.unwrap();
+
+    // The call joined the cards queue with the premium priority the script set (8;
+    // others get 5): the ACD's event log says so once the server has flushed it.
+    let data_dir = s.data_dir.clone();
     s.stop().await.unwrap();
+    let store = Server::reopen_store(&data_dir).await.unwrap();
+    let records = store.acd_events_between(0, i64::MAX).await.unwrap();
+    store.close().await;
+    let enqueued: Vec<serde_json::Value> = records
+        .iter()
+        .filter(|r| r.kind == "Enqueued" && r.queue.as_deref() == Some("cards"))
+        .map(|r| serde_json::from_str(&r.details_json).unwrap())
+        .collect();
+    assert_eq!(enqueued.len(), 1, "{records:#?}");
+    assert_eq!(enqueued[0]["Enqueued"]["priority"], 8, "{enqueued:?}");
 }
 
 #[tokio::test]
