@@ -125,9 +125,13 @@ async fn main() {
     let (sup_tx, mut sup_rx) = mpsc::unbounded_channel::<Duration>();
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<()>();
     let connect_start = Instant::now();
+    // Desktops log in over minutes, not in one instant: at most 50 connecting at once
+    // (1,100 simultaneous handshakes overflow loopback's accept backlog).
+    let gate = Arc::new(tokio::sync::Semaphore::new(50));
     for i in 0..AGENTS {
-        let (tx, ready) = (agent_tx.clone(), ready_tx.clone());
+        let (tx, ready, gate) = (agent_tx.clone(), ready_tx.clone(), gate.clone());
         tokio::spawn(async move {
+            let permit = gate.acquire_owned().await.expect("gate");
             let channel = Channel::from_shared(format!("http://{addr}"))
                 .expect("uri")
                 .connect()
@@ -148,6 +152,7 @@ async fn main() {
                 .await
                 .expect("stream")
                 .into_inner();
+            drop(permit);
             let _ = ready.send(());
             while let Ok(Some(e)) = events.message().await {
                 if let Some(Kind::CallOffered(o)) = e.kind
@@ -159,8 +164,9 @@ async fn main() {
         });
     }
     for i in 0..SUPERVISORS {
-        let (tx, ready) = (sup_tx.clone(), ready_tx.clone());
+        let (tx, ready, gate) = (sup_tx.clone(), ready_tx.clone(), gate.clone());
         tokio::spawn(async move {
+            let permit = gate.acquire_owned().await.expect("gate");
             let channel = Channel::from_shared(format!("http://{addr}"))
                 .expect("uri")
                 .connect()
@@ -181,6 +187,7 @@ async fn main() {
                 .await
                 .expect("stream")
                 .into_inner();
+            drop(permit);
             let _ = ready.send(());
             while let Ok(Some(u)) = updates.message().await {
                 if let Some(Update::Agent(a)) = u.kind
@@ -191,8 +198,11 @@ async fn main() {
             }
         });
     }
-    for _ in 0..AGENTS + SUPERVISORS {
-        ready_rx.recv().await.expect("a client is ready");
+    for n in 0..AGENTS + SUPERVISORS {
+        match tokio::time::timeout(Duration::from_secs(60), ready_rx.recv()).await {
+            Ok(Some(())) => {}
+            _ => panic!("only {n} of {} clients connected", AGENTS + SUPERVISORS),
+        }
     }
     println!(
         "{AGENTS} agent and {SUPERVISORS} supervisor streams open in {:.2?}",
