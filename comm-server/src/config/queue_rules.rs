@@ -220,3 +220,138 @@ impl Config {
         errors
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::*;
+
+    const BASE: &str = "[[user]]\nname = \"bob\"\npassword = \"p\"\n\n\
+        [[mailbox]]\nname = \"box\"\npin = \"1\"\n\n\
+        [[queue]]\nname = \"other\"\n\n";
+
+    fn error(queue_keys: &str) -> String {
+        let src = format!("{BASE}[[queue]]\nname = \"q\"\n{queue_keys}\n");
+        Config::parse(&src, "t.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn queue_rules_load_into_checked_types() {
+        let src = format!(
+            "{BASE}[[queue]]\nname = \"q\"\nmax-wait = \"2m\"\nmax-length = 10\n\
+             overflow = {{ queue = \"other\" }}\njoin = \"if-agents-available\"\n\
+             when-empty = \"leave\"\nexit-key = \"0\"\nexit-target = {{ mailbox = \"box\" }}\n\
+             callback-key = \"*\"\n\n\
+             [[agent]]\nname = \"bob\"\nqueues = [\"q\"]\nskills = {{ billing = 3 }}\n\n\
+             [[route]]\nnumber = \"1\"\ntarget = {{ queue = \"q\", skills = {{ billing = 2 }} }}\n"
+        );
+        let cfg = Config::parse(&src, "t.toml").unwrap();
+        let q = &cfg.queues[1];
+        assert_eq!(q.max_wait.unwrap().0.as_secs(), 120);
+        assert_eq!(
+            q.overflow.as_ref().map(|t| t.get_ref().clone()),
+            Some(QueueExit::Queue("other".into()))
+        );
+        assert_eq!(q.join, JoinSetting::IfAgentsAvailable);
+        assert_eq!(q.when_empty, EmptySetting::Leave);
+        assert_eq!(q.callback_key.as_ref().map(|k| *k.get_ref()), Some('*'));
+        assert_eq!(cfg.agents[0].skills.get("billing"), Some(&3));
+        assert_eq!(
+            cfg.route("1"),
+            Some(&Target::QueueWithSkills(
+                "q".into(),
+                [("billing".to_string(), 2)].into()
+            ))
+        );
+        let plain = Config::parse(&format!("{BASE}overflow = \"hang-up\"\n"), "t.toml").unwrap();
+        assert_eq!(
+            plain.queues[0]
+                .overflow
+                .as_ref()
+                .map(|t| t.get_ref().clone()),
+            Some(QueueExit::HangUp)
+        );
+    }
+
+    #[test]
+    fn bad_queue_rules_name_their_line_and_key() {
+        for (keys, want) in [
+            (
+                "overflow = { queue = \"nope\" }",
+                "t.toml:14: queue[1].overflow: no [[queue]] named \"nope\"",
+            ),
+            (
+                "overflow = { queue = \"q\" }",
+                "queue[1].overflow: \"q\" is this queue itself",
+            ),
+            (
+                "overflow = { mailbox = \"nope\" }",
+                "queue[1].overflow: no [[mailbox]] named \"nope\"",
+            ),
+            (
+                "exit-key = \"x\"\nexit-target = \"hang-up\"",
+                "t.toml:14: queue[1].exit-key: 'x' is not a keypad key",
+            ),
+            (
+                "exit-key = \"1\"",
+                "queue[1].exit-target: exit-key needs an exit-target",
+            ),
+            (
+                "exit-target = \"hang-up\"",
+                "queue[1].exit-key: exit-target needs an exit-key",
+            ),
+            (
+                "exit-key = \"1\"\nexit-target = \"hang-up\"\ncallback-key = \"1\"",
+                "queue[1].callback-key: '1' is already the exit-key",
+            ),
+            (
+                "max-length = 0",
+                "queue[1].max-length: 0 would refuse every caller",
+            ),
+        ] {
+            let msg = error(keys);
+            assert!(msg.contains(want), "{keys}: {msg}");
+        }
+        for (keys, want) in [
+            ("join = \"sometimes\"", "unknown variant `sometimes`"),
+            ("when-empty = \"panic\"", "unknown variant `panic`"),
+            ("exit-key = \"12\"", "line 14"),
+        ] {
+            let msg = error(keys);
+            assert!(msg.contains(want), "{keys}: {msg}");
+        }
+    }
+
+    #[test]
+    fn bad_skills_are_refused() {
+        let src = format!(
+            "{BASE}[[agent]]\nname = \"bob\"\nqueues = [\"other\"]\nskills = {{ billing = 6 }}\n"
+        );
+        let msg = Config::parse(&src, "t.toml").unwrap_err().to_string();
+        assert!(
+            msg.contains("agent[0].skills.billing: level 6 is outside 1..=5"),
+            "{msg}"
+        );
+        for (target, want) in [
+            (
+                "{ queue = \"other\", skills = { billing = 0 } }",
+                "skill \"billing\" level 0 is outside 1..=5",
+            ),
+            (
+                "{ user = \"bob\", skills = { billing = 2 } }",
+                "skills are only for a queue target",
+            ),
+            (
+                "{ user = \"bob\", queue = \"other\" }",
+                "give exactly one of",
+            ),
+        ] {
+            let src = format!("{BASE}[[route]]\nnumber = \"1\"\ntarget = {target}\n");
+            let msg = Config::parse(&src, "t.toml").unwrap_err().to_string();
+            assert!(
+                msg.contains(want) && msg.contains("line 14"),
+                "{target}: {msg}"
+            );
+        }
+    }
+}

@@ -37,7 +37,7 @@ pub(super) async fn drive_ivr(
     ivr: &mut Ivr,
     media: &CallMedia,
     call: &mut Call,
-    enqueue: &mut Option<(String, u8, Vec<(String, u8)>)>,
+    enqueue: &mut Option<callback::PendingEnqueue>,
     contact: &mut CallContact,
 ) -> Option<script_engine::Question> {
     let mut record = None;
@@ -444,7 +444,7 @@ pub(super) async fn run_call(
         media.play(ROUTE_PROMPT, prompts);
     }
     let mut queue = resolution.queue.clone().filter(|_| call.is_answered());
-    let mut pending_enqueue: Option<(String, u8, Vec<(String, u8)>)> = None;
+    let mut pending_enqueue: Option<callback::PendingEnqueue> = None;
     let mut offered_agent: Option<u64> = None;
     let mut answered_agent: Option<u64> = None;
     if let Some(q) = &queue {

@@ -17,6 +17,10 @@ use crate::acd::{
 };
 use crate::config::{EmptySetting, JoinSetting, QueueExit, QueueSection};
 
+/// A queue a script or an overflow hands the caller to: name, priority and the skills
+/// required (minimum levels by skill name).
+pub(super) type PendingEnqueue = (String, u8, Vec<(String, u8)>);
+
 /// Copies a `[[queue]]`'s rules into the core's configuration. Queue targets are
 /// resolved later ([`QueueFeatures::target`]): the core numbers queues in config order.
 pub(super) fn apply_queue_rules(qc: &mut QueueConfig, q: &QueueSection) {
