@@ -19,6 +19,9 @@ use script_engine::{AnyAudio, AudioFiles, Channel, Diagnostic, Library, Severity
 use serde::Deserialize;
 use thiserror::Error;
 
+mod queue_rules;
+pub use queue_rules::{EmptySetting, JoinSetting, QueueExit};
+
 use crate::media::prompt::PromptLibrary;
 
 /// The demo configuration shipped in `deploy/`, used when no `--config` is given.
@@ -169,6 +172,40 @@ pub struct QueueSection {
     /// Tell waiting callers their position this often; never when absent.
     #[serde(default)]
     pub announce_every: Option<HumanDuration>,
+    /// Longest a caller waits before going to `overflow`; no limit when absent.
+    /// Queued callbacks never overflow: nobody is on hold.
+    #[serde(default)]
+    pub max_wait: Option<HumanDuration>,
+    /// Most callers waiting; later arrivals go to `overflow` at once. No limit when absent.
+    #[serde(default)]
+    pub max_length: Option<toml::Spanned<usize>>,
+    /// Where callers go on max-wait, max-length or the join/leave rules:
+    /// `{ queue = "..." }`, `{ mailbox = "..." }`, `{ script = "..." }` or "hang-up"
+    /// (default).
+    #[serde(default)]
+    pub overflow: Option<toml::Spanned<QueueExit>>,
+    /// Whether callers may join with nobody to answer: "always" (default),
+    /// "if-agents-logged-in", "if-agents-available". Refused callers overflow.
+    #[serde(default)]
+    pub join: JoinSetting,
+    /// What waiting callers do when the queue's last agent logs out: "stay" (default)
+    /// or "leave" (they overflow; queued callbacks keep their place).
+    #[serde(default)]
+    pub when_empty: EmptySetting,
+    /// A key (0-9, *, #) that takes a waiting caller to `exit-target`. None by default.
+    #[serde(default)]
+    pub exit_key: Option<toml::Spanned<char>>,
+    /// Where the exit key goes; required with `exit-key`. Same forms as `overflow`.
+    #[serde(default)]
+    pub exit_target: Option<toml::Spanned<QueueExit>>,
+    /// A key (0-9, *, #) with which a waiting caller asks to be called back: they hear
+    /// the callback prompt and hang up, and their place in line is kept. None by default.
+    #[serde(default)]
+    pub callback_key: Option<toml::Spanned<char>>,
+    /// Handle time (talk plus wrap-up) the estimated wait assumes until calls are
+    /// measured. Default "3m".
+    #[serde(default)]
+    pub expected_handle_time: Option<HumanDuration>,
 }
 
 fn default_strategy() -> toml::Spanned<String> {
@@ -190,6 +227,10 @@ pub struct AgentSection {
     pub name: toml::Spanned<String>,
     /// Queues this agent serves, in order of preference.
     pub queues: Vec<String>,
+    /// Skills with proficiency 1 (novice) to 5 (expert): `{ billing = 3 }`. Routes and
+    /// scripts may require them. Default none.
+    #[serde(default)]
+    pub skills: std::collections::BTreeMap<String, u8>,
     /// Desktop (gRPC) password as an argon2 PHC string, from `comm-server
     /// hash-password`; without it the agent cannot log in to the desktop API.
     #[serde(default)]
@@ -676,9 +717,11 @@ pub struct RouteSection {
     pub target: toml::Spanned<Target>,
 }
 
-/// Where an inbound call goes.
+/// Where an inbound call goes. Written as a table with one of these keys
+/// (`{ queue = "support" }`); a queue may add the skills its callers need
+/// (`{ queue = "support", skills = { billing = 2 } }`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(try_from = "queue_rules::RawTarget")]
 pub enum Target {
     /// A registered SIP user (rings their most recent binding).
     User(String),
@@ -688,6 +731,8 @@ pub enum Target {
     Script(String),
     /// An ACD queue.
     Queue(String),
+    /// An ACD queue, for callers who need agents with these skills (minimum levels).
+    QueueWithSkills(String, std::collections::BTreeMap<String, u8>),
     /// An agent, by name.
     Agent(String),
     /// A `[[mailbox]]`: the caller leaves a message.
@@ -897,7 +942,7 @@ impl Config {
             }
         }
         for (i, r) in self.routes.iter().enumerate() {
-            if let Target::Queue(q) = r.target.get_ref()
+            if let Target::Queue(q) | Target::QueueWithSkills(q, _) = r.target.get_ref()
                 && !queue_names.contains(q)
             {
                 return Err(invalid(
@@ -968,6 +1013,7 @@ impl Config {
                 ));
             }
         }
+        self.check_queue_rules(&invalid, &queue_names, &mailbox_names)?;
         let mut names = HashSet::new();
         for (i, u) in self.users.iter().enumerate() {
             let name = u.name.get_ref();
@@ -1190,6 +1236,8 @@ impl Config {
                 _ => {}
             }
         }
+        let queue_scripts = self.queue_script_errors(&scripts_dir, &script_files, &refs);
+        refs.errors.extend(queue_scripts);
         for (i, m) in self.mailboxes.iter().enumerate() {
             if let Some(greeting) = &m.greeting
                 && sounds_loaded

@@ -25,7 +25,14 @@ pub(super) enum AcdRequest {
         /// The caller's customer record, when the caller ID or the IVR found one: what
         /// an agent's screen pop is built from (`Store::screen_pop_data`).
         customer: Option<i64>,
+        /// Skills the caller needs (minimum levels), from the route or the script.
+        skills: Vec<(String, u8)>,
         inbox: mpsc::UnboundedSender<CallInput>,
+    },
+    /// A waiting caller pressed a key (exit key, callback key).
+    Key {
+        item: u64,
+        digit: char,
     },
     Status {
         agent: String,
@@ -52,6 +59,8 @@ pub(super) enum QueueCommand {
     Music,
     Announce {
         position: usize,
+        /// Said after the position; `None` when no agent is staffed.
+        estimated_wait: Option<Duration>,
     },
     Offer {
         agent: u64,
@@ -61,6 +70,10 @@ pub(super) enum QueueCommand {
     },
     CancelOffer,
     Overflow,
+    /// Leave the queue for another target (overflow, exit key).
+    Leave(crate::config::QueueExit),
+    /// The caller asked to be called back: say so, then hang up.
+    CallbackBooked,
     /// The agent hung up from the desktop.
     HangUp,
 }
@@ -81,6 +94,8 @@ pub(super) struct AcdDriver {
     metrics: Arc<Metrics>,
     /// What the agent gateway needs to know and publish (see `gateway.rs`).
     pub(super) desk: super::gateway::Desk,
+    /// Skills, keys, overflow targets and callbacks (see `callback.rs`).
+    pub(super) features: super::callback::QueueFeatures,
 }
 
 /// Starts the ACD task; errors are configuration errors.
@@ -106,9 +121,11 @@ pub(super) fn spawn_acd(
         qc.wrap_up = q.wrap_up.0;
         qc.ring_timeout = q.ring_timeout.0;
         qc.announce_every = q.announce_every.map(|d| d.0);
+        super::callback::apply_queue_rules(&mut qc, q);
         acd.add_queue(qc)?;
         queues.insert(q.name.get_ref().clone(), id);
     }
+    let mut features = super::callback::QueueFeatures::new(config);
     let mut agents = Vec::new();
     for (i, a) in config.agents.iter().enumerate() {
         let mut ac = AgentConfig::new(AgentId(i as u64));
@@ -123,6 +140,7 @@ pub(super) fn spawn_acd(
                 position: pos as u32,
             })
             .collect();
+        ac.skills = features.agent_skills(&a.skills)?;
         acd.add_agent(start, ac)?;
         agents.push(a.name.get_ref().clone());
         desk.add_agent(start, a.queues.clone());
@@ -146,6 +164,7 @@ pub(super) fn spawn_acd(
         clock,
         metrics,
         desk,
+        features,
     };
     driver.publish_metrics();
     tokio::spawn(driver.run(rx).instrument(tracing::info_span!("acd")));
@@ -218,6 +237,7 @@ impl AcdDriver {
                 priority,
                 caller,
                 customer,
+                skills,
                 inbox,
             } => {
                 let Some(&q) = self.queues.get(&queue) else {
@@ -230,12 +250,15 @@ impl AcdDriver {
                 if let Some(customer) = customer {
                     self.customers.insert(ItemId(item), customer);
                 }
+                let skills = self.features.requirements(&skills);
+                self.features
+                    .waiting_in(ItemId(item), &queue, caller.clone());
                 self.input(AcdInput::Enqueue(NewItem {
                     id: ItemId(item),
                     kind: ItemKind::InboundCall,
                     queue: q,
                     priority,
-                    skills: Vec::new(),
+                    skills,
                     caller: CallerInfo {
                         number: caller,
                         name: None,
@@ -270,12 +293,18 @@ impl AcdDriver {
                 AgentId(agent),
                 NoAnswerReason::NotAnswered,
             )),
+            AcdRequest::Ended { item } if self.is_callback(ItemId(item)) => {
+                // The caller left after booking a callback: the item keeps its place.
+                self.items.remove(&ItemId(item));
+            }
             AcdRequest::Ended { item } => {
                 self.desk_item_ended(ItemId(item));
+                self.features.forget(ItemId(item));
                 self.input(AcdInput::ItemEnded(ItemId(item)));
                 self.items.remove(&ItemId(item));
                 self.customers.remove(&ItemId(item));
             }
+            AcdRequest::Key { item, digit } => self.key(ItemId(item), digit),
             AcdRequest::Gateway(request) => self.handle_gateway(request),
         }
     }
@@ -292,9 +321,17 @@ impl AcdDriver {
             self.desk_action(&action).await;
             match action {
                 A::Hold { item, .. } => self.tell(item, QueueCommand::Music),
-                A::Announce { item, position, .. } => {
-                    self.tell(item, QueueCommand::Announce { position })
-                }
+                A::Announce {
+                    item,
+                    position,
+                    estimated_wait,
+                } => self.tell(
+                    item,
+                    QueueCommand::Announce {
+                        position,
+                        estimated_wait,
+                    },
+                ),
                 A::Offer {
                     item,
                     agent,
@@ -328,7 +365,12 @@ impl AcdDriver {
                     }
                 }
                 A::CancelOffer { item, .. } => self.tell(item, QueueCommand::CancelOffer),
-                A::Overflow { item, .. } => self.tell(item, QueueCommand::Overflow),
+                A::Overflow { item, target } => self.overflow(item, target),
+                A::DialCustomer {
+                    item,
+                    agent,
+                    number,
+                } => self.dial_customer(item, agent, number).await,
                 other => tracing::info!(?other, "acd"),
             }
         }

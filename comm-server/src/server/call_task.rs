@@ -37,7 +37,7 @@ pub(super) async fn drive_ivr(
     ivr: &mut Ivr,
     media: &CallMedia,
     call: &mut Call,
-    enqueue: &mut Option<(String, u8)>,
+    enqueue: &mut Option<callback::PendingEnqueue>,
     contact: &mut CallContact,
 ) -> Option<script_engine::Question> {
     let mut record = None;
@@ -63,7 +63,10 @@ pub(super) async fn drive_ivr(
                 ivr.handle_host_reply(wall_now(shared), reply);
             }
             IvrAction::Route(script_engine::Step::Enqueue {
-                queue, priority, ..
+                queue,
+                priority,
+                skills,
+                ..
             }) if shared
                 .config
                 .queues
@@ -71,7 +74,8 @@ pub(super) async fn drive_ivr(
                 .any(|q| *q.name.get_ref() == queue) =>
             {
                 // The session ends once routed; the call carries on in the queue.
-                *enqueue = Some((queue, priority.clamp(0, 255) as u8));
+                let skills = skills.into_iter().map(|s| (s.skill, s.min_level)).collect();
+                *enqueue = Some((queue, priority.clamp(0, 255) as u8, skills));
                 ivr.handle_host_reply(now_wall, script_engine::Input::Routed);
             }
             IvrAction::Route(step) => {
@@ -434,7 +438,7 @@ pub(super) async fn run_call(
         media.play(ROUTE_PROMPT, prompts);
     }
     let mut queue = resolution.queue.clone().filter(|_| call.is_answered());
-    let mut pending_enqueue: Option<(String, u8)> = None;
+    let mut pending_enqueue: Option<callback::PendingEnqueue> = None;
     let mut offered_agent: Option<u64> = None;
     let mut answered_agent: Option<u64> = None;
     if let Some(q) = &queue {
@@ -445,6 +449,7 @@ pub(super) async fn run_call(
             priority: 0,
             caller: invite.headers.get("From").and_then(registrar::user_of),
             customer: contact.customer.as_ref().map(|c| c.id),
+            skills: callback::route_skills(&shared, &invite),
             inbox: me.clone(),
         });
     }
@@ -500,7 +505,7 @@ pub(super) async fn run_call(
     };
     let mut callee_call_id = None;
     loop {
-        if let Some((q, priority)) = pending_enqueue.take() {
+        if let Some((q, priority, skills)) = pending_enqueue.take() {
             // A script handed the caller to a queue: from here it is a queue call.
             ivr = None;
             media.music();
@@ -510,6 +515,7 @@ pub(super) async fn run_call(
                 priority,
                 caller: invite.headers.get("From").and_then(registrar::user_of),
                 customer: contact.customer.as_ref().map(|c| c.id),
+                skills,
                 inbox: me.clone(),
             });
             queue = Some(q);
@@ -687,8 +693,11 @@ pub(super) async fn run_call(
                     Some(CallInput::HangUp) => call.hang_up_all(now, "shutdown"),
                     Some(CallInput::Queue(command)) => match command {
                         QueueCommand::Music => media.music(),
-                        QueueCommand::Announce { position } => {
-                            let names = crate::media::prompt::caller_position_prompts(position as u32);
+                        QueueCommand::Announce { position, estimated_wait } => {
+                            let mut names = crate::media::prompt::caller_position_prompts(position as u32);
+                            if let Some(wait) = estimated_wait {
+                                names.extend(crate::media::prompt::estimated_wait_prompts(callback::whole_minutes(wait)));
+                            }
                             match shared.prompts.sequence(&names) {
                                 Ok(prompts) => media.play(ANNOUNCEMENT, prompts),
                                 Err(e) => tracing::warn!(error = %e, "position prompts missing"),
@@ -706,7 +715,35 @@ pub(super) async fn run_call(
                             }
                         }
                         QueueCommand::CancelOffer => call.cancel_dial(now),
-                        QueueCommand::Overflow => call.hang_up_all(now, "overflow"),
+                        QueueCommand::Overflow | QueueCommand::Leave(crate::config::QueueExit::HangUp) => call.hang_up_all(now, "overflow"),
+                        QueueCommand::Leave(crate::config::QueueExit::Queue(q)) => {
+                            pending_enqueue = Some((q, 0, Vec::new()));
+                        }
+                        QueueCommand::Leave(crate::config::QueueExit::Mailbox(m)) => {
+                            queue = None;
+                            media.stop();
+                            vm = VoicemailCall::start(&shared, &VoicemailRoute::Deposit(m), &invite).await;
+                            match vm.as_mut() {
+                                Some(v) => drive_voicemail(&shared, v, &media, &mut call, &cmd).await,
+                                None => call.hang_up_all(now, "failed"),
+                            }
+                        }
+                        QueueCommand::Leave(crate::config::QueueExit::Script(file)) => {
+                            queue = None;
+                            media.stop();
+                            ivr = callback::start_script(&shared, &file, &invite, &contact);
+                            match ivr.as_mut() {
+                                Some(i) => pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue, &mut contact).await,
+                                None => call.hang_up_all(now, "failed"),
+                            }
+                        }
+                        QueueCommand::CallbackBooked => {
+                            queue = None;
+                            match shared.prompts.sequence(&["utility/callback-booked".to_string()]) {
+                                Ok(prompts) => media.play(ROUTE_PROMPT, prompts),
+                                Err(_) => call.hang_up_all(now, "answered"),
+                            }
+                        }
                         QueueCommand::HangUp => call.hang_up_all(now, "answered"),
                     },
                     Some(CallInput::Recorded(result)) if vm.is_some() => {
@@ -768,6 +805,8 @@ pub(super) async fn run_call(
                             } else if let Some(i) = ivr.as_mut() {
                                 i.handle_digit(wall_now(&shared), digit);
                                 pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue, &mut contact).await;
+                            } else if queue.is_some() {
+                                let _ = shared.acd.send(AcdRequest::Key { item: uid, digit });
                             }
                         }
                         other => tracing::debug!(?other, "media"),

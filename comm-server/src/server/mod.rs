@@ -45,6 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 mod acd;
 mod call_task;
+mod callback;
 mod contact;
 mod event_log;
 pub mod gateway;

@@ -134,7 +134,7 @@ pub(super) async fn resolve(
             Target::User(u) => dial_user(u.clone(), Direction::Inbound).await,
             // A direct line to an agent rings the agent's phone (agents are users).
             Target::Agent(a) => dial_user(a.clone(), Direction::Inbound).await,
-            Target::Queue(q) => Resolution {
+            Target::Queue(q) | Target::QueueWithSkills(q, _) => Resolution {
                 destination: Destination::AutoAnswer {
                     sdp: Vec::new(),
                     hangup_after: None,
