@@ -131,6 +131,9 @@ pub struct Config {
     pub supervisors: Vec<SupervisorSection>,
     #[serde(default)]
     pub customers: CustomersSection,
+    /// Outbound campaigns (see [`crate::campaigns::settings`]).
+    #[serde(default, rename = "campaign")]
+    pub campaigns: Vec<crate::campaigns::settings::CampaignSection>,
     /// The text the config was parsed from, so later checks can name lines.
     #[serde(skip)]
     origin: Origin,
@@ -1020,6 +1023,9 @@ impl Config {
                 ));
             }
         }
+        if let Err(e) = self.checked_campaigns() {
+            return Err(invalid(e.span, &e.key, e.message));
+        }
         if let Err(message) = self.media.port_range() {
             return Err(ConfigError::Invalid {
                 path: path.to_string(),
@@ -1077,6 +1083,25 @@ impl Config {
                 })
             })
             .collect()
+    }
+
+    /// The campaigns, checked (they were at load, so this is only an error for a
+    /// config built by hand).
+    pub fn checked_campaigns(
+        &self,
+    ) -> Result<Vec<crate::campaigns::settings::Campaign>, crate::campaigns::settings::SettingError>
+    {
+        let queues: Vec<&str> = self
+            .queues
+            .iter()
+            .map(|q| q.name.get_ref().as_str())
+            .collect();
+        let trunks: Vec<&str> = self
+            .trunks
+            .iter()
+            .map(|t| t.name.get_ref().as_str())
+            .collect();
+        crate::campaigns::settings::check_all(&self.campaigns, &queues, &trunks)
     }
 
     /// The route for a dialled number.
