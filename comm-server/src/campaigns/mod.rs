@@ -6,6 +6,7 @@
 //! - [`progress`]: what became of a dial, from the SIP final response;
 //! - [`amd`]: answering-machine detection on the first seconds of audio;
 //! - [`sim`]: a working day of a campaign, simulated with the real pacer;
+//! - [`screen`]: may this contact be dialled now (do-not-call, attempts, hours);
 //! - [`settings`]: the `[[campaign]]` config section, checked.
 //!
 //! The campaign driver (contact lists in the store, placing calls through a trunk,
@@ -15,6 +16,7 @@ pub mod amd;
 pub mod compliance;
 pub mod pacing;
 pub mod progress;
+pub mod screen;
 pub mod settings;
 pub mod sim;
 
