@@ -17,7 +17,7 @@ const BUSY_ONCE: &str = "+441110002";
 const NEVER_ANSWERS: &str = "+441110003";
 const BARRED: &str = "+441110004";
 
-fn campaign_config(carrier: std::net::SocketAddr) -> String {
+fn campaign_config(carrier: std::net::SocketAddr, connect_timeout: &str) -> String {
     format!(
         r#"
 [[trunk]]
@@ -45,7 +45,7 @@ max-attempts = 3
 retry-busy = "1s"
 retry-no-answer = "1h"
 ring-timeout = "2s"
-connect-timeout = "10s"
+connect-timeout = "{connect_timeout}"
 "#
     )
 }
@@ -95,18 +95,23 @@ async fn attempts_until(
     panic!("campaign attempts never reached the expected state");
 }
 
-#[tokio::test]
-async fn a_progressive_campaign_calls_every_contact_through_the_trunk() {
+/// A server with the campaign, and the carrier UA on the trunk's address.
+async fn start(connect_timeout: &str) -> (Server, Ua) {
     let dir = temp_dir();
     let reserve = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let carrier_addr = reserve.local_addr().unwrap();
     drop(reserve);
-    let s = Server::start(&base_config(&dir, &campaign_config(carrier_addr)))
-        .await
-        .unwrap();
+    let config = campaign_config(carrier_addr, connect_timeout);
+    let s = Server::start(&base_config(&dir, &config)).await.unwrap();
     let mut carrier = Ua::new("carrier", "", s.udp).await.unwrap();
     carrier.sock = tokio::net::UdpSocket::bind(carrier_addr).await.unwrap();
     carrier.addr = carrier_addr;
+    (s, carrier)
+}
+
+#[tokio::test]
+async fn a_progressive_campaign_calls_every_contact_through_the_trunk() {
+    let (s, mut carrier) = start("10s").await;
     let mut bob = agent(&s).await;
 
     let contacts: Vec<_> = [ANSWERS, BUSY_ONCE, NEVER_ANSWERS, BARRED]
@@ -219,5 +224,60 @@ async fn a_progressive_campaign_calls_every_contact_through_the_trunk() {
         (ContactState::Pending, 1)
     );
     assert_eq!(no_answer.last_outcome.as_deref(), Some("no-answer"));
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_answered_call_no_agent_takes_hears_who_called_and_counts_as_abandoned() {
+    let (s, mut carrier) = start("1s").await;
+    let mut bob = agent(&s).await;
+    s.store
+        .import_campaign_contacts("renewals", &[contact(ANSWERS)], 0, &mut |_| {})
+        .await
+        .unwrap();
+    s.store
+        .set_campaign_state("renewals", CampaignState::Running, 0)
+        .await
+        .unwrap();
+
+    let invite = carrier.request(Method::Invite).await.unwrap();
+    assert_eq!(dialled(&invite), ANSWERS);
+    carrier.reply(&invite, 200, "cust").await.unwrap();
+    // Bob's phone rings but he does not pick up within the connect timeout: the
+    // offer is withdrawn.
+    let offer = bob.request(Method::Invite).await.unwrap();
+    bob.reply(&offer, 180, "bob").await.unwrap();
+    let cancel = bob.request(Method::Cancel).await.unwrap();
+    bob.reply(&cancel, 200, "bob").await.unwrap();
+    bob.reply(&offer, 487, "bob").await.unwrap();
+    // The customer hears the identification prompt (about 6 s), then we hang up.
+    let mut bye = None;
+    for _ in 0..3 {
+        if let Ok(b) = carrier.request(Method::Bye).await {
+            bye = Some(b);
+            break;
+        }
+    }
+    let bye = bye.expect("the server hangs up after the identification prompt");
+    carrier.reply(&bye, 200, "cust").await.unwrap();
+
+    let attempts = attempts_until(&s, |a| a.len() == 1).await;
+    assert_eq!(attempts[0].outcome, "abandoned");
+    assert_eq!(attempts[0].agent, None);
+    assert!(
+        attempts[0].ended_at_ms - attempts[0].started_at_ms >= 1_000,
+        "abandoned only after the connect timeout"
+    );
+    let contact = &s.store.campaign_contacts("renewals").await.unwrap()[0];
+    assert_eq!(
+        contact.state,
+        ContactState::Pending,
+        "abandoned calls are retried"
+    );
+    assert_eq!(contact.last_outcome.as_deref(), Some("abandoned"));
+    // The attempt is in the customer's contact history.
+    let history = s.store.history_for_phone(ANSWERS, 10).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].contact.outcome.as_deref(), Some("abandoned"));
     s.stop().await.unwrap();
 }

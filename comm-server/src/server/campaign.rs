@@ -50,6 +50,12 @@ const ABANDON_PERIOD: StdDuration = StdDuration::from_secs(24 * 3600);
 /// What a dial tells its campaign when it is over.
 struct DialResult {
     contact: i64,
+    /// Attempts including this one.
+    attempts: u32,
+    customer: Option<i64>,
+    e164: String,
+    /// When the customer answered (Unix ms), if they did.
+    answered_at_ms: Option<i64>,
     call_id: String,
     started_at_ms: i64,
     ended_at_ms: i64,
@@ -86,6 +92,7 @@ pub(super) fn spawn_campaigns(shared: &Arc<Shared>, cmd: &mpsc::UnboundedSender<
             trunk: trunk.clone(),
             pacer: Pacer::new(campaign.mode),
             abandons: AbandonWindow::new(ABANDON_PERIOD),
+            stats: Stats::default(),
             campaign,
             agents,
             in_flight: 0,
@@ -103,6 +110,8 @@ struct CampaignTask {
     agents: Vec<u64>,
     pacer: Pacer,
     abandons: AbandonWindow,
+    /// What the pacer knows of this campaign's calls so far.
+    stats: Stats,
     in_flight: u32,
 }
 
@@ -126,7 +135,8 @@ impl CampaignTask {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        // The SIP driver owns the command channel: once it is gone, so is the server.
+        while !self.cmd.is_closed() {
             tokio::select! {
                 _ = tick.tick() => {
                     if let Err(e) = self.tick(&done_tx).await {
@@ -141,7 +151,10 @@ impl CampaignTask {
     async fn tick(&mut self, done: &mpsc::UnboundedSender<DialResult>) -> Result<(), StoreError> {
         let store = &self.shared.store;
         let name = &self.campaign.name;
-        if store.campaign_state(name).await? != Some(CampaignState::Running) {
+        // Draining (SIGTERM): no new dials; calls in progress finish.
+        if !self.shared.metrics.serving()
+            || store.campaign_state(name).await? != Some(CampaignState::Running)
+        {
             return Ok(());
         }
         let (reply, floor) = oneshot::channel();
@@ -159,12 +172,9 @@ impl CampaignTask {
             answered_waiting: 0,
         };
         self.abandons.expire(now());
-        let stats = Stats {
-            abandon_rate: self.abandons.rate(),
-            answered_in_window: self.abandons.answered(),
-            ..Stats::default()
-        };
-        let mut dials = self.pacer.dials(&floor, &stats);
+        self.stats.abandon_rate = self.abandons.rate();
+        self.stats.answered_in_window = self.abandons.answered();
+        let mut dials = self.pacer.dials(&floor, &self.stats);
         if dials == 0 {
             return Ok(());
         }
@@ -250,14 +260,9 @@ impl CampaignTask {
             Outcome::Abandoned => self.abandons.record(now(), true),
             _ => {}
         }
+        self.measure(&r);
         let store = &self.shared.store;
-        let attempts = match store.campaign_contacts(&self.campaign.name).await {
-            Ok(all) => all
-                .iter()
-                .find(|c| c.id == r.contact)
-                .map_or(1, |c| c.attempts),
-            Err(_) => 1,
-        };
+        let attempts = r.attempts;
         let at = DateTime::<Utc>::from_timestamp_millis(r.ended_at_ms).unwrap_or_default();
         let retry_at = match self.campaign.retry.next(r.outcome, attempts, at) {
             crate::campaigns::compliance::Next::RetryAt(t) => Some(t.timestamp_millis()),
@@ -275,6 +280,47 @@ impl CampaignTask {
         if let Err(e) = store.finish_campaign_attempt(&attempt, retry_at).await {
             tracing::error!(error = %e, "campaign attempt not recorded");
         }
+        // The customer's history shows the attempt (the agent's screen pop reads it).
+        let history = crate::store::Contact {
+            customer_id: r.customer,
+            phone: Some(r.e164),
+            kind: crate::store::ContactKind::Campaign,
+            direction: Some(Direction::Outbound),
+            started_at_ms: attempt.started_at_ms,
+            ended_at_ms: Some(attempt.ended_at_ms),
+            queue: Some(self.campaign.queue.clone()),
+            agent: attempt.agent.clone(),
+            outcome: Some(attempt.outcome.clone()),
+            call_id: attempt.call_id.clone(),
+            details: serde_json::json!({ "campaign": self.campaign.name, "attempt": attempts }),
+        };
+        if let Err(e) = store.add_history(&history).await {
+            tracing::warn!(error = %e, "campaign attempt not in the contact history");
+        }
+    }
+
+    /// Rolling figures for the pacer: answer rate and time to answer over recent
+    /// dials, handle time over recent connected calls (exponential averages, so old
+    /// figures fade without a window to keep).
+    fn measure(&mut self, r: &DialResult) {
+        const WEIGHT: f64 = 0.1;
+        let blend = |old: f64, new: f64| old + WEIGHT * (new - old);
+        let answered = matches!(r.outcome, Outcome::Answered | Outcome::Abandoned);
+        self.stats.answer_rate = blend(self.stats.answer_rate, f64::from(u8::from(answered)));
+        if let Some(at) = r.answered_at_ms {
+            let ring = (at - r.started_at_ms).max(0) as f64 / 1000.0;
+            let talk = (r.ended_at_ms - at).max(0) as f64 / 1000.0;
+            self.stats.time_to_answer =
+                StdDuration::from_secs_f64(blend(self.stats.time_to_answer.as_secs_f64(), ring));
+            if r.outcome == Outcome::Answered {
+                self.stats.handle_time =
+                    StdDuration::from_secs_f64(blend(self.stats.handle_time.as_secs_f64(), talk));
+            }
+        }
+        self.abandons.expire(now());
+        self.stats.abandon_rate = self.abandons.rate();
+        self.stats.answered_in_window = self.abandons.answered();
+        self.pacer.observe(&self.stats);
     }
 }
 
@@ -459,6 +505,10 @@ impl Dial {
         let started_at_ms = self.shared.clock.unix_ms();
         let mut result = DialResult {
             contact: contact.id,
+            attempts: contact.attempts + 1,
+            customer: contact.customer_id,
+            e164: contact.e164.clone(),
+            answered_at_ms: None,
             call_id: self.call_id.clone(),
             started_at_ms,
             ended_at_ms: started_at_ms,
@@ -598,6 +648,7 @@ impl Dial {
                             break Outcome::Failed;
                         }
                         tracing::info!("customer answered; queueing for an agent");
+                        result.answered_at_ms = Some(self.shared.clock.unix_ms());
                         connect_deadline = Some(Instant::now() + self.campaign.connect_timeout);
                         enqueued = true;
                         let _ = self.shared.acd.send(AcdRequest::EnqueueCampaign {
