@@ -667,7 +667,9 @@ impl Dial {
                         let Some(a) = agent_leg.as_mut() else { continue };
                         if !(200..300).contains(&response.status) {
                             agent_id = None;
-                            agent_leg = None;
+                            if let Some((id, _)) = agent_leg.take().and_then(|a| a.media) {
+                                let _ = self.shared.engine.close(id).await;
+                            }
                             let _ = self.shared.acd.send(AcdRequest::OfferFailed { item: uid, agent });
                             continue;
                         }
@@ -701,8 +703,9 @@ impl Dial {
                                 }
                                 break if connected { Outcome::Answered } else { Outcome::Abandoned };
                             }
-                            // Re-INVITEs and the rest: accepted without change (no hold support
-                            // on campaign calls yet).
+                            // No re-offers on campaign calls yet (hold, codec changes): the
+                            // session stays as it is (RFC 3261 §14.2).
+                            Method::Invite | Method::Update => self.respond(tx, &request, 488),
                             _ => self.respond(tx, &request, 200),
                         }
                     }
