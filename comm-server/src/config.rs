@@ -125,15 +125,15 @@ pub struct Config {
     pub agents: Vec<AgentSection>,
     #[serde(default, rename = "mailbox")]
     pub mailboxes: Vec<MailboxSection>,
+    /// Outbound campaigns (see [`crate::campaigns::settings`]).
+    #[serde(default, rename = "campaign")]
+    pub campaigns: Vec<crate::campaigns::settings::CampaignSection>,
     #[serde(default)]
     pub grpc: GrpcSection,
     #[serde(default, rename = "supervisor")]
     pub supervisors: Vec<SupervisorSection>,
     #[serde(default)]
     pub customers: CustomersSection,
-    /// Outbound campaigns (see [`crate::campaigns::settings`]).
-    #[serde(default, rename = "campaign")]
-    pub campaigns: Vec<crate::campaigns::settings::CampaignSection>,
     /// The text the config was parsed from, so later checks can name lines.
     #[serde(skip)]
     origin: Origin,
