@@ -58,6 +58,9 @@ say general/and "and"
 say general/no-input "Sorry, I did not hear anything."
 say general/invalid-option "That is not one of the options."
 say general/yes-or-no "Press 1 for yes, 2 for no."
+# Played to an answered campaign call no agent could take, before we hang up (the
+# regulator asks that the caller learns who called).
+say general/campaign-identification "This was a call from the customer service team. We will call you again later. Goodbye."
 say general/press-1-or-2 "Please press 1 for yes or 2 for no."
 say general/anything-else "Is there anything else we can do for you? Press 1 for yes, 2 for no."
 say general/connecting-agent "Please hold, we are connecting you to an agent."

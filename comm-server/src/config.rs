@@ -128,6 +128,9 @@ pub struct Config {
     pub agents: Vec<AgentSection>,
     #[serde(default, rename = "mailbox")]
     pub mailboxes: Vec<MailboxSection>,
+    /// Outbound campaigns (see [`crate::campaigns::settings`]).
+    #[serde(default, rename = "campaign")]
+    pub campaigns: Vec<crate::campaigns::settings::CampaignSection>,
     #[serde(default)]
     pub grpc: GrpcSection,
     #[serde(default, rename = "supervisor")]
@@ -1069,6 +1072,9 @@ impl Config {
                 ));
             }
         }
+        if let Err(e) = self.checked_campaigns() {
+            return Err(invalid(e.span, &e.key, e.message));
+        }
         if let Err(message) = self.media.port_range() {
             return Err(ConfigError::Invalid {
                 path: path.to_string(),
@@ -1142,6 +1148,25 @@ impl Config {
                 })
             })
             .collect()
+    }
+
+    /// The campaigns, checked (they were at load, so this is only an error for a
+    /// config built by hand).
+    pub fn checked_campaigns(
+        &self,
+    ) -> Result<Vec<crate::campaigns::settings::Campaign>, crate::campaigns::settings::SettingError>
+    {
+        let queues: Vec<&str> = self
+            .queues
+            .iter()
+            .map(|q| q.name.get_ref().as_str())
+            .collect();
+        let trunks: Vec<&str> = self
+            .trunks
+            .iter()
+            .map(|t| t.name.get_ref().as_str())
+            .collect();
+        crate::campaigns::settings::check_all(&self.campaigns, &queues, &trunks)
     }
 
     /// The route for a dialled number.

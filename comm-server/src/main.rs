@@ -65,6 +65,32 @@ enum Command {
         #[command(subcommand)]
         what: ImportCommand,
     },
+    /// Start, pause or stop an outbound campaign. Writes the campaign's state to the
+    /// database; a running server picks it up within a second.
+    Campaign(CampaignOpts),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CampaignAction {
+    /// Start dialling (or resume after pause).
+    Start,
+    /// Stop placing new calls; calls in progress finish.
+    Pause,
+    /// Like pause, meant to be final.
+    Stop,
+}
+
+#[derive(clap::Args)]
+struct CampaignOpts {
+    #[arg(value_enum)]
+    action: CampaignAction,
+    /// A `[[campaign]]` name.
+    name: String,
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite database), as for `serve`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -143,6 +169,27 @@ enum ImportCommand {
     /// each other and with customers already stored. Any bad row: every problem is
     /// listed by row number and nothing is written.
     Customers(ImportCustomersOpts),
+    /// Contacts of a `[[campaign]]` from a CSV file: phone (required), name, time_zone
+    /// (IANA, e.g. Europe/London; empty: the campaign's); other columns become
+    /// attributes. Rows with the same number are merged; contacts are linked to the
+    /// customer with their number (created when unknown). Any bad row: every problem
+    /// is listed by row number and nothing is written.
+    Contacts(ImportContactsOpts),
+}
+
+#[derive(clap::Args)]
+struct ImportContactsOpts {
+    /// The `[[campaign]]` the contacts belong to.
+    #[arg(long)]
+    campaign: String,
+    /// The CSV file (UTF-8, comma-separated, header row first).
+    file: PathBuf,
+    /// Config file (for [storage], [customers] and [[campaign]]).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite database), as for `serve`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -251,6 +298,10 @@ fn main() -> ExitCode {
         Command::Import {
             what: ImportCommand::Customers(opts),
         } => import_customers(opts),
+        Command::Import {
+            what: ImportCommand::Contacts(opts),
+        } => import_contacts(opts),
+        Command::Campaign(opts) => campaign(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -537,6 +588,94 @@ fn import_customers(opts: ImportCustomersOpts) -> anyhow::Result<()> {
         summary.created,
         summary.updated
     );
+    Ok(())
+}
+
+/// The config, with `--data-dir` applied, and the checked campaign called `name`.
+fn campaign_config(
+    config: Option<&PathBuf>,
+    data_dir: Option<PathBuf>,
+    name: &str,
+) -> anyhow::Result<Config> {
+    let mut config = load(config)?;
+    if let Some(d) = data_dir {
+        config.server.data_dir = d;
+    }
+    let campaigns = config
+        .checked_campaigns()
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.message))?;
+    if !campaigns.iter().any(|c| c.name == name) {
+        let known: Vec<&str> = campaigns.iter().map(|c| c.name.as_str()).collect();
+        anyhow::bail!("no [[campaign]] named {name:?} in the config (known: {known:?})");
+    }
+    Ok(config)
+}
+
+fn import_contacts(opts: ImportContactsOpts) -> anyhow::Result<()> {
+    use comm_server::contact_csv;
+    use comm_server::time::{Clock, SystemClock};
+
+    let config = campaign_config(opts.config.as_ref(), opts.data_dir, &opts.campaign)?;
+    let plan = config
+        .customers
+        .dial_plan()
+        .map_err(|e| anyhow::anyhow!("[customers]: {e}"))?;
+    let path = opts.file.display().to_string();
+    let file = std::fs::File::open(&opts.file).with_context(|| format!("cannot open {path}"))?;
+    let parsed = contact_csv::parse(std::io::BufReader::new(file), &path, &plan)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let summary = rt.block_on(async {
+        let store = comm_server::server::open_store(&config).await?;
+        // indicatif draws nothing when standard error is not a terminal.
+        let bar = indicatif::ProgressBar::new(parsed.contacts.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} contacts {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let result = contact_csv::import(
+            &store,
+            &opts.campaign,
+            &parsed,
+            &path,
+            SystemClock.unix_ms(),
+            &mut |n| bar.set_position(n as u64),
+        )
+        .await;
+        bar.finish_and_clear();
+        store.close().await;
+        anyhow::Ok(result?)
+    })?;
+    println!(
+        "{path}: {} row(s), {} contact(s) in campaign {}: {} added, {} updated",
+        parsed.row_count,
+        parsed.contacts.len(),
+        opts.campaign,
+        summary.created,
+        summary.updated
+    );
+    Ok(())
+}
+
+fn campaign(opts: CampaignOpts) -> anyhow::Result<()> {
+    use comm_server::store::CampaignState;
+    use comm_server::time::{Clock, SystemClock};
+
+    let config = campaign_config(opts.config.as_ref(), opts.data_dir, &opts.name)?;
+    let state = match opts.action {
+        CampaignAction::Start => CampaignState::Running,
+        CampaignAction::Pause => CampaignState::Paused,
+        CampaignAction::Stop => CampaignState::Stopped,
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let store = comm_server::server::open_store(&config).await?;
+        let result = store
+            .set_campaign_state(&opts.name, state, SystemClock.unix_ms())
+            .await;
+        store.close().await;
+        anyhow::Ok(result?)
+    })?;
+    println!("campaign {}: {state}", opts.name);
     Ok(())
 }
 

@@ -51,6 +51,19 @@ pub(super) enum AcdRequest {
     },
     /// From the agent gateway (desktops and supervisors over gRPC).
     Gateway(super::gateway::GatewayRequest),
+    /// An answered campaign call waits for an agent (see `campaign.rs`).
+    EnqueueCampaign {
+        item: u64,
+        queue: String,
+        caller: Option<String>,
+        customer: Option<i64>,
+        inbox: mpsc::UnboundedSender<CallInput>,
+    },
+    /// A campaign asks how many of these agents are ready and busy (for its pacer).
+    CampaignFloor {
+        agents: Vec<u64>,
+        reply: tokio::sync::oneshot::Sender<(u32, u32)>,
+    },
 }
 
 /// What the ACD tells a waiting caller's call task.
@@ -306,6 +319,38 @@ impl AcdDriver {
             }
             AcdRequest::Key { item, digit } => self.key(ItemId(item), digit),
             AcdRequest::Gateway(request) => self.handle_gateway(request),
+            AcdRequest::EnqueueCampaign {
+                item,
+                queue,
+                caller,
+                customer,
+                inbox,
+            } => {
+                let Some(&q) = self.queues.get(&queue) else {
+                    let _ = inbox.send(CallInput::Queue(QueueCommand::Overflow));
+                    return;
+                };
+                self.items.insert(ItemId(item), inbox);
+                self.desk
+                    .enqueued(now(), ItemId(item), caller.clone(), &queue);
+                if let Some(customer) = customer {
+                    self.customers.insert(ItemId(item), customer);
+                }
+                self.input(AcdInput::Enqueue(NewItem {
+                    id: ItemId(item),
+                    kind: super::campaign::campaign_item_kind(),
+                    queue: q,
+                    priority: u8::MAX,
+                    skills: Vec::new(),
+                    caller: CallerInfo {
+                        number: caller,
+                        name: None,
+                    },
+                }));
+            }
+            AcdRequest::CampaignFloor { agents, reply } => {
+                let _ = reply.send(super::campaign::campaign_floor(&self.acd, &agents));
+            }
         }
     }
 

@@ -24,6 +24,13 @@ pub(super) type PendingEnqueue = (String, u8, Vec<(String, u8)>);
 /// Copies a `[[queue]]`'s rules into the core's configuration. Queue targets are
 /// resolved later ([`QueueFeatures::target`]): the core numbers queues in config order.
 pub(super) fn apply_queue_rules(qc: &mut QueueConfig, q: &QueueSection) {
+    if q.callback_key.is_some() {
+        tracing::warn!(
+            queue = %q.name.get_ref(),
+            "callback-key is set, but this build cannot dial customers back yet: \
+             bookings that reach an agent are logged and counted as not reached"
+        );
+    }
     qc.max_wait = q.max_wait.map(|d| d.0);
     qc.max_length = q.max_length.as_ref().map(|n| *n.get_ref());
     qc.join = match q.join {

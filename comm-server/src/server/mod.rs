@@ -46,6 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 mod acd;
 mod call_task;
 mod callback;
+mod campaign;
 mod contact;
 mod event_log;
 pub mod gateway;
@@ -445,6 +446,7 @@ impl App {
             draining: false,
         };
         self.metrics.set_serving(true);
+        campaign::spawn_campaigns(&driver.shared, &driver.cmd_tx);
         driver.run(inbound_rx, cmd_rx, media_events, shutdown).await;
         let _ = http_stop.send(true);
         if let Some(leases) = leases {
@@ -543,6 +545,12 @@ enum Command {
     Notify {
         flow: Flow,
         request: Request,
+    },
+    /// A call we originate (a campaign dial): give it a uid and route its responses,
+    /// in-dialog requests and media events to `inbox`, like an inbound call's.
+    OutboundCall {
+        inbox: mpsc::UnboundedSender<CallInput>,
+        reply: tokio::sync::oneshot::Sender<u64>,
     },
 }
 
@@ -749,6 +757,19 @@ impl Driver {
             }
             Command::MediaLeg { uid, leg } => {
                 self.legs.insert(leg, uid);
+            }
+            Command::OutboundCall { inbox, reply } => {
+                let uid = self.next_uid;
+                self.next_uid += 1;
+                self.calls.insert(
+                    uid,
+                    CallSlot {
+                        inbox,
+                        call_ids: Vec::new(),
+                    },
+                );
+                self.shared.metrics.call_started(self.calls.len());
+                let _ = reply.send(uid);
             }
             Command::CallEnded { uid } => {
                 self.legs.retain(|_, u| *u != uid);

@@ -283,14 +283,14 @@ impl TryFrom<HistoryRow> for HistoryEntry {
 }
 
 /// Whose history to read.
-enum HistoryOf<'a> {
+pub(super) enum HistoryOf<'a> {
     Customer(i64),
     Phone(&'a str),
 }
 
 /// The customer operations, on one connection of either backend (a pooled one or a
 /// transaction's). Private: the [`Store`] methods are the API.
-trait CustomerConn {
+pub(super) trait CustomerConn {
     async fn find(&mut self, key: &CustomerKey) -> Result<Option<Customer>, StoreError>;
     async fn upsert(&mut self, c: &NewCustomer, now_ms: i64) -> Result<Upserted, StoreError>;
     async fn add_history(&mut self, c: &Contact) -> Result<i64, StoreError>;

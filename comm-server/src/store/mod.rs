@@ -1,6 +1,6 @@
 //! Persistent storage: SIP accounts, registration bindings, call detail records (CDRs),
 //! customers and their contact history, the ACD's durable event log and the voicemail
-//! message index.
+//! message index, and outbound campaigns (contact lists, do-not-call lists, attempts).
 //!
 //! Owns the database connection pool, the schema (`comm-server/migrations/{sqlite,postgres}`,
 //! applied on [`Store::open`]) and the mapping between rows and the checked types in
@@ -17,6 +17,7 @@
 mod accounts;
 mod acd_events;
 mod bindings;
+mod campaigns;
 mod cdrs;
 mod customers;
 pub mod model;
@@ -33,6 +34,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
+pub use campaigns::{
+    CampaignAttempt, CampaignContact, CampaignState, ContactState, DoNotCallLists,
+    NewCampaignContact,
+};
 pub use customers::{
     Contact, ContactKind, Customer, CustomerKey, HistoryEntry, ImportFailure, ImportSummary,
     NewCustomer, ScreenPop, Upserted,
@@ -99,6 +104,7 @@ pub enum Record {
     SipAccount,
     Cdr,
     VoicemailMessage,
+    CampaignContact,
 }
 
 impl fmt::Display for Record {
@@ -107,6 +113,7 @@ impl fmt::Display for Record {
             Record::SipAccount => "SIP account",
             Record::Cdr => "CDR",
             Record::VoicemailMessage => "voicemail message",
+            Record::CampaignContact => "campaign contact",
         })
     }
 }

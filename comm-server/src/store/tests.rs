@@ -666,6 +666,325 @@ async fn corrupt_customer_rows_are_errors(store: &Store) {
     );
 }
 
+fn campaign_contact(e164: &str, name: &str) -> NewCampaignContact {
+    let mut attributes = serde_json::Map::new();
+    attributes.insert("plan".into(), "gold".into());
+    NewCampaignContact {
+        e164: e164.into(),
+        name: name.into(),
+        time_zone: Some("Europe/London".into()),
+        attributes,
+    }
+}
+
+async fn campaign_state_is_recorded_and_changed(store: &Store) {
+    assert_eq!(store.campaign_state("renewals").await.unwrap(), None);
+    store.ensure_campaign("renewals", NOW_MS).await.unwrap();
+    assert_eq!(
+        store.campaign_state("renewals").await.unwrap(),
+        Some(CampaignState::Draft)
+    );
+    store
+        .set_campaign_state("renewals", CampaignState::Running, NOW_MS + 1)
+        .await
+        .unwrap();
+    // Recording a known campaign again leaves its state alone.
+    store.ensure_campaign("renewals", NOW_MS + 2).await.unwrap();
+    assert_eq!(
+        store.campaign_state("renewals").await.unwrap(),
+        Some(CampaignState::Running)
+    );
+    store
+        .set_campaign_state("other", CampaignState::Paused, NOW_MS)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.campaign_state("other").await.unwrap(),
+        Some(CampaignState::Paused)
+    );
+}
+
+async fn campaign_contacts_import_link_customers_and_merge(store: &Store) {
+    let known = store
+        .upsert_customer(
+            &NewCustomer {
+                name: "Known Person".into(),
+                phones: vec!["+442079460001".into()],
+                ..NewCustomer::default()
+            },
+            NOW_MS,
+        )
+        .await
+        .unwrap();
+    let mut seen = vec![];
+    let summary = store
+        .import_campaign_contacts(
+            "renewals",
+            &[
+                campaign_contact("+442079460001", "Known"),
+                campaign_contact("+442079460002", "New Person"),
+            ],
+            NOW_MS,
+            &mut |n| seen.push(n),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        summary,
+        ImportSummary {
+            created: 2,
+            updated: 0
+        }
+    );
+    assert_eq!(seen, vec![1, 2]);
+    let contacts = store.campaign_contacts("renewals").await.unwrap();
+    assert_eq!(contacts.len(), 2);
+    assert_eq!(contacts[0].customer_id, Some(known.id));
+    assert_eq!(contacts[0].state, ContactState::Pending);
+    assert_eq!(contacts[0].attempts, 0);
+    assert_eq!(contacts[0].next_attempt_at_ms, NOW_MS);
+    assert_eq!(contacts[0].time_zone.as_deref(), Some("Europe/London"));
+    assert_eq!(contacts[0].attributes["plan"], "gold");
+    // The unknown number became a customer.
+    let created = store
+        .customer_by_phone("+442079460002")
+        .await
+        .unwrap()
+        .expect("customer created for the new number");
+    assert_eq!(contacts[1].customer_id, Some(created.id));
+    assert_eq!(created.name, "New Person");
+    assert_eq!(
+        store.campaign_state("renewals").await.unwrap(),
+        Some(CampaignState::Draft)
+    );
+
+    // Importing again updates in place and keeps the attempts.
+    assert!(store.claim_campaign_contact(contacts[1].id).await.unwrap());
+    let summary = store
+        .import_campaign_contacts(
+            "renewals",
+            &[campaign_contact("+442079460002", "Renamed")],
+            NOW_MS + 5,
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        summary,
+        ImportSummary {
+            created: 0,
+            updated: 1
+        }
+    );
+    let again = store.campaign_contacts("renewals").await.unwrap();
+    assert_eq!(again[1].name, "Renamed");
+    assert_eq!(again[1].attempts, 1);
+    assert_eq!(again[1].state, ContactState::InProgress);
+}
+
+async fn campaign_contact_import_is_all_or_nothing(store: &Store) {
+    // The second row's number belongs to a customer whose stored record does not
+    // parse: the import stops there, names the row, and writes nothing.
+    with_pool!(store, pool => sqlx::query(
+        "INSERT INTO customers (name, attributes_json, created_at_ms, updated_at_ms) VALUES ('Zed', '[1]', 1, 1)"
+    ).execute(pool).await.map(|_| ()).unwrap());
+    with_pool!(store, pool => sqlx::query(
+        "INSERT INTO customer_phones (customer_id, e164) SELECT id, '+442079460011' FROM customers WHERE name = 'Zed'"
+    ).execute(pool).await.map(|_| ()).unwrap());
+    let failure = store
+        .import_campaign_contacts(
+            "renewals",
+            &[
+                campaign_contact("+442079460010", "Fine"),
+                campaign_contact("+442079460011", "Broken"),
+            ],
+            NOW_MS,
+            &mut |_| {},
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(failure.index, Some(1));
+    assert!(failure.to_string().starts_with("record 2: "), "{failure}");
+    assert!(
+        store
+            .campaign_contacts("renewals")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.customer_by_phone("+442079460010").await.unwrap(),
+        None
+    );
+    assert_eq!(store.campaign_state("renewals").await.unwrap(), None);
+}
+
+async fn due_contacts_claim_and_retry(store: &Store) {
+    store
+        .import_campaign_contacts(
+            "renewals",
+            &[
+                campaign_contact("+442079460001", "A"),
+                campaign_contact("+442079460002", "B"),
+                campaign_contact("+442079460003", "C"),
+            ],
+            NOW_MS,
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .due_campaign_contacts("renewals", NOW_MS - 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = store
+        .due_campaign_contacts("renewals", NOW_MS, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|c| c.e164.as_str()).collect::<Vec<_>>(),
+        ["+442079460001", "+442079460002"]
+    );
+    assert!(store.claim_campaign_contact(due[0].id).await.unwrap());
+    assert!(
+        !store.claim_campaign_contact(due[0].id).await.unwrap(),
+        "claimed once"
+    );
+    assert!(store.claim_campaign_contact(due[1].id).await.unwrap());
+
+    // A busy line comes back later; an answered call is done.
+    let busy = CampaignAttempt {
+        contact_id: due[0].id,
+        call_id: Some("call-1".into()),
+        started_at_ms: NOW_MS,
+        ended_at_ms: NOW_MS + 1_000,
+        outcome: "busy".into(),
+        agent: None,
+        disposition: None,
+    };
+    store
+        .finish_campaign_attempt(&busy, Some(NOW_MS + 60_000))
+        .await
+        .unwrap();
+    let answered = CampaignAttempt {
+        contact_id: due[1].id,
+        call_id: Some("call-2".into()),
+        started_at_ms: NOW_MS + 10,
+        ended_at_ms: NOW_MS + 90_000,
+        outcome: "answered".into(),
+        agent: Some("alice".into()),
+        disposition: Some("sale".into()),
+    };
+    store
+        .finish_campaign_attempt(&answered, None)
+        .await
+        .unwrap();
+    let due = store
+        .due_campaign_contacts("renewals", NOW_MS + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|c| c.e164.as_str()).collect::<Vec<_>>(),
+        ["+442079460003"]
+    );
+    let due = store
+        .due_campaign_contacts("renewals", NOW_MS + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|c| c.e164.as_str()).collect::<Vec<_>>(),
+        ["+442079460003", "+442079460001"],
+        "soonest first"
+    );
+    assert_eq!(due[1].attempts, 1);
+    assert_eq!(due[1].last_outcome.as_deref(), Some("busy"));
+    assert_eq!(
+        store.campaign_attempts("renewals").await.unwrap(),
+        vec![busy, answered]
+    );
+    let all = store.campaign_contacts("renewals").await.unwrap();
+    assert_eq!(all[1].state, ContactState::Done);
+
+    // Barred without an attempt: done, no attempt row.
+    store
+        .reschedule_campaign_contact(all[2].id, None, Some("do-not-call"))
+        .await
+        .unwrap();
+    let all = store.campaign_contacts("renewals").await.unwrap();
+    assert_eq!(all[2].state, ContactState::Done);
+    assert_eq!(all[2].last_outcome.as_deref(), Some("do-not-call"));
+    assert_eq!(store.campaign_attempts("renewals").await.unwrap().len(), 2);
+
+    // A contact left in progress by a stopped server is released.
+    assert!(store.claim_campaign_contact(all[0].id).await.unwrap());
+    assert_eq!(
+        store.release_campaign_contacts("renewals").await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.campaign_contacts("renewals").await.unwrap()[0].state,
+        ContactState::Pending
+    );
+    assert!(matches!(
+        store
+            .finish_campaign_attempt(
+                &CampaignAttempt {
+                    contact_id: 999,
+                    ..busy_clone()
+                },
+                None
+            )
+            .await,
+        Err(StoreError::NotFound {
+            record: Record::CampaignContact,
+            ..
+        })
+    ));
+}
+
+fn busy_clone() -> CampaignAttempt {
+    CampaignAttempt {
+        contact_id: 0,
+        call_id: None,
+        started_at_ms: NOW_MS,
+        ended_at_ms: NOW_MS,
+        outcome: "busy".into(),
+        agent: None,
+        disposition: None,
+    }
+}
+
+async fn do_not_call_lists_are_global_or_per_campaign(store: &Store) {
+    store.ensure_campaign("renewals", NOW_MS).await.unwrap();
+    store.ensure_campaign("other", NOW_MS).await.unwrap();
+    store
+        .add_do_not_call("+442079460001", None, NOW_MS)
+        .await
+        .unwrap();
+    store
+        .add_do_not_call("+442079460001", None, NOW_MS)
+        .await
+        .unwrap();
+    store
+        .add_do_not_call("+442079460002", Some("renewals"), NOW_MS)
+        .await
+        .unwrap();
+    store
+        .add_do_not_call("+442079460003", Some("other"), NOW_MS)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.do_not_call_lists("renewals").await.unwrap(),
+        DoNotCallLists {
+            global: vec!["+442079460001".into()],
+            campaign: vec!["+442079460002".into()],
+        }
+    );
+}
+
 /// Writes one of everything, for the restart tests to read back.
 async fn write_before_restart(store: &Store) {
     store.upsert_sip_account(&account("alice")).await.unwrap();
@@ -799,6 +1118,11 @@ on_every_backend!(
     import_is_all_or_nothing,
     history_is_newest_first_and_feeds_the_screen_pop,
     corrupt_customer_rows_are_errors,
+    campaign_state_is_recorded_and_changed,
+    campaign_contacts_import_link_customers_and_merge,
+    campaign_contact_import_is_all_or_nothing,
+    due_contacts_claim_and_retry,
+    do_not_call_lists_are_global_or_per_campaign,
 );
 
 #[tokio::test]
