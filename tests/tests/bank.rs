@@ -30,9 +30,11 @@ name = "cards"
 wrap-up = "1s"
 ring-timeout = "10s"
 
+# The script asks for the cards skill at level 2 or more.
 [[agent]]
 name = "bob"
 queues = ["cards"]
+skills = { cards = 3 }
 "#;
 
 fn pcmu_of(prompt: &str) -> Vec<u8> {
