@@ -817,3 +817,23 @@ pub fn pcmu(samples: &[i16]) -> Vec<u8> {
     comm_server::media::g711::Codec::Pcmu.encode(samples, &mut out);
     out
 }
+
+/// Registers `name`'s phone (password `NAME-pw`, with an RTP socket) and makes the
+/// agent available by dialling `*1`; returns the phone and its RTP socket.
+pub async fn available_agent(s: &Server, name: &str) -> (Ua, Rtp) {
+    let rtp = Rtp::bind().await.unwrap();
+    let mut ua = Ua::new(name, &format!("{name}-pw"), s.udp).await.unwrap();
+    ua.media_port = rtp.port();
+    assert_eq!(ua.register(600).await.unwrap().status, 200);
+    let inv = ua.invite_auth("*1").await.unwrap();
+    let ok = ua
+        .response(inv.call_id(), Method::Invite, false)
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200, "*1 is answered");
+    let d = ua.dialog_from_answer(&inv, &ok);
+    ua.ack(&d).await.unwrap();
+    let bye = ua.request(Method::Bye).await.unwrap();
+    ua.reply(&bye, 200, "fc").await.unwrap();
+    (ua, rtp)
+}

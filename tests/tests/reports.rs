@@ -74,23 +74,9 @@ async fn until(s: &Server, what: &str, check: impl Fn(&Scrape) -> bool) -> Scrap
     }
 }
 
-/// Registers an agent's phone and logs the agent in with *1.
+/// Registers an agent's phone and makes the agent available (`*1`).
 async fn agent(s: &Server, name: &str) -> (Ua, Rtp) {
-    let rtp = Rtp::bind().await.unwrap();
-    let mut ua = Ua::new(name, &format!("{name}-pw"), s.udp).await.unwrap();
-    ua.media_port = rtp.port();
-    assert_eq!(ua.register(600).await.unwrap().status, 200);
-    let inv = ua.invite_auth("*1").await.unwrap();
-    let ok = ua
-        .response(inv.call_id(), Method::Invite, false)
-        .await
-        .unwrap();
-    assert_eq!(ok.status, 200, "*1 is answered");
-    let d = ua.dialog_from_answer(&inv, &ok);
-    ua.ack(&d).await.unwrap();
-    let bye = ua.request(Method::Bye).await.unwrap();
-    ua.reply(&bye, 200, "fc").await.unwrap();
-    (ua, rtp)
+    e2e::available_agent(s, name).await
 }
 
 /// A caller dials the queue and is answered by it (music while waiting).
