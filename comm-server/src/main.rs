@@ -127,6 +127,14 @@ enum ReportKind {
     Calls,
     /// Per agent: answered, AHT, time logged in, available, on break, on a call, wrap-up.
     Agents,
+    /// Per outbound campaign: attempts, contacts reached, outcomes, abandonment rate,
+    /// dispositions.
+    Campaigns,
+    /// Per dialog script on calls: completed, abandoned and where, outcomes, time in
+    /// the script.
+    Ivr,
+    /// Per dialog script and path (the steps callers answered, in order).
+    IvrPaths,
 }
 
 #[derive(clap::Args)]
@@ -145,6 +153,9 @@ struct ReportOpts {
     /// Only this agent (agents report).
     #[arg(long)]
     agent: Option<String>,
+    /// Only this campaign (campaigns report; default every `[[campaign]]`).
+    #[arg(long)]
+    campaign: Option<String>,
     /// table, csv or json.
     #[arg(long, default_value = "table")]
     format: String,
@@ -516,33 +527,87 @@ fn report(o: ReportOpts) -> anyhow::Result<()> {
     };
     let period = Period { from_ms, to_ms };
     let rt = tokio::runtime::Runtime::new()?;
-    let records = rt.block_on(async {
-        let store = comm_server::store::Store::open(&url).await?;
-        // Replay from the last start before the period: every agent's status is known
-        // there (logged out), so time already logged in at `--from` is counted.
-        let since = store
-            .last_acd_event_before(reports::log::SERVER_STARTED, from_ms)
-            .await?
-            .unwrap_or(i64::MIN);
-        let records = store.acd_events_between(since, to_ms).await;
-        store.close().await;
-        anyhow::Ok(records?)
-    })?;
-    let events = reports::log::parse_all(&records)?;
+    let read_events = || -> anyhow::Result<Vec<reports::LoggedEvent>> {
+        let records = rt.block_on(async {
+            let store = comm_server::store::Store::open(&url).await?;
+            // Replay from the last start before the period: every agent's status is
+            // known there (logged out), so time already logged in at `--from` counts.
+            let since = store
+                .last_acd_event_before(reports::log::SERVER_STARTED, from_ms)
+                .await?
+                .unwrap_or(i64::MIN);
+            let records = store.acd_events_between(since, to_ms).await;
+            store.close().await;
+            anyhow::Ok(records?)
+        })?;
+        Ok(reports::log::parse_all(&records)?)
+    };
     let (header, rows) = match o.kind {
         ReportKind::Calls => {
-            let mut figures = reports::call_report(&events, period, &settings);
+            let mut figures = reports::call_report(&read_events()?, period, &settings);
             if let Some(q) = &o.queue {
                 figures.retain(|f| f.queue == *q);
             }
             format::queue_rows(&figures)
         }
         ReportKind::Agents => {
-            let mut figures = reports::agent_report(&events, period, &settings);
+            let mut figures = reports::agent_report(&read_events()?, period, &settings);
             if let Some(a) = &o.agent {
                 figures.retain(|f| f.agent == *a);
             }
             format::agent_rows(&figures)
+        }
+        ReportKind::Campaigns => {
+            let names: Vec<String> = match &o.campaign {
+                Some(c) => vec![c.clone()],
+                None => config
+                    .campaigns
+                    .iter()
+                    .map(|c| c.name.get_ref().clone())
+                    .collect(),
+            };
+            let figures = rt.block_on(async {
+                let store = comm_server::store::Store::open(&url).await?;
+                let mut figures = Vec::new();
+                for name in &names {
+                    let attempts: Vec<reports::campaigns::Attempt> = store
+                        .campaign_attempts(name)
+                        .await?
+                        .into_iter()
+                        .map(Into::into)
+                        .collect();
+                    figures.push(reports::campaigns::campaign_report(name, &attempts, period));
+                }
+                store.close().await;
+                anyhow::Ok(figures)
+            })?;
+            format::campaign_rows(&figures)
+        }
+        ReportKind::Ivr | ReportKind::IvrPaths => {
+            let calls = rt.block_on(async {
+                let store = comm_server::store::Store::open(&url).await?;
+                let history = store
+                    .history_between(comm_server::store::ContactKind::Call, from_ms, to_ms)
+                    .await;
+                store.close().await;
+                anyhow::Ok(history?)
+            })?;
+            let calls: Vec<reports::ivr::IvrCall> = calls
+                .iter()
+                .filter_map(|h| {
+                    let c = &h.contact;
+                    reports::ivr::IvrCall::from_history(
+                        c.started_at_ms,
+                        c.outcome.as_deref(),
+                        &c.details,
+                    )
+                })
+                .collect();
+            if let ReportKind::Ivr = o.kind {
+                format::script_rows(&reports::ivr::script_report(&calls, period))
+            } else {
+                format::path_rows(&reports::ivr::path_report(&calls, period))
+            }
         }
     };
     print!("{}", format::render(format, &header, &rows));

@@ -115,6 +115,19 @@ pub struct CampaignAttempt {
     pub disposition: Option<String>,
 }
 
+impl From<CampaignAttempt> for crate::reports::campaigns::Attempt {
+    fn from(a: CampaignAttempt) -> Self {
+        crate::reports::campaigns::Attempt {
+            contact: a.contact_id,
+            started_ms: a.started_at_ms,
+            ended_ms: a.ended_at_ms,
+            outcome: a.outcome,
+            agent: a.agent,
+            disposition: a.disposition,
+        }
+    }
+}
+
 /// The do-not-call lists that apply to one campaign, E.164 numbers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DoNotCallLists {

@@ -637,6 +637,33 @@ async fn history_is_newest_first_and_feeds_the_screen_pop(store: &Store) {
         }]
     );
 
+    // Reports read one kind over a period, oldest first; the end is excluded.
+    let calls = store
+        .history_between(ContactKind::Call, NOW_MS, NOW_MS + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        calls.iter().map(|h| h.id).collect::<Vec<_>>(),
+        vec![id_older, id_stranger]
+    );
+    assert!(
+        store
+            .history_between(ContactKind::Call, NOW_MS + 1, NOW_MS + 10_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .history_between(ContactKind::Voicemail, 0, i64::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect::<Vec<_>>(),
+        vec![id_newer]
+    );
+
     let pop = store.screen_pop_data("+442079460958", 1).await.unwrap();
     assert_eq!(pop.customer.map(|c| c.id), Some(ada.id));
     assert_eq!(
