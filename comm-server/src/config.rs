@@ -388,6 +388,9 @@ pub struct ServerSection {
     pub sounds_dir: PathBuf,
     #[serde(default = "default_grace")]
     pub shutdown_grace: HumanDuration,
+    /// The site's IANA time zone: where "today" starts on the wallboard. Default UTC.
+    #[serde(default)]
+    pub time_zone: Option<toml::Spanned<String>>,
 }
 
 impl Default for ServerSection {
@@ -397,7 +400,19 @@ impl Default for ServerSection {
             scripts_dir: default_scripts_dir(),
             sounds_dir: default_sounds_dir(),
             shutdown_grace: default_grace(),
+            time_zone: None,
         }
+    }
+}
+
+impl ServerSection {
+    /// The site's zone; UTC when unset or (only in a config built by hand, `check`
+    /// refuses it at load) unknown.
+    pub fn zone(&self) -> chrono_tz::Tz {
+        self.time_zone
+            .as_ref()
+            .and_then(|z| z.get_ref().parse().ok())
+            .unwrap_or(chrono_tz::Tz::UTC)
     }
 }
 
@@ -836,6 +851,18 @@ impl Config {
                 key: key.to_string(),
                 message,
             };
+        if let Some(z) = &self.server.time_zone
+            && z.get_ref().parse::<chrono_tz::Tz>().is_err()
+        {
+            return Err(invalid(
+                z.span(),
+                "server.time-zone",
+                format!(
+                    "unknown time zone {:?}: use an IANA name such as \"Europe/London\"",
+                    z.get_ref()
+                ),
+            ));
+        }
         let mut numbers = HashSet::new();
         for (i, r) in self.routes.iter().enumerate() {
             if !numbers.insert(r.number.get_ref().clone()) {
@@ -1484,6 +1511,14 @@ mod tests {
         let src = "[[trunk]]\nname = \"t\"\naddress = \"nowhere\"\n";
         let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
         assert!(msg.starts_with("t.toml:3: trunk[0].address"), "{msg}");
+        let src = "[server]\ndata-dir = \"d\"\ntime-zone = \"Mars/Olympus\"\n";
+        let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
+        assert!(
+            msg.starts_with("t.toml:3: server.time-zone: unknown time zone \"Mars/Olympus\""),
+            "{msg}"
+        );
+        let ok = Config::parse("[server]\ntime-zone = \"Europe/London\"\n", "t.toml").unwrap();
+        assert_eq!(ok.server.zone(), chrono_tz::Europe::London);
     }
 
     #[test]

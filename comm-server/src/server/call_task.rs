@@ -411,6 +411,7 @@ pub(super) async fn run_call(
             return;
         }
     };
+    shared.metrics.call_accepted();
     tracing::info!(route = %resolution.route, "call started");
     // Who is calling, before the IVR or a queue sees the call (issue 4).
     let mut contact = match resolution.direction {

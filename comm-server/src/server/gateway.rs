@@ -162,7 +162,7 @@ struct ItemInfo {
     enqueued_at: std::time::Instant,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 struct QueueDay {
     answered: u32,
     answered_in_time: u32,
@@ -201,7 +201,10 @@ pub(crate) struct Desk {
     agents: Vec<DeskAgent>,
     queue_names: Vec<String>,
     items: HashMap<ItemId, ItemInfo>,
+    /// Today's figures per queue; `today` is the site-local date they are for.
     days: HashMap<String, QueueDay>,
+    today: Option<chrono::NaiveDate>,
+    zone: chrono_tz::Tz,
     seen_queues: HashMap<String, (Vec<u64>, u32, u32, u32, u32)>,
 }
 
@@ -215,8 +218,38 @@ impl Desk {
             queue_names: Vec::new(),
             items: HashMap::new(),
             days: HashMap::new(),
+            today: None,
+            zone: chrono_tz::Tz::UTC,
             seen_queues: HashMap::new(),
         }
+    }
+
+    /// The site's time zone: "today" starts at its midnight.
+    pub(crate) fn set_zone(&mut self, zone: chrono_tz::Tz) {
+        self.zone = zone;
+    }
+
+    fn date_now(&self) -> Option<chrono::NaiveDate> {
+        chrono::DateTime::from_timestamp_millis(self.clock.unix_ms())
+            .map(|t| t.with_timezone(&self.zone).date_naive())
+    }
+
+    /// Today's figures of `queue`, after forgetting yesterday's at midnight.
+    fn day(&mut self, queue: String) -> &mut QueueDay {
+        let date = self.date_now();
+        if self.today != date {
+            self.days.clear();
+            self.today = date;
+        }
+        self.days.entry(queue).or_default()
+    }
+
+    /// Today's figures of `queue` as last counted; none when they are from an
+    /// earlier day (nothing happened in the queue since midnight).
+    fn day_figures(&self, queue: &str) -> Option<&QueueDay> {
+        (self.today == self.date_now())
+            .then(|| self.days.get(queue))
+            .flatten()
     }
 
     /// Agents are added in ACD id order (id = index).
@@ -419,7 +452,7 @@ impl AcdDriver {
                     a.last_with = with;
                 }
                 if let Some(q) = self.desk.items.get(item).map(|i| i.queue.clone()) {
-                    let day = self.desk.days.entry(q).or_default();
+                    let day = self.desk.day(q);
                     day.answered += 1;
                     if *waited <= SERVICE_LEVEL_THRESHOLD {
                         day.answered_in_time += 1;
@@ -448,7 +481,7 @@ impl AcdDriver {
                     self.end_ringing(AgentId(i as u64), *item, "withdrawn");
                 }
                 if let Some(q) = self.desk.items.get(item).map(|i| i.queue.clone()) {
-                    let day = self.desk.days.entry(q).or_default();
+                    let day = self.desk.day(q);
                     day.abandoned += 1;
                     if *waited > SERVICE_LEVEL_THRESHOLD {
                         day.abandoned_late += 1;
@@ -511,7 +544,7 @@ impl AcdDriver {
             .filter(|(item, info)| info.queue == name && self.acd.position(**item).is_some())
             .collect();
         waiting.sort_by_key(|(item, info)| (info.enqueued_at, item.0));
-        let day = self.desk.days.get(name);
+        let day = self.desk.day_figures(name);
         let (answered, in_time, abandoned, late) = day.map_or((0, 0, 0, 0), |d| {
             (
                 d.answered,
@@ -962,5 +995,58 @@ impl Backend for ServerBackend {
                     .into(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use super::*;
+
+    struct TestClock(AtomicI64);
+
+    impl Clock for TestClock {
+        fn unix_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// 2026-03-10T23:30:00Z: 23:30 in London (GMT), 19:30 in New York (EDT).
+    const LATE_MS: i64 = 1_773_185_400_000;
+    const HOUR_MS: i64 = 3_600_000;
+
+    fn desk(zone: chrono_tz::Tz) -> (Desk, Arc<TestClock>) {
+        let clock = Arc::new(TestClock(AtomicI64::new(LATE_MS)));
+        let mut desk = Desk::new(
+            Arc::new(agent_gateway::EventHub::default()),
+            clock.clone(),
+            no_customers(),
+        );
+        desk.set_zone(zone);
+        (desk, clock)
+    }
+
+    #[test]
+    fn todays_figures_start_again_at_the_sites_midnight() {
+        let (mut desk, clock) = desk(chrono_tz::Europe::London);
+        desk.day("support".into()).answered += 3;
+        assert_eq!(desk.day_figures("support").map(|d| d.answered), Some(3));
+        // 00:30 the next day in London: yesterday's calls are not today's.
+        clock.0.fetch_add(HOUR_MS, Ordering::SeqCst);
+        assert_eq!(desk.day_figures("support"), None, "nothing since midnight");
+        desk.day("support".into()).abandoned += 1;
+        let today = desk.day_figures("support").unwrap();
+        assert_eq!((today.answered, today.abandoned), (0, 1));
+    }
+
+    #[test]
+    fn midnight_is_the_sites_not_utcs() {
+        let (mut desk, clock) = desk(chrono_tz::America::New_York);
+        desk.day("support".into()).answered += 2;
+        // 00:30 UTC is still 20:30 the same evening in New York.
+        clock.0.fetch_add(HOUR_MS, Ordering::SeqCst);
+        desk.day("support".into()).answered += 1;
+        assert_eq!(desk.day_figures("support").map(|d| d.answered), Some(3));
     }
 }
