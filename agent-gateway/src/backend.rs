@@ -6,7 +6,9 @@
 
 use std::future::Future;
 
-use callcenter_proto::supervisor::Snapshot;
+use callcenter_proto::supervisor::{
+    CampaignCommand, CampaignView, ReportRequest, ReportResponse, Snapshot,
+};
 
 use crate::sessions::Role;
 
@@ -156,4 +158,39 @@ pub trait Backend: Send + Sync + 'static {
         agent: &str,
         action: SupervisorAction,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// A historical report; the gateway checked the kind and that the period is not
+    /// empty. Default: not offered.
+    fn report(
+        &self,
+        request: ReportRequest,
+    ) -> impl Future<Output = Result<ReportResponse, BackendError>> + Send {
+        let _ = request;
+        async {
+            Err(BackendError::Unimplemented(
+                "reports are not offered".into(),
+            ))
+        }
+    }
+
+    /// Every configured campaign now. Default: none.
+    fn campaigns(&self) -> impl Future<Output = Result<Vec<CampaignView>, BackendError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// A supervisor starts, pauses, resumes or stops a campaign (the gateway checked
+    /// the command is specified). Default: not offered.
+    fn set_campaign_state(
+        &self,
+        supervisor: &str,
+        campaign: &str,
+        command: CampaignCommand,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = (supervisor, campaign, command);
+        async {
+            Err(BackendError::Unimplemented(
+                "campaigns are not offered".into(),
+            ))
+        }
+    }
 }

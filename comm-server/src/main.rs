@@ -526,90 +526,36 @@ fn report(o: ReportOpts) -> anyhow::Result<()> {
         short_abandon: o.short_abandon.0,
     };
     let period = Period { from_ms, to_ms };
+    use comm_server::server::reports::{Kind, ReportQuery, compute};
+    let query = ReportQuery {
+        kind: match o.kind {
+            ReportKind::Calls => Kind::Calls,
+            ReportKind::Agents => Kind::Agents,
+            ReportKind::Campaigns => Kind::Campaigns,
+            ReportKind::Ivr => Kind::Ivr,
+            ReportKind::IvrPaths => Kind::IvrPaths,
+        },
+        period,
+        settings,
+        only: match o.kind {
+            ReportKind::Calls => o.queue,
+            ReportKind::Agents => o.agent,
+            ReportKind::Campaigns => o.campaign,
+            ReportKind::Ivr | ReportKind::IvrPaths => None,
+        },
+        campaigns: config
+            .campaigns
+            .iter()
+            .map(|c| c.name.get_ref().clone())
+            .collect(),
+    };
     let rt = tokio::runtime::Runtime::new()?;
-    let read_events = || -> anyhow::Result<Vec<reports::LoggedEvent>> {
-        let records = rt.block_on(async {
-            let store = comm_server::store::Store::open(&url).await?;
-            // Replay from the last start before the period: every agent's status is
-            // known there (logged out), so time already logged in at `--from` counts.
-            let since = store
-                .last_acd_event_before(reports::log::SERVER_STARTED, from_ms)
-                .await?
-                .unwrap_or(i64::MIN);
-            let records = store.acd_events_between(since, to_ms).await;
-            store.close().await;
-            anyhow::Ok(records?)
-        })?;
-        Ok(reports::log::parse_all(&records)?)
-    };
-    let (header, rows) = match o.kind {
-        ReportKind::Calls => {
-            let mut figures = reports::call_report(&read_events()?, period, &settings);
-            if let Some(q) = &o.queue {
-                figures.retain(|f| f.queue == *q);
-            }
-            format::queue_rows(&figures)
-        }
-        ReportKind::Agents => {
-            let mut figures = reports::agent_report(&read_events()?, period, &settings);
-            if let Some(a) = &o.agent {
-                figures.retain(|f| f.agent == *a);
-            }
-            format::agent_rows(&figures)
-        }
-        ReportKind::Campaigns => {
-            let names: Vec<String> = match &o.campaign {
-                Some(c) => vec![c.clone()],
-                None => config
-                    .campaigns
-                    .iter()
-                    .map(|c| c.name.get_ref().clone())
-                    .collect(),
-            };
-            let figures = rt.block_on(async {
-                let store = comm_server::store::Store::open(&url).await?;
-                let mut figures = Vec::new();
-                for name in &names {
-                    let attempts: Vec<reports::campaigns::Attempt> = store
-                        .campaign_attempts(name)
-                        .await?
-                        .into_iter()
-                        .map(Into::into)
-                        .collect();
-                    figures.push(reports::campaigns::campaign_report(name, &attempts, period));
-                }
-                store.close().await;
-                anyhow::Ok(figures)
-            })?;
-            format::campaign_rows(&figures)
-        }
-        ReportKind::Ivr | ReportKind::IvrPaths => {
-            let calls = rt.block_on(async {
-                let store = comm_server::store::Store::open(&url).await?;
-                let history = store
-                    .history_between(comm_server::store::ContactKind::Call, from_ms, to_ms)
-                    .await;
-                store.close().await;
-                anyhow::Ok(history?)
-            })?;
-            let calls: Vec<reports::ivr::IvrCall> = calls
-                .iter()
-                .filter_map(|h| {
-                    let c = &h.contact;
-                    reports::ivr::IvrCall::from_history(
-                        c.started_at_ms,
-                        c.outcome.as_deref(),
-                        &c.details,
-                    )
-                })
-                .collect();
-            if let ReportKind::Ivr = o.kind {
-                format::script_rows(&reports::ivr::script_report(&calls, period))
-            } else {
-                format::path_rows(&reports::ivr::path_report(&calls, period))
-            }
-        }
-    };
+    let (header, rows) = rt.block_on(async {
+        let store = comm_server::store::Store::open(&url).await?;
+        let table = compute(&store, &query).await;
+        store.close().await;
+        anyhow::Ok(table?)
+    })?;
     print!("{}", format::render(format, &header, &rows));
     Ok(())
 }

@@ -781,6 +781,8 @@ pub struct ServerBackend {
     plan: crate::phone::DialPlan,
     accounts: HashMap<(Role, String), Account>,
     clock: Arc<dyn Clock>,
+    /// The configured campaigns, for the supervisor's list and commands.
+    campaigns: Vec<crate::campaigns::settings::Campaign>,
 }
 
 impl ServerBackend {
@@ -822,6 +824,8 @@ impl ServerBackend {
             store,
             // Checked at start-up (`App::build`): a bad plan never gets this far.
             plan: config.customers.dial_plan().unwrap_or_default(),
+            // Checked at load, like the plan.
+            campaigns: config.checked_campaigns().unwrap_or_default(),
         }
     }
 
@@ -961,6 +965,36 @@ impl Backend for ServerBackend {
             tracing::warn!(error = %e, call, "disposition not saved to the contact history");
         }
         Ok(())
+    }
+
+    async fn report(
+        &self,
+        request: agent_gateway::proto::supervisor::ReportRequest,
+    ) -> Result<agent_gateway::proto::supervisor::ReportResponse, BackendError> {
+        super::supervision::report(&self.store, &self.campaigns, request).await
+    }
+
+    async fn campaigns(
+        &self,
+    ) -> Result<Vec<agent_gateway::proto::supervisor::CampaignView>, BackendError> {
+        super::supervision::campaigns(&self.store, &self.campaigns).await
+    }
+
+    async fn set_campaign_state(
+        &self,
+        supervisor: &str,
+        campaign: &str,
+        command: agent_gateway::proto::supervisor::CampaignCommand,
+    ) -> Result<(), BackendError> {
+        tracing::info!(%supervisor, %campaign, ?command, "campaign command");
+        super::supervision::set_campaign_state(
+            &self.store,
+            &self.campaigns,
+            self.clock.unix_ms(),
+            campaign,
+            command,
+        )
+        .await
     }
 
     async fn snapshot(&self) -> Result<Snapshot, BackendError> {

@@ -35,8 +35,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{ConnectOptions, Connection};
 
 pub use campaigns::{
-    CampaignAttempt, CampaignContact, CampaignState, ContactState, DoNotCallLists,
-    NewCampaignContact,
+    CampaignAttempt, CampaignContact, CampaignProgress, CampaignState, ContactState,
+    DoNotCallLists, NewCampaignContact,
 };
 pub use customers::{
     Contact, ContactKind, Customer, CustomerKey, HistoryEntry, ImportFailure, ImportSummary,

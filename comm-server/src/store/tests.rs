@@ -2,6 +2,7 @@
 //! SQLite file, and PostgreSQL when `COMM_TEST_POSTGRES_URL` is set (each PostgreSQL test
 //! gets its own schema, so tests can run in parallel on one database).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -944,6 +945,21 @@ async fn due_contacts_claim_and_retry(store: &Store) {
     assert_eq!(all[2].state, ContactState::Done);
     assert_eq!(all[2].last_outcome.as_deref(), Some("do-not-call"));
     assert_eq!(store.campaign_attempts("renewals").await.unwrap().len(), 2);
+    // The supervisor's progress counts: 3 contacts, 2 done, 1 due again; one busy and
+    // one answered attempt.
+    let progress = store.campaign_progress("renewals").await.unwrap();
+    assert_eq!(
+        progress.contacts,
+        BTreeMap::from([("done".to_string(), 2), ("pending".to_string(), 1)])
+    );
+    assert_eq!(
+        progress.attempts,
+        BTreeMap::from([("answered".to_string(), 1), ("busy".to_string(), 1)])
+    );
+    assert_eq!(
+        store.campaign_progress("nothing").await.unwrap(),
+        CampaignProgress::default()
+    );
 
     // A contact left in progress by a stopped server is released.
     assert!(store.claim_campaign_contact(all[0].id).await.unwrap());
