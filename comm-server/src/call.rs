@@ -176,6 +176,13 @@ pub enum Action {
         tx: TxId,
         request: Box<Request>,
     },
+    /// The final answer to our own re-offer ([`Call::reoffer_callee`]); a 2xx is
+    /// already ACKed and `body` is the peer's SDP answer.
+    ReofferAnswered {
+        leg: Leg,
+        status: u16,
+        body: Vec<u8>,
+    },
     /// The call is over; write the CDR and stop.
     Ended(Summary),
 }
@@ -306,6 +313,8 @@ pub struct Call {
     stale_invites: HashMap<u64, Dialog>,
     next_handle: u64,
     relays: HashMap<u64, Relay>,
+    /// Handles of re-INVITEs of our own (hold from the agent's desktop), per leg.
+    reoffers: HashMap<u64, Leg>,
     /// Handles of BYEs we sent, per leg.
     byes: HashMap<u64, Leg>,
     ring_deadline: Option<Instant>,
@@ -361,6 +370,7 @@ impl Call {
             stale_invites: HashMap::new(),
             next_handle: 1,
             relays: HashMap::new(),
+            reoffers: HashMap::new(),
             byes: HashMap::new(),
             ring_deadline: None,
             hangup_deadline: None,
@@ -562,6 +572,57 @@ impl Call {
         if self.late_dial {
             self.abandon_late_dial(now, 487);
         }
+    }
+
+    /// Sends a re-offer of ours on the answered callee leg (RFC 3264 §8; hold from the
+    /// agent's desktop is `a=sendonly`, RFC 3264 §8.4). The answer comes back as
+    /// [`Action::ReofferAnswered`]. Refused (false) without a confirmed callee leg.
+    pub fn reoffer_callee(&mut self, _now: Instant, offer: &[u8]) -> bool {
+        if self.phase != Phase::Answered || self.late_dial {
+            return false;
+        }
+        let Some(d) = self.callee.as_mut().filter(|d| d.confirmed && !d.closing) else {
+            return false;
+        };
+        let flow = d.flow;
+        let mut request = d.request(Method::Invite, Some(("application/sdp", offer)));
+        request.headers.push("Contact", self.settings.contact(flow));
+        let handle = self.handle();
+        self.reoffers.insert(handle, Leg::Callee);
+        self.actions.push_back(Action::Send {
+            handle,
+            leg: Leg::Callee,
+            flow,
+            request,
+        });
+        true
+    }
+
+    /// Lets the answered callee leg go while the caller stays on (a blind transfer: the
+    /// agent's phone gets a BYE, the caller waits for whoever is dialled next). Answers
+    /// to that BYE are not waited for. Refused (false) without an answered callee leg.
+    pub fn release_callee(&mut self, _now: Instant) -> bool {
+        if self.phase != Phase::Answered || self.late_dial {
+            return false;
+        }
+        let Some(mut d) = self.callee.take() else {
+            return false;
+        };
+        self.invite_handle = None;
+        self.reoffers.retain(|_, leg| *leg != Leg::Callee);
+        if d.closing || !d.confirmed {
+            return true;
+        }
+        d.closing = true;
+        let bye = d.request(Method::Bye, None);
+        let handle = self.handle();
+        self.actions.push_back(Action::Send {
+            handle,
+            leg: Leg::Callee,
+            flow: d.flow,
+            request: bye,
+        });
+        true
     }
 
     /// Cancels the ringing late dial and reports it failed. Its dialog is kept aside so
@@ -787,6 +848,21 @@ impl Call {
                 }
                 self.maybe_finish(now);
             }
+        } else if resp.is_final()
+            && let Some(leg) = self.reoffers.remove(&handle)
+        {
+            if resp.status < 300
+                && let (Some(cseq), Some(d)) = (resp.cseq(), self.dialog_mut_opt(leg))
+            {
+                let ack = d.ack(cseq.seq);
+                let flow = d.flow;
+                self.actions.push_back(Action::Ack { flow, request: ack });
+            }
+            self.actions.push_back(Action::ReofferAnswered {
+                leg,
+                status: resp.status,
+                body: resp.body.clone(),
+            });
         } else if resp.is_final()
             && let Some(relay) = self.relays.remove(&handle)
         {

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use agent_gateway::proto::agent::agent_service_client::AgentServiceClient;
 use agent_gateway::proto::agent::{
-    self as pb, AgentEvent, CallRequest, DispositionRequest, LoginRequest, SetStatusRequest,
-    StreamEventsRequest, agent_event::Kind,
+    self as pb, AgentEvent, CallRequest, DispositionRequest, LoginRequest, ScreenPop,
+    SetStatusRequest, StreamEventsRequest, TransferRequest, agent_event::Kind,
+    transfer_request::Target,
 };
 use agent_gateway::proto::supervisor::supervisor_service_client::SupervisorServiceClient;
 use agent_gateway::proto::supervisor::{self as sv, StreamStatusRequest, status_update};
@@ -592,5 +593,283 @@ async fn a_known_callers_record_and_history_pop_and_the_disposition_is_stored() 
     assert_eq!(disposition.contact.agent.as_deref(), Some("bob"));
     assert_eq!(disposition.contact.queue.as_deref(), Some("support"));
     assert_eq!(disposition.contact.details["notes"], "sent a new card");
+    s.stop().await.unwrap();
+}
+
+/// Two queues with an agent each, for call control: bob serves "support" (800),
+/// carol "billing"; alice serves none.
+fn control_config() -> String {
+    let hash = |pw: &str| agent_gateway::password::hash(pw).unwrap();
+    let extra = format!(
+        r#"
+[[user]]
+name = "carol"
+password = "carol-pw"
+
+[[queue]]
+name = "support"
+wrap-up = "30s"
+ring-timeout = "5s"
+
+[[queue]]
+name = "billing"
+wrap-up = "30s"
+ring-timeout = "5s"
+
+[[agent]]
+name = "bob"
+queues = ["support"]
+password-hash = "{}"
+
+[[agent]]
+name = "carol"
+queues = ["billing"]
+password-hash = "{}"
+
+[[agent]]
+name = "alice"
+queues = []
+password-hash = "{}"
+
+[[route]]
+number = "800"
+target = {{ queue = "support" }}
+"#,
+        hash("bob-pw"),
+        hash("carol-pw"),
+        hash("alice-pw"),
+    );
+    base_config(&temp_dir(), &extra)
+}
+
+/// A logged-in, available agent with a registered phone and an event stream.
+struct Desk {
+    token: String,
+    events: Streaming<AgentEvent>,
+    phone: Ua,
+    rtp: Rtp,
+}
+
+async fn desk(s: &Server, c: &mut AgentServiceClient<Channel>, name: &str) -> Desk {
+    let (phone, rtp) = phone(s, name).await;
+    let token = login(c, name, &format!("{name}-pw")).await;
+    let events = stream(c, &token, None).await;
+    set_status(c, &token, pb::AgentStatus::Available).await;
+    Desk {
+        token,
+        events,
+        phone,
+        rtp,
+    }
+}
+
+/// The agent takes the offer on the desktop and the phone; the call id and the
+/// server's media address for the agent's leg.
+async fn take_offer(d: &mut Desk) -> (String, std::net::SocketAddr, ScreenPop) {
+    let Some(Kind::CallOffered(offer)) = next_call_event(&mut d.events).await.kind else {
+        panic!("expected an offer");
+    };
+    let invite = d.phone.request(Method::Invite).await.unwrap();
+    d.phone.reply(&invite, 200, "agenttag").await.unwrap();
+    d.phone.request(Method::Ack).await.unwrap();
+    let connected = next_call_event(&mut d.events).await;
+    assert!(
+        matches!(&connected.kind, Some(Kind::CallConnected(c)) if c.call_id == offer.call_id),
+        "{connected:?}"
+    );
+    (
+        offer.call_id,
+        e2e::sdp_audio_addr(&invite.body).unwrap(),
+        offer.screen_pop.unwrap(),
+    )
+}
+
+/// A caller on 800 with RTP; the server's media address for the caller's leg.
+async fn caller_with_media(s: &Server) -> (Ua, Rtp, std::net::SocketAddr, e2e::Dialog) {
+    let rtp = Rtp::bind().await.unwrap();
+    let mut ua = Ua::new("customer", "", s.udp).await.unwrap();
+    ua.media_port = rtp.port();
+    let inv = ua.invite("800").await.unwrap();
+    let ok = ua
+        .response(inv.call_id(), Method::Invite, false)
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200, "the queue answers the caller");
+    let d = ua.dialog_from_answer(&inv, &ok);
+    ua.ack(&d).await.unwrap();
+    (ua, rtp, e2e::sdp_audio_addr(&ok.body).unwrap(), d)
+}
+
+/// Sends `e2e::talk()` from `from` to `to` while collecting at `at`: how many frames
+/// arrived in all, and how many of them were the talk sent.
+async fn talk_reaching(from: &mut Rtp, to: std::net::SocketAddr, at: &Rtp) -> (usize, usize) {
+    let frames = e2e::talk();
+    let sender = async {
+        for f in &frames {
+            from.send(to, 0, f).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (_, got) = tokio::join!(
+        sender,
+        at.collect(Duration::from_millis(400), Duration::from_secs(3))
+    );
+    let talk = got.iter().filter(|f| frames.contains(&f.payload)).count();
+    (got.len(), talk)
+}
+
+fn call(token: &str, call_id: &str) -> Request<CallRequest> {
+    authed(
+        token,
+        CallRequest {
+            call_id: call_id.into(),
+        },
+    )
+}
+
+#[tokio::test]
+async fn hold_plays_music_to_the_caller_and_reinvites_the_agent_and_unhold_bridges_again() {
+    let s = Server::start(&control_config()).await.unwrap();
+    let mut c = agent_client(&s).await;
+    let mut bob = desk(&s, &mut c, "bob").await;
+    let alice_token = login(&mut c, "alice", "alice-pw").await;
+    let (mut customer, mut customer_rtp, to_server, mut d) = caller_with_media(&s).await;
+    let (call_id, bob_to_server, _) = take_offer(&mut bob).await;
+    let _ = customer_rtp
+        .collect(Duration::from_millis(100), Duration::from_millis(300))
+        .await; // music tail
+    e2e::carries(&mut customer_rtp, to_server, &bob.rtp).await;
+    e2e::carries(&mut bob.rtp, bob_to_server, &customer_rtp).await;
+
+    // Another agent's desktop cannot touch this call.
+    let denied = c.hold(call(&alice_token, &call_id)).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+
+    c.hold(call(&bob.token, &call_id)).await.unwrap();
+    // Bob's phone is re-invited on hold (RFC 3264 §8.4) and says it will only listen.
+    let reinvite = bob.phone.request(Method::Invite).await.unwrap();
+    let offer = String::from_utf8_lossy(&reinvite.body).to_string();
+    assert!(offer.contains("a=sendonly"), "{offer}");
+    let held_answer = e2e::offer_sdp(bob.rtp.port()).replace("a=sendrecv", "") + "a=recvonly\r\n";
+    bob.phone
+        .reply_with_sdp(&reinvite, 200, "agenttag", &held_answer)
+        .await
+        .unwrap();
+    bob.phone.request(Method::Ack).await.unwrap();
+    // Holding twice is refused with a reason.
+    let again = c.hold(call(&bob.token, &call_id)).await.unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+
+    // The caller hears music, not bob (who keeps talking into a held phone).
+    let (heard, bobs) = talk_reaching(&mut bob.rtp, bob_to_server, &customer_rtp).await;
+    let silence = e2e::pcmu(&[0; 160]);
+    assert_eq!(bobs, 0, "bob's voice does not reach a held caller");
+    assert!(heard > 20, "the held caller hears music ({heard} frames)");
+    let music = customer_rtp
+        .collect(Duration::from_millis(300), Duration::from_millis(600))
+        .await;
+    assert!(
+        music.iter().filter(|f| f.payload != silence).count() > 10,
+        "music, not silence"
+    );
+    // And bob does not hear the caller.
+    let (_, callers) = talk_reaching(&mut customer_rtp, to_server, &bob.rtp).await;
+    assert_eq!(
+        callers, 0,
+        "the caller's voice does not reach the held agent"
+    );
+
+    c.unhold(call(&bob.token, &call_id)).await.unwrap();
+    let reinvite = bob.phone.request(Method::Invite).await.unwrap();
+    let offer = String::from_utf8_lossy(&reinvite.body).to_string();
+    assert!(offer.contains("a=sendrecv"), "{offer}");
+    bob.phone.reply(&reinvite, 200, "agenttag").await.unwrap();
+    bob.phone.request(Method::Ack).await.unwrap();
+    let _ = customer_rtp
+        .collect(Duration::from_millis(100), Duration::from_millis(300))
+        .await; // music tail
+    e2e::carries(&mut bob.rtp, bob_to_server, &customer_rtp).await;
+    e2e::carries(&mut customer_rtp, to_server, &bob.rtp).await;
+
+    assert_eq!(customer.bye(&mut d).await.unwrap().status, 200);
+    let bye = bob.phone.request(Method::Bye).await.unwrap();
+    bob.phone.reply(&bye, 200, "agenttag").await.unwrap();
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_blind_transfer_to_a_queue_reaches_its_agent_and_wraps_up_the_first() {
+    let s = Server::start(&control_config()).await.unwrap();
+    let mut c = agent_client(&s).await;
+    let mut bob = desk(&s, &mut c, "bob").await;
+    let mut carol = desk(&s, &mut c, "carol").await;
+    let (mut customer, mut customer_rtp, to_server, mut d) = caller_with_media(&s).await;
+    let (call_id, _, _) = take_offer(&mut bob).await;
+
+    // Carol cannot transfer bob's call, and a queue that does not exist is refused
+    // before anything changes.
+    let to = |token: &str, target: Target| {
+        authed(
+            token,
+            TransferRequest {
+                call_id: call_id.clone(),
+                target: Some(target),
+            },
+        )
+    };
+    let denied = c
+        .transfer(to(&carol.token, Target::Queue("billing".into())))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    let unknown = c
+        .transfer(to(&bob.token, Target::Queue("sales".into())))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+    assert!(unknown.message().contains("sales"), "{unknown:?}");
+
+    c.transfer(to(&bob.token, Target::Queue("billing".into())))
+        .await
+        .unwrap();
+    let bye = bob.phone.request(Method::Bye).await.unwrap();
+    bob.phone.reply(&bye, 200, "agenttag").await.unwrap();
+    let ended = next_call_event(&mut bob.events).await;
+    assert!(
+        matches!(&ended.kind, Some(Kind::CallEnded(e)) if e.call_id == call_id && e.reason == "transferred"),
+        "{ended:?}"
+    );
+    let wrap = next_call_event(&mut bob.events).await;
+    assert!(
+        matches!(&wrap.kind, Some(Kind::WrapUpStarted(w)) if w.call_id == call_id),
+        "{wrap:?}"
+    );
+
+    // Carol gets the same call from the billing queue, and talks with the caller.
+    let (carol_call, carol_to_server, pop) = take_offer(&mut carol).await;
+    assert_eq!(carol_call, call_id);
+    assert_eq!(pop.queue, "billing");
+    assert_eq!(pop.caller_number, "customer");
+    let _ = customer_rtp
+        .collect(Duration::from_millis(100), Duration::from_millis(300))
+        .await; // music tail
+    e2e::carries(&mut carol.rtp, carol_to_server, &customer_rtp).await;
+    e2e::carries(&mut customer_rtp, to_server, &carol.rtp).await;
+
+    // Bob can still close his part with a disposition.
+    c.disposition(authed(
+        &bob.token,
+        DispositionRequest {
+            call_id: call_id.clone(),
+            code: "transferred-to-billing".into(),
+            notes: String::new(),
+        },
+    ))
+    .await
+    .unwrap();
+
+    assert_eq!(customer.bye(&mut d).await.unwrap().status, 200);
+    let bye = carol.phone.request(Method::Bye).await.unwrap();
+    carol.phone.reply(&bye, 200, "agenttag").await.unwrap();
     s.stop().await.unwrap();
 }

@@ -459,6 +459,30 @@ impl AcdDriver {
         }
     }
 
+    /// A connected call was transferred to `queue`: its agent is done with it (the
+    /// call stays theirs through wrap-up), and it waits again. The caller's number.
+    pub(super) fn desk_transferred(
+        &mut self,
+        agent: AgentId,
+        item: ItemId,
+        queue: &str,
+    ) -> Option<String> {
+        if let Some(a) = self.desk.agent_mut(agent) {
+            a.connected = None;
+        }
+        self.publish(
+            agent,
+            Kind::CallEnded(CallEnded {
+                call_id: call_id(item),
+                reason: "transferred".into(),
+            }),
+        );
+        let info = self.desk.items.get_mut(&item)?;
+        info.queue = queue.to_string();
+        info.enqueued_at = now();
+        info.caller.clone()
+    }
+
     /// A connected call hung up (either side): tell its agent.
     pub(super) fn desk_item_ended(&mut self, item: ItemId) {
         for i in 0..self.desk.agents.len() {
@@ -876,13 +900,7 @@ impl Backend for ServerBackend {
                 self.ask(|reply| GatewayRequest::HangUp { agent, item, reply })
                     .await
             }
-            CallControl::Hold | CallControl::Unhold => Err(BackendError::Unimplemented(
-                "hold from the desktop is not available on this server yet; use the phone's hold"
-                    .into(),
-            )),
-            CallControl::Transfer(_) => Err(BackendError::Unimplemented(
-                "blind transfer from the desktop is not available on this server yet".into(),
-            )),
+            other => super::call_control::control(&self.acd, &agent, item, other).await,
         }
     }
 

@@ -44,6 +44,7 @@ use script_engine::Library;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod acd;
+mod call_control;
 mod call_task;
 mod callback;
 mod campaign;
@@ -575,6 +576,11 @@ enum CallInput {
     Queue(QueueCommand),
     /// A recording of this call finished (or failed).
     Recorded(Result<std::path::PathBuf, String>),
+    /// Hold, unhold or transfer from the agent's desktop (see `call_control.rs`).
+    Control {
+        command: call_control::ControlCommand,
+        reply: call_control::ControlReply,
+    },
 }
 
 struct CallSlot {

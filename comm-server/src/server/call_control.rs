@@ -1,0 +1,251 @@
+//! Call control from the agent's desktop (issue 6): hold, unhold and blind transfer
+//! to a queue, asked over gRPC and carried out by the call's own task.
+//!
+//! Owns: the path gateway → ACD driver (is this call connected to this agent? where
+//! is its task?) → call task (re-INVITE the agent's phone, music for the caller, let
+//! the agent's leg go) → ACD driver (the item waits again in the target queue).
+//! Must not own: SIP or media (the pure [`crate::call::Call`] and the media engine do
+//! those), nor routing decisions (the ACD core's `Input::Transfer`).
+//!
+//! ```text
+//!   desktop ──Hold/Unhold──► ACD driver: OnCall(item)? ──inbox──► call task
+//!                                                                 │ re-INVITE agent leg
+//!                                                                 │ a=sendonly / sendrecv
+//!                                                                 └ music / bridge caller
+//!   desktop ──Transfer(queue)► ACD driver: OnCall(item)? queue? ──► call task: BYE agent,
+//!                              music ──► ACD driver: Input::Transfer (agent wraps up,
+//!                              the caller waits again with the same priority)
+//! ```
+//! The call task answers every command, so a call that cannot do what was asked (a
+//! campaign call, a call whose agent leg is gone) gives the agent a clear error rather
+//! than silence.
+
+use agent_gateway::{BackendError, CallControl, TransferTarget};
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::acd::{AgentId, AgentState, Input as AcdInput, ItemId};
+
+/// What the desktop asks of a call's task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ControlCommand {
+    /// Music for the caller, the agent's phone re-invited `a=sendonly`.
+    Hold,
+    /// Back to talking: the bridge again, the agent's phone `a=sendrecv`.
+    Unhold,
+    /// The agent's leg ends (BYE); the caller hears music until the next agent.
+    Release,
+}
+
+/// The call task's answer: what went wrong, in words for the agent.
+pub(super) type ControlReply = oneshot::Sender<Result<(), String>>;
+
+/// What the gateway asks the ACD driver for call control.
+pub(super) enum ControlRequest {
+    /// The task of `item` when it is connected to `agent` (and `queue`, when given,
+    /// exists).
+    Find {
+        agent: String,
+        item: ItemId,
+        queue: Option<String>,
+        reply: oneshot::Sender<Result<mpsc::UnboundedSender<CallInput>, BackendError>>,
+    },
+    /// The agent's leg is gone: `item` waits again, in `queue`.
+    Transfer {
+        agent: String,
+        item: ItemId,
+        queue: String,
+        reply: oneshot::Sender<Result<(), BackendError>>,
+    },
+}
+
+/// Hold, unhold or a blind transfer on `agent`'s call `item`.
+pub(super) async fn control(
+    acd: &mpsc::UnboundedSender<AcdRequest>,
+    agent: &str,
+    item: ItemId,
+    control: CallControl,
+) -> Result<(), BackendError> {
+    let (command, queue) = match control {
+        CallControl::Hold => (ControlCommand::Hold, None),
+        CallControl::Unhold => (ControlCommand::Unhold, None),
+        CallControl::Transfer(TransferTarget::Queue(q)) => (ControlCommand::Release, Some(q)),
+        CallControl::Transfer(TransferTarget::Agent(_)) => {
+            return Err(BackendError::Unimplemented(
+                "transfer to an agent is not available on this server yet; transfer to a \
+                 queue the agent serves"
+                    .into(),
+            ));
+        }
+        CallControl::Transfer(TransferTarget::Number(_)) => {
+            return Err(BackendError::Unimplemented(
+                "transfer to a number is not available on this server yet; transfer to a \
+                 queue"
+                    .into(),
+            ));
+        }
+        CallControl::HangUp => {
+            return Err(BackendError::InvalidArgument(
+                "hang-up is not a call-control command here".into(),
+            ));
+        }
+    };
+    let inbox = ask(acd, |reply| ControlRequest::Find {
+        agent: agent.to_string(),
+        item,
+        queue: queue.clone(),
+        reply,
+    })
+    .await?;
+    let (tx, rx) = oneshot::channel();
+    inbox
+        .send(CallInput::Control { command, reply: tx })
+        .map_err(|_| gone(item))?;
+    match rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => return Err(BackendError::FailedPrecondition(why)),
+        // Tasks that do not take desktop control (campaign calls) drop the reply.
+        Err(_) => {
+            return Err(BackendError::FailedPrecondition(format!(
+                "call {} does not take hold or transfer from the desktop",
+                item.0
+            )));
+        }
+    }
+    tracing::info!(%agent, call = item.0, ?command, ?queue, "call control");
+    let Some(queue) = queue else {
+        return Ok(());
+    };
+    let r = ask(acd, |reply| ControlRequest::Transfer {
+        agent: agent.to_string(),
+        item,
+        queue,
+        reply,
+    })
+    .await;
+    if r.is_err() {
+        // The agent's leg is gone already: a caller left without anyone would wait
+        // forever, so end the call rather than strand it.
+        let _ = inbox.send(CallInput::Queue(QueueCommand::HangUp));
+    }
+    r
+}
+
+fn gone(item: ItemId) -> BackendError {
+    BackendError::FailedPrecondition(format!("call {} has ended", item.0))
+}
+
+async fn ask<T>(
+    acd: &mpsc::UnboundedSender<AcdRequest>,
+    make: impl FnOnce(oneshot::Sender<Result<T, BackendError>>) -> ControlRequest,
+) -> Result<T, BackendError> {
+    let (tx, rx) = oneshot::channel();
+    acd.send(AcdRequest::Control(make(tx)))
+        .map_err(|_| BackendError::Unavailable("the ACD is stopping".into()))?;
+    rx.await
+        .map_err(|_| BackendError::Unavailable("the ACD is stopping".into()))?
+}
+
+impl AcdDriver {
+    /// The agent's id when `item` is the call they are talking on.
+    fn talking(&self, agent: &str, item: ItemId) -> Result<AgentId, BackendError> {
+        let id = self
+            .agents
+            .iter()
+            .position(|a| a == agent)
+            .map(|i| AgentId(i as u64))
+            .ok_or_else(|| BackendError::NotFound(format!("no agent {agent:?}")))?;
+        match self.acd.agent_state(id) {
+            Some(AgentState::OnCall(i)) if i == item && self.items.contains_key(&i) => Ok(id),
+            _ => Err(BackendError::FailedPrecondition(format!(
+                "call {} is not connected to {agent}",
+                item.0
+            ))),
+        }
+    }
+
+    pub(super) fn handle_control(&mut self, request: ControlRequest) {
+        match request {
+            ControlRequest::Find {
+                agent,
+                item,
+                queue,
+                reply,
+            } => {
+                let r = self.talking(&agent, item).and_then(|_| {
+                    if let Some(q) = &queue
+                        && !self.queues.contains_key(q)
+                    {
+                        return Err(BackendError::NotFound(format!("no queue {q:?}")));
+                    }
+                    self.items.get(&item).cloned().ok_or_else(|| gone(item))
+                });
+                let _ = reply.send(r);
+            }
+            ControlRequest::Transfer {
+                agent,
+                item,
+                queue,
+                reply,
+            } => {
+                let r = self.talking(&agent, item).and_then(|id| {
+                    let q = *self
+                        .queues
+                        .get(&queue)
+                        .ok_or_else(|| BackendError::NotFound(format!("no queue {queue:?}")))?;
+                    self.acd
+                        .handle_input(now(), AcdInput::Transfer(item, q))
+                        .map_err(|e| BackendError::FailedPrecondition(e.to_string()))?;
+                    let caller = self.desk_transferred(id, item, &queue);
+                    self.features.waiting_in(item, &queue, caller);
+                    Ok(())
+                });
+                let _ = reply.send(r);
+            }
+        }
+    }
+}
+
+/// Carries out a desktop command in the call's task.
+pub(super) async fn apply(
+    now: std::time::Instant,
+    command: ControlCommand,
+    call: &mut Call,
+    media: &mut super::call_task::CallMedia,
+    held_since: &mut Option<Instant>,
+) -> Result<(), String> {
+    match command {
+        ControlCommand::Hold | ControlCommand::Unhold => {
+            let on = command == ControlCommand::Hold;
+            if on == held_since.is_some() {
+                return Err(if on {
+                    "the call is already on hold".into()
+                } else {
+                    "the call is not on hold".into()
+                });
+            }
+            let offer = media
+                .hold_callee(on)
+                .ok_or_else(|| "the call has no agent leg to hold".to_string())?;
+            if !call.reoffer_callee(now, &offer) {
+                // Undo the media side: nothing changed for the phones.
+                media.hold_callee(!on);
+                return Err("the agent's leg cannot be re-invited now".into());
+            }
+            match held_since.take() {
+                Some(t) => tracing::info!(held_ms = t.elapsed().as_millis() as u64, "unheld"),
+                None => *held_since = Some(Instant::now()),
+            }
+            Ok(())
+        }
+        ControlCommand::Release => {
+            if !call.release_callee(now) {
+                return Err("the call has no agent leg to transfer from".into());
+            }
+            *held_since = None;
+            media.drop_callee().await;
+            media.music();
+            Ok(())
+        }
+    }
+}
