@@ -40,7 +40,7 @@ pub(super) enum ControlCommand {
 /// The call task's answer: what went wrong, in words for the agent.
 pub(super) type ControlReply = oneshot::Sender<Result<(), String>>;
 
-/// What the gateway asks the ACD driver for call control.
+/// What the gateway (call control) and call tasks (the screen pop) ask the ACD driver.
 pub(super) enum ControlRequest {
     /// The task of `item` when it is connected to `agent` (and `queue`, when given,
     /// exists).
@@ -49,6 +49,11 @@ pub(super) enum ControlRequest {
         item: ItemId,
         queue: Option<String>,
         reply: oneshot::Sender<Result<mpsc::UnboundedSender<CallInput>, BackendError>>,
+    },
+    /// What the caller answered in the IVR, for the screen pops of `item`'s offers.
+    IvrAnswers {
+        item: ItemId,
+        answers: HashMap<String, String>,
     },
     /// The agent's leg is gone: `item` waits again, in `queue`.
     Transfer {
@@ -182,6 +187,7 @@ impl AcdDriver {
                 });
                 let _ = reply.send(r);
             }
+            ControlRequest::IvrAnswers { item, answers } => self.desk.ivr_answers(item, answers),
             ControlRequest::Transfer {
                 agent,
                 item,
@@ -248,4 +254,46 @@ pub(super) async fn apply(
             Ok(())
         }
     }
+}
+
+/// Tells the ACD what the caller answered in the IVR before the call queues (sent
+/// ahead of the enqueue, so the first offer's screen pop has them). Answers to
+/// sensitive questions never reach here: the script's history withholds them.
+pub(super) fn send_ivr_answers(
+    shared: &Shared,
+    item: u64,
+    answers: &serde_json::Map<String, serde_json::Value>,
+) {
+    if answers.is_empty() {
+        return;
+    }
+    let answers = answers
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    let _ = shared
+        .acd
+        .send(AcdRequest::Control(ControlRequest::IvrAnswers {
+            item: ItemId(item),
+            answers,
+        }));
+}
+
+/// Each queue's `agent-script` as the id of the loaded script (checked at start-up).
+pub(super) fn agent_scripts(config: &Config, scripts: &Library) -> HashMap<String, String> {
+    config
+        .queues
+        .iter()
+        .filter_map(|q| {
+            let file = q.agent_script.as_ref()?;
+            let id = super::startup::script_for(scripts, file.get_ref())?;
+            Some((q.name.get_ref().clone(), id))
+        })
+        .collect()
 }

@@ -552,6 +552,7 @@ pub(super) async fn run_call(
             // A script handed the caller to a queue: from here it is a queue call.
             ivr = None;
             media.music();
+            super::call_control::send_ivr_answers(&shared, uid, &contact.answers);
             let _ = shared.acd.send(AcdRequest::Enqueue {
                 item: uid,
                 queue: q.clone(),

@@ -203,6 +203,10 @@ pub(crate) struct Desk {
     items: HashMap<ItemId, ItemInfo>,
     days: HashMap<String, QueueDay>,
     seen_queues: HashMap<String, (Vec<u64>, u32, u32, u32, u32)>,
+    /// What callers answered in the IVR before they queued, for the screen pop.
+    answers: HashMap<ItemId, HashMap<String, String>>,
+    /// The agent script (its id) of each queue that has one (`agent-script`).
+    agent_scripts: HashMap<String, String>,
 }
 
 impl Desk {
@@ -216,7 +220,19 @@ impl Desk {
             items: HashMap::new(),
             days: HashMap::new(),
             seen_queues: HashMap::new(),
+            answers: HashMap::new(),
+            agent_scripts: HashMap::new(),
         }
+    }
+
+    /// The agent script id of each queue that has one, for the screen pop.
+    pub(super) fn set_agent_scripts(&mut self, scripts: HashMap<String, String>) {
+        self.agent_scripts = scripts;
+    }
+
+    /// The caller's IVR answers, shown with every offer of this call.
+    pub(super) fn ivr_answers(&mut self, item: ItemId, answers: HashMap<String, String>) {
+        self.answers.insert(item, answers);
     }
 
     /// Agents are added in ACD id order (id = index).
@@ -356,13 +372,15 @@ impl AcdDriver {
                             caller_number: caller,
                             customer,
                             last_interactions,
-                            // The IVR's answers and the agent script are not carried
-                            // into the queue yet: the call task would have to pass them
-                            // with Enqueue.
-                            ivr_answers: HashMap::new(),
+                            ivr_answers: self.desk.answers.get(item).cloned().unwrap_or_default(),
+                            script_id: self
+                                .desk
+                                .agent_scripts
+                                .get(&queue)
+                                .cloned()
+                                .unwrap_or_default(),
                             queue,
                             wait_ms: waited.as_millis() as u64,
-                            script_id: String::new(),
                         }),
                         ring_timeout_ms: ring_timeout.as_millis() as u64,
                     }),
@@ -499,6 +517,7 @@ impl AcdDriver {
             self.end_ringing(AgentId(i as u64), item, "withdrawn");
         }
         self.desk.items.remove(&item);
+        self.desk.answers.remove(&item);
     }
 
     fn agent_view(&self, i: usize, now: std::time::Instant) -> Option<AgentView> {

@@ -316,11 +316,12 @@ impl App {
         let (engine, media_events, _media_task) = MediaEngine::spawn(engine_config);
         let (event_log, event_log_task) = EventLog::spawn(self.store.clone(), self.metrics.clone());
         let hub = Arc::new(agent_gateway::EventHub::default());
-        let desk = gateway::Desk::new(
+        let mut desk = gateway::Desk::new(
             hub.clone(),
             self.clock.clone(),
             self.customer_lookup.clone(),
         );
+        desk.set_agent_scripts(call_control::agent_scripts(&cfg, &self.scripts));
         let acd = spawn_acd(
             &cfg,
             registrar.clone(),
