@@ -873,3 +873,162 @@ async fn a_blind_transfer_to_a_queue_reaches_its_agent_and_wraps_up_the_first() 
     carol.phone.reply(&bye, 200, "agenttag").await.unwrap();
     s.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_agent_steps_through_the_queues_script_and_each_answer_reaches_the_history() {
+    use comm_server::store::{ContactKind, NewCustomer};
+    let config = control_config()
+        .replace(
+            "name = \"support\"\nwrap-up = \"30s\"",
+            "name = \"support\"\nagent-script = \"retention.xml\"\nwrap-up = \"30s\"",
+        )
+        .replacen(
+            "[[queue]]",
+            "[customers]\ndefault-country-code = \"44\"\n\n[[queue]]",
+            1,
+        );
+    let s = Server::start(&config).await.unwrap();
+    let mut attributes = serde_json::Map::new();
+    attributes.insert("segment".into(), "gold".into());
+    attributes.insert("since".into(), "2019".into());
+    let ada = s
+        .store
+        .upsert_customer(
+            &NewCustomer {
+                name: "Ada Lovelace".into(),
+                phones: vec!["+442079460958".into()],
+                attributes,
+                ..NewCustomer::default()
+            },
+            1_000,
+        )
+        .await
+        .unwrap()
+        .id;
+    let mut c = agent_client(&s).await;
+    let mut bob = desk(&s, &mut c, "bob").await;
+    let alice_token = login(&mut c, "alice", "alice-pw").await;
+    let (mut customer, mut d) = caller_as(&s, "02079460958").await;
+    let (call_id, _, pop) = take_offer(&mut bob).await;
+    assert_eq!(pop.script_id, "retention");
+
+    let first = c
+        .script_step(call(&bob.token, &call_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.script_id, "retention");
+    assert!(!first.title.is_empty());
+    assert!(
+        first.steps[0].kind == "say" && first.steps[0].text.contains("Ada Lovelace"),
+        "the greeting names the caller's customer: {:?}",
+        first.steps
+    );
+    let ask = first.awaiting.clone().expect("the first question");
+    assert_eq!((ask.step.as_str(), ask.kind.as_str()), ("reason", "ask"));
+    assert_eq!(ask.input, "choice");
+    assert!(ask.choices.iter().any(|ch| ch.value == "cancel"), "{ask:?}");
+    // Asking again shows the same question and repeats no steps.
+    let again = c
+        .script_step(call(&bob.token, &call_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.steps.is_empty(), "{:?}", again.steps);
+    assert_eq!(again.awaiting, first.awaiting);
+    // Another agent's desktop cannot see or answer it.
+    let denied = c
+        .script_step(call(&alice_token, &call_id))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+
+    let submit = |answer: &str| {
+        authed(
+            &bob.token,
+            pb::SubmitAnswerRequest {
+                call_id: call_id.clone(),
+                answer: answer.into(),
+            },
+        )
+    };
+    let offer = c
+        .submit_answer(submit("cancel"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        offer.steps.iter().any(|st| st.text.contains("25%")),
+        "a gold customer gets the 25% offer: {:?}",
+        offer.steps
+    );
+    assert_eq!(offer.awaiting.unwrap().step, "offer_response");
+    let why = c
+        .submit_answer(submit("declined"))
+        .await
+        .unwrap()
+        .into_inner();
+    let why = why.awaiting.unwrap();
+    assert_eq!(
+        (why.step.as_str(), why.input.as_str()),
+        ("cancel_reason", "text")
+    );
+    let end = c
+        .submit_answer(submit("moving abroad"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(end.outcome, "cancelled", "{end:?}");
+    assert!(end.awaiting.is_none());
+    assert!(
+        end.steps.iter().any(|st| st.kind == "end"),
+        "{:?}",
+        end.steps
+    );
+    let over = c.submit_answer(submit("anything")).await.unwrap_err();
+    assert_eq!(over.code(), Code::FailedPrecondition, "{over:?}");
+
+    // Each answer and the outcome are in Ada's contact history, and the script's
+    // <update-customer> ran for her.
+    let history = s.store.history_for_customer(ada, 50).await.unwrap();
+    let answers: Vec<(String, serde_json::Value)> = history
+        .iter()
+        .filter(|h| h.contact.kind == ContactKind::Note)
+        .filter_map(|h| {
+            let step = h.contact.details.get("step")?.as_str()?.to_string();
+            Some((step, h.contact.details.get("answer")?.clone()))
+        })
+        .collect();
+    for (step, answer) in [
+        ("reason", "cancel"),
+        ("offer_response", "declined"),
+        ("cancel_reason", "moving abroad"),
+    ] {
+        assert!(
+            answers.iter().any(|(s, a)| s == step && a == answer),
+            "{step} = {answer} in {answers:?}"
+        );
+    }
+    assert!(
+        history.iter().any(|h| h.contact.kind == ContactKind::Note
+            && h.contact.outcome.as_deref() == Some("cancelled")
+            && h.contact.agent.as_deref() == Some("bob")
+            && h.contact.call_id.as_deref() == Some(call_id.as_str())),
+        "{history:#?}"
+    );
+    let record = s
+        .store
+        .customer_by_id(ada)
+        .await
+        .unwrap()
+        .expect("ada is still there");
+    assert_eq!(
+        record.attributes.get("cancellation_reason"),
+        Some(&serde_json::json!("moving abroad"))
+    );
+
+    assert_eq!(customer.bye(&mut d).await.unwrap().status, 200);
+    let bye = bob.phone.request(Method::Bye).await.unwrap();
+    bob.phone.reply(&bye, 200, "agenttag").await.unwrap();
+    s.stop().await.unwrap();
+}

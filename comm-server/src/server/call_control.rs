@@ -55,6 +55,12 @@ pub(super) enum ControlRequest {
         item: ItemId,
         answers: HashMap<String, String>,
     },
+    /// Which agent script and customer `agent`'s call `item` has.
+    ScriptCall {
+        agent: String,
+        item: ItemId,
+        reply: oneshot::Sender<Result<super::agent_script::ScriptCall, BackendError>>,
+    },
     /// The agent's leg is gone: `item` waits again, in `queue`.
     Transfer {
         agent: String,
@@ -188,6 +194,9 @@ impl AcdDriver {
                 let _ = reply.send(r);
             }
             ControlRequest::IvrAnswers { item, answers } => self.desk.ivr_answers(item, answers),
+            ControlRequest::ScriptCall { agent, item, reply } => {
+                let _ = reply.send(self.desk_script_call(&agent, item));
+            }
             ControlRequest::Transfer {
                 agent,
                 item,

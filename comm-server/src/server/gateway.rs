@@ -477,6 +477,40 @@ impl AcdDriver {
         }
     }
 
+    /// Which agent script and customer `agent`'s call `item` has: the call they talk
+    /// on or wrap up.
+    pub(super) fn desk_script_call(
+        &self,
+        agent: &str,
+        item: ItemId,
+    ) -> Result<super::agent_script::ScriptCall, BackendError> {
+        let id = self.agent_id(agent)?;
+        let a = &self.desk.agents[id.0 as usize];
+        if a.last_call != Some(item) {
+            return Err(BackendError::FailedPrecondition(format!(
+                "{agent} has not talked on call {}",
+                item.0
+            )));
+        }
+        let queue = a.last_with.queue.clone();
+        let script = queue
+            .as_ref()
+            .and_then(|q| self.desk.agent_scripts.get(q))
+            .cloned()
+            .ok_or_else(|| {
+                BackendError::FailedPrecondition(format!(
+                    "queue {:?} has no agent script (agent-script in its [[queue]])",
+                    queue.clone().unwrap_or_default()
+                ))
+            })?;
+        Ok(super::agent_script::ScriptCall {
+            script,
+            caller: a.last_with.caller.clone(),
+            customer: a.last_with.customer,
+            queue,
+        })
+    }
+
     /// A connected call was transferred to `queue`: its agent is done with it (the
     /// call stays theirs through wrap-up), and it waits again. The caller's number.
     pub(super) fn desk_transferred(
@@ -791,6 +825,8 @@ pub struct ServerBackend {
     plan: crate::phone::DialPlan,
     accounts: HashMap<(Role, String), Account>,
     clock: Arc<dyn Clock>,
+    /// Agent-guided scripts (see `agent_script.rs`); none without a script library.
+    scripts: Option<Arc<super::agent_script::AgentScripts>>,
 }
 
 impl ServerBackend {
@@ -830,9 +866,26 @@ impl ServerBackend {
             accounts,
             clock,
             store,
+            scripts: None,
             // Checked at start-up (`App::build`): a bad plan never gets this far.
             plan: config.customers.dial_plan().unwrap_or_default(),
         }
+    }
+
+    /// Runs agent-guided scripts from `library`, with the server's script actions.
+    pub(super) fn with_agent_scripts(
+        mut self,
+        library: Arc<Library>,
+        actions: crate::script_actions::ScriptActions,
+    ) -> ServerBackend {
+        self.scripts = Some(Arc::new(super::agent_script::AgentScripts::new(
+            library,
+            actions,
+            self.store.clone(),
+            self.plan.clone(),
+            self.clock.clone(),
+        )));
+        self
     }
 
     async fn ask<T>(
@@ -964,7 +1017,25 @@ impl Backend for ServerBackend {
         if let Err(e) = self.store.add_history(&contact).await {
             tracing::warn!(error = %e, call, "disposition not saved to the contact history");
         }
+        if let Some(scripts) = &self.scripts {
+            scripts.forget(agent, item.0);
+        }
         Ok(())
+    }
+
+    async fn script_step(
+        &self,
+        agent: &str,
+        call: &str,
+        answer: Option<String>,
+    ) -> Result<pb::ScriptStepResponse, BackendError> {
+        let item = parse_call(call)?;
+        let Some(scripts) = &self.scripts else {
+            return Err(BackendError::Unimplemented(
+                "agent scripts are not available on this server".into(),
+            ));
+        };
+        scripts.step(&self.acd, agent, item.0, answer).await
     }
 
     async fn snapshot(&self) -> Result<Snapshot, BackendError> {

@@ -44,6 +44,7 @@ use script_engine::Library;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod acd;
+mod agent_script;
 mod call_control;
 mod call_task;
 mod callback;
@@ -340,7 +341,8 @@ impl App {
                 acd.clone(),
                 self.clock.clone(),
                 self.store.clone(),
-            );
+            )
+            .with_agent_scripts(self.scripts.clone(), self.actions.clone());
             let g = &cfg.grpc;
             let config = agent_gateway::GatewayConfig {
                 sessions: agent_gateway::SessionConfig {
