@@ -1333,4 +1333,95 @@ mod tests {
                 .any(|a| matches!(a, Action::Ended(s) if s.hung_up_by == HungUpBy::Caller))
         );
     }
+
+    /// An answered call with an agent connected by a late dial.
+    fn connected_call(t0: Instant) -> Call {
+        let mut call = answered_call(t0);
+        let (h, invite) = dial(&mut call, t0);
+        call.handle_response(t0, h, &answer(&invite, 200));
+        while call.poll_action().is_some() {}
+        call
+    }
+
+    #[test]
+    fn our_reoffer_goes_to_the_agent_in_its_dialog_and_its_2xx_is_acked() {
+        let t0 = crate::time::base_instant();
+        let mut call = connected_call(t0);
+        assert!(call.reoffer_callee(t0, b"v=0\r\na=sendonly\r\n"));
+        let (h, reinvite) = match call.poll_action() {
+            Some(Action::Send {
+                handle,
+                leg: Leg::Callee,
+                request,
+                ..
+            }) => (handle, request),
+            other => panic!("expected the re-INVITE, got {other:?}"),
+        };
+        assert_eq!(reinvite.method, Method::Invite);
+        assert_eq!(reinvite.body, b"v=0\r\na=sendonly\r\n");
+        assert!(
+            reinvite
+                .headers
+                .get("To")
+                .is_some_and(|t| t.contains("tag=agenttag")),
+            "in the agent's dialog (RFC 3261 §14.1)"
+        );
+        assert_eq!(reinvite.uri.to_string(), "sip:agent@127.0.0.1:5070");
+        assert!(reinvite.headers.get("Contact").is_some());
+        let mut ok = answer(&reinvite, 200);
+        ok.body = b"v=0\r\na=recvonly\r\n".to_vec();
+        call.handle_response(t0, h, &ok);
+        let actions: Vec<_> = std::iter::from_fn(|| call.poll_action()).collect();
+        assert!(
+            matches!(&actions[..], [
+                Action::Ack { request, .. },
+                Action::ReofferAnswered { leg: Leg::Callee, status: 200, body },
+            ] if request.method == Method::Ack
+                && request.headers.get("CSeq") == reinvite.headers.get("CSeq").map(|c| c.replace("INVITE", "ACK")).as_deref()
+                && body == b"v=0\r\na=recvonly\r\n"),
+            "{actions:?}"
+        );
+        assert!(!call.is_ended());
+    }
+
+    #[test]
+    fn releasing_the_agent_byes_only_the_agent_and_the_next_one_can_be_dialled() {
+        let t0 = crate::time::base_instant();
+        let mut call = answered_call(t0);
+        assert!(!call.release_callee(t0), "no agent leg to release yet");
+        assert!(
+            !call.reoffer_callee(t0, b"v=0\r\n"),
+            "no agent leg to re-offer to"
+        );
+        let mut call = connected_call(t0);
+        assert!(call.release_callee(t0));
+        let actions: Vec<_> = std::iter::from_fn(|| call.poll_action()).collect();
+        let bye = match &actions[..] {
+            [
+                Action::Send {
+                    handle,
+                    leg: Leg::Callee,
+                    request,
+                    ..
+                },
+            ] if request.method == Method::Bye => (*handle, request.clone()),
+            other => panic!("expected one BYE to the agent, got {other:?}"),
+        };
+        assert!(!call.is_ended(), "the caller stays on");
+        assert_eq!(call.poll_timeout(), None, "no BYE timer that would end the call");
+        // The agent's 200 for the BYE changes nothing.
+        call.handle_response(t0, bye.0, &answer(&bye.1, 200));
+        assert!(call.poll_action().is_none());
+        assert!(!call.is_ended());
+        // The next agent is dialled and connects.
+        let (h, invite) = dial(&mut call, t0);
+        call.handle_response(t0, h, &answer(&invite, 200));
+        let actions: Vec<_> = std::iter::from_fn(|| call.poll_action()).collect();
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::CalleeAnswered { .. })),
+            "{actions:?}"
+        );
+    }
 }
