@@ -63,6 +63,7 @@ password = "bob-phone-pw"
 name = "support"
 wrap-up = "60s"
 ring-timeout = "20s"
+agent-script = "retention.xml"
 
 [[queue]]
 name = "sales"
@@ -84,7 +85,7 @@ target = { queue = "support" }
 number = "801"
 target = { queue = "sales" }
 TOML
-printf 'name,phone,account\nAda Lovelace,+442079460958,42\n' >"$data/customers.csv"
+printf 'name,phone,account,segment,since\nAda Lovelace,+442079460958,42,gold,2019\n' >"$data/customers.csv"
 "$bin" import customers "$data/customers.csv" --config "$data/test.toml" >"$data/import.log" 2>&1 \
     || { cat "$data/import.log"; exit 1; }
 
