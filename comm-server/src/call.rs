@@ -1408,7 +1408,11 @@ mod tests {
             other => panic!("expected one BYE to the agent, got {other:?}"),
         };
         assert!(!call.is_ended(), "the caller stays on");
-        assert_eq!(call.poll_timeout(), None, "no BYE timer that would end the call");
+        assert_eq!(
+            call.poll_timeout(),
+            None,
+            "no BYE timer that would end the call"
+        );
         // The agent's 200 for the BYE changes nothing.
         call.handle_response(t0, bye.0, &answer(&bye.1, 200));
         assert!(call.poll_action().is_none());

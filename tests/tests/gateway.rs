@@ -1032,3 +1032,109 @@ async fn the_agent_steps_through_the_queues_script_and_each_answer_reaches_the_h
     bob.phone.reply(&bye, 200, "agenttag").await.unwrap();
     s.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_supervisor_gives_an_agent_a_skill_and_the_waiting_call_that_needs_it_is_offered() {
+    let config = config().replace(
+        "[[route]]\nnumber = \"800\"",
+        "[[route]]\nnumber = \"801\"\ntarget = { queue = \"support\", skills = { billing = 2 } }\n\n\
+         [[route]]\nnumber = \"800\"",
+    );
+    let s = Server::start(&config).await.unwrap();
+    let mut sup = SupervisorServiceClient::connect(format!("http://{}", s.grpc))
+        .await
+        .unwrap();
+    let sue = sup
+        .login(sv::LoginRequest {
+            supervisor_id: "sue".into(),
+            password: "sue-pw".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let mut updates = sup
+        .stream_status(authed(&sue, StreamStatusRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut c = agent_client(&s).await;
+    let (mut bob_phone, _rtp) = phone(&s, "bob").await;
+    let bob = login(&mut c, "bob", "bob-pw").await;
+    let mut events = stream(&mut c, &bob, None).await;
+    set_status(&mut c, &bob, pb::AgentStatus::Available).await;
+
+    // The caller needs billing, which bob lacks: the supervisor sees the call wait.
+    let rtp = Rtp::bind().await.unwrap();
+    let mut customer = Ua::new("customer", "", s.udp).await.unwrap();
+    customer.media_port = rtp.port();
+    let inv = customer.invite("801").await.unwrap();
+    let ok = customer
+        .response(inv.call_id(), Method::Invite, false)
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+    let mut d = customer.dialog_from_answer(&inv, &ok);
+    customer.ack(&d).await.unwrap();
+    loop {
+        let u = tokio::time::timeout(WAIT, updates.message())
+            .await
+            .expect("the queue view in time")
+            .unwrap()
+            .unwrap();
+        if let Some(status_update::Kind::Queue(q)) = u.kind
+            && q.name == "support"
+            && q.waiting.len() == 1
+        {
+            break;
+        }
+    }
+
+    let set = |skills: Vec<(&str, u32)>| {
+        authed(
+            &sue,
+            sv::SetAgentSkillsRequest {
+                agent_id: "bob".into(),
+                skills: skills
+                    .into_iter()
+                    .map(|(name, level)| sv::Skill {
+                        name: name.into(),
+                        level,
+                    })
+                    .collect(),
+            },
+        )
+    };
+    let bad = sup
+        .set_agent_skills(set(vec![("billing", 9)]))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument, "{bad:?}");
+    let unknown = sup
+        .set_agent_skills(authed(
+            &sue,
+            sv::SetAgentSkillsRequest {
+                agent_id: "nobody".into(),
+                skills: vec![],
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+    sup.set_agent_skills(set(vec![("billing", 3)]))
+        .await
+        .unwrap();
+
+    let offered = next_call_event(&mut events).await;
+    assert!(
+        matches!(&offered.kind, Some(Kind::CallOffered(_))),
+        "{offered:?}"
+    );
+    let invite = bob_phone.request(Method::Invite).await.unwrap();
+    bob_phone.reply(&invite, 200, "bobtag").await.unwrap();
+    bob_phone.request(Method::Ack).await.unwrap();
+    assert_eq!(customer.bye(&mut d).await.unwrap().status, 200);
+    let bye = bob_phone.request(Method::Bye).await.unwrap();
+    bob_phone.reply(&bye, 200, "bobtag").await.unwrap();
+    s.stop().await.unwrap();
+}

@@ -318,6 +318,27 @@ impl Acd {
         Ok(())
     }
 
+    /// Replaces an agent's skills (a supervisor's change), whatever the agent is doing:
+    /// a call in progress continues, and the new skills apply from the next match (a
+    /// free agent who now qualifies for a waiting item gets it at once).
+    pub fn set_skills(
+        &mut self,
+        now: Instant,
+        agent: AgentId,
+        skills: &[(SkillId, Level)],
+    ) -> Result<(), AcdError> {
+        let a = self.agent(agent)?;
+        let mut skills = skills.to_vec();
+        skills.sort();
+        skills.dedup_by_key(|s| s.0);
+        // Re-listing puts a free agent on the `freed` list the next settle matches.
+        self.unlist(a);
+        self.agents[a].skills = skills;
+        self.sync_free(a);
+        self.settle(now);
+        Ok(())
+    }
+
     /// Remembers the highest tier level per queue, which bounds tier-delay timers.
     fn note_levels(&mut self, tiers: &[AgentTier]) {
         for t in tiers {

@@ -514,6 +514,39 @@ fn skill_widening_lets_a_less_skilled_agent_take_a_long_wait() {
 }
 
 #[test]
+fn new_skills_apply_from_the_next_match_and_a_free_agent_takes_a_waiting_item_at_once() {
+    let mut a1 = agent(1, &[1]);
+    a1.skills = vec![(SkillId(7), Level::new(2).unwrap())];
+    let mut h = Harness::new(vec![queue(1)], vec![a1]);
+    h.ok(Input::Login(AgentId(1)));
+    h.ok(skilled_call(1, 1, 7, 4));
+    assert_eq!(h.offers(), vec![], "level 2 is not enough");
+    // Raised to 4 (and a duplicate skill keeps one entry): the waiting call is offered.
+    let four = Level::new(4).unwrap();
+    h.acd
+        .set_skills(h.now, AgentId(1), &[(SkillId(7), four), (SkillId(7), four)])
+        .unwrap();
+    h.drain();
+    assert_eq!(h.offers(), vec![(ItemId(1), AgentId(1))]);
+    // Taken away mid-call: the call goes on, the next skilled call waits.
+    h.ok(Input::OfferAnswered(ItemId(1), AgentId(1)));
+    h.acd.set_skills(h.now, AgentId(1), &[]).unwrap();
+    h.drain();
+    assert_eq!(
+        h.acd.agent_state(AgentId(1)),
+        Some(AgentState::OnCall(ItemId(1)))
+    );
+    h.ok(Input::ItemEnded(ItemId(1)));
+    h.ok(Input::WrapUpDone(AgentId(1), None));
+    h.ok(skilled_call(2, 1, 7, 1));
+    assert_eq!(h.offers(), vec![]);
+    assert_eq!(
+        h.acd.set_skills(h.now, AgentId(9), &[]),
+        Err(AcdError::UnknownAgent(AgentId(9)))
+    );
+}
+
+#[test]
 fn priority_then_age_and_queue_weights_across_queues() {
     let mut q2 = queue(2);
     q2.weight = 4;

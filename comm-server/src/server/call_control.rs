@@ -61,6 +61,12 @@ pub(super) enum ControlRequest {
         item: ItemId,
         reply: oneshot::Sender<Result<super::agent_script::ScriptCall, BackendError>>,
     },
+    /// A supervisor replaces `agent`'s skills: `(skill, level 1..=5)`.
+    SetSkills {
+        agent: String,
+        skills: Vec<(String, u8)>,
+        reply: oneshot::Sender<Result<(), BackendError>>,
+    },
     /// The agent's leg is gone: `item` waits again, in `queue`.
     Transfer {
         agent: String,
@@ -175,6 +181,38 @@ impl AcdDriver {
         }
     }
 
+    /// Skills by name become the core's ids (a name no queue or route uses yet gets a
+    /// new id, as at start-up); levels outside 1..=5 are refused, naming the skill.
+    fn set_skills(&mut self, agent: &str, skills: &[(String, u8)]) -> Result<(), BackendError> {
+        let id = self
+            .agents
+            .iter()
+            .position(|a| a == agent)
+            .map(|i| AgentId(i as u64))
+            .ok_or_else(|| BackendError::NotFound(format!("no agent {agent:?}")))?;
+        let mut by_name = std::collections::BTreeMap::new();
+        for (name, level) in skills {
+            if name.trim().is_empty() {
+                return Err(BackendError::InvalidArgument("a skill needs a name".into()));
+            }
+            if !(1..=5).contains(level) {
+                return Err(BackendError::InvalidArgument(format!(
+                    "skill {name:?}: level {level} is not 1 to 5"
+                )));
+            }
+            by_name.insert(name.clone(), *level);
+        }
+        let skills = self
+            .features
+            .agent_skills(&by_name)
+            .map_err(|e| BackendError::InvalidArgument(e.to_string()))?;
+        self.acd
+            .set_skills(now(), id, &skills)
+            .map_err(|e| BackendError::InvalidArgument(e.to_string()))?;
+        tracing::info!(%agent, skills = ?by_name, "agent skills changed");
+        Ok(())
+    }
+
     pub(super) fn handle_control(&mut self, request: ControlRequest) {
         match request {
             ControlRequest::Find {
@@ -194,6 +232,14 @@ impl AcdDriver {
                 let _ = reply.send(r);
             }
             ControlRequest::IvrAnswers { item, answers } => self.desk.ivr_answers(item, answers),
+            ControlRequest::SetSkills {
+                agent,
+                skills,
+                reply,
+            } => {
+                let r = self.set_skills(&agent, &skills);
+                let _ = reply.send(r);
+            }
             ControlRequest::ScriptCall { agent, item, reply } => {
                 let _ = reply.send(self.desk_script_call(&agent, item));
             }
@@ -305,4 +351,18 @@ pub(super) fn agent_scripts(config: &Config, scripts: &Library) -> HashMap<Strin
             Some((q.name.get_ref().clone(), id))
         })
         .collect()
+}
+
+/// A supervisor's `SetAgentSkills`.
+pub(super) async fn set_skills(
+    acd: &mpsc::UnboundedSender<AcdRequest>,
+    agent: &str,
+    skills: Vec<(String, u8)>,
+) -> Result<(), BackendError> {
+    ask(acd, |reply| ControlRequest::SetSkills {
+        agent: agent.to_string(),
+        skills,
+        reply,
+    })
+    .await
 }

@@ -1064,11 +1064,9 @@ impl Backend for ServerBackend {
                 })
                 .await
             }
-            SupervisorAction::SetSkills(_) => Err(BackendError::Unimplemented(
-                "changing skills at run time is not available yet (the ACD core has no \
-                 set_skills); edit the config"
-                    .into(),
-            )),
+            SupervisorAction::SetSkills(skills) => {
+                super::call_control::set_skills(&self.acd, agent, skills).await
+            }
         }
     }
 }
