@@ -1138,3 +1138,59 @@ async fn a_supervisor_gives_an_agent_a_skill_and_the_waiting_call_that_needs_it_
     bob_phone.reply(&bye, 200, "bobtag").await.unwrap();
     s.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_blind_transfer_to_an_agent_rings_that_agent_even_outside_the_queue() {
+    let s = Server::start(&control_config()).await.unwrap();
+    let mut c = agent_client(&s).await;
+    let mut bob = desk(&s, &mut c, "bob").await;
+    let mut carol = desk(&s, &mut c, "carol").await;
+    let (mut customer, mut customer_rtp, to_server, mut d) = caller_with_media(&s).await;
+    let (call_id, _, _) = take_offer(&mut bob).await;
+    let to = |target: Target| {
+        authed(
+            &bob.token,
+            TransferRequest {
+                call_id: call_id.clone(),
+                target: Some(target),
+            },
+        )
+    };
+    // Alice is logged out: refused before anything changes, bob keeps the caller.
+    let busy = c
+        .transfer(to(Target::AgentId("alice".into())))
+        .await
+        .unwrap_err();
+    assert_eq!(busy.code(), Code::FailedPrecondition, "{busy:?}");
+    assert!(busy.message().contains("alice"), "{busy:?}");
+    let nobody = c
+        .transfer(to(Target::AgentId("zed".into())))
+        .await
+        .unwrap_err();
+    assert_eq!(nobody.code(), Code::NotFound, "{nobody:?}");
+
+    // Carol serves billing, not support: only the transfer reaches her.
+    c.transfer(to(Target::AgentId("carol".into())))
+        .await
+        .unwrap();
+    let bye = bob.phone.request(Method::Bye).await.unwrap();
+    bob.phone.reply(&bye, 200, "agenttag").await.unwrap();
+    let ended = next_call_event(&mut bob.events).await;
+    assert!(
+        matches!(&ended.kind, Some(Kind::CallEnded(e)) if e.reason == "transferred"),
+        "{ended:?}"
+    );
+    let (carol_call, carol_to_server, pop) = take_offer(&mut carol).await;
+    assert_eq!(carol_call, call_id);
+    assert_eq!(pop.queue, "support", "the call keeps its queue");
+    let _ = customer_rtp
+        .collect(Duration::from_millis(100), Duration::from_millis(300))
+        .await; // music tail
+    e2e::carries(&mut carol.rtp, carol_to_server, &customer_rtp).await;
+    e2e::carries(&mut customer_rtp, to_server, &carol.rtp).await;
+
+    assert_eq!(customer.bye(&mut d).await.unwrap().status, 200);
+    let bye = carol.phone.request(Method::Bye).await.unwrap();
+    carol.phone.reply(&bye, 200, "agenttag").await.unwrap();
+    s.stop().await.unwrap();
+}

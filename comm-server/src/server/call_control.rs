@@ -42,12 +42,12 @@ pub(super) type ControlReply = oneshot::Sender<Result<(), String>>;
 
 /// What the gateway (call control) and call tasks (the screen pop) ask the ACD driver.
 pub(super) enum ControlRequest {
-    /// The task of `item` when it is connected to `agent` (and `queue`, when given,
-    /// exists).
+    /// The task of `item` when it is connected to `agent` (and the transfer target,
+    /// when given, can take it now).
     Find {
         agent: String,
         item: ItemId,
-        queue: Option<String>,
+        target: Option<Target>,
         reply: oneshot::Sender<Result<mpsc::UnboundedSender<CallInput>, BackendError>>,
     },
     /// What the caller answered in the IVR, for the screen pops of `item`'s offers.
@@ -67,13 +67,23 @@ pub(super) enum ControlRequest {
         skills: Vec<(String, u8)>,
         reply: oneshot::Sender<Result<(), BackendError>>,
     },
-    /// The agent's leg is gone: `item` waits again, in `queue`.
+    /// The agent's leg is gone: `item` goes to `target`.
     Transfer {
         agent: String,
         item: ItemId,
-        queue: String,
+        target: Target,
         reply: oneshot::Sender<Result<(), BackendError>>,
     },
+}
+
+/// Where a blind transfer sends the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Target {
+    /// Waits again in this queue, with the call's priority.
+    Queue(String),
+    /// Rings this agent at once (who must be available and idle); should they not
+    /// answer, the caller waits in the call's queue for the next agent.
+    Agent(String),
 }
 
 /// Hold, unhold or a blind transfer on `agent`'s call `item`.
@@ -83,16 +93,14 @@ pub(super) async fn control(
     item: ItemId,
     control: CallControl,
 ) -> Result<(), BackendError> {
-    let (command, queue) = match control {
+    let (command, target) = match control {
         CallControl::Hold => (ControlCommand::Hold, None),
         CallControl::Unhold => (ControlCommand::Unhold, None),
-        CallControl::Transfer(TransferTarget::Queue(q)) => (ControlCommand::Release, Some(q)),
-        CallControl::Transfer(TransferTarget::Agent(_)) => {
-            return Err(BackendError::Unimplemented(
-                "transfer to an agent is not available on this server yet; transfer to a \
-                 queue the agent serves"
-                    .into(),
-            ));
+        CallControl::Transfer(TransferTarget::Queue(q)) => {
+            (ControlCommand::Release, Some(Target::Queue(q)))
+        }
+        CallControl::Transfer(TransferTarget::Agent(a)) => {
+            (ControlCommand::Release, Some(Target::Agent(a)))
         }
         CallControl::Transfer(TransferTarget::Number(_)) => {
             return Err(BackendError::Unimplemented(
@@ -110,7 +118,7 @@ pub(super) async fn control(
     let inbox = ask(acd, |reply| ControlRequest::Find {
         agent: agent.to_string(),
         item,
-        queue: queue.clone(),
+        target: target.clone(),
         reply,
     })
     .await?;
@@ -129,23 +137,17 @@ pub(super) async fn control(
             )));
         }
     }
-    tracing::info!(%agent, call = item.0, ?command, ?queue, "call control");
-    let Some(queue) = queue else {
+    tracing::info!(%agent, call = item.0, ?command, ?target, "call control");
+    let Some(target) = target else {
         return Ok(());
     };
-    let r = ask(acd, |reply| ControlRequest::Transfer {
+    ask(acd, |reply| ControlRequest::Transfer {
         agent: agent.to_string(),
         item,
-        queue,
+        target,
         reply,
     })
-    .await;
-    if r.is_err() {
-        // The agent's leg is gone already: a caller left without anyone would wait
-        // forever, so end the call rather than strand it.
-        let _ = inbox.send(CallInput::Queue(QueueCommand::HangUp));
-    }
-    r
+    .await
 }
 
 fn gone(item: ItemId) -> BackendError {
@@ -213,19 +215,102 @@ impl AcdDriver {
         Ok(())
     }
 
+    fn queue_id(&self, name: &str) -> Result<crate::acd::QueueId, BackendError> {
+        self.queues
+            .get(name)
+            .copied()
+            .ok_or_else(|| BackendError::NotFound(format!("no queue {name:?}")))
+    }
+
+    /// The agent named `name` when they could take a call now.
+    fn free_agent(&self, name: &str) -> Result<AgentId, BackendError> {
+        let id = self
+            .agents
+            .iter()
+            .position(|a| a == name)
+            .map(|i| AgentId(i as u64))
+            .ok_or_else(|| BackendError::NotFound(format!("no agent {name:?}")))?;
+        let free = self.acd.agent_status(id) == Some(&crate::acd::AgentStatus::Available)
+            && self.acd.agent_state(id) == Some(AgentState::Idle);
+        if free {
+            Ok(id)
+        } else {
+            Err(BackendError::FailedPrecondition(format!(
+                "{name} is not available to take a call now"
+            )))
+        }
+    }
+
+    /// The agent's leg is already gone: whatever happens, the caller must not be left
+    /// with nobody. A target that can no longer take the call (another call reached
+    /// the agent first) leaves the caller waiting in the call's own queue, and says so.
+    fn transfer(&mut self, agent: &str, item: ItemId, target: Target) -> Result<(), BackendError> {
+        let id = match self.talking(agent, item) {
+            Ok(id) => id,
+            Err(e) => {
+                self.tell(item, QueueCommand::HangUp);
+                return Err(e);
+            }
+        };
+        let current = self.desk_queue(item);
+        let attempt = match &target {
+            Target::Queue(q) => self
+                .queue_id(q)
+                .map(|qid| (AcdInput::Transfer(item, qid), q.clone())),
+            Target::Agent(to) => self
+                .free_agent(to)
+                .map(|to| (AcdInput::TransferToAgent(item, to), current.clone())),
+        };
+        let refused = match attempt {
+            Ok((input, queue)) => match self.acd.handle_input(now(), input) {
+                Ok(()) => {
+                    let caller = self.desk_transferred(id, item, &queue);
+                    self.features.waiting_in(item, &queue, caller);
+                    return Ok(());
+                }
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        let fallback = self.queue_id(&current).ok().filter(|&q| {
+            self.acd
+                .handle_input(now(), AcdInput::Transfer(item, q))
+                .is_ok()
+        });
+        match fallback {
+            Some(_) => {
+                let caller = self.desk_transferred(id, item, &current);
+                self.features.waiting_in(item, &current, caller);
+                Err(BackendError::FailedPrecondition(format!(
+                    "{refused}; the caller waits in {current} again"
+                )))
+            }
+            None => {
+                self.tell(item, QueueCommand::HangUp);
+                Err(BackendError::FailedPrecondition(format!(
+                    "{refused}; the call was ended"
+                )))
+            }
+        }
+    }
+
     pub(super) fn handle_control(&mut self, request: ControlRequest) {
         match request {
             ControlRequest::Find {
                 agent,
                 item,
-                queue,
+                target,
                 reply,
             } => {
                 let r = self.talking(&agent, item).and_then(|_| {
-                    if let Some(q) = &queue
-                        && !self.queues.contains_key(q)
-                    {
-                        return Err(BackendError::NotFound(format!("no queue {q:?}")));
+                    match &target {
+                        Some(Target::Queue(q)) => {
+                            self.queue_id(q)?;
+                        }
+                        Some(Target::Agent(to)) => {
+                            self.free_agent(to)?;
+                        }
+                        None => {}
                     }
                     self.items.get(&item).cloned().ok_or_else(|| gone(item))
                 });
@@ -246,21 +331,10 @@ impl AcdDriver {
             ControlRequest::Transfer {
                 agent,
                 item,
-                queue,
+                target,
                 reply,
             } => {
-                let r = self.talking(&agent, item).and_then(|id| {
-                    let q = *self
-                        .queues
-                        .get(&queue)
-                        .ok_or_else(|| BackendError::NotFound(format!("no queue {queue:?}")))?;
-                    self.acd
-                        .handle_input(now(), AcdInput::Transfer(item, q))
-                        .map_err(|e| BackendError::FailedPrecondition(e.to_string()))?;
-                    let caller = self.desk_transferred(id, item, &queue);
-                    self.features.waiting_in(item, &queue, caller);
-                    Ok(())
-                });
+                let r = self.transfer(&agent, item, target);
                 let _ = reply.send(r);
             }
         }

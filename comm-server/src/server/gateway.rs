@@ -511,6 +511,15 @@ impl AcdDriver {
         })
     }
 
+    /// The queue a call waited in or was answered from.
+    pub(super) fn desk_queue(&self, item: ItemId) -> String {
+        self.desk
+            .items
+            .get(&item)
+            .map(|i| i.queue.clone())
+            .unwrap_or_default()
+    }
+
     /// A connected call was transferred to `queue`: its agent is done with it (the
     /// call stays theirs through wrap-up), and it waits again. The caller's number.
     pub(super) fn desk_transferred(
