@@ -567,6 +567,25 @@ impl Call {
         true
     }
 
+    /// As [`Call::dial`], through a trunk that may challenge us: its credentials
+    /// answer one challenge from its own realm (a blind transfer to a number).
+    pub fn dial_trunk(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        uri: &str,
+        offer: Vec<u8>,
+        ring_timeout: Duration,
+        credentials: Option<TrunkCredentials>,
+    ) -> bool {
+        let dialled = self.dial(now, flow, uri, offer, ring_timeout);
+        if dialled {
+            self.credentials = credentials;
+            self.challenged = false;
+        }
+        dialled
+    }
+
     /// Gives up a late dial that has not been answered (the offer was withdrawn).
     pub fn cancel_dial(&mut self, now: Instant) {
         if self.late_dial {

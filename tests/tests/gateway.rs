@@ -1194,3 +1194,69 @@ async fn a_blind_transfer_to_an_agent_rings_that_agent_even_outside_the_queue() 
     carol.phone.reply(&bye, 200, "agenttag").await.unwrap();
     s.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_blind_transfer_to_a_number_dials_it_through_the_trunk() {
+    let carrier_sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let carrier_addr = carrier_sock.local_addr().unwrap();
+    let config = control_config().replacen(
+        "[[queue]]",
+        &format!(
+            "[[trunk]]\nname = \"carrier\"\naddress = \"{carrier_addr}\"\n\
+             inbound-sources = [\"127.0.0.2\"]\nprefixes = [\"0\"]\n\n[[queue]]"
+        ),
+        1,
+    );
+    let s = Server::start(&config).await.unwrap();
+    let carrier_rtp = Rtp::bind().await.unwrap();
+    let mut carrier = Ua::new("carrier", "", s.udp).await.unwrap();
+    carrier.sock = carrier_sock;
+    carrier.addr = carrier_addr;
+    carrier.media_port = carrier_rtp.port();
+    let mut carrier_rtp = carrier_rtp;
+
+    let mut c = agent_client(&s).await;
+    let mut bob = desk(&s, &mut c, "bob").await;
+    let (mut customer, mut customer_rtp, to_server, mut d) = caller_with_media(&s).await;
+    let (call_id, _, _) = take_offer(&mut bob).await;
+    let to = |number: &str| {
+        authed(
+            &bob.token,
+            TransferRequest {
+                call_id: call_id.clone(),
+                target: Some(Target::Number(number.into())),
+            },
+        )
+    };
+    // No trunk dials 9...: refused before bob lets go.
+    let no_route = c.transfer(to("912345")).await.unwrap_err();
+    assert_eq!(no_route.code(), Code::FailedPrecondition, "{no_route:?}");
+    assert!(no_route.message().contains("no trunk"), "{no_route:?}");
+
+    c.transfer(to("02079460000")).await.unwrap();
+    let bye = bob.phone.request(Method::Bye).await.unwrap();
+    bob.phone.reply(&bye, 200, "agenttag").await.unwrap();
+    let ended = next_call_event(&mut bob.events).await;
+    assert!(
+        matches!(&ended.kind, Some(Kind::CallEnded(e)) if e.reason == "transferred"),
+        "{ended:?}"
+    );
+    let invite = carrier.request(Method::Invite).await.unwrap();
+    assert_eq!(
+        invite.uri.to_string(),
+        format!("sip:02079460000@{carrier_addr}")
+    );
+    let carrier_to_server = e2e::sdp_audio_addr(&invite.body).unwrap();
+    carrier.reply(&invite, 200, "carriertag").await.unwrap();
+    carrier.request(Method::Ack).await.unwrap();
+    let _ = customer_rtp
+        .collect(Duration::from_millis(100), Duration::from_millis(300))
+        .await; // music tail
+    e2e::carries(&mut carrier_rtp, carrier_to_server, &customer_rtp).await;
+    e2e::carries(&mut customer_rtp, to_server, &carrier_rtp).await;
+
+    assert_eq!(customer.bye(&mut d).await.unwrap().status, 200);
+    let bye = carrier.request(Method::Bye).await.unwrap();
+    carrier.reply(&bye, 200, "carriertag").await.unwrap();
+    s.stop().await.unwrap();
+}

@@ -1,5 +1,6 @@
 //! Call control from the agent's desktop (issue 6): hold, unhold and blind transfer
-//! to a queue, asked over gRPC and carried out by the call's own task.
+//! to a queue, an agent or a number, asked over gRPC and carried out by the call's
+//! own task.
 //!
 //! Owns: the path gateway → ACD driver (is this call connected to this agent? where
 //! is its task?) → call task (re-INVITE the agent's phone, music for the caller, let
@@ -15,7 +16,13 @@
 //!   desktop ──Transfer(queue)► ACD driver: OnCall(item)? queue? ──► call task: BYE agent,
 //!                              music ──► ACD driver: Input::Transfer (agent wraps up,
 //!                              the caller waits again with the same priority)
+//!   desktop ──Transfer(agent)► as above, the target free now ──► Input::TransferToAgent
+//!   desktop ──Transfer(number)► call task: a trunk dials it? BYE agent, dial the trunk
+//!                              ──► ACD driver: Input::ItemEnded (agent wraps up)
 //! ```
+//! Transfers to a queue or an agent are `Transferred` events in the event log (the
+//! reports' transfer counts); one to a number leaves the ACD as an ended call, and
+//! the server log says where it went.
 //! The call task answers every command, so a call that cannot do what was asked (a
 //! campaign call, a call whose agent leg is gone) gives the agent a clear error rather
 //! than silence.
@@ -27,7 +34,7 @@ use super::*;
 use crate::acd::{AgentId, AgentState, Input as AcdInput, ItemId};
 
 /// What the desktop asks of a call's task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ControlCommand {
     /// Music for the caller, the agent's phone re-invited `a=sendonly`.
     Hold,
@@ -35,6 +42,18 @@ pub(super) enum ControlCommand {
     Unhold,
     /// The agent's leg ends (BYE); the caller hears music until the next agent.
     Release,
+    /// The agent's leg ends and the caller is dialled through to this number by the
+    /// trunk whose prefix it has; the ACD is done with the call.
+    DialOut(String),
+}
+
+/// What the call task keeps for desktop control.
+#[derive(Debug, Default)]
+pub(super) struct DeskState {
+    /// Since when the desktop holds the call (hold time goes to the log).
+    pub held_since: Option<Instant>,
+    /// The caller was transferred to a number: no agent will come if it fails.
+    pub dialled_out: bool,
 }
 
 /// The call task's answer: what went wrong, in words for the agent.
@@ -84,6 +103,8 @@ pub(super) enum Target {
     /// Rings this agent at once (who must be available and idle); should they not
     /// answer, the caller waits in the call's queue for the next agent.
     Agent(String),
+    /// Leaves the ACD for a number dialled through a trunk.
+    Number(String),
 }
 
 /// Hold, unhold or a blind transfer on `agent`'s call `item`.
@@ -102,12 +123,8 @@ pub(super) async fn control(
         CallControl::Transfer(TransferTarget::Agent(a)) => {
             (ControlCommand::Release, Some(Target::Agent(a)))
         }
-        CallControl::Transfer(TransferTarget::Number(_)) => {
-            return Err(BackendError::Unimplemented(
-                "transfer to a number is not available on this server yet; transfer to a \
-                 queue"
-                    .into(),
-            ));
+        CallControl::Transfer(TransferTarget::Number(n)) => {
+            (ControlCommand::DialOut(n.clone()), Some(Target::Number(n)))
         }
         CallControl::HangUp => {
             return Err(BackendError::InvalidArgument(
@@ -124,7 +141,10 @@ pub(super) async fn control(
     .await?;
     let (tx, rx) = oneshot::channel();
     inbox
-        .send(CallInput::Control { command, reply: tx })
+        .send(CallInput::Control {
+            command: command.clone(),
+            reply: tx,
+        })
         .map_err(|_| gone(item))?;
     match rx.await {
         Ok(Ok(())) => {}
@@ -253,6 +273,18 @@ impl AcdDriver {
             }
         };
         let current = self.desk_queue(item);
+        if let Target::Number(number) = &target {
+            // The call task dials it: the agent wraps up and the ACD forgets the call.
+            self.desk_transferred(id, item, &current);
+            self.features.forget(item);
+            self.acd
+                .handle_input(now(), AcdInput::ItemEnded(item))
+                .map_err(|e| BackendError::FailedPrecondition(e.to_string()))?;
+            self.items.remove(&item);
+            self.customers.remove(&item);
+            tracing::info!(%agent, call = item.0, %number, "transferred to a number");
+            return Ok(());
+        }
         let attempt = match &target {
             Target::Queue(q) => self
                 .queue_id(q)
@@ -260,6 +292,7 @@ impl AcdDriver {
             Target::Agent(to) => self
                 .free_agent(to)
                 .map(|to| (AcdInput::TransferToAgent(item, to), current.clone())),
+            Target::Number(_) => unreachable!("handled above"),
         };
         let refused = match attempt {
             Ok((input, queue)) => match self.acd.handle_input(now(), input) {
@@ -310,7 +343,8 @@ impl AcdDriver {
                         Some(Target::Agent(to)) => {
                             self.free_agent(to)?;
                         }
-                        None => {}
+                        // The call task checks a trunk dials it.
+                        Some(Target::Number(_)) | None => {}
                     }
                     self.items.get(&item).cloned().ok_or_else(|| gone(item))
                 });
@@ -341,18 +375,20 @@ impl AcdDriver {
     }
 }
 
-/// Carries out a desktop command in the call's task.
+/// Carries out a desktop command in the call's task (`task`: its shared state, item
+/// id and command channel).
 pub(super) async fn apply(
+    (shared, uid, cmd): (&Shared, u64, &mpsc::UnboundedSender<Command>),
     now: std::time::Instant,
     command: ControlCommand,
     call: &mut Call,
     media: &mut super::call_task::CallMedia,
-    held_since: &mut Option<Instant>,
+    desk: &mut DeskState,
 ) -> Result<(), String> {
     match command {
         ControlCommand::Hold | ControlCommand::Unhold => {
             let on = command == ControlCommand::Hold;
-            if on == held_since.is_some() {
+            if on == desk.held_since.is_some() {
                 return Err(if on {
                     "the call is already on hold".into()
                 } else {
@@ -367,9 +403,9 @@ pub(super) async fn apply(
                 media.hold_callee(!on);
                 return Err("the agent's leg cannot be re-invited now".into());
             }
-            match held_since.take() {
+            match desk.held_since.take() {
                 Some(t) => tracing::info!(held_ms = t.elapsed().as_millis() as u64, "unheld"),
-                None => *held_since = Some(Instant::now()),
+                None => desk.held_since = Some(Instant::now()),
             }
             Ok(())
         }
@@ -377,9 +413,44 @@ pub(super) async fn apply(
             if !call.release_callee(now) {
                 return Err("the call has no agent leg to transfer from".into());
             }
-            *held_since = None;
+            desk.held_since = None;
             media.drop_callee().await;
             media.music();
+            Ok(())
+        }
+        ControlCommand::DialOut(number) => {
+            let digits = number.trim_start_matches('+');
+            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                return Err(format!("{number:?} is not a phone number (digits only)"));
+            }
+            let trunk = shared
+                .trunks
+                .iter()
+                .find(|t| t.prefixes.iter().any(|p| digits.starts_with(p.as_str())))
+                .ok_or_else(|| format!("no trunk dials {number}"))?;
+            if !call.release_callee(now) {
+                return Err("the call has no agent leg to transfer from".into());
+            }
+            desk.held_since = None;
+            media.music();
+            let dialled = match media.open_callee(shared, uid, cmd).await {
+                Ok(offer) => call.dial_trunk(
+                    now,
+                    Flow::Udp(trunk.address),
+                    &format!("sip:{digits}@{}", trunk.address),
+                    offer,
+                    shared.config.sip.ring_timeout.0,
+                    trunk.credentials(),
+                ),
+                Err(_) => false,
+            };
+            if !dialled {
+                // The agent is gone already: the caller cannot be left with nobody.
+                call.hang_up_all(now, "failed");
+                return Err(format!("{number} could not be dialled; the call was ended"));
+            }
+            desk.dialled_out = true;
+            tracing::info!(trunk = %trunk.name, "caller transferred to a number");
             Ok(())
         }
     }

@@ -545,8 +545,8 @@ pub(super) async fn run_call(
         _ => None,
     };
     let mut callee_call_id = None;
-    // Since when the desktop holds the call (hold time goes to the log).
-    let mut held_since: Option<Instant> = None;
+    // Hold and transfers from the agent's desktop.
+    let mut desk = super::call_control::DeskState::default();
     loop {
         if let Some((q, priority, skills)) = pending_enqueue.take() {
             // A script handed the caller to a queue: from here it is a queue call.
@@ -622,6 +622,9 @@ pub(super) async fn run_call(
                             .acd
                             .send(AcdRequest::OfferFailed { item: uid, agent });
                         media.music();
+                    } else if desk.dialled_out {
+                        // A transfer to a number failed: no agent is coming back.
+                        call.hang_up_all(now(), "failed");
                     }
                 }
                 Action::CalleeAnswered { body } => {
@@ -863,8 +866,9 @@ pub(super) async fn run_call(
                         other => tracing::debug!(?other, "media"),
                     },
                     Some(CallInput::Control { command, reply }) => {
-                        let r = super::call_control::apply(now, command, &mut call, &mut media, &mut held_since).await;
-                        if r.is_ok() && command == super::call_control::ControlCommand::Release {
+                        let release = !matches!(command, super::call_control::ControlCommand::Hold | super::call_control::ControlCommand::Unhold);
+                        let r = super::call_control::apply((&shared, uid, &cmd), now, command, &mut call, &mut media, &mut desk).await;
+                        if r.is_ok() && release {
                             offered_agent = None;
                         }
                         let _ = reply.send(r);
