@@ -7,8 +7,8 @@ use callcenter_proto::agent::agent_service_server::AgentService;
 use callcenter_proto::agent::{
     self as pb, AgentEvent, CallControlResponse, CallRequest, DispositionRequest,
     DispositionResponse, EventsLost, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse,
-    SetStatusRequest, SetStatusResponse, StreamEventsRequest, TransferRequest,
-    transfer_request::Target,
+    ScriptStepResponse, SetStatusRequest, SetStatusResponse, StreamEventsRequest,
+    SubmitAnswerRequest, TransferRequest, transfer_request::Target,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -221,6 +221,35 @@ impl<B: Backend> AgentService for AgentApi<B> {
             .await
             .map_err(status_of)?;
         Ok(Response::new(DispositionResponse {}))
+    }
+
+    async fn script_step(
+        &self,
+        request: Request<CallRequest>,
+    ) -> Result<Response<ScriptStepResponse>, Status> {
+        let agent = self.own_call(&request, &request.get_ref().call_id)?;
+        let step = self
+            .shared
+            .backend
+            .script_step(&agent, &request.get_ref().call_id, None)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(step))
+    }
+
+    async fn submit_answer(
+        &self,
+        request: Request<SubmitAnswerRequest>,
+    ) -> Result<Response<ScriptStepResponse>, Status> {
+        let agent = self.own_call(&request, &request.get_ref().call_id)?;
+        let r = request.into_inner();
+        let step = self
+            .shared
+            .backend
+            .script_step(&agent, &r.call_id, Some(r.answer))
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(step))
     }
 }
 

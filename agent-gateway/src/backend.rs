@@ -6,6 +6,7 @@
 
 use std::future::Future;
 
+use callcenter_proto::agent::ScriptStepResponse;
 use callcenter_proto::supervisor::{
     CampaignCommand, CampaignView, ReportRequest, ReportResponse, Snapshot,
 };
@@ -190,6 +191,23 @@ pub trait Backend: Send + Sync + 'static {
         async {
             Err(BackendError::Unimplemented(
                 "campaigns are not offered".into(),
+            ))
+        }
+    }
+
+    /// The agent-guided script of `call`, which the gateway checked is the agent's:
+    /// started on first use, then where it stands; with `answer`, its open question
+    /// is answered first. A server without agent scripts keeps this default.
+    fn script_step(
+        &self,
+        agent: &str,
+        call: &str,
+        answer: Option<String>,
+    ) -> impl Future<Output = Result<ScriptStepResponse, BackendError>> + Send {
+        let _ = (agent, call, answer);
+        async {
+            Err(BackendError::Unimplemented(
+                "agent scripts are not available on this server".into(),
             ))
         }
     }

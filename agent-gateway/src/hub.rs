@@ -97,7 +97,9 @@ impl EventHub {
                 None
             }
             // A call that was talked on stays current through wrap-up (disposition).
-            Kind::CallEnded(e) if e.reason != "hung-up" => Some(e.call_id.as_str()),
+            Kind::CallEnded(e) if e.reason != "hung-up" && e.reason != "transferred" => {
+                Some(e.call_id.as_str())
+            }
             Kind::WrapUpEnded(e) => Some(e.call_id.as_str()),
             _ => None,
         };

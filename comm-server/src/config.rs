@@ -19,6 +19,7 @@ use script_engine::{AnyAudio, AudioFiles, Channel, Diagnostic, Library, Severity
 use serde::Deserialize;
 use thiserror::Error;
 
+mod agent_script;
 mod queue_rules;
 pub use queue_rules::{EmptySetting, JoinSetting, QueueExit};
 
@@ -209,6 +210,10 @@ pub struct QueueSection {
     /// measured. Default "3m".
     #[serde(default)]
     pub expected_handle_time: Option<HumanDuration>,
+    /// The agent-guided script (a file in scripts-dir that lists the `agent`
+    /// channel) whose id the screen pop gives the agents of this queue. None by default.
+    #[serde(default)]
+    pub agent_script: Option<toml::Spanned<String>>,
 }
 
 fn default_strategy() -> toml::Spanned<String> {
@@ -1290,6 +1295,8 @@ impl Config {
         }
         let queue_scripts = self.queue_script_errors(&scripts_dir, &script_files, &refs);
         refs.errors.extend(queue_scripts);
+        let agent_scripts = self.agent_script_errors(&scripts_dir, &refs);
+        refs.errors.extend(agent_scripts);
         for (i, m) in self.mailboxes.iter().enumerate() {
             if let Some(greeting) = &m.greeting
                 && sounds_loaded
@@ -1627,6 +1634,42 @@ mod tests {
         );
         assert!(
             msgs[2].starts_with("t.toml:15: route[2].target.script: \"../greeting.xml\""),
+            "{msgs:#?}"
+        );
+    }
+
+    #[test]
+    fn a_queues_agent_script_names_a_loaded_script_for_agents() {
+        let guide = r#"<script version="1" id="guide" channels="agent">
+  <say>Ask about the contract.</say>
+</script>
+"#;
+        let site = Site::new(
+            "agent-script",
+            &[("greeting.xml", GREETING), ("guide.xml", guide)],
+        );
+        let ok = "[[queue]]\nname = \"a\"\nagent-script = \"guide.xml\"\n\n\
+                  [[queue]]\nname = \"b\"\nagent-script = \"guide\"\n";
+        let refs = site.check(ok);
+        assert!(refs.errors.is_empty(), "{:#?}", messages(&refs));
+
+        let bad = "[[queue]]\nname = \"a\"\nagent-script = \"greeting.xml\"\n\n\
+                   [[queue]]\nname = \"b\"\nagent-script = \"missing.xml\"\n\n\
+                   [[queue]]\nname = \"c\"\nagent-script = \"scripts/guide.xml\"\n";
+        let msgs = messages(&site.check(bad));
+        assert_eq!(msgs.len(), 3, "{msgs:#?}");
+        assert!(
+            msgs[0].starts_with("t.toml:7: queue[0].agent-script: script `greeting`")
+                && msgs[0].contains("agent channel"),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs[1].starts_with("t.toml:11: queue[1].agent-script: no script ")
+                && msgs[1].contains("missing.xml"),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs[2].starts_with("t.toml:15: queue[2].agent-script: \"scripts/guide.xml\""),
             "{msgs:#?}"
         );
     }

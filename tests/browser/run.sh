@@ -63,6 +63,7 @@ password = "bob-phone-pw"
 name = "support"
 wrap-up = "60s"
 ring-timeout = "20s"
+agent-script = "retention.xml"
 
 [[queue]]
 name = "sales"
@@ -97,7 +98,7 @@ queue = "sales"
 trunk = "carrier"
 mode = "progressive"
 TOML
-printf 'name,phone,account\nAda Lovelace,+442079460958,42\n' >"$data/customers.csv"
+printf 'name,phone,account,segment,since\nAda Lovelace,+442079460958,42,gold,2019\n' >"$data/customers.csv"
 "$bin" import customers "$data/customers.csv" --config "$data/test.toml" >"$data/import.log" 2>&1 \
     || { cat "$data/import.log"; exit 1; }
 

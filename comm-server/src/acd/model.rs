@@ -407,6 +407,9 @@ pub enum Input {
     ItemEnded(ItemId),
     /// The agent transfers a connected item to another queue.
     Transfer(ItemId, QueueId),
+    /// The agent transfers a connected item to another agent, who must be free: it
+    /// rings them at once, and waits in its queue again if they do not answer.
+    TransferToAgent(ItemId, AgentId),
     /// The agent submitted a disposition, ending wrap-up early.
     WrapUpDone(AgentId, Option<String>),
 }

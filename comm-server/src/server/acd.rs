@@ -51,6 +51,8 @@ pub(super) enum AcdRequest {
     },
     /// From the agent gateway (desktops and supervisors over gRPC).
     Gateway(super::gateway::GatewayRequest),
+    /// Hold and transfer from an agent's desktop (see `call_control.rs`).
+    Control(super::call_control::ControlRequest),
     /// An answered campaign call waits for an agent (see `campaign.rs`).
     EnqueueCampaign {
         item: u64,
@@ -319,6 +321,7 @@ impl AcdDriver {
             }
             AcdRequest::Key { item, digit } => self.key(ItemId(item), digit),
             AcdRequest::Gateway(request) => self.handle_gateway(request),
+            AcdRequest::Control(request) => self.handle_control(request),
             AcdRequest::EnqueueCampaign {
                 item,
                 queue,

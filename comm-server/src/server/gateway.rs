@@ -206,6 +206,10 @@ pub(crate) struct Desk {
     today: Option<chrono::NaiveDate>,
     zone: chrono_tz::Tz,
     seen_queues: HashMap<String, (Vec<u64>, u32, u32, u32, u32)>,
+    /// What callers answered in the IVR before they queued, for the screen pop.
+    answers: HashMap<ItemId, HashMap<String, String>>,
+    /// The agent script (its id) of each queue that has one (`agent-script`).
+    agent_scripts: HashMap<String, String>,
 }
 
 impl Desk {
@@ -221,6 +225,8 @@ impl Desk {
             today: None,
             zone: chrono_tz::Tz::UTC,
             seen_queues: HashMap::new(),
+            answers: HashMap::new(),
+            agent_scripts: HashMap::new(),
         }
     }
 
@@ -250,6 +256,16 @@ impl Desk {
         (self.today == self.date_now())
             .then(|| self.days.get(queue))
             .flatten()
+    }
+
+    /// The agent script id of each queue that has one, for the screen pop.
+    pub(super) fn set_agent_scripts(&mut self, scripts: HashMap<String, String>) {
+        self.agent_scripts = scripts;
+    }
+
+    /// The caller's IVR answers, shown with every offer of this call.
+    pub(super) fn ivr_answers(&mut self, item: ItemId, answers: HashMap<String, String>) {
+        self.answers.insert(item, answers);
     }
 
     /// Agents are added in ACD id order (id = index).
@@ -389,13 +405,15 @@ impl AcdDriver {
                             caller_number: caller,
                             customer,
                             last_interactions,
-                            // The IVR's answers and the agent script are not carried
-                            // into the queue yet: the call task would have to pass them
-                            // with Enqueue.
-                            ivr_answers: HashMap::new(),
+                            ivr_answers: self.desk.answers.get(item).cloned().unwrap_or_default(),
+                            script_id: self
+                                .desk
+                                .agent_scripts
+                                .get(&queue)
+                                .cloned()
+                                .unwrap_or_default(),
                             queue,
                             wait_ms: waited.as_millis() as u64,
-                            script_id: String::new(),
                         }),
                         ring_timeout_ms: ring_timeout.as_millis() as u64,
                     }),
@@ -492,6 +510,73 @@ impl AcdDriver {
         }
     }
 
+    /// Which agent script and customer `agent`'s call `item` has: the call they talk
+    /// on or wrap up.
+    pub(super) fn desk_script_call(
+        &self,
+        agent: &str,
+        item: ItemId,
+    ) -> Result<super::agent_script::ScriptCall, BackendError> {
+        let id = self.agent_id(agent)?;
+        let a = &self.desk.agents[id.0 as usize];
+        if a.last_call != Some(item) {
+            return Err(BackendError::FailedPrecondition(format!(
+                "{agent} has not talked on call {}",
+                item.0
+            )));
+        }
+        let queue = a.last_with.queue.clone();
+        let script = queue
+            .as_ref()
+            .and_then(|q| self.desk.agent_scripts.get(q))
+            .cloned()
+            .ok_or_else(|| {
+                BackendError::FailedPrecondition(format!(
+                    "queue {:?} has no agent script (agent-script in its [[queue]])",
+                    queue.clone().unwrap_or_default()
+                ))
+            })?;
+        Ok(super::agent_script::ScriptCall {
+            script,
+            caller: a.last_with.caller.clone(),
+            customer: a.last_with.customer,
+            queue,
+        })
+    }
+
+    /// The queue a call waited in or was answered from.
+    pub(super) fn desk_queue(&self, item: ItemId) -> String {
+        self.desk
+            .items
+            .get(&item)
+            .map(|i| i.queue.clone())
+            .unwrap_or_default()
+    }
+
+    /// A connected call was transferred to `queue`: its agent is done with it (the
+    /// call stays theirs through wrap-up), and it waits again. The caller's number.
+    pub(super) fn desk_transferred(
+        &mut self,
+        agent: AgentId,
+        item: ItemId,
+        queue: &str,
+    ) -> Option<String> {
+        if let Some(a) = self.desk.agent_mut(agent) {
+            a.connected = None;
+        }
+        self.publish(
+            agent,
+            Kind::CallEnded(CallEnded {
+                call_id: call_id(item),
+                reason: "transferred".into(),
+            }),
+        );
+        let info = self.desk.items.get_mut(&item)?;
+        info.queue = queue.to_string();
+        info.enqueued_at = now();
+        info.caller.clone()
+    }
+
     /// A connected call hung up (either side): tell its agent.
     pub(super) fn desk_item_ended(&mut self, item: ItemId) {
         for i in 0..self.desk.agents.len() {
@@ -508,6 +593,7 @@ impl AcdDriver {
             self.end_ringing(AgentId(i as u64), item, "withdrawn");
         }
         self.desk.items.remove(&item);
+        self.desk.answers.remove(&item);
     }
 
     fn agent_view(&self, i: usize, now: std::time::Instant) -> Option<AgentView> {
@@ -783,6 +869,8 @@ pub struct ServerBackend {
     clock: Arc<dyn Clock>,
     /// The configured campaigns, for the supervisor's list and commands.
     campaigns: Vec<crate::campaigns::settings::Campaign>,
+    /// Agent-guided scripts (see `agent_script.rs`); none without a script library.
+    scripts: Option<Arc<super::agent_script::AgentScripts>>,
 }
 
 impl ServerBackend {
@@ -822,11 +910,28 @@ impl ServerBackend {
             accounts,
             clock,
             store,
+            scripts: None,
             // Checked at start-up (`App::build`): a bad plan never gets this far.
             plan: config.customers.dial_plan().unwrap_or_default(),
             // Checked at load, like the plan.
             campaigns: config.checked_campaigns().unwrap_or_default(),
         }
+    }
+
+    /// Runs agent-guided scripts from `library`, with the server's script actions.
+    pub(super) fn with_agent_scripts(
+        mut self,
+        library: Arc<Library>,
+        actions: crate::script_actions::ScriptActions,
+    ) -> ServerBackend {
+        self.scripts = Some(Arc::new(super::agent_script::AgentScripts::new(
+            library,
+            actions,
+            self.store.clone(),
+            self.plan.clone(),
+            self.clock.clone(),
+        )));
+        self
     }
 
     async fn ask<T>(
@@ -913,13 +1018,7 @@ impl Backend for ServerBackend {
                 self.ask(|reply| GatewayRequest::HangUp { agent, item, reply })
                     .await
             }
-            CallControl::Hold | CallControl::Unhold => Err(BackendError::Unimplemented(
-                "hold from the desktop is not available on this server yet; use the phone's hold"
-                    .into(),
-            )),
-            CallControl::Transfer(_) => Err(BackendError::Unimplemented(
-                "blind transfer from the desktop is not available on this server yet".into(),
-            )),
+            other => super::call_control::control(&self.acd, &agent, item, other).await,
         }
     }
 
@@ -964,6 +1063,9 @@ impl Backend for ServerBackend {
         if let Err(e) = self.store.add_history(&contact).await {
             tracing::warn!(error = %e, call, "disposition not saved to the contact history");
         }
+        if let Some(scripts) = &self.scripts {
+            scripts.forget(agent, item.0);
+        }
         Ok(())
     }
 
@@ -997,6 +1099,21 @@ impl Backend for ServerBackend {
         .await
     }
 
+    async fn script_step(
+        &self,
+        agent: &str,
+        call: &str,
+        answer: Option<String>,
+    ) -> Result<pb::ScriptStepResponse, BackendError> {
+        let item = parse_call(call)?;
+        let Some(scripts) = &self.scripts else {
+            return Err(BackendError::Unimplemented(
+                "agent scripts are not available on this server".into(),
+            ));
+        };
+        scripts.step(&self.acd, agent, item.0, answer).await
+    }
+
     async fn snapshot(&self) -> Result<Snapshot, BackendError> {
         self.ask(|reply| GatewayRequest::Snapshot { reply }).await
     }
@@ -1023,11 +1140,9 @@ impl Backend for ServerBackend {
                 })
                 .await
             }
-            SupervisorAction::SetSkills(_) => Err(BackendError::Unimplemented(
-                "changing skills at run time is not available yet (the ACD core has no \
-                 set_skills); edit the config"
-                    .into(),
-            )),
+            SupervisorAction::SetSkills(skills) => {
+                super::call_control::set_skills(&self.acd, agent, skills).await
+            }
         }
     }
 }

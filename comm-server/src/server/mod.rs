@@ -44,6 +44,8 @@ use script_engine::Library;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod acd;
+mod agent_script;
+mod call_control;
 mod call_task;
 mod callback;
 mod campaign;
@@ -323,6 +325,7 @@ impl App {
             self.customer_lookup.clone(),
         );
         desk.set_zone(cfg.server.zone());
+        desk.set_agent_scripts(call_control::agent_scripts(&cfg, &self.scripts));
         let acd = spawn_acd(
             &cfg,
             registrar.clone(),
@@ -341,7 +344,8 @@ impl App {
                 acd.clone(),
                 self.clock.clone(),
                 self.store.clone(),
-            );
+            )
+            .with_agent_scripts(self.scripts.clone(), self.actions.clone());
             let g = &cfg.grpc;
             let config = agent_gateway::GatewayConfig {
                 sessions: agent_gateway::SessionConfig {
@@ -578,6 +582,11 @@ enum CallInput {
     Queue(QueueCommand),
     /// A recording of this call finished (or failed).
     Recorded(Result<std::path::PathBuf, String>),
+    /// Hold, unhold or transfer from the agent's desktop (see `call_control.rs`).
+    Control {
+        command: call_control::ControlCommand,
+        reply: call_control::ControlReply,
+    },
 }
 
 struct CallSlot {

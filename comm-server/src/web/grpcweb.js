@@ -293,6 +293,17 @@
   };
   agent.CallRequest = { call_id: [1, "string"] };
   agent.DispositionRequest = { call_id: [1, "string"], code: [2, "string"], notes: [3, "string"] };
+  agent.TransferRequest = { call_id: [1, "string"], queue: [2, "string"], agent_id: [3, "string"], number: [4, "string"] };
+  agent.SubmitAnswerRequest = { call_id: [1, "string"], answer: [2, "string"] };
+  agent.ScriptStepView = {
+    step: [1, "string"], kind: [2, "string"], text: [3, "string"], input: [4, "string"],
+    choices: [5, { value: [1, "string"], label: [2, "string"] }, "repeated"], sensitive: [6, "bool"],
+    json: [7, "string"],
+  };
+  agent.ScriptStepResponse = {
+    script_id: [1, "string"], title: [2, "string"], steps: [3, agent.ScriptStepView, "repeated"],
+    awaiting: [4, agent.ScriptStepView], outcome: [5, "string"], failure: [6, "string"],
+  };
   agent.Status = { UNSPECIFIED: 0, AVAILABLE: 1, ON_BREAK: 2, LOGGED_OUT: 3 };
 
   const supervisor = {};
@@ -350,6 +361,12 @@
     streamEvents: (req, o) => call(AGENT + "StreamEvents", agent.StreamEventsRequest, req, agent.AgentEvent, o),
     hangUp: (req, o) => unary(AGENT + "HangUp", agent.CallRequest, req, Empty, o),
     disposition: (req, o) => unary(AGENT + "Disposition", agent.DispositionRequest, req, Empty, o),
+    hold: (req, o) => unary(AGENT + "Hold", agent.CallRequest, req, Empty, o),
+    unhold: (req, o) => unary(AGENT + "Unhold", agent.CallRequest, req, Empty, o),
+    // `req.queue`, `req.agent_id` or `req.number`: the oneof's one target.
+    transfer: (req, o) => unary(AGENT + "Transfer", agent.TransferRequest, req, Empty, o),
+    scriptStep: (req, o) => unary(AGENT + "ScriptStep", agent.CallRequest, req, agent.ScriptStepResponse, o),
+    submitAnswer: (req, o) => unary(AGENT + "SubmitAnswer", agent.SubmitAnswerRequest, req, agent.ScriptStepResponse, o),
     supervisorLogin: (req, o) =>
       unary(SUPERVISOR + "Login", supervisor.LoginRequest, req, supervisor.LoginResponse, o),
     supervisorLogout: (o) => unary(SUPERVISOR + "Logout", Empty, {}, Empty, o),
