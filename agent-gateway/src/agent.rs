@@ -222,6 +222,19 @@ impl<B: Backend> AgentService for AgentApi<B> {
             .map_err(status_of)?;
         Ok(Response::new(DispositionResponse {}))
     }
+
+    async fn accept_task(
+        &self,
+        request: Request<CallRequest>,
+    ) -> Result<Response<CallControlResponse>, Status> {
+        let agent = self.own_call(&request, &request.get_ref().call_id)?;
+        self.shared
+            .backend
+            .accept_task(&agent, &request.get_ref().call_id)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(CallControlResponse {}))
+    }
 }
 
 /// Sends the replay, then live events, until the desktop goes away. A stream that

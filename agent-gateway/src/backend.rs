@@ -146,6 +146,21 @@ pub trait Backend: Send + Sync + 'static {
         notes: &str,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
+    /// The agent takes the voicemail task offered to them (`task`, checked to be the
+    /// agent's current offer). Servers without voicemail tasks keep the default.
+    fn accept_task(
+        &self,
+        agent: &str,
+        task: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = (agent, task);
+        async {
+            Err(BackendError::Unimplemented(
+                "no voicemail tasks on this server".into(),
+            ))
+        }
+    }
+
     /// Every agent and queue now, for a supervisor stream's first message.
     fn snapshot(&self) -> impl Future<Output = Result<Snapshot, BackendError>> + Send;
 

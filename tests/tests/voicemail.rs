@@ -192,7 +192,12 @@ fn wav_samples(path: &Path) -> Vec<i16> {
 /// Leaves a message of `seconds` of tone in "sales" as caller 5551234: a key skips
 /// the greeting, '#' ends the message; the server says goodbye and hangs up.
 async fn leave_message(s: &Server, seconds: f64) {
-    let mut caller = Ua::new("5551234", "unused", s.udp).await.unwrap();
+    leave_message_as(s, "5551234", seconds).await;
+}
+
+/// [`leave_message`] from another caller ID.
+async fn leave_message_as(s: &Server, from: &str, seconds: f64) {
+    let mut caller = Ua::new(from, "unused", s.udp).await.unwrap();
     let (_d, rtp, to) = call(&mut caller, "600").await;
     let mut sender = sender(&rtp.sock, to);
     sender.audio(&[0; 160 * 5]).await; // latch (RFC 3550 probation)
@@ -383,5 +388,287 @@ async fn a_crash_mid_recording_lists_no_partial_message_and_the_index_matches_th
         0,
         "no recording in progress survives a restart"
     );
+    s.stop().await.unwrap();
+}
+
+// ---- voicemail as work ----------------------------------------------------------
+
+/// "sales" is worked by the "sales" queue's agents: bob serves it.
+fn work_config(dir: &Path) -> String {
+    let hash = agent_gateway::password::hash("bob-pw").unwrap();
+    base_config(
+        dir,
+        &format!(
+            r#"
+[customers]
+default-country-code = "44"
+
+[[queue]]
+name = "sales"
+wrap-up = "30s"
+ring-timeout = "10s"
+
+[[agent]]
+name = "bob"
+queues = ["sales"]
+password-hash = "{hash}"
+
+[[mailbox]]
+name = "sales"
+pin = "4321"
+max-message = "20s"
+silence-end = "4s"
+work-queue = "sales"
+
+[[route]]
+number = "600"
+target = {{ mailbox = "sales" }}
+"#
+        ),
+    )
+}
+
+mod desk {
+    use agent_gateway::proto::agent::agent_service_client::AgentServiceClient;
+    use agent_gateway::proto::agent::{
+        AgentEvent, LoginRequest, StreamEventsRequest, agent_event::Kind,
+    };
+    use e2e::Server;
+    use tonic::transport::Channel;
+    use tonic::{Request, Streaming};
+
+    pub struct Desk {
+        pub client: AgentServiceClient<Channel>,
+        pub token: String,
+        pub events: Streaming<AgentEvent>,
+    }
+
+    pub fn authed<T>(token: &str, message: T) -> Request<T> {
+        let mut r = Request::new(message);
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r
+    }
+
+    /// The agent's desktop: logged in over gRPC with its event stream open.
+    pub async fn open(s: &Server, agent: &str) -> Desk {
+        let mut client = AgentServiceClient::connect(format!("http://{}", s.grpc))
+            .await
+            .unwrap();
+        let token = client
+            .login(LoginRequest {
+                agent_id: agent.into(),
+                password: format!("{agent}-pw"),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token;
+        let events = client
+            .stream_events(authed(&token, StreamEventsRequest { resume_after: None }))
+            .await
+            .unwrap()
+            .into_inner();
+        Desk {
+            client,
+            token,
+            events,
+        }
+    }
+
+    impl Desk {
+        /// The next event that is not a status change, within `wait`.
+        pub async fn next(&mut self, wait: std::time::Duration) -> Kind {
+            loop {
+                let e = tokio::time::timeout(wait, self.events.message())
+                    .await
+                    .expect("an event in time")
+                    .unwrap()
+                    .expect("the stream is open");
+                match e.kind {
+                    Some(Kind::StatusChanged(_)) | None => {}
+                    Some(k) => return k,
+                }
+            }
+        }
+    }
+}
+
+/// Issue 7, "voicemail as work": a caller leaves a message in a queue's mailbox; the
+/// available agent is offered it over gRPC with a screen pop naming the customer and
+/// the message, accepts it, and the disposition marks it handled and lands in the
+/// customer's contact history.
+#[tokio::test]
+async fn a_queue_mailbox_message_is_offered_to_an_agent_accepted_and_handled() {
+    use agent_gateway::proto::agent::{CallRequest, DispositionRequest, agent_event::Kind};
+    use comm_server::store::{ContactKind, NewCustomer};
+
+    let dir = temp_dir();
+    let s = Server::start(&work_config(&dir)).await.unwrap();
+    let ada = s
+        .store
+        .upsert_customer(
+            &NewCustomer {
+                name: "Ada Lovelace".into(),
+                phones: vec!["+442079460958".into()],
+                ..NewCustomer::default()
+            },
+            1_000,
+        )
+        .await
+        .unwrap()
+        .id;
+    let mut desk = desk::open(&s, "bob").await;
+    let (_bob, _bob_rtp) = e2e::available_agent(&s, "bob").await;
+
+    // The caller ID arrives in national form; the customer store holds E.164.
+    leave_message_as(&s, "02079460958", 1.5).await;
+    let task = match desk.next(Duration::from_secs(20)).await {
+        Kind::VoicemailTask(t) => t,
+        other => panic!("expected a voicemail task, got {other:?}"),
+    };
+    let stored = s.store.voicemails("sales").await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let m = &stored[0];
+    assert_eq!(task.message_id, m.id);
+    assert_eq!(task.mailbox, "sales");
+    assert_eq!(task.caller_number, "02079460958");
+    assert_eq!(task.duration_ms, m.duration_ms as u64);
+    assert_eq!(task.left_at_unix_ms, m.created_at_ms);
+    assert_eq!(task.ring_timeout_ms, 10_000);
+    let pop = task.screen_pop.expect("a screen pop");
+    assert_eq!(pop.queue, "sales");
+    let customer = pop.customer.expect("the caller's customer record");
+    assert_eq!(customer.name, "Ada Lovelace");
+    assert_eq!(customer.id, ada.to_string());
+
+    // A disposition before accepting is refused; accepting connects the task.
+    let early = desk
+        .client
+        .disposition(desk::authed(
+            &desk.token,
+            DispositionRequest {
+                call_id: task.task_id.clone(),
+                code: "called-back".into(),
+                notes: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(early.code(), tonic::Code::FailedPrecondition, "{early:?}");
+    desk.client
+        .accept_task(desk::authed(
+            &desk.token,
+            CallRequest {
+                call_id: task.task_id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    match desk.next(e2e::WAIT).await {
+        Kind::CallConnected(c) => assert_eq!(c.call_id, task.task_id),
+        other => panic!("expected the task connected, got {other:?}"),
+    }
+    desk.client
+        .disposition(desk::authed(
+            &desk.token,
+            DispositionRequest {
+                call_id: task.task_id.clone(),
+                code: "called-back".into(),
+                notes: "card on its way".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    // The desktop sees the task end and its wrap-up close with the code.
+    let mut ended = None;
+    while ended.is_none() {
+        if let Kind::WrapUpEnded(w) = desk.next(e2e::WAIT).await {
+            ended = Some(w);
+        }
+    }
+    let ended = ended.unwrap();
+    assert_eq!(ended.call_id, task.task_id);
+    assert_eq!(ended.disposition_code, "called-back");
+
+    let handled = s
+        .store
+        .voicemail_handling(&m.id)
+        .await
+        .unwrap()
+        .expect("the message is marked handled");
+    assert_eq!(handled.agent, "bob");
+    assert_eq!(handled.outcome, "called-back");
+    assert!(handled.at_ms >= m.created_at_ms);
+    assert!(
+        s.store
+            .unhandled_voicemails("sales")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let history = s.store.history_for_customer(ada, 10).await.unwrap();
+    let row = history
+        .iter()
+        .find(|h| h.contact.kind == ContactKind::Disposition)
+        .unwrap_or_else(|| panic!("no disposition in {history:#?}"));
+    assert_eq!(row.contact.outcome.as_deref(), Some("called-back"));
+    assert_eq!(row.contact.agent.as_deref(), Some("bob"));
+    assert_eq!(row.contact.queue.as_deref(), Some("sales"));
+    assert_eq!(row.contact.details["voicemail"], m.id.as_str());
+    assert_eq!(row.contact.details["notes"], "card on its way");
+    s.stop().await.unwrap();
+}
+
+/// Restart safety: a message no agent handled before the server stopped is offered
+/// again when it starts; one already handled is not.
+#[tokio::test]
+async fn unhandled_queue_messages_are_offered_again_after_a_restart() {
+    use agent_gateway::proto::agent::agent_event::Kind;
+    use comm_server::store::VoicemailHandling;
+
+    let dir = temp_dir();
+    let sales = dir.join("voicemail/sales");
+    std::fs::create_dir_all(&sales).unwrap();
+    let beep = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sounds/voicemail/beep.wav");
+    // Complete files the last run left: start-up lists them (see the crash test).
+    std::fs::copy(&beep, sales.join("1800000005000-beef-777.wav")).unwrap();
+    std::fs::copy(&beep, sales.join("1800000006000-cafe-888.wav")).unwrap();
+    let store = Server::reopen_store(&dir).await.unwrap();
+    store
+        .insert_voicemail(&VoicemailMessage {
+            id: "1800000006000-cafe-888".into(),
+            mailbox: "sales".into(),
+            caller: "888".into(),
+            duration_ms: 500,
+            created_at_ms: 1_800_000_006_000,
+            heard: false,
+            file: "voicemail/sales/1800000006000-cafe-888.wav".into(),
+        })
+        .await
+        .unwrap();
+    store
+        .mark_voicemail_handled(
+            "1800000006000-cafe-888",
+            &VoicemailHandling {
+                agent: "bob".into(),
+                at_ms: 1_800_000_007_000,
+                outcome: "called-back".into(),
+            },
+        )
+        .await
+        .unwrap();
+    store.close().await;
+
+    let s = Server::start(&work_config(&dir)).await.unwrap();
+    let mut desk = desk::open(&s, "bob").await;
+    let (_bob, _bob_rtp) = e2e::available_agent(&s, "bob").await;
+    match desk.next(e2e::WAIT).await {
+        Kind::VoicemailTask(t) => {
+            assert_eq!(t.message_id, "1800000005000-beef-777");
+            assert_eq!(t.caller_number, "777");
+        }
+        other => panic!("expected the unhandled message's task, got {other:?}"),
+    }
     s.stop().await.unwrap();
 }

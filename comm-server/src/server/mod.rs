@@ -56,6 +56,7 @@ mod transport;
 mod trunk;
 mod voicemail;
 mod voicemail_mail;
+mod voicemail_work;
 
 use acd::*;
 use call_task::*;
@@ -421,6 +422,12 @@ impl App {
             voicemail_events: self.voicemail_events.clone(),
             actions: self.actions.clone(),
         });
+        voicemail_work::spawn_voicemail_work(
+            cfg.clone(),
+            self.store.clone(),
+            shared.acd.clone(),
+            self.voicemail_events(),
+        );
         if let Some(mailer) = self.actions.mailer() {
             tokio::spawn(voicemail_mail::notify(
                 self.voicemail_events(),

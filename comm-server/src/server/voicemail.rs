@@ -24,8 +24,8 @@ pub(super) const RECORDING_FLUSH: Duration = Duration::from_secs(5);
 /// The subdirectory of recordings in progress.
 const TEMP: &str = ".tmp";
 
-/// What happened in a mailbox, for whoever listens (the ACD voicemail-callback task
-/// and email notification are to hang here).
+/// What happened in a mailbox, for whoever listens (voicemail tasks in
+/// `voicemail_work.rs`, email notification).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VoicemailEvent {
     /// A message is stored and listed.
@@ -362,6 +362,11 @@ pub(super) async fn drive_voicemail(
                         notify_mwi(shared, cmd, mailbox).await;
                     }
                     RetrievalAction::Delete(id) => {
+                        let _ = shared.acd.send(AcdRequest::Voicemail(
+                            super::voicemail_work::VoicemailRequest::Deleted {
+                                message: id.clone(),
+                            },
+                        ));
                         match shared.store.delete_voicemail(&id).await {
                             // Row first: a crash between the two leaves a file that
                             // start-up lists again, never a row without its audio.
