@@ -672,3 +672,213 @@ async fn unhandled_queue_messages_are_offered_again_after_a_restart() {
     }
     s.stop().await.unwrap();
 }
+
+// ---- RFC 3842 / RFC 6665 message-summary subscriptions ------------------------------
+
+/// One subscription dialog as the subscriber sees it.
+struct Subscriber {
+    call_id: String,
+    from: String,
+    /// The To of the next request: without a tag until the 200 gives the server's.
+    to: String,
+    cseq: u32,
+}
+
+impl Subscriber {
+    fn new(ua: &Ua, watched: &str) -> Subscriber {
+        Subscriber {
+            call_id: comm_server::sip::random_token(),
+            from: format!(
+                "<sip:{}@{}>;tag={}",
+                ua.user,
+                ua.addr,
+                comm_server::sip::random_token()
+            ),
+            to: format!("<sip:{watched}@{}>", ua.server.ip()),
+            cseq: 0,
+        }
+    }
+
+    fn request(&mut self, ua: &Ua, uri: &str, event: &str, expires: u32) -> Request {
+        use comm_server::sip::message::Headers;
+        self.cseq += 1;
+        let mut h = Headers::default();
+        h.push(
+            "Via",
+            format!(
+                "SIP/2.0/UDP {};branch=z9hG4bK{};rport",
+                ua.addr,
+                comm_server::sip::random_token()
+            ),
+        );
+        h.push("Max-Forwards", "70");
+        h.push("From", self.from.clone());
+        h.push("To", self.to.clone());
+        h.push("Call-ID", self.call_id.clone());
+        h.push("CSeq", format!("{} SUBSCRIBE", self.cseq));
+        h.push("Contact", ua.contact());
+        h.push("Event", event);
+        h.push("Expires", expires.to_string());
+        h.push("Accept", "application/simple-message-summary");
+        Request {
+            method: Method::Subscribe,
+            uri: comm_server::sip::header::parse_request_uri(uri).unwrap(),
+            headers: h,
+            body: Vec::new(),
+        }
+    }
+
+    /// SUBSCRIBE, answering the digest challenge with `ua`'s credentials; the final
+    /// response. A 2xx fixes the dialog's To (with the server's tag).
+    async fn subscribe(
+        &mut self,
+        ua: &mut Ua,
+        watched: &str,
+        event: &str,
+        expires: u32,
+    ) -> comm_server::sip::message::Response {
+        use comm_server::sip::digest::Challenge;
+        let uri = format!("sip:{watched}@{}", ua.server);
+        let req = self.request(ua, &uri, event, expires);
+        ua.send_request(&req).await.unwrap();
+        let mut resp = ua
+            .response(&self.call_id, Method::Subscribe, false)
+            .await
+            .unwrap();
+        if resp.status == 401 {
+            let ch = resp
+                .headers
+                .all("WWW-Authenticate")
+                .filter_map(Challenge::parse)
+                .next()
+                .expect("a usable challenge");
+            let mut again = self.request(ua, &uri, event, expires);
+            again.headers.push(
+                "Authorization",
+                ch.answer(&ua.user, &ua.password, "SUBSCRIBE", &uri, 1),
+            );
+            ua.send_request(&again).await.unwrap();
+            resp = ua
+                .response(&self.call_id, Method::Subscribe, false)
+                .await
+                .unwrap();
+        }
+        if (200..300).contains(&resp.status) {
+            self.to = resp.headers.get("To").unwrap().to_string();
+        }
+        resp
+    }
+}
+
+/// The next message-summary NOTIFY to `ua`, answered 200: (Subscription-State, body).
+async fn summary(ua: &mut Ua, sub: &Subscriber) -> (String, String) {
+    let n: Request = ua.request(Method::Notify).await.unwrap();
+    assert_eq!(
+        n.call_id(),
+        sub.call_id,
+        "the NOTIFY is in the subscription's dialog"
+    );
+    assert_eq!(n.headers.get("Event"), Some("message-summary"));
+    assert_eq!(
+        n.headers.get("Content-Type"),
+        Some("application/simple-message-summary")
+    );
+    // Our From (with our tag) is the NOTIFY's To; its From is the 200's To.
+    assert_eq!(n.headers.get("To"), Some(sub.from.as_str()));
+    assert_eq!(n.headers.get("From"), Some(sub.to.as_str()));
+    ua.reply(&n, 200, "unused").await.unwrap();
+    (
+        n.headers.get("Subscription-State").unwrap().to_string(),
+        String::from_utf8(n.body).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn rfc3842_subscribe_gets_counts_now_and_on_change_until_unsubscribed() {
+    let s = Server::start(&config(&temp_dir())).await.unwrap();
+    // bob owns "sales" but has no registered phone: every NOTIFY he gets is the
+    // subscription's, none unsolicited.
+    let mut bob = Ua::new("bob", "bob-pw", s.udp).await.unwrap();
+    let mut sub = Subscriber::new(&bob, "sales");
+    let ok = sub
+        .subscribe(&mut bob, "sales", "message-summary", 600)
+        .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(ok.headers.get("Expires"), Some("600"));
+    let (state, body) = summary(&mut bob, &sub).await;
+    assert_eq!(state, "active;expires=600");
+    assert!(body.contains("Messages-Waiting: no\r\n"), "{body}");
+    assert!(body.contains("Voice-Message: 0/0\r\n"), "{body}");
+    assert!(body.contains("Message-Account: sip:sales@"), "{body}");
+
+    leave_message(&s, 1.5).await;
+    let (state, body) = summary(&mut bob, &sub).await;
+    assert!(state.starts_with("active;expires="), "{state}");
+    assert!(body.contains("Messages-Waiting: yes\r\n"), "{body}");
+    assert!(body.contains("Voice-Message: 1/0\r\n"), "{body}");
+
+    // A refresh is answered and notified again.
+    let ok = sub
+        .subscribe(&mut bob, "sales", "message-summary", 300)
+        .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(ok.headers.get("Expires"), Some("300"));
+    let (state, body) = summary(&mut bob, &sub).await;
+    assert_eq!(state, "active;expires=300");
+    assert!(body.contains("Voice-Message: 1/0\r\n"), "{body}");
+
+    // Unsubscribing ends it with a final NOTIFY; a later refresh finds nothing.
+    let ok = sub.subscribe(&mut bob, "sales", "message-summary", 0).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let (state, body) = summary(&mut bob, &sub).await;
+    assert!(state.starts_with("terminated"), "{state}");
+    assert!(body.contains("Voice-Message: 1/0\r\n"), "{body}");
+    let gone = sub
+        .subscribe(&mut bob, "sales", "message-summary", 300)
+        .await;
+    assert_eq!(gone.status, 481, "{gone:?}");
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn rfc3842_subscribe_is_refused_for_other_events_and_other_peoples_mailboxes() {
+    let s = Server::start(&config(&temp_dir())).await.unwrap();
+    let mut bob = Ua::new("bob", "bob-pw", s.udp).await.unwrap();
+    let mut alice = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
+
+    // RFC 6665 §8.3.1: an event package we do not serve is 489 with what we do serve.
+    let mut presence = Subscriber::new(&bob, "sales");
+    let bad = presence.subscribe(&mut bob, "sales", "presence", 600).await;
+    assert_eq!(bad.status, 489, "{bad:?}");
+    assert_eq!(bad.headers.get("Allow-Events"), Some("message-summary"));
+
+    // Only the owner may watch a mailbox; an unknown one is 404.
+    let mut theirs = Subscriber::new(&alice, "sales");
+    let denied = theirs
+        .subscribe(&mut alice, "sales", "message-summary", 600)
+        .await;
+    assert_eq!(denied.status, 403, "{denied:?}");
+    let mut none = Subscriber::new(&bob, "nope");
+    let missing = none
+        .subscribe(&mut bob, "nope", "message-summary", 600)
+        .await;
+    assert_eq!(missing.status, 404, "{missing:?}");
+
+    // Wrong credentials never get a subscription: the challenge comes again.
+    let mut impostor = Ua::new("bob", "wrong", s.udp).await.unwrap();
+    let mut sub = Subscriber::new(&impostor, "sales");
+    let again = sub
+        .subscribe(&mut impostor, "sales", "message-summary", 600)
+        .await;
+    assert_eq!(again.status, 401, "{again:?}");
+
+    // The owner's own address watches every mailbox they own.
+    let mut own = Subscriber::new(&bob, "bob");
+    let ok = own.subscribe(&mut bob, "bob", "message-summary", 600).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let (state, body) = summary(&mut bob, &own).await;
+    assert_eq!(state, "active;expires=600");
+    assert!(body.contains("Voice-Message: 0/0\r\n"), "{body}");
+    assert!(body.contains("Message-Account: sip:bob@"), "{body}");
+    s.stop().await.unwrap();
+}

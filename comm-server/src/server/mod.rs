@@ -50,6 +50,7 @@ mod campaign;
 mod contact;
 mod event_log;
 pub mod gateway;
+mod mwi;
 mod routing;
 mod startup;
 mod transport;
@@ -398,6 +399,13 @@ impl App {
         }
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let mwi = mwi::spawn_mwi(
+            cfg.clone(),
+            self.store.clone(),
+            registrar.clone(),
+            cmd_tx.clone(),
+            &settings.contact_udp,
+        );
         let udp = listeners.udp.map(Arc::new);
         if let Some(sock) = udp.clone() {
             tokio::spawn(read_udp(sock, inbound_tx.clone()));
@@ -421,6 +429,7 @@ impl App {
             metrics: self.metrics.clone(),
             voicemail_events: self.voicemail_events.clone(),
             actions: self.actions.clone(),
+            mwi,
         });
         voicemail_work::spawn_voicemail_work(
             cfg.clone(),
@@ -500,6 +509,8 @@ struct Shared {
     metrics: Arc<crate::metrics::Metrics>,
     voicemail_events: tokio::sync::broadcast::Sender<VoicemailEvent>,
     actions: crate::script_actions::ScriptActions,
+    /// Message-waiting subscriptions (see `mwi.rs`).
+    mwi: mpsc::UnboundedSender<mwi::MwiInput>,
 }
 
 enum Inbound {
@@ -878,6 +889,15 @@ impl Driver {
     fn handle_request(&mut self, tx: TxId, flow: Flow, req: Request) {
         if let Some(r) = precheck(&req) {
             self.endpoint.respond(now(), tx, r);
+            return;
+        }
+        if req.method == Method::Subscribe {
+            // New or in a subscription's dialog: `mwi.rs` keeps those dialogs.
+            let _ = self.shared.mwi.send(mwi::MwiInput::Subscribe {
+                tx,
+                flow,
+                request: Box::new(req),
+            });
             return;
         }
         let in_dialog = req.headers.get("To").is_some_and(header::has_tag);

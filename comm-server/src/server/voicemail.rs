@@ -454,12 +454,15 @@ async fn store_message(
 }
 
 /// Sends an unsolicited RFC 3842 NOTIFY with the mailbox's counts to every registered
-/// contact of its owner.
+/// contact of its owner, and tells the subscriptions (`mwi.rs`) the counts changed.
 pub(super) async fn notify_mwi(
     shared: &Shared,
     cmd: &mpsc::UnboundedSender<Command>,
     mailbox: &str,
 ) {
+    let _ = shared.mwi.send(super::mwi::MwiInput::Changed {
+        mailbox: mailbox.to_string(),
+    });
     let Some(owner) = shared.config.mailbox(mailbox).and_then(|m| m.owner.clone()) else {
         return;
     };
