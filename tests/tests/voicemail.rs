@@ -882,3 +882,103 @@ async fn rfc3842_subscribe_is_refused_for_other_events_and_other_peoples_mailbox
     assert!(body.contains("Message-Account: sip:bob@"), "{body}");
     s.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn rfc3842_a_subscription_not_refreshed_ends_with_a_timeout_notify() {
+    // Subscriptions obey [sip] min-expires; one second lets the expiry come quickly.
+    let cfg = config(&temp_dir()).replace("[sip]\n", "[sip]\nmin-expires = \"1s\"\n");
+    let s = Server::start(&cfg).await.unwrap();
+    let mut bob = Ua::new("bob", "bob-pw", s.udp).await.unwrap();
+    let mut sub = Subscriber::new(&bob, "sales");
+    let ok = sub.subscribe(&mut bob, "sales", "message-summary", 2).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let (state, _) = summary(&mut bob, &sub).await;
+    assert_eq!(state, "active;expires=2");
+    let (state, body) = summary(&mut bob, &sub).await;
+    assert_eq!(state, "terminated;reason=timeout");
+    assert!(body.contains("Voice-Message: 0/0\r\n"), "{body}");
+    let gone = sub
+        .subscribe(&mut bob, "sales", "message-summary", 60)
+        .await;
+    assert_eq!(
+        gone.status, 481,
+        "the expired subscription is gone: {gone:?}"
+    );
+    s.stop().await.unwrap();
+}
+
+/// Issue 7, "over gRPC": an agent lists the messages of the mailboxes their queues
+/// work, downloads one's audio, marks it heard and deletes it; messages elsewhere
+/// are not found.
+#[tokio::test]
+async fn agents_list_download_mark_and_delete_their_queues_voicemail_over_grpc() {
+    use agent_gateway::proto::agent::{ListVoicemailRequest, VoicemailMessageRequest};
+
+    let dir = temp_dir();
+    let sales = dir.join("voicemail/sales");
+    std::fs::create_dir_all(&sales).unwrap();
+    let beep = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sounds/voicemail/beep.wav");
+    let file = sales.join("1800000005000-beef-777.wav");
+    std::fs::copy(&beep, &file).unwrap();
+    let s = Server::start(&work_config(&dir)).await.unwrap();
+    let mut desk = desk::open(&s, "bob").await;
+    let id = "1800000005000-beef-777".to_string();
+    let message = |id: &str| VoicemailMessageRequest {
+        message_id: id.into(),
+    };
+
+    let listed = desk
+        .client
+        .list_voicemail(desk::authed(&desk.token, ListVoicemailRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, id);
+    assert_eq!(listed[0].mailbox, "sales");
+    assert_eq!(listed[0].caller_number, "777");
+    assert_eq!(listed[0].duration_ms, 500);
+    assert!(!listed[0].heard);
+    assert_eq!(listed[0].handled_by, "");
+
+    let wav = desk
+        .client
+        .get_voicemail_audio(desk::authed(&desk.token, message(&id)))
+        .await
+        .unwrap()
+        .into_inner()
+        .wav;
+    assert_eq!(
+        wav,
+        std::fs::read(&file).unwrap(),
+        "the stored WAV, byte for byte"
+    );
+
+    desk.client
+        .mark_voicemail_heard(desk::authed(&desk.token, message(&id)))
+        .await
+        .unwrap();
+    assert!(s.store.voicemails("sales").await.unwrap()[0].heard);
+
+    let unknown = desk
+        .client
+        .get_voicemail_audio(desk::authed(&desk.token, message("1-nope-1")))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    let empty = desk
+        .client
+        .delete_voicemail(desk::authed(&desk.token, message(" ")))
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), tonic::Code::InvalidArgument, "{empty:?}");
+
+    desk.client
+        .delete_voicemail(desk::authed(&desk.token, message(&id)))
+        .await
+        .unwrap();
+    assert_eq!(s.store.voicemails("sales").await.unwrap(), vec![]);
+    assert!(!file.exists(), "the deleted message's file is gone");
+    s.stop().await.unwrap();
+}

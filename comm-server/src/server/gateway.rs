@@ -765,6 +765,8 @@ pub struct ServerBackend {
     plan: crate::phone::DialPlan,
     accounts: HashMap<(Role, String), Account>,
     clock: Arc<dyn Clock>,
+    /// Agents' voicemail (see `voicemail_work.rs`); none: UNIMPLEMENTED.
+    voicemail: Option<super::voicemail_work::AgentVoicemail>,
 }
 
 impl ServerBackend {
@@ -806,7 +808,23 @@ impl ServerBackend {
             store,
             // Checked at start-up (`App::build`): a bad plan never gets this far.
             plan: config.customers.dial_plan().unwrap_or_default(),
+            voicemail: None,
         }
+    }
+
+    /// Serves agents' voicemail requests with this.
+    pub(super) fn with_voicemail(
+        mut self,
+        voicemail: super::voicemail_work::AgentVoicemail,
+    ) -> ServerBackend {
+        self.voicemail = Some(voicemail);
+        self
+    }
+
+    fn agent_voicemail(&self) -> Result<&super::voicemail_work::AgentVoicemail, BackendError> {
+        self.voicemail
+            .as_ref()
+            .ok_or_else(|| BackendError::Unimplemented("no voicemail on this server".into()))
     }
 
     async fn ask<T>(
@@ -964,6 +982,22 @@ impl Backend for ServerBackend {
 
     async fn accept_task(&self, agent: &str, task: &str) -> Result<(), BackendError> {
         super::voicemail_work::accept(&self.acd, agent, parse_call(task)?).await
+    }
+
+    async fn list_voicemail(&self, agent: &str) -> Result<Vec<pb::VoicemailMessage>, BackendError> {
+        self.agent_voicemail()?.list(agent).await
+    }
+
+    async fn voicemail_audio(&self, agent: &str, message: &str) -> Result<Vec<u8>, BackendError> {
+        self.agent_voicemail()?.audio(agent, message).await
+    }
+
+    async fn mark_voicemail_heard(&self, agent: &str, message: &str) -> Result<(), BackendError> {
+        self.agent_voicemail()?.mark_heard(agent, message).await
+    }
+
+    async fn delete_voicemail(&self, agent: &str, message: &str) -> Result<(), BackendError> {
+        self.agent_voicemail()?.delete(agent, message).await
     }
 
     async fn snapshot(&self) -> Result<Snapshot, BackendError> {

@@ -330,6 +330,15 @@ impl App {
             self.metrics.clone(),
             desk,
         )?;
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let mwi = mwi::spawn_mwi(
+            cfg.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            cmd_tx.clone(),
+            &settings.contact_udp,
+            registrar.clone(),
+        );
         let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
         // One gateway for both listeners: the gRPC port for native clients, and the
         // page listener so the desktop and wallboard pages speak gRPC-web same-origin.
@@ -340,7 +349,13 @@ impl App {
                 acd.clone(),
                 self.clock.clone(),
                 self.store.clone(),
-            );
+            )
+            .with_voicemail(voicemail_work::AgentVoicemail::new(
+                &cfg,
+                self.store.clone(),
+                acd.clone(),
+                mwi.clone(),
+            ));
             let g = &cfg.grpc;
             let config = agent_gateway::GatewayConfig {
                 sessions: agent_gateway::SessionConfig {
@@ -398,14 +413,6 @@ impl App {
             });
         }
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let mwi = mwi::spawn_mwi(
-            cfg.clone(),
-            self.store.clone(),
-            registrar.clone(),
-            cmd_tx.clone(),
-            &settings.contact_udp,
-        );
         let udp = listeners.udp.map(Arc::new);
         if let Some(sock) = udp.clone() {
             tokio::spawn(read_udp(sock, inbound_tx.clone()));

@@ -4,8 +4,9 @@
 //! Owns: answering SUBSCRIBE (from the authenticated owner of the mailbox only), the
 //! subscription dialogs, their expiry, and the NOTIFYs: one at once, one on every
 //! change to a watched mailbox (new, heard, deleted), a final `terminated` one on
-//! unsubscribe (`Expires: 0`) or expiry. Must not own the counts (the store) or the
-//! unsolicited NOTIFYs to registered phones (`voicemail.rs`).
+//! unsubscribe (`Expires: 0`) or expiry; and the unsolicited NOTIFYs to the owner's
+//! registered phones on every change. Must not own the counts (the store) or what
+//! changes them (`voicemail.rs`, agents over gRPC).
 //!
 //! Subscriptions live in memory only: after a restart phones re-subscribe when their
 //! refresh fails with 481, as RFC 6665 §4.1.2.2 has them do. NOTIFY responses are not
@@ -99,6 +100,8 @@ impl Refusal {
 /// The subscriptions, by (Call-ID, our tag).
 pub(super) struct Subscriptions {
     config: Arc<Config>,
+    /// Wall-clock time, for the owner's bindings' expiry.
+    clock: Arc<dyn Clock>,
     store: Store,
     registrar: Arc<Registrar>,
     cmd: mpsc::UnboundedSender<Command>,
@@ -115,12 +118,14 @@ pub(super) struct Subscriptions {
 pub(super) fn spawn_mwi(
     config: Arc<Config>,
     store: Store,
-    registrar: Arc<Registrar>,
+    clock: Arc<dyn Clock>,
     cmd: mpsc::UnboundedSender<Command>,
     contact: &str,
+    registrar: Arc<Registrar>,
 ) -> mpsc::UnboundedSender<MwiInput> {
     let (tx, rx) = mpsc::unbounded_channel();
     let subs = Subscriptions {
+        clock,
         min_expires: config.sip.min_expires.0.as_secs(),
         max_expires: config.sip.max_expires.0.as_secs(),
         config,
@@ -275,6 +280,7 @@ impl Subscriptions {
     }
 
     async fn changed(&mut self, mailbox: &str) {
+        self.unsolicited(mailbox).await;
         let now = Instant::now();
         let subs: Vec<Subscription> = self
             .active
@@ -354,6 +360,62 @@ impl Subscriptions {
                 flow: sub.flow,
                 request,
             });
+        }
+    }
+}
+
+impl Subscriptions {
+    /// An unsolicited RFC 3842 NOTIFY with the mailbox's counts to every registered
+    /// contact of its owner, for phones that never subscribe.
+    async fn unsolicited(&self, mailbox: &str) {
+        let Some(owner) = self.config.mailbox(mailbox).and_then(|m| m.owner.clone()) else {
+            return;
+        };
+        let (new, old) = match self.store.voicemail_counts(mailbox).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "no message-waiting NOTIFY: counts unreadable");
+                return;
+            }
+        };
+        let bindings = match self.store.bindings(&owner, self.clock.unix_ms()).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "no message-waiting NOTIFY: bindings unreadable");
+                return;
+            }
+        };
+        let host = &self.host;
+        let account = format!("sip:{mailbox}@{host}");
+        for b in bindings {
+            let Ok(uri) = header::parse_request_uri(&b.contact) else {
+                tracing::warn!(contact = %b.contact, "no message-waiting NOTIFY: contact unusable");
+                continue;
+            };
+            let flow = match b.transport {
+                store::Transport::Udp => Flow::Udp(b.source),
+                store::Transport::Tcp => Flow::Tcp(b.source),
+            };
+            let mut h = message::Headers::default();
+            h.push("Max-Forwards", "70");
+            h.push(
+                "From",
+                format!("<{account}>;tag={}", crate::sip::random_token()),
+            );
+            h.push("To", format!("<sip:{owner}@{host}>"));
+            h.push("Call-ID", crate::sip::random_token());
+            h.push("CSeq", "1 NOTIFY");
+            h.push("Contact", format!("<{account}>"));
+            h.push("Event", EVENT);
+            h.push("Subscription-State", "active");
+            h.push("Content-Type", "application/simple-message-summary");
+            let request = Request {
+                method: Method::Notify,
+                uri,
+                headers: h,
+                body: message_summary(&account, new, old).into_bytes(),
+            };
+            let _ = self.cmd.send(Command::Notify { flow, request });
         }
     }
 }

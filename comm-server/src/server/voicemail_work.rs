@@ -439,3 +439,147 @@ pub(super) async fn mark_handled(store: &Store, message: &str, handling: Voicema
         Err(e) => tracing::warn!(error = %e, %message, "voicemail not marked handled"),
     }
 }
+
+/// Voicemail for agents over gRPC: the messages of the mailboxes they work (a
+/// `[[mailbox]]` whose `work-queue` is one of their configured queues), their audio,
+/// marking heard and deleting. Changes reach the owner's phones through `mwi.rs`.
+pub(crate) struct AgentVoicemail {
+    store: Store,
+    data_dir: std::path::PathBuf,
+    /// Mailboxes by agent, from the config.
+    mailboxes: HashMap<String, Vec<String>>,
+    acd: mpsc::UnboundedSender<AcdRequest>,
+    mwi: mpsc::UnboundedSender<super::mwi::MwiInput>,
+}
+
+fn unavailable(e: crate::store::StoreError) -> BackendError {
+    tracing::error!(error = %e, "voicemail store");
+    BackendError::Unavailable("the voicemail store is unavailable; try again".into())
+}
+
+impl AgentVoicemail {
+    pub(super) fn new(
+        config: &Config,
+        store: Store,
+        acd: mpsc::UnboundedSender<AcdRequest>,
+        mwi: mpsc::UnboundedSender<super::mwi::MwiInput>,
+    ) -> AgentVoicemail {
+        let mailboxes = config
+            .agents
+            .iter()
+            .map(|a| {
+                let worked = config
+                    .mailboxes
+                    .iter()
+                    .filter(|m| m.work_queue.as_ref().is_some_and(|q| a.queues.contains(q)))
+                    .map(|m| m.name.get_ref().clone())
+                    .collect();
+                (a.name.get_ref().clone(), worked)
+            })
+            .collect();
+        AgentVoicemail {
+            store,
+            data_dir: config.server.data_dir.clone(),
+            mailboxes,
+            acd,
+            mwi,
+        }
+    }
+
+    fn mailboxes_of(&self, agent: &str) -> &[String] {
+        self.mailboxes.get(agent).map_or(&[], Vec::as_slice)
+    }
+
+    /// The message, if it is in one of the agent's mailboxes; NOT_FOUND otherwise
+    /// (whether it exists elsewhere is none of the agent's business).
+    async fn message(&self, agent: &str, id: &str) -> Result<VoicemailMessage, BackendError> {
+        for mailbox in self.mailboxes_of(agent) {
+            let messages = self.store.voicemails(mailbox).await.map_err(unavailable)?;
+            if let Some(m) = messages.into_iter().find(|m| m.id == id) {
+                return Ok(m);
+            }
+        }
+        Err(BackendError::NotFound(format!(
+            "no voicemail message {id:?} in your mailboxes"
+        )))
+    }
+
+    pub(super) async fn list(
+        &self,
+        agent: &str,
+    ) -> Result<Vec<agent_gateway::proto::agent::VoicemailMessage>, BackendError> {
+        let mut all = Vec::new();
+        for mailbox in self.mailboxes_of(agent) {
+            all.extend(self.store.voicemails(mailbox).await.map_err(unavailable)?);
+        }
+        all.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        let mut out = Vec::with_capacity(all.len());
+        for m in all {
+            // One query per message: fine for a mailbox's worth of messages.
+            let handling = self
+                .store
+                .voicemail_handling(&m.id)
+                .await
+                .map_err(unavailable)?;
+            let (handled_by, outcome) =
+                handling.map_or_else(Default::default, |h| (h.agent, h.outcome));
+            out.push(agent_gateway::proto::agent::VoicemailMessage {
+                id: m.id,
+                mailbox: m.mailbox,
+                caller_number: m.caller,
+                duration_ms: u64::try_from(m.duration_ms).unwrap_or_default(),
+                left_at_unix_ms: m.created_at_ms,
+                heard: m.heard,
+                handled_by,
+                outcome,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn audio(&self, agent: &str, id: &str) -> Result<Vec<u8>, BackendError> {
+        let m = self.message(agent, id).await?;
+        tokio::fs::read(self.data_dir.join(&m.file))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, file = %m.file, "voicemail audio unreadable");
+                BackendError::Unavailable(format!("the audio of message {id:?} is unreadable"))
+            })
+    }
+
+    pub(super) async fn mark_heard(&self, agent: &str, id: &str) -> Result<(), BackendError> {
+        let m = self.message(agent, id).await?;
+        self.store
+            .mark_voicemail_heard(&m.id)
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(%agent, message = %m.id, "voicemail marked heard over gRPC");
+        let _ = self
+            .mwi
+            .send(super::mwi::MwiInput::Changed { mailbox: m.mailbox });
+        Ok(())
+    }
+
+    /// Row first, then the file, as retrieval by phone does: a crash between the two
+    /// leaves a file that start-up lists again, never a row without its audio.
+    pub(super) async fn delete(&self, agent: &str, id: &str) -> Result<(), BackendError> {
+        let m = self.message(agent, id).await?;
+        let _ = self
+            .acd
+            .send(AcdRequest::Voicemail(VoicemailRequest::Deleted {
+                message: m.id.clone(),
+            }));
+        self.store
+            .delete_voicemail(&m.id)
+            .await
+            .map_err(unavailable)?;
+        if let Err(e) = tokio::fs::remove_file(self.data_dir.join(&m.file)).await {
+            tracing::warn!(error = %e, file = %m.file, "voicemail file not removed");
+        }
+        tracing::info!(%agent, message = %m.id, "voicemail deleted over gRPC");
+        let _ = self
+            .mwi
+            .send(super::mwi::MwiInput::Changed { mailbox: m.mailbox });
+        Ok(())
+    }
+}
