@@ -320,17 +320,22 @@ pub(super) fn spawn_voicemail_work(
     if queues.is_empty() {
         return;
     }
+    // Weak: the ACD task ends with its last caller at shutdown, and this listener must
+    // not keep it alive.
+    let acd = acd.downgrade();
     tokio::spawn(async move {
         let plan = config.customers.dial_plan().unwrap_or_default();
         let send = |message: VoicemailMessage, customer: Option<i64>| {
             let Some(queue) = queues.get(&message.mailbox).cloned() else {
                 return;
             };
-            let _ = acd.send(AcdRequest::Voicemail(VoicemailRequest::Enqueue {
-                message,
-                queue,
-                customer,
-            }));
+            if let Some(acd) = acd.upgrade() {
+                let _ = acd.send(AcdRequest::Voicemail(VoicemailRequest::Enqueue {
+                    message,
+                    queue,
+                    customer,
+                }));
+            }
         };
         for mailbox in queues.keys() {
             match store.unhandled_voicemails(mailbox).await {
@@ -348,6 +353,9 @@ pub(super) fn spawn_voicemail_work(
         loop {
             match events.recv().await {
                 Ok(VoicemailEvent::MessageLeft { mailbox, id, .. }) => {
+                    if acd.upgrade().is_none() {
+                        return;
+                    }
                     if !queues.contains_key(&mailbox) {
                         continue;
                     }
