@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use callcenter_proto::agent::ScriptStepResponse;
+use callcenter_proto::agent::{ScriptStepResponse, VoicemailMessage};
 use callcenter_proto::supervisor::{
     CampaignCommand, CampaignView, ReportRequest, ReportResponse, Snapshot,
 };
@@ -148,6 +148,76 @@ pub trait Backend: Send + Sync + 'static {
         code: &str,
         notes: &str,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// The agent takes the voicemail task offered to them (`task`, checked to be the
+    /// agent's current offer). Servers without voicemail tasks keep the default.
+    fn accept_task(
+        &self,
+        agent: &str,
+        task: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = (agent, task);
+        async {
+            Err(BackendError::Unimplemented(
+                "no voicemail tasks on this server".into(),
+            ))
+        }
+    }
+
+    /// The messages of the mailboxes the agent works, oldest first.
+    fn list_voicemail(
+        &self,
+        agent: &str,
+    ) -> impl Future<Output = Result<Vec<VoicemailMessage>, BackendError>> + Send {
+        let _ = agent;
+        async {
+            Err(BackendError::Unimplemented(
+                "no voicemail on this server".into(),
+            ))
+        }
+    }
+
+    /// A message's WAV, if it is in one of the agent's mailboxes.
+    fn voicemail_audio(
+        &self,
+        agent: &str,
+        message: &str,
+    ) -> impl Future<Output = Result<Vec<u8>, BackendError>> + Send {
+        let _ = (agent, message);
+        async {
+            Err(BackendError::Unimplemented(
+                "no voicemail on this server".into(),
+            ))
+        }
+    }
+
+    /// Marks a message of the agent's mailboxes heard.
+    fn mark_voicemail_heard(
+        &self,
+        agent: &str,
+        message: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = (agent, message);
+        async {
+            Err(BackendError::Unimplemented(
+                "no voicemail on this server".into(),
+            ))
+        }
+    }
+
+    /// Deletes a message of the agent's mailboxes.
+    fn delete_voicemail(
+        &self,
+        agent: &str,
+        message: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = (agent, message);
+        async {
+            Err(BackendError::Unimplemented(
+                "no voicemail on this server".into(),
+            ))
+        }
+    }
 
     /// Every agent and queue now, for a supervisor stream's first message.
     fn snapshot(&self) -> impl Future<Output = Result<Snapshot, BackendError>> + Send;

@@ -92,6 +92,10 @@ impl EventHub {
                 s.current_call = Some(o.call_id.clone());
                 None
             }
+            Kind::VoicemailTask(t) => {
+                s.current_call = Some(t.task_id.clone());
+                None
+            }
             Kind::CallConnected(c) => {
                 s.current_call = Some(c.call_id.clone());
                 None

@@ -355,6 +355,12 @@ pub struct MailboxSection {
     /// Where to e-mail new messages, with the recording attached (needs `[smtp]`).
     #[serde(default)]
     pub email: Option<String>,
+    /// A `[[queue]]` whose agents work this mailbox: every new message becomes a
+    /// voicemail task the ACD offers to them over the agent gateway, with a screen pop of
+    /// the caller and the message, until an agent's disposition marks it handled.
+    /// Default none: messages wait for the owner only.
+    #[serde(default)]
+    pub work_queue: Option<String>,
 }
 
 impl fmt::Debug for MailboxSection {
@@ -1024,6 +1030,15 @@ impl Config {
                     m.name.span(),
                     &format!("mailbox[{i}].owner"),
                     format!("no [[user]] named {owner:?}"),
+                ));
+            }
+            if let Some(q) = &m.work_queue
+                && !queue_names.contains(q)
+            {
+                return Err(invalid(
+                    m.name.span(),
+                    &format!("mailbox[{i}].work-queue"),
+                    format!("no [[queue]] named {q:?}"),
                 ));
             }
             if m.min_message.0 > m.max_message.0 {
@@ -1766,6 +1781,10 @@ mod tests {
             (
                 "name = \"a\"\npin = \"1\"\nmin-message = \"9s\"\nmax-message = \"5s\"",
                 "mailbox[0].min-message",
+            ),
+            (
+                "name = \"a\"\npin = \"1\"\nwork-queue = \"nope\"",
+                "t.toml:6: mailbox[0].work-queue: no [[queue]] named \"nope\"",
             ),
         ];
         for (body, want) in cases {

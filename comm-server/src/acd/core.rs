@@ -981,14 +981,14 @@ impl Acd {
         self.action(Action::Overflow { item: id, target });
     }
 
-    /// Leave-when-empty: callers on the line leave; queued callbacks keep their place
-    /// because nobody is holding.
+    /// Leave-when-empty: callers on the line leave; queued callbacks and voicemail
+    /// tasks keep their place because nobody is holding.
     fn empty_queue(&mut self, _now: Instant, q: usize) {
         let leaving: Vec<ItemId> = self.queues[q]
             .order
             .iter()
             .map(|&(_, _, id)| id)
-            .filter(|id| !self.items[id].callback)
+            .filter(|id| self.items[id].on_line())
             .collect();
         let target = self.queues[q].config.overflow.clone();
         for id in leaving {

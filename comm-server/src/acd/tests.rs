@@ -373,6 +373,63 @@ fn join_and_leave_rules() {
     assert_eq!(h.acd.waiting(QueueId(1)), Some(1));
 }
 
+fn voicemail_task(id: u64, queue: u32) -> Input {
+    Input::Enqueue(NewItem {
+        id: ItemId(id),
+        kind: ItemKind::VoicemailTask {
+            message: format!("msg-{id}"),
+        },
+        queue: QueueId(queue),
+        priority: 0,
+        skills: Vec::new(),
+        caller: CallerInfo {
+            number: Some("+442070000001".into()),
+            name: None,
+        },
+    })
+}
+
+#[test]
+fn voicemail_tasks_wait_silently_and_go_through_wrap_up() {
+    let mut q = queue(1);
+    q.max_wait = Some(60 * S);
+    q.when_empty = EmptyRule::Leave;
+    let mut h = Harness::new(vec![q], vec![agent(1, &[1])]);
+    h.ok(voicemail_task(1, 1));
+    // Nobody on the line: no music, no announcement, no maximum wait.
+    assert!(h.take().is_empty());
+    h.advance(120 * S);
+    assert_eq!(h.acd.waiting(QueueId(1)), Some(1));
+    // A last agent logging out does not push it to the overflow either.
+    h.ok(Input::Login(AgentId(1)));
+    assert_eq!(h.offers(), vec![(ItemId(1), AgentId(1))]);
+    h.ok(Input::Logout(AgentId(1)));
+    assert!(
+        !h.take()
+            .iter()
+            .any(|a| matches!(a, Action::Overflow { .. })),
+        "a voicemail task stays when the queue empties"
+    );
+    assert_eq!(h.acd.waiting(QueueId(1)), Some(1));
+    // Offered like a call; the answer connects, the end starts wrap-up.
+    h.ok(Input::Login(AgentId(1)));
+    assert_eq!(h.offers(), vec![(ItemId(1), AgentId(1))]);
+    h.ok(Input::OfferAnswered(ItemId(1), AgentId(1)));
+    assert_eq!(
+        h.acd.agent_state(AgentId(1)),
+        Some(AgentState::OnCall(ItemId(1)))
+    );
+    h.ok(Input::ItemEnded(ItemId(1)));
+    assert_eq!(h.acd.agent_state(AgentId(1)), Some(AgentState::WrapUp));
+    h.ok(Input::WrapUpDone(AgentId(1), Some("called-back".into())));
+    assert!(h.events.contains(&Event::WrapUpEnded {
+        agent: AgentId(1),
+        disposition: Some("called-back".into()),
+    }));
+    assert_eq!(h.acd.agent_state(AgentId(1)), Some(AgentState::Idle));
+    assert_eq!(h.acd.items(), 0);
+}
+
 #[test]
 fn queue_stats_for_the_wallboard() {
     let mut h = Harness::new(vec![queue(1)], vec![agent(1, &[1]), agent(2, &[1])]);

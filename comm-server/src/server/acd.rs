@@ -61,6 +61,9 @@ pub(super) enum AcdRequest {
         customer: Option<i64>,
         inbox: mpsc::UnboundedSender<CallInput>,
     },
+    /// Voicemail tasks: a message to work on, an agent accepting or finishing one
+    /// (see `voicemail_work.rs`).
+    Voicemail(super::voicemail_work::VoicemailRequest),
     /// A campaign asks how many of these agents are ready and busy (for its pacer).
     CampaignFloor {
         agents: Vec<u64>,
@@ -111,6 +114,8 @@ pub(super) struct AcdDriver {
     pub(super) desk: super::gateway::Desk,
     /// Skills, keys, overflow targets and callbacks (see `callback.rs`).
     pub(super) features: super::callback::QueueFeatures,
+    /// Voicemail tasks in the ACD (see `voicemail_work.rs`).
+    pub(super) voicemail: super::voicemail_work::VoicemailTasks,
 }
 
 /// Starts the ACD task; errors are configuration errors.
@@ -180,6 +185,7 @@ pub(super) fn spawn_acd(
         metrics,
         desk,
         features,
+        voicemail: Default::default(),
     };
     driver.publish_metrics();
     tokio::spawn(driver.run(rx).instrument(tracing::info_span!("acd")));
@@ -351,6 +357,7 @@ impl AcdDriver {
                     },
                 }));
             }
+            AcdRequest::Voicemail(request) => self.handle_voicemail(request),
             AcdRequest::CampaignFloor { agents, reply } => {
                 let _ = reply.send(super::campaign::campaign_floor(&self.acd, &agents));
             }
@@ -366,6 +373,9 @@ impl AcdDriver {
     async fn drain(&mut self) {
         while let Some(action) = self.acd.poll_action() {
             use crate::acd::Action as A;
+            if self.voicemail_action(&action).await {
+                continue;
+            }
             self.desk_action(&action).await;
             match action {
                 A::Hold { item, .. } => self.tell(item, QueueCommand::Music),

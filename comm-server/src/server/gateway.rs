@@ -308,6 +308,23 @@ impl Desk {
     }
 }
 
+/// What voicemail tasks (`voicemail_work.rs`) need of the desk.
+impl AcdDriver {
+    /// The screen pop's customer lookup.
+    pub(super) fn desk_lookup(&self) -> CustomerLookup {
+        self.desk.lookup.clone()
+    }
+
+    /// Offers a task on the agent's desktop, tracked like a ringing call so timeouts
+    /// and withdrawals end it the same way.
+    pub(super) fn desk_offer_task(&mut self, agent: AgentId, item: ItemId, offer: Kind) {
+        if let Some(a) = self.desk.agent_mut(agent) {
+            a.ringing = Some(item);
+        }
+        self.publish(agent, offer);
+    }
+}
+
 fn call_id(item: ItemId) -> String {
     item.0.to_string()
 }
@@ -871,6 +888,8 @@ pub struct ServerBackend {
     campaigns: Vec<crate::campaigns::settings::Campaign>,
     /// Agent-guided scripts (see `agent_script.rs`); none without a script library.
     scripts: Option<Arc<super::agent_script::AgentScripts>>,
+    /// Agents' voicemail (see `voicemail_work.rs`); none: UNIMPLEMENTED.
+    voicemail: Option<super::voicemail_work::AgentVoicemail>,
 }
 
 impl ServerBackend {
@@ -915,7 +934,23 @@ impl ServerBackend {
             plan: config.customers.dial_plan().unwrap_or_default(),
             // Checked at load, like the plan.
             campaigns: config.checked_campaigns().unwrap_or_default(),
+            voicemail: None,
         }
+    }
+
+    /// Serves agents' voicemail requests with this.
+    pub(super) fn with_voicemail(
+        mut self,
+        voicemail: super::voicemail_work::AgentVoicemail,
+    ) -> ServerBackend {
+        self.voicemail = Some(voicemail);
+        self
+    }
+
+    fn agent_voicemail(&self) -> Result<&super::voicemail_work::AgentVoicemail, BackendError> {
+        self.voicemail
+            .as_ref()
+            .ok_or_else(|| BackendError::Unimplemented("no voicemail on this server".into()))
     }
 
     /// Runs agent-guided scripts from `library`, with the server's script actions.
@@ -1031,15 +1066,19 @@ impl Backend for ServerBackend {
     ) -> Result<(), BackendError> {
         let item = parse_call(call)?;
         tracing::info!(%agent, call = item.0, %code, notes_len = notes.len(), "disposition");
-        let with = {
-            let (agent, code) = (agent.to_string(), code.to_string());
-            self.ask(|reply| GatewayRequest::Disposition {
-                agent,
-                item,
-                code,
-                reply,
-            })
-            .await?
+        let task = super::voicemail_work::finish(&self.acd, agent, item, code).await?;
+        let with = match &task {
+            Some((with, _)) => with.clone(),
+            None => {
+                let (agent, code) = (agent.to_string(), code.to_string());
+                self.ask(|reply| GatewayRequest::Disposition {
+                    agent,
+                    item,
+                    code,
+                    reply,
+                })
+                .await?
+            }
         };
         // Wrap-up has ended either way; a history write that fails is logged, not
         // turned into an error the agent would retry against a finished wrap-up.
@@ -1047,7 +1086,7 @@ impl Backend for ServerBackend {
             crate::phone::normalise(c, &self.plan)
                 .map_or_else(|_| c.to_string(), |e| e.into_string())
         });
-        let contact = crate::store::Contact {
+        let mut contact = crate::store::Contact {
             customer_id: with.customer,
             phone,
             kind: crate::store::ContactKind::Disposition,
@@ -1060,11 +1099,22 @@ impl Backend for ServerBackend {
             call_id: Some(call.to_string()),
             details: serde_json::json!({ "notes": notes }),
         };
+        if let Some((_, message)) = &task {
+            contact.details["voicemail"] = message.clone().into();
+        }
         if let Err(e) = self.store.add_history(&contact).await {
             tracing::warn!(error = %e, call, "disposition not saved to the contact history");
         }
         if let Some(scripts) = &self.scripts {
             scripts.forget(agent, item.0);
+        }
+        if let Some((_, message)) = task {
+            let handling = crate::store::VoicemailHandling {
+                agent: agent.to_string(),
+                at_ms: contact.started_at_ms,
+                outcome: code.to_string(),
+            };
+            super::voicemail_work::mark_handled(&self.store, &message, handling).await;
         }
         Ok(())
     }
@@ -1112,6 +1162,26 @@ impl Backend for ServerBackend {
             ));
         };
         scripts.step(&self.acd, agent, item.0, answer).await
+    }
+
+    async fn accept_task(&self, agent: &str, task: &str) -> Result<(), BackendError> {
+        super::voicemail_work::accept(&self.acd, agent, parse_call(task)?).await
+    }
+
+    async fn list_voicemail(&self, agent: &str) -> Result<Vec<pb::VoicemailMessage>, BackendError> {
+        self.agent_voicemail()?.list(agent).await
+    }
+
+    async fn voicemail_audio(&self, agent: &str, message: &str) -> Result<Vec<u8>, BackendError> {
+        self.agent_voicemail()?.audio(agent, message).await
+    }
+
+    async fn mark_voicemail_heard(&self, agent: &str, message: &str) -> Result<(), BackendError> {
+        self.agent_voicemail()?.mark_heard(agent, message).await
+    }
+
+    async fn delete_voicemail(&self, agent: &str, message: &str) -> Result<(), BackendError> {
+        self.agent_voicemail()?.delete(agent, message).await
     }
 
     async fn snapshot(&self) -> Result<Snapshot, BackendError> {

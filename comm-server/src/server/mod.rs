@@ -52,6 +52,7 @@ mod campaign;
 mod contact;
 mod event_log;
 pub mod gateway;
+mod mwi;
 pub mod reports;
 mod routing;
 mod startup;
@@ -60,6 +61,7 @@ mod transport;
 mod trunk;
 mod voicemail;
 mod voicemail_mail;
+mod voicemail_work;
 
 use acd::*;
 use call_task::*;
@@ -334,6 +336,15 @@ impl App {
             self.metrics.clone(),
             desk,
         )?;
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let mwi = mwi::spawn_mwi(
+            cfg.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            cmd_tx.clone(),
+            &settings.contact_udp,
+            registrar.clone(),
+        );
         let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
         // One gateway for both listeners: the gRPC port for native clients, and the
         // page listener so the desktop and wallboard pages speak gRPC-web same-origin.
@@ -345,7 +356,13 @@ impl App {
                 self.clock.clone(),
                 self.store.clone(),
             )
-            .with_agent_scripts(self.scripts.clone(), self.actions.clone());
+            .with_agent_scripts(self.scripts.clone(), self.actions.clone())
+            .with_voicemail(voicemail_work::AgentVoicemail::new(
+                &cfg,
+                self.store.clone(),
+                acd.clone(),
+                mwi.clone(),
+            ));
             let g = &cfg.grpc;
             let config = agent_gateway::GatewayConfig {
                 sessions: agent_gateway::SessionConfig {
@@ -403,7 +420,6 @@ impl App {
             });
         }
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let udp = listeners.udp.map(Arc::new);
         if let Some(sock) = udp.clone() {
             tokio::spawn(read_udp(sock, inbound_tx.clone()));
@@ -427,7 +443,14 @@ impl App {
             metrics: self.metrics.clone(),
             voicemail_events: self.voicemail_events.clone(),
             actions: self.actions.clone(),
+            mwi,
         });
+        voicemail_work::spawn_voicemail_work(
+            cfg.clone(),
+            self.store.clone(),
+            shared.acd.clone(),
+            self.voicemail_events(),
+        );
         if let Some(mailer) = self.actions.mailer() {
             tokio::spawn(voicemail_mail::notify(
                 self.voicemail_events(),
@@ -500,6 +523,8 @@ struct Shared {
     metrics: Arc<crate::metrics::Metrics>,
     voicemail_events: tokio::sync::broadcast::Sender<VoicemailEvent>,
     actions: crate::script_actions::ScriptActions,
+    /// Message-waiting subscriptions (see `mwi.rs`).
+    mwi: mpsc::UnboundedSender<mwi::MwiInput>,
 }
 
 enum Inbound {
@@ -884,6 +909,15 @@ impl Driver {
     fn handle_request(&mut self, tx: TxId, flow: Flow, req: Request) {
         if let Some(r) = precheck(&req) {
             self.endpoint.respond(now(), tx, r);
+            return;
+        }
+        if req.method == Method::Subscribe {
+            // New or in a subscription's dialog: `mwi.rs` keeps those dialogs.
+            let _ = self.shared.mwi.send(mwi::MwiInput::Subscribe {
+                tx,
+                flow,
+                request: Box::new(req),
+            });
             return;
         }
         let in_dialog = req.headers.get("To").is_some_and(header::has_tag);

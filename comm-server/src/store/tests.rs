@@ -127,6 +127,52 @@ fn voicemail(id: &str, mailbox: &str, created_at_ms: i64) -> VoicemailMessage {
     }
 }
 
+async fn voicemail_tasks_are_handled_once(store: &Store) {
+    for m in [
+        voicemail("a", "support", NOW_MS),
+        voicemail("b", "support", NOW_MS + 10),
+        voicemail("c", "sales", NOW_MS),
+    ] {
+        store.insert_voicemail(&m).await.unwrap();
+    }
+    let ids = |v: Vec<VoicemailMessage>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.unhandled_voicemails("support").await.unwrap()),
+        vec!["a", "b"]
+    );
+    assert_eq!(store.voicemail_handling("a").await.unwrap(), None);
+    let handled = VoicemailHandling {
+        agent: "agent1".into(),
+        at_ms: NOW_MS + 60_000,
+        outcome: "called-back".into(),
+    };
+    store.mark_voicemail_handled("a", &handled).await.unwrap();
+    assert_eq!(
+        store.voicemail_handling("a").await.unwrap(),
+        Some(handled.clone())
+    );
+    assert_eq!(
+        ids(store.unhandled_voicemails("support").await.unwrap()),
+        vec!["b"]
+    );
+    // The first disposition wins; unknown ids are refused.
+    let second = VoicemailHandling {
+        agent: "agent2".into(),
+        ..handled.clone()
+    };
+    assert!(matches!(
+        store.mark_voicemail_handled("a", &second).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.voicemail_handling("a").await.unwrap(), Some(handled));
+    assert!(matches!(
+        store.mark_voicemail_handled("nope", &second).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // Handling does not touch the owner's new/old counts.
+    assert_eq!(store.voicemail_counts("support").await.unwrap(), (2, 0));
+}
+
 async fn voicemail_index_lists_marks_and_deletes(store: &Store) {
     assert_eq!(store.voicemails("sales").await.unwrap(), vec![]);
     assert_eq!(store.voicemail_counts("sales").await.unwrap(), (0, 0));
@@ -1156,6 +1202,7 @@ on_every_backend!(
     racing_cdr_writes_store_one,
     acd_events_keep_their_order_and_period,
     voicemail_index_lists_marks_and_deletes,
+    voicemail_tasks_are_handled_once,
     customers_are_found_by_every_key,
     upserts_merge_by_phone_or_external_ref,
     import_is_all_or_nothing,
