@@ -4,9 +4,10 @@
 //! Owns: turning script steps into prompt playback, keypad digit collection (first-digit
 //! timeout from the session, inter-digit timeout, terminator, maximum length), barge-in
 //! (a key press stops a prompt that allows it) and type-ahead (keys pressed during a
-//! prompt that does not stop, or between steps, count for the next questions), and asking the host for what
-//! the script needs (customer lookup, actions, routing, recording). Must not own: media,
-//! sockets, clocks, HTTP or storage; the call task does those and reports back.
+//! prompt that does not stop, or between steps, count for the next questions), and
+//! asking the host for what the script needs (customer lookup, actions, routing,
+//! recording). Must not own: media, sockets, clocks, HTTP or storage; the call task
+//! does those and reports back.
 //!
 //! ```text
 //!   Idle --Say/Ask prompt--> Playing --finished--> Idle (Say) | Collecting (Ask)
