@@ -557,6 +557,24 @@ impl Call {
         true
     }
 
+    /// [`Call::dial`] through a trunk: a challenge from the trunk's own realm is
+    /// answered with `credentials` (a script's `<transfer number>`).
+    pub fn dial_through(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        uri: &str,
+        offer: Vec<u8>,
+        ring_timeout: Duration,
+        credentials: Option<TrunkCredentials>,
+    ) -> bool {
+        let dialled = self.dial(now, flow, uri, offer, ring_timeout);
+        if dialled {
+            self.credentials = credentials;
+        }
+        dialled
+    }
+
     /// Gives up a late dial that has not been answered (the offer was withdrawn).
     pub fn cancel_dial(&mut self, now: Instant) {
         if self.late_dial {
