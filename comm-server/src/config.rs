@@ -20,6 +20,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 mod queue_rules;
+mod script_names;
 pub use queue_rules::{EmptySetting, JoinSetting, QueueExit};
 
 use crate::media::prompt::PromptLibrary;
@@ -1181,7 +1182,8 @@ impl Config {
     /// directories exist, every prompt and every script there loads, the scripts load
     /// together with every audio file they name in the sounds directory, each
     /// `{ script = ... }` route names one of them that runs on the voice channel, and
-    /// each `{ prompt = [...] }` route names prompts that exist. Every problem is
+    /// each `{ prompt = [...] }` route names prompts that exist, and the queues,
+    /// mailboxes, agents and skills scripts route to exist (`script_names`). Every problem is
     /// reported, with the config's file and line or the script's file, line and
     /// column. Relative directories are resolved against `base` (`Path::new("")` for
     /// the working directory, as the server resolves them).
@@ -1263,6 +1265,14 @@ impl Config {
         }
         let queue_scripts = self.queue_script_errors(&scripts_dir, &script_files, &refs);
         refs.errors.extend(queue_scripts);
+        if let Some(library) = &refs.scripts {
+            for d in self.script_route_names(&scripts_dir, library) {
+                match d.severity {
+                    Severity::Error => refs.errors.push(ConfigError::Script(d)),
+                    Severity::Warning => refs.warnings.push(d),
+                }
+            }
+        }
         for (i, m) in self.mailboxes.iter().enumerate() {
             if let Some(greeting) = &m.greeting
                 && sounds_loaded
