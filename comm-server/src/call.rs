@@ -568,7 +568,8 @@ impl Call {
     }
 
     /// As [`Call::dial`], through a trunk that may challenge us: its credentials
-    /// answer one challenge from its own realm (a blind transfer to a number).
+    /// answer one challenge from its own realm (a blind transfer to a number from the
+    /// desktop, a script's `<transfer number>`).
     pub fn dial_trunk(
         &mut self,
         now: Instant,

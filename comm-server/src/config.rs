@@ -21,6 +21,7 @@ use thiserror::Error;
 
 mod agent_script;
 mod queue_rules;
+mod script_names;
 pub use queue_rules::{EmptySetting, JoinSetting, QueueExit};
 
 use crate::media::prompt::PromptLibrary;
@@ -1228,7 +1229,8 @@ impl Config {
     /// directories exist, every prompt and every script there loads, the scripts load
     /// together with every audio file they name in the sounds directory, each
     /// `{ script = ... }` route names one of them that runs on the voice channel, and
-    /// each `{ prompt = [...] }` route names prompts that exist. Every problem is
+    /// each `{ prompt = [...] }` route names prompts that exist, and the queues,
+    /// mailboxes, agents and skills scripts route to exist (`script_names`). Every problem is
     /// reported, with the config's file and line or the script's file, line and
     /// column. Relative directories are resolved against `base` (`Path::new("")` for
     /// the working directory, as the server resolves them).
@@ -1312,6 +1314,14 @@ impl Config {
         refs.errors.extend(queue_scripts);
         let agent_scripts = self.agent_script_errors(&scripts_dir, &refs);
         refs.errors.extend(agent_scripts);
+        if let Some(library) = &refs.scripts {
+            for d in self.script_route_names(&scripts_dir, library) {
+                match d.severity {
+                    Severity::Error => refs.errors.push(ConfigError::Script(d)),
+                    Severity::Warning => refs.warnings.push(d),
+                }
+            }
+        }
         for (i, m) in self.mailboxes.iter().enumerate() {
             if let Some(greeting) = &m.greeting
                 && sounds_loaded

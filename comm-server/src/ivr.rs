@@ -4,9 +4,10 @@
 //! Owns: turning script steps into prompt playback, keypad digit collection (first-digit
 //! timeout from the session, inter-digit timeout, terminator, maximum length), barge-in
 //! (a key press stops a prompt that allows it) and type-ahead (keys pressed during a
-//! prompt that does not stop count for the next question), and asking the host for what
-//! the script needs (customer lookup, actions, routing, recording). Must not own: media,
-//! sockets, clocks, HTTP or storage; the call task does those and reports back.
+//! prompt that does not stop, or between steps, count for the next questions), and
+//! asking the host for what the script needs (customer lookup, actions, routing,
+//! recording). Must not own: media, sockets, clocks, HTTP or storage; the call task
+//! does those and reports back.
 //!
 //! ```text
 //!   Idle --Say/Ask prompt--> Playing --finished--> Idle (Say) | Collecting (Ask)
@@ -85,7 +86,8 @@ pub struct Ivr {
     library: Arc<Library>,
     session: Session,
     state: State,
-    /// Keys pressed while a prompt played that did not stop for them.
+    /// Keys pressed ahead of the question they answer: during a prompt that did not
+    /// stop for them, or while the host looked up or ran something.
     typeahead: String,
     next_play: u64,
     actions: VecDeque<IvrAction>,
@@ -155,17 +157,20 @@ impl Ivr {
         match then {
             After::Next => self.state = State::Idle,
             After::Collect(q) => {
-                self.session.handle_prompt_played(now);
                 self.state = State::Collecting {
                     question: q,
                     digits: String::new(),
                     inter_deadline: None,
                 };
-                for d in std::mem::take(&mut self.typeahead).chars() {
-                    self.collect(now, d);
-                    if !matches!(self.state, State::Collecting { .. }) {
-                        break;
-                    }
+                let keys = std::mem::take(&mut self.typeahead);
+                if keys.is_empty() {
+                    self.session.handle_prompt_played(now);
+                }
+                // Keys typed ahead answer this question first (the caller already
+                // pressed, so no first-digit timeout); what is left over goes on to
+                // whatever comes next, as if pressed now.
+                for d in keys.chars() {
+                    self.handle_digit(now, d);
                 }
             }
             After::Host(action) => {
@@ -263,8 +268,10 @@ impl Ivr {
                 self.typeahead.push(digit);
                 self.after(then, now);
             }
-            State::Playing { .. } | State::Idle => self.typeahead.push(digit),
-            State::WaitingHost | State::Ended => {}
+            // Between steps (a lookup, an action) too: callers who know the menu
+            // type ahead of it.
+            State::Playing { .. } | State::Idle | State::WaitingHost => self.typeahead.push(digit),
+            State::Ended => {}
         }
     }
 
@@ -459,5 +466,98 @@ mod tests {
         ivr.handle_digit(now, '2'); // the menu prompt does not allow barge-in
         ivr.handle_playback_finished(now, p[0].0);
         assert_eq!(plays(&mut ivr)[0].1, "two.wav");
+    }
+
+    const TYPE_AHEAD: &str = r##"<script version="1" id="t" channels="voice">
+      <say audio="hello.wav">Hello.</say>
+      <log level="info">between the greeting and the menu</log>
+      <menu id="main" timeout="5s" tries="2">
+        <prompt audio="menu.wav">Press 1 for your account.</prompt>
+        <option key="1" value="account" label="Account"><say audio="one.wav">Account.</say></option>
+      </menu>
+      <ask id="acct" input="digits" min-length="2" max-length="4" terminator="#" timeout="5s" inter-digit="2s">
+        <prompt audio="enter.wav">Enter it.</prompt>
+      </ask>
+      <say audio="thanks.wav">Thanks {{ answers.acct }}.</say>
+    </script>"##;
+
+    /// Plays and host requests, acknowledging every action as done at once.
+    fn run_host(ivr: &mut Ivr, now: SystemTime) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        while let Some(a) = ivr.poll_action() {
+            match a {
+                IvrAction::RunAction(_) => {
+                    ivr.handle_host_reply(now, Input::ActionDone(serde_json::json!({})))
+                }
+                IvrAction::Play { id, audio } => out.push((
+                    id,
+                    audio
+                        .iter()
+                        .map(|a| match a {
+                            Audio::File(f) => f.clone(),
+                            Audio::Silence { ms } => format!("{ms}ms"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn keys_typed_ahead_through_a_say_an_action_and_two_questions_are_all_kept() {
+        let (mut ivr, now) = start(TYPE_AHEAD, "t");
+        let p = plays(&mut ivr);
+        assert_eq!(p[0].1, "hello.wav");
+        // The caller knows the menu: 1 for the account, then the number and #.
+        ivr.handle_digit(now, '1');
+        ivr.handle_playback_finished(now, p[0].0);
+        // The log action is with the host: keys pressed now are kept too.
+        for d in "42#".chars() {
+            ivr.handle_digit(now, d);
+        }
+        let p = run_host(&mut ivr, now);
+        assert_eq!(p[0].1, "menu.wav", "{p:?}");
+        ivr.handle_playback_finished(now, p[0].0);
+        let p = run_host(&mut ivr, now);
+        assert_eq!(p[0].1, "one.wav", "the typed 1 chose the option: {p:?}");
+        ivr.handle_playback_finished(now, p[0].0);
+        let p = run_host(&mut ivr, now);
+        assert_eq!(p[0].1, "enter.wav", "{p:?}");
+        ivr.handle_playback_finished(now, p[0].0);
+        let p = run_host(&mut ivr, now);
+        assert_eq!(
+            p[0].1, "thanks.wav",
+            "42# typed ahead answered the account question: {p:?}"
+        );
+        assert_eq!(ivr.poll_timeout(), None, "no question is waiting");
+    }
+
+    #[test]
+    fn keys_left_over_from_one_answer_go_to_the_next_question() {
+        let (mut ivr, now) = start(TYPE_AHEAD, "t");
+        let p = plays(&mut ivr);
+        ivr.handle_playback_finished(now, p[0].0);
+        let p = run_host(&mut ivr, now);
+        assert_eq!(p[0].1, "menu.wav");
+        // Both keys during the menu prompt (no barge-in): the second is not lost.
+        ivr.handle_digit(now, '1');
+        ivr.handle_digit(now, '7');
+        ivr.handle_playback_finished(now, p[0].0);
+        let p = run_host(&mut ivr, now);
+        assert_eq!(p[0].1, "one.wav");
+        ivr.handle_playback_finished(now, p[0].0);
+        let p = run_host(&mut ivr, now);
+        assert_eq!(p[0].1, "enter.wav");
+        ivr.handle_playback_finished(now, p[0].0);
+        // The 7 already started the number: the inter-digit timeout (2 s) runs, not
+        // the first-digit one (5 s).
+        assert_eq!(ivr.poll_timeout(), Some(now + Duration::from_secs(2)));
+        ivr.handle_digit(now, '3');
+        ivr.handle_digit(now, '#');
+        let p = run_host(&mut ivr, now);
+        assert_eq!(p[0].1, "thanks.wav");
     }
 }

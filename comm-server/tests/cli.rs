@@ -117,6 +117,13 @@ fn a_config_with_an_unknown_key_fails_at_its_line_and_column() {
     assert!(text.contains("unknown field `relam`"), "{text}");
 }
 
+/// What `scripts/bank-card.xml` routes to: the cards queue, an agent with the cards
+/// skill and the cards mailbox (check-config checks scripts' names too).
+const BANK_CARD_NEEDS: &str = "[[user]]\nname = \"bob\"\npassword = \"p\"\n\n\
+    [[queue]]\nname = \"cards\"\n\n\
+    [[agent]]\nname = \"bob\"\nqueues = [\"cards\"]\nskills = { cards = 3 }\n\n\
+    [[mailbox]]\nname = \"cards\"\npin = \"1\"\n";
+
 #[test]
 fn a_route_to_a_missing_script_fails_at_the_route() {
     let dir = Scratch::new("missing-script");
@@ -127,7 +134,8 @@ fn a_route_to_a_missing_script_fails_at_the_route() {
         &format!(
             "[server]\nscripts-dir = {scripts:?}\nsounds-dir = {sounds:?}\n\n\
              [[route]]\nnumber = \"700\"\ntarget = {{ script = \"bank-card\" }}\n\n\
-             [[route]]\nnumber = \"701\"\ntarget = {{ script = \"no-such-line.xml\" }}\n"
+             [[route]]\nnumber = \"701\"\ntarget = {{ script = \"no-such-line.xml\" }}\n\n\
+             {BANK_CARD_NEEDS}"
         ),
     );
     let out = run(&["check-config", &config]);

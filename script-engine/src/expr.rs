@@ -367,6 +367,17 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// The text, when it has no `{{ }}` holes (a name known at load time).
+    pub(crate) fn literal(&self) -> Option<String> {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => Some(t.as_str()),
+                Part::Hole(_) => None,
+            })
+            .collect()
+    }
+
     /// Renders with each hole's value as plain text (strings without quotes).
     pub(crate) fn render_text(&self, b: &Bindings<'_>) -> Result<String, String> {
         self.render(|e| {

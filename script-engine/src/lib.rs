@@ -62,7 +62,7 @@ mod xml;
 pub use diag::{Diagnostic, LoadError, Pos, Severity};
 pub use expr::{MAX_EXPR_CHARS, MAX_EXPR_NESTING};
 pub use library::{Checked, Library, check_files};
-pub use model::{Channel, Script, TransferTo};
+pub use model::{Channel, RouteName, RouteNameKind, Script, TransferTo};
 pub use parse::{
     AnyAudio, AudioFiles, DEFAULT_RECORD_MAX, DEFAULT_TEXT_MAX, DEFAULT_TIMEOUT, DEFAULT_TRIES,
     DEFAULT_WEBHOOK_TIMEOUT, FORMAT_VERSION, Loaded, MAX_TRIES, load_file, load_str,

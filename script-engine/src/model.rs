@@ -117,6 +117,80 @@ impl Script {
     pub fn variables(&self) -> impl Iterator<Item = &str> {
         self.vars.iter().map(|v| v.name.as_str())
     }
+
+    /// Every queue, mailbox, agent and skill this script routes to by a literal name
+    /// (`<enqueue>`, `<voicemail>`, `<transfer>`), in source order, for hosts to check
+    /// against their configuration. Names with `{{ }}` holes are only known at run
+    /// time and are left out; so are numbers.
+    pub fn route_names(&self) -> Vec<RouteName> {
+        let mut out = Vec::new();
+        for op in &self.ops {
+            let OpKind::Route(route) = &op.kind else {
+                continue;
+            };
+            let mut push = |kind, name: Option<String>| {
+                if let Some(name) = name {
+                    out.push(RouteName {
+                        kind,
+                        name,
+                        pos: op.pos,
+                    });
+                }
+            };
+            match route {
+                RouteSpec::Enqueue { queue, skills, .. } => {
+                    push(RouteNameKind::Queue, Some(queue.clone()));
+                    for (skill, _) in skills {
+                        push(RouteNameKind::Skill, Some(skill.clone()));
+                    }
+                }
+                RouteSpec::Voicemail { mailbox, .. } => {
+                    push(RouteNameKind::Mailbox, mailbox.literal())
+                }
+                RouteSpec::Transfer { to, target, .. } => match to {
+                    TransferTo::Queue => push(RouteNameKind::Queue, target.literal()),
+                    TransferTo::Agent => push(RouteNameKind::Agent, target.literal()),
+                    TransferTo::Number => {}
+                },
+            }
+        }
+        out
+    }
+
+    /// The ids of the scripts this one `<call>`s.
+    pub fn called_scripts(&self) -> impl Iterator<Item = &str> {
+        self.calls.iter().map(|c| c.script.as_str())
+    }
+}
+
+/// A name a script routes to; see [`Script::route_names`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteName {
+    pub kind: RouteNameKind,
+    pub name: String,
+    /// The routing element's position in the script's file.
+    pub pos: Pos,
+}
+
+/// What a [`RouteName`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteNameKind {
+    Queue,
+    Mailbox,
+    Agent,
+    Skill,
+}
+
+impl RouteNameKind {
+    /// The word an error message uses: "queue", "mailbox", "agent", "skill".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteNameKind::Queue => "queue",
+            RouteNameKind::Mailbox => "mailbox",
+            RouteNameKind::Agent => "agent",
+            RouteNameKind::Skill => "skill",
+        }
+    }
 }
 
 /// A `<call>` seen in a script, checked against its target once all scripts are loaded.

@@ -18,12 +18,16 @@ fn root() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The demo's bank line (route 2000) with the `cards` queue its script asks for, and
-/// bob as the cards agent.
+/// The demo's bank line (route 2000) with the `cards` queue and mailbox its script
+/// asks for, and bob as the cards agent.
 const BANK: &str = r#"
 [[route]]
 number = "2000"
 target = { script = "bank-card.xml" }
+
+[[mailbox]]
+name = "cards"
+pin = "2468"
 
 [[queue]]
 name = "cards"

@@ -1228,8 +1228,8 @@ async fn a_blind_transfer_to_a_number_dials_it_through_the_trunk() {
             },
         )
     };
-    // No trunk dials 9...: refused before bob lets go.
-    let no_route = c.transfer(to("912345")).await.unwrap_err();
+    // No trunk dials +49...: refused before bob lets go.
+    let no_route = c.transfer(to("+4930123456")).await.unwrap_err();
     assert_eq!(no_route.code(), Code::FailedPrecondition, "{no_route:?}");
     assert!(no_route.message().contains("no trunk"), "{no_route:?}");
 
@@ -1242,9 +1242,10 @@ async fn a_blind_transfer_to_a_number_dials_it_through_the_trunk() {
         "{ended:?}"
     );
     let invite = carrier.request(Method::Invite).await.unwrap();
+    // Dialled in E.164, as campaigns and scripts dial.
     assert_eq!(
         invite.uri.to_string(),
-        format!("sip:02079460000@{carrier_addr}")
+        format!("sip:+442079460000@{carrier_addr}")
     );
     let carrier_to_server = e2e::sdp_audio_addr(&invite.body).unwrap();
     carrier.reply(&invite, 200, "carriertag").await.unwrap();

@@ -419,15 +419,8 @@ pub(super) async fn apply(
             Ok(())
         }
         ControlCommand::DialOut(number) => {
-            let digits = number.trim_start_matches('+');
-            if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
-                return Err(format!("{number:?} is not a phone number (digits only)"));
-            }
-            let trunk = shared
-                .trunks
-                .iter()
-                .find(|t| t.prefixes.iter().any(|p| digits.starts_with(p.as_str())))
-                .ok_or_else(|| format!("no trunk dials {number}"))?;
+            // The same number rules and trunk choice as a script's `<transfer number>`.
+            let target = super::script_routing::number_via_trunk(shared, &number)?;
             if !call.release_callee(now) {
                 return Err("the call has no agent leg to transfer from".into());
             }
@@ -436,11 +429,11 @@ pub(super) async fn apply(
             let dialled = match media.open_callee(shared, uid, cmd).await {
                 Ok(offer) => call.dial_trunk(
                     now,
-                    Flow::Udp(trunk.address),
-                    &format!("sip:{digits}@{}", trunk.address),
+                    target.flow,
+                    &target.uri,
                     offer,
                     shared.config.sip.ring_timeout.0,
-                    trunk.credentials(),
+                    target.credentials.clone(),
                 ),
                 Err(_) => false,
             };
@@ -450,7 +443,7 @@ pub(super) async fn apply(
                 return Err(format!("{number} could not be dialled; the call was ended"));
             }
             desk.dialled_out = true;
-            tracing::info!(trunk = %trunk.name, "caller transferred to a number");
+            tracing::info!(number = %target.label, "caller transferred to a number");
             Ok(())
         }
     }

@@ -30,17 +30,16 @@ pub(super) fn ivr_prompts(shared: &Shared, audio: &[script_engine::Audio]) -> Ve
         .collect()
 }
 
-/// Does what the IVR asks, answering at once what the server cannot do yet. A
-/// recording request is returned: starting one is asynchronous.
+/// Does what the IVR asks, answering at once what needs no waiting. What the call
+/// must do next (queue, mailbox, transfer, recording) is returned.
 pub(super) async fn drive_ivr(
     shared: &Shared,
     ivr: &mut Ivr,
     media: &CallMedia,
     call: &mut Call,
-    enqueue: &mut Option<callback::PendingEnqueue>,
     contact: &mut CallContact,
-) -> Option<script_engine::Question> {
-    let mut record = None;
+) -> Option<IvrOutcome> {
+    let mut next = None;
     while let Some(action) = ivr.poll_action() {
         let now_wall = wall_now(shared);
         match action {
@@ -62,37 +61,32 @@ pub(super) async fn drive_ivr(
                 }
                 ivr.handle_host_reply(wall_now(shared), reply);
             }
-            IvrAction::Route(script_engine::Step::Enqueue {
-                queue,
-                priority,
-                skills,
-                ..
-            }) if shared
-                .config
-                .queues
-                .iter()
-                .any(|q| *q.name.get_ref() == queue) =>
-            {
-                // The session ends once routed; the call carries on in the queue.
-                let skills = skills.into_iter().map(|s| (s.skill, s.min_level)).collect();
-                *enqueue = Some((queue, priority.clamp(0, 255) as u8, skills));
-                ivr.handle_host_reply(now_wall, script_engine::Input::Routed);
-            }
-            IvrAction::Route(step) => {
-                tracing::warn!(?step, "script routing target not available");
-                shared.metrics.script_action_failed();
-                ivr.handle_host_reply(
-                    now_wall,
-                    script_engine::Input::RouteFailed("not available".into()),
-                );
-            }
-            IvrAction::Record(q) => record = Some(q),
+            IvrAction::Route(step) => match script_routing::route(shared, step).await {
+                // The session waits while the phone rings (`transferred` or RouteFailed).
+                Ok(IvrOutcome::Transfer(dial)) => next = Some(IvrOutcome::Transfer(dial)),
+                Ok(routed) => {
+                    // The session ends once routed; the call carries on elsewhere.
+                    next = Some(routed);
+                    ivr.handle_host_reply(now_wall, script_engine::Input::Routed);
+                }
+                Err(why) => {
+                    tracing::warn!(%why, "script routing target not available");
+                    shared.metrics.script_action_failed();
+                    ivr.handle_host_reply(now_wall, script_engine::Input::RouteFailed(why));
+                }
+            },
+            IvrAction::Record(q) => next = Some(IvrOutcome::Record(q)),
             IvrAction::History(h) => {
                 tracing::info!(record = ?h, "script history");
                 contact.note(&h);
             }
-            IvrAction::HangUp { outcome } if enqueue.is_some() => {
-                tracing::info!(%outcome, "script handed the call to a queue");
+            IvrAction::HangUp { outcome }
+                if matches!(
+                    next,
+                    Some(IvrOutcome::Enqueue(_) | IvrOutcome::Voicemail(_))
+                ) =>
+            {
+                tracing::info!(%outcome, "script handed the call over");
             }
             IvrAction::HangUp { outcome } => {
                 tracing::info!(%outcome, "script ended");
@@ -100,7 +94,7 @@ pub(super) async fn drive_ivr(
             }
         }
     }
-    record
+    next
 }
 
 /// A recording in progress on the caller's leg.
@@ -495,7 +489,9 @@ pub(super) async fn run_call(
             inbox: me.clone(),
         });
     }
-    let mut pending_record: Option<script_engine::Question> = None;
+    let mut ivr_next: Option<IvrOutcome> = None;
+    // A script's `<transfer>` is ringing its target.
+    let mut transfer: Option<script_routing::TransferDial> = None;
     let mut recording: Option<Recording> = None;
     let mut recordings = 0u32;
     let mut ivr = match (&resolution.ivr, call.is_answered()) {
@@ -512,15 +508,7 @@ pub(super) async fn run_call(
             };
             match Ivr::start(shared.scripts.clone(), script, context, wall_now(&shared)) {
                 Ok(mut i) => {
-                    pending_record = drive_ivr(
-                        &shared,
-                        &mut i,
-                        &media,
-                        &mut call,
-                        &mut pending_enqueue,
-                        &mut contact,
-                    )
-                    .await;
+                    ivr_next = drive_ivr(&shared, &mut i, &media, &mut call, &mut contact).await;
                     Some(i)
                 }
                 Err(e) => {
@@ -549,6 +537,57 @@ pub(super) async fn run_call(
     // Hold and transfers from the agent's desktop.
     let mut desk = super::call_control::DeskState::default();
     loop {
+        match ivr_next.take() {
+            Some(IvrOutcome::Enqueue(e)) => pending_enqueue = Some(e),
+            Some(IvrOutcome::Voicemail(m)) => {
+                // A script sent the caller to a mailbox: the deposit takes the call.
+                ivr = None;
+                media.stop();
+                vm = VoicemailCall::start(&shared, &VoicemailRoute::Deposit(m), &invite).await;
+                match vm.as_mut() {
+                    Some(v) => drive_voicemail(&shared, v, &media, &mut call, &cmd).await,
+                    None => call.hang_up_all(now(), "failed"),
+                }
+            }
+            Some(IvrOutcome::Transfer(dial)) => {
+                let dialled = match media.open_callee(&shared, uid, &cmd).await {
+                    Ok(offer) => call.dial_trunk(
+                        now(),
+                        dial.flow,
+                        &dial.uri,
+                        offer,
+                        shared.config.sip.ring_timeout.0,
+                        dial.credentials.clone(),
+                    ),
+                    Err(_) => false,
+                };
+                if dialled {
+                    tracing::info!(to = %dial.label, "script transfers the call");
+                    media.music();
+                    transfer = Some(dial);
+                } else if let Some(i) = ivr.as_mut() {
+                    let why = script_engine::Input::RouteFailed("could not be dialled".into());
+                    i.handle_host_reply(wall_now(&shared), why);
+                    ivr_next = drive_ivr(&shared, i, &media, &mut call, &mut contact).await;
+                    continue;
+                }
+            }
+            Some(IvrOutcome::Record(q)) => {
+                if let Some(i) = ivr.as_mut() {
+                    recordings += 1;
+                    match start_recording(&shared, &media, invite.call_id(), recordings, &q).await {
+                        Ok(r) => recording = Some(r),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "recording did not start");
+                            i.handle_host_reply(wall_now(&shared), script_engine::Input::NoInput);
+                            ivr_next = drive_ivr(&shared, i, &media, &mut call, &mut contact).await;
+                            continue;
+                        }
+                    }
+                }
+            }
+            None => {}
+        }
         if let Some((q, priority, skills)) = pending_enqueue.take() {
             // A script handed the caller to a queue: from here it is a queue call.
             ivr = None;
@@ -564,28 +603,6 @@ pub(super) async fn run_call(
                 inbox: me.clone(),
             });
             queue = Some(q);
-        }
-        if let Some(q) = pending_record.take()
-            && let Some(i) = ivr.as_mut()
-        {
-            recordings += 1;
-            match start_recording(&shared, &media, invite.call_id(), recordings, &q).await {
-                Ok(r) => recording = Some(r),
-                Err(e) => {
-                    tracing::warn!(error = %e, "recording did not start");
-                    i.handle_host_reply(wall_now(&shared), script_engine::Input::NoInput);
-                    pending_record = drive_ivr(
-                        &shared,
-                        i,
-                        &media,
-                        &mut call,
-                        &mut pending_enqueue,
-                        &mut contact,
-                    )
-                    .await;
-                    continue;
-                }
-            }
         }
         while let Some(action) = call.poll_action() {
             match action {
@@ -627,10 +644,28 @@ pub(super) async fn run_call(
                         // A transfer to a number failed: no agent is coming back.
                         call.hang_up_all(now(), "failed");
                     }
+                    if let Some(dial) = transfer.take()
+                        && let Some(i) = ivr.as_mut()
+                    {
+                        // The script's fallback (the next element) takes the caller.
+                        let why = script_routing::dial_failure(status);
+                        tracing::info!(to = %dial.label, %why, "script transfer failed");
+                        media.stop();
+                        i.handle_host_reply(
+                            wall_now(&shared),
+                            script_engine::Input::RouteFailed(why),
+                        );
+                        ivr_next = drive_ivr(&shared, i, &media, &mut call, &mut contact).await;
+                    }
                 }
                 Action::CalleeAnswered { body } => {
                     if !media.callee_answered(&body) {
                         call.hang_up_all(now(), "failed");
+                    } else if let Some(dial) = transfer.take() {
+                        answered_agent = dial.agent;
+                        if let Some(i) = ivr.take() {
+                            script_routing::transferred(&shared, i, &mut contact);
+                        }
                     } else if let Some(agent) = offered_agent {
                         answered_agent = Some(agent);
                         let _ = shared
@@ -788,7 +823,7 @@ pub(super) async fn run_call(
                             media.stop();
                             ivr = callback::start_script(&shared, &file, &invite, &contact);
                             match ivr.as_mut() {
-                                Some(i) => pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue, &mut contact).await,
+                                Some(i) => ivr_next = drive_ivr(&shared, i, &media, &mut call, &mut contact).await,
                                 None => call.hang_up_all(now, "failed"),
                             }
                         }
@@ -818,7 +853,7 @@ pub(super) async fn run_call(
                                 }
                             };
                             i.handle_host_reply(wall_now(&shared), input);
-                            pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue, &mut contact).await;
+                            ivr_next = drive_ivr(&shared, i, &media, &mut call, &mut contact).await;
                         }
                     }
                     Some(CallInput::Media(action)) => match action {
@@ -839,7 +874,7 @@ pub(super) async fn run_call(
                         MediaAction::PlaybackFinished { id, .. } if id > IVR_PLAY_BASE => {
                             if let Some(i) = ivr.as_mut() {
                                 i.handle_playback_finished(wall_now(&shared), id - IVR_PLAY_BASE);
-                                pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue, &mut contact).await;
+                                ivr_next = drive_ivr(&shared, i, &media, &mut call, &mut contact).await;
                             }
                         }
                         MediaAction::MediaTimeout { silent_for } => {
@@ -859,7 +894,7 @@ pub(super) async fn run_call(
                                 }
                             } else if let Some(i) = ivr.as_mut() {
                                 i.handle_digit(wall_now(&shared), digit);
-                                pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue, &mut contact).await;
+                                ivr_next = drive_ivr(&shared, i, &media, &mut call, &mut contact).await;
                             } else if queue.is_some() {
                                 let _ = shared.acd.send(AcdRequest::Key { item: uid, digit });
                             }
@@ -891,7 +926,7 @@ pub(super) async fn run_call(
                 }
                 if let Some(i) = ivr.as_mut() {
                     i.handle_timeout(wall_now(&shared));
-                    pending_record = drive_ivr(&shared, i, &media, &mut call, &mut pending_enqueue, &mut contact).await;
+                    ivr_next = drive_ivr(&shared, i, &media, &mut call, &mut contact).await;
                 }
             }
         }
