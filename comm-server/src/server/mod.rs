@@ -50,6 +50,7 @@ mod campaign;
 mod contact;
 mod event_log;
 pub mod gateway;
+mod outbound;
 mod routing;
 mod startup;
 mod transport;
