@@ -59,6 +59,8 @@ pub(super) enum AcdRequest {
         customer: Option<i64>,
         inbox: mpsc::UnboundedSender<CallInput>,
     },
+    /// The callback dialler's reports (see `callback.rs`).
+    Callback(super::callback::CallbackRequest),
     /// A campaign asks how many of these agents are ready and busy (for its pacer).
     CampaignFloor {
         agents: Vec<u64>,
@@ -101,7 +103,7 @@ pub(super) struct AcdDriver {
     queue_names: Vec<String>,
     /// The customer of each waiting call that has one, for offers' screen pops.
     pub(super) customers: HashMap<ItemId, i64>,
-    registrar: Arc<Registrar>,
+    pub(super) registrar: Arc<Registrar>,
     log: EventLog,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -348,6 +350,7 @@ impl AcdDriver {
                     },
                 }));
             }
+            AcdRequest::Callback(request) => self.callback_request(request),
             AcdRequest::CampaignFloor { agents, reply } => {
                 let _ = reply.send(super::campaign::campaign_floor(&self.acd, &agents));
             }

@@ -406,6 +406,11 @@ impl AcdDriver {
                 item,
                 agent,
                 waited,
+            }
+            | AcdEvent::CalledBack {
+                item,
+                agent,
+                waited,
             } => {
                 let with = LastCall {
                     caller: self.desk.items.get(item).and_then(|i| i.caller.clone()),

@@ -46,6 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 mod acd;
 mod call_task;
 mod callback;
+mod callback_call;
 mod campaign;
 mod contact;
 mod event_log;
@@ -448,6 +449,7 @@ impl App {
         };
         self.metrics.set_serving(true);
         campaign::spawn_campaigns(&driver.shared, &driver.cmd_tx);
+        callback_call::spawn_dialler(&driver.shared, &driver.cmd_tx);
         driver.run(inbound_rx, cmd_rx, media_events, shutdown).await;
         let _ = http_stop.send(true);
         if let Some(leases) = leases {
