@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use comm_server::media::dtmf::{self, TelephoneEvent};
+use comm_server::media::prompt::Prompt;
 use comm_server::sip::header::uri_user;
 use comm_server::sip::message::{Method, Request};
 use comm_server::store::ContactKind;
@@ -101,13 +102,49 @@ async fn press(rtp: &mut Rtp, to: SocketAddr, digit: char) {
 /// The first caller books a callback: the server says so and hangs up.
 async fn book_callback(s: &Server) {
     let (mut ua, mut rtp, to, _d) = caller(s, FIRST).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    press(&mut rtp, to, '*').await;
-    let bye = tokio::time::timeout(Duration::from_secs(10), ua.request(Method::Bye))
+    // The position announcement ends by offering the callback.
+    let heard: Vec<u8> = rtp
+        .collect(Duration::from_secs(2), Duration::from_secs(6))
         .await
-        .expect("the server ends the call after the callback prompt")
-        .unwrap();
+        .into_iter()
+        .flat_map(|f| f.payload)
+        .collect();
+    let offer = prompt_pcmu("general/callback-offer");
+    assert!(
+        heard.windows(800).any(|w| w == &offer[..800]),
+        "the caller hears how to book a callback"
+    );
+    press(&mut rtp, to, '*').await;
+    // The confirmation lasts longer than one wait for a request.
+    let mut bye = None;
+    for _ in 0..3 {
+        if let Ok(b) = ua.request(Method::Bye).await {
+            bye = Some(b);
+            break;
+        }
+    }
+    let bye = bye.expect("the server ends the call after the callback prompt");
     ua.reply(&bye, 200, "first").await.unwrap();
+}
+
+fn prompt_pcmu(name: &str) -> Vec<u8> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    e2e::pcmu(
+        Prompt::load(&root.join(format!("sounds/{name}.wav")), name)
+            .unwrap()
+            .samples(),
+    )
+}
+
+/// The next new INVITE: a retransmission of `previous` (its answer was slow to
+/// arrive, RFC 3261 §17.1.1.2) is not a new offer.
+async fn next_offer(ua: &mut Ua, previous: &Request) -> Request {
+    loop {
+        let invite = ua.request(Method::Invite).await.unwrap();
+        if invite.call_id() != previous.call_id() {
+            return invite;
+        }
+    }
 }
 
 fn from_user(req: &Request) -> String {
@@ -172,7 +209,7 @@ async fn a_callback_request_keeps_its_place_and_the_customer_is_called_back() {
     );
 
     // After wrap-up the second caller, who waited on the line, is offered to alice.
-    let offer = alice.request(Method::Invite).await.unwrap();
+    let offer = next_offer(&mut alice, &offer).await;
     assert!(
         from_user(&offer).contains(&SECOND[1..]),
         "then the second caller: {}",
@@ -201,7 +238,7 @@ async fn a_busy_customer_frees_the_agent_for_the_next_caller() {
     // The server ends alice's leg, and she is offered the next caller at once.
     let bye = alice.request(Method::Bye).await.unwrap();
     alice.reply(&bye, 200, "alice-cb").await.unwrap();
-    let offer = alice.request(Method::Invite).await.unwrap();
+    let offer = next_offer(&mut alice, &offer).await;
     assert!(
         from_user(&offer).contains(&SECOND[1..]),
         "the next caller: {}",

@@ -76,6 +76,8 @@ pub(super) enum QueueCommand {
         position: usize,
         /// Said after the position; `None` when no agent is staffed.
         estimated_wait: Option<Duration>,
+        /// The queue's callback key, offered last; `None` when it has none.
+        callback_key: Option<char>,
     },
     Offer {
         agent: u64,
@@ -378,6 +380,7 @@ impl AcdDriver {
                     QueueCommand::Announce {
                         position,
                         estimated_wait,
+                        callback_key: self.features.callback_key(item),
                     },
                 ),
                 A::Offer {

@@ -165,6 +165,12 @@ impl QueueFeatures {
             .collect()
     }
 
+    /// The callback key of the queue a caller waits in.
+    pub(super) fn callback_key(&self, item: ItemId) -> Option<char> {
+        let queue = self.waiting.get(&item)?;
+        self.queues.get(queue)?.callback_key
+    }
+
     pub(super) fn waiting_in(&mut self, item: ItemId, queue: &str, caller: Option<String>) {
         self.waiting.insert(item, queue.to_string());
         if let Some(c) = caller {
@@ -396,6 +402,22 @@ pub(super) fn route_skills(shared: &Shared, invite: &Request) -> Vec<(String, u8
         }
         _ => Vec::new(),
     }
+}
+
+/// Said to a caller who booked a callback, before we hang up.
+pub(super) const CALLBACK_BOOKED: &str = "general/callback-booked";
+
+/// "To hang up and be called back ... press" + the key, after a queue announcement.
+pub(super) fn callback_offer_prompts(key: char) -> Vec<String> {
+    let digit = match key {
+        '*' => "star".to_owned(),
+        '#' => "hash".to_owned(),
+        d => d.to_string(),
+    };
+    vec![
+        "general/callback-offer".to_owned(),
+        format!("digits/{digit}"),
+    ]
 }
 
 /// Minutes to announce: 0 ("less than one minute") under a minute, else the nearest
