@@ -4,7 +4,8 @@
 //! callback (first in line) is served before the second caller: the agent's phone
 //! rings with the customer's number, and once the agent answers the customer is
 //! called through the trunk and talks to the agent. A busy customer frees the agent
-//! for the next caller at once.
+//! for the next caller at once. The agent's desktop (gRPC) pops the offer as a
+//! callback with the number to call.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -20,6 +21,7 @@ const FIRST: &str = "+442071234001";
 const SECOND: &str = "+442071234002";
 
 fn config(carrier: SocketAddr) -> String {
+    let hash = agent_gateway::password::hash("alice-pw").unwrap();
     format!(
         r#"
 [[trunk]]
@@ -36,6 +38,7 @@ callback-key = "*"
 [[agent]]
 name = "alice"
 queues = ["support"]
+password-hash = "{hash}"
 
 [[route]]
 number = "800"
@@ -247,5 +250,85 @@ async fn a_busy_customer_frees_the_agent_for_the_next_caller() {
     assert_eq!(callback_outcome(&s, FIRST).await.as_deref(), Some("busy"));
     alice.reply(&offer, 486, "alice-2").await.unwrap();
     assert_eq!(second.bye(&mut second_d).await.unwrap().status, 200);
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_desktop_pops_the_offer_as_a_callback_to_the_callers_number() {
+    use agent_gateway::proto::agent::agent_service_client::AgentServiceClient;
+    use agent_gateway::proto::agent::{
+        self as pb, LoginRequest, SetStatusRequest, StreamEventsRequest, agent_event::Kind,
+    };
+    fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r
+    }
+
+    let (s, mut carrier, _carrier_rtp) = start().await;
+    book_callback(&s).await;
+    let rtp = Rtp::bind().await.unwrap();
+    let mut alice = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
+    alice.media_port = rtp.port();
+    assert_eq!(alice.register(600).await.unwrap().status, 200);
+    let mut c = AgentServiceClient::connect(format!("http://{}", s.grpc))
+        .await
+        .unwrap();
+    let token = c
+        .login(LoginRequest {
+            agent_id: "alice".into(),
+            password: "alice-pw".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let mut events = c
+        .stream_events(authed(&token, StreamEventsRequest { resume_after: None }))
+        .await
+        .unwrap()
+        .into_inner();
+    c.set_status(authed(
+        &token,
+        SetStatusRequest {
+            status: pb::AgentStatus::Available.into(),
+            break_reason: String::new(),
+        },
+    ))
+    .await
+    .unwrap();
+    let mut next_call_event = async || loop {
+        let e = tokio::time::timeout(e2e::WAIT, events.message())
+            .await
+            .expect("an event in time")
+            .unwrap()
+            .expect("the stream is open");
+        if !matches!(e.kind, Some(Kind::StatusChanged(_))) {
+            return e;
+        }
+    };
+
+    let offered = next_call_event().await;
+    let Some(Kind::CallOffered(offer)) = offered.kind else {
+        panic!("expected an offer, got {offered:?}");
+    };
+    let pop = offer.screen_pop.unwrap();
+    assert_eq!(pop.callback_number, FIRST, "the pop says it is a callback");
+    assert_eq!(pop.queue, "support");
+
+    let invite = alice.request(Method::Invite).await.unwrap();
+    let ok = alice.reply(&invite, 200, "alice-cb").await.unwrap();
+    let mut alice_d = alice.dialog_as_callee(&invite, &ok);
+    let dial = carrier.request(Method::Invite).await.unwrap();
+    carrier.reply(&dial, 200, "cust").await.unwrap();
+    let connected = next_call_event().await;
+    assert!(
+        matches!(&connected.kind, Some(Kind::CallConnected(cc)) if cc.call_id == offer.call_id),
+        "{connected:?}"
+    );
+    assert_eq!(alice.bye(&mut alice_d).await.unwrap().status, 200);
+    let bye = carrier.request(Method::Bye).await.unwrap();
+    carrier.reply(&bye, 200, "cust").await.unwrap();
     s.stop().await.unwrap();
 }

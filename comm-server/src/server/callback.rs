@@ -165,6 +165,11 @@ impl QueueFeatures {
             .collect()
     }
 
+    /// The number a callback being offered will dial; empty for other items.
+    pub(super) fn callback_number(&self, item: ItemId) -> String {
+        self.callbacks.get(&item).cloned().unwrap_or_default()
+    }
+
     /// The callback key of the queue a caller waits in.
     pub(super) fn callback_key(&self, item: ItemId) -> Option<char> {
         let queue = self.waiting.get(&item)?;

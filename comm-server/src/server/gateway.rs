@@ -363,6 +363,7 @@ impl AcdDriver {
                             queue,
                             wait_ms: waited.as_millis() as u64,
                             script_id: String::new(),
+                            callback_number: self.features.callback_number(*item),
                         }),
                         ring_timeout_ms: ring_timeout.as_millis() as u64,
                     }),
