@@ -4,7 +4,8 @@
 //! callback (first in line) is served before the second caller: the agent's phone
 //! rings with the customer's number, and once the agent answers the customer is
 //! called through the trunk and talks to the agent. A busy customer frees the agent
-//! for the next caller at once. The agent's desktop (gRPC) pops the offer as a
+//! for the next caller at once. An agent who does not answer the callback leaves it
+//! first in line for the next agent. The agent's desktop (gRPC) pops the offer as a
 //! callback with the number to call.
 
 use std::net::SocketAddr;
@@ -39,6 +40,10 @@ callback-key = "*"
 name = "alice"
 queues = ["support"]
 password-hash = "{hash}"
+
+[[agent]]
+name = "bob"
+queues = ["support"]
 
 [[route]]
 number = "800"
@@ -330,5 +335,51 @@ async fn the_desktop_pops_the_offer_as_a_callback_to_the_callers_number() {
     assert_eq!(alice.bye(&mut alice_d).await.unwrap().status, 200);
     let bye = carrier.request(Method::Bye).await.unwrap();
     carrier.reply(&bye, 200, "cust").await.unwrap();
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_agent_who_does_not_answer_leaves_the_callback_first_in_line() {
+    let (s, mut carrier, _carrier_rtp) = start().await;
+    book_callback(&s).await;
+    let (mut second, _second_rtp, _to, mut second_d) = caller(&s, SECOND).await;
+
+    // Alice's phone rings for the callback, but she does not answer: the ring
+    // timeout (5 s) cancels it, and nobody is dialled.
+    let (mut alice, _alice_rtp) = e2e::available_agent(&s, "alice").await;
+    let offer = alice.request(Method::Invite).await.unwrap();
+    assert!(from_user(&offer).contains(&FIRST[1..]));
+    alice.reply(&offer, 180, "alice-cb").await.unwrap();
+    let cancel = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(c) = alice.request(Method::Cancel).await {
+                return c;
+            }
+        }
+    })
+    .await
+    .expect("the callback's ring times out");
+    alice.reply(&cancel, 200, "alice-cb").await.unwrap();
+    alice.reply(&offer, 487, "alice-cb").await.unwrap();
+
+    // The callback is still first: bob, the next agent, is rung for it, not for the
+    // caller who waited on the line.
+    let (mut bob, _bob_rtp) = e2e::available_agent(&s, "bob").await;
+    let offer = bob.request(Method::Invite).await.unwrap();
+    assert!(
+        from_user(&offer).contains(&FIRST[1..]),
+        "the callback kept its place: {}",
+        from_user(&offer)
+    );
+    bob.reply(&offer, 200, "bob-cb").await.unwrap();
+    let invite = carrier.request(Method::Invite).await.unwrap();
+    assert_eq!(uri_user(&invite.uri).unwrap_or_default(), FIRST);
+    carrier.reply(&invite, 486, "cust").await.unwrap();
+    let bye = bob.request(Method::Bye).await.unwrap();
+    bob.reply(&bye, 200, "bob-cb").await.unwrap();
+    let offer = next_offer(&mut bob, &offer).await;
+    assert!(from_user(&offer).contains(&SECOND[1..]));
+    bob.reply(&offer, 486, "bob-2").await.unwrap();
+    assert_eq!(second.bye(&mut second_d).await.unwrap().status, 200);
     s.stop().await.unwrap();
 }
