@@ -94,6 +94,8 @@ pub(super) enum CallbackRequest {
     Answered(u64),
     /// The customer could not be reached (item); the reserved agent is free again.
     NotReached(u64),
+    /// The reserved agent did not answer (item, agent): the callback waits again.
+    AgentMissed(u64, u64),
 }
 
 impl QueueFeatures {
@@ -353,6 +355,15 @@ impl AcdDriver {
                 // From here the item ends like any answered call.
                 self.features.forget(ItemId(item));
                 self.input(AcdInput::CustomerAnswered(ItemId(item)));
+            }
+            CallbackRequest::AgentMissed(item, agent) => {
+                // The dial is over; the item waits again as a callback with no call.
+                self.items.remove(&ItemId(item));
+                self.input(AcdInput::OfferNotAnswered(
+                    ItemId(item),
+                    AgentId(agent),
+                    crate::acd::NoAnswerReason::NotAnswered,
+                ));
             }
             CallbackRequest::NotReached(item) => {
                 let item = ItemId(item);

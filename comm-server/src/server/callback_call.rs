@@ -146,12 +146,9 @@ async fn run(out: Outbound, mut due: CallbackDue) {
     let _ = out.cmd.send(Command::CallEnded { uid });
     tracing::info!(?verdict, "callback over");
     match verdict {
-        Verdict::AgentMissed => {
-            let _ = acd.send(AcdRequest::OfferFailed {
-                item,
-                agent: due.agent,
-            });
-        }
+        Verdict::AgentMissed => tell(super::callback::CallbackRequest::AgentMissed(
+            item, due.agent,
+        )),
         Verdict::Talked => {
             let _ = acd.send(AcdRequest::Ended { item });
         }
