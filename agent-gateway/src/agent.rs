@@ -6,9 +6,10 @@ use callcenter_proto::agent::agent_event::Kind;
 use callcenter_proto::agent::agent_service_server::AgentService;
 use callcenter_proto::agent::{
     self as pb, AgentEvent, CallControlResponse, CallRequest, DispositionRequest,
-    DispositionResponse, EventsLost, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse,
-    SetStatusRequest, SetStatusResponse, StreamEventsRequest, TransferRequest,
-    transfer_request::Target,
+    DispositionResponse, EventsLost, ListVoicemailRequest, ListVoicemailResponse, LoginRequest,
+    LoginResponse, LogoutRequest, LogoutResponse, ScriptStepResponse, SetStatusRequest,
+    SetStatusResponse, StreamEventsRequest, SubmitAnswerRequest, TransferRequest, VoicemailAudio,
+    VoicemailMessageRequest, VoicemailMessageResponse, transfer_request::Target,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -221,6 +222,117 @@ impl<B: Backend> AgentService for AgentApi<B> {
             .await
             .map_err(status_of)?;
         Ok(Response::new(DispositionResponse {}))
+    }
+
+    async fn script_step(
+        &self,
+        request: Request<CallRequest>,
+    ) -> Result<Response<ScriptStepResponse>, Status> {
+        let agent = self.own_call(&request, &request.get_ref().call_id)?;
+        let step = self
+            .shared
+            .backend
+            .script_step(&agent, &request.get_ref().call_id, None)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(step))
+    }
+
+    async fn submit_answer(
+        &self,
+        request: Request<SubmitAnswerRequest>,
+    ) -> Result<Response<ScriptStepResponse>, Status> {
+        let agent = self.own_call(&request, &request.get_ref().call_id)?;
+        let r = request.into_inner();
+        let step = self
+            .shared
+            .backend
+            .script_step(&agent, &r.call_id, Some(r.answer))
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(step))
+    }
+
+    async fn accept_task(
+        &self,
+        request: Request<CallRequest>,
+    ) -> Result<Response<CallControlResponse>, Status> {
+        let agent = self.own_call(&request, &request.get_ref().call_id)?;
+        self.shared
+            .backend
+            .accept_task(&agent, &request.get_ref().call_id)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(CallControlResponse {}))
+    }
+
+    async fn list_voicemail(
+        &self,
+        request: Request<ListVoicemailRequest>,
+    ) -> Result<Response<ListVoicemailResponse>, Status> {
+        let session = self.shared.authorize(&request, Role::Agent)?;
+        let messages = self
+            .shared
+            .backend
+            .list_voicemail(&session.login)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(ListVoicemailResponse { messages }))
+    }
+
+    async fn get_voicemail_audio(
+        &self,
+        request: Request<VoicemailMessageRequest>,
+    ) -> Result<Response<VoicemailAudio>, Status> {
+        let (agent, message) = self.voicemail_request(&request)?;
+        let wav = self
+            .shared
+            .backend
+            .voicemail_audio(&agent, &message)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(VoicemailAudio { wav }))
+    }
+
+    async fn mark_voicemail_heard(
+        &self,
+        request: Request<VoicemailMessageRequest>,
+    ) -> Result<Response<VoicemailMessageResponse>, Status> {
+        let (agent, message) = self.voicemail_request(&request)?;
+        self.shared
+            .backend
+            .mark_voicemail_heard(&agent, &message)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(VoicemailMessageResponse {}))
+    }
+
+    async fn delete_voicemail(
+        &self,
+        request: Request<VoicemailMessageRequest>,
+    ) -> Result<Response<VoicemailMessageResponse>, Status> {
+        let (agent, message) = self.voicemail_request(&request)?;
+        self.shared
+            .backend
+            .delete_voicemail(&agent, &message)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(VoicemailMessageResponse {}))
+    }
+}
+
+impl<B: Backend> AgentApi<B> {
+    /// The agent behind a voicemail request and the message it names.
+    fn voicemail_request(
+        &self,
+        request: &Request<VoicemailMessageRequest>,
+    ) -> Result<(String, String), Status> {
+        let session = self.shared.authorize(request, Role::Agent)?;
+        let message = request.get_ref().message_id.trim();
+        if message.is_empty() {
+            return Err(Status::invalid_argument("message_id is required"));
+        }
+        Ok((session.login, message.to_string()))
     }
 }
 

@@ -6,7 +6,10 @@
 
 use std::future::Future;
 
-use callcenter_proto::supervisor::Snapshot;
+use callcenter_proto::agent::{ScriptStepResponse, VoicemailMessage};
+use callcenter_proto::supervisor::{
+    CampaignCommand, CampaignView, ReportRequest, ReportResponse, Snapshot,
+};
 
 use crate::sessions::Role;
 
@@ -146,6 +149,76 @@ pub trait Backend: Send + Sync + 'static {
         notes: &str,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
+    /// The agent takes the voicemail task offered to them (`task`, checked to be the
+    /// agent's current offer). Servers without voicemail tasks keep the default.
+    fn accept_task(
+        &self,
+        agent: &str,
+        task: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = (agent, task);
+        async {
+            Err(BackendError::Unimplemented(
+                "no voicemail tasks on this server".into(),
+            ))
+        }
+    }
+
+    /// The messages of the mailboxes the agent works, oldest first.
+    fn list_voicemail(
+        &self,
+        agent: &str,
+    ) -> impl Future<Output = Result<Vec<VoicemailMessage>, BackendError>> + Send {
+        let _ = agent;
+        async {
+            Err(BackendError::Unimplemented(
+                "no voicemail on this server".into(),
+            ))
+        }
+    }
+
+    /// A message's WAV, if it is in one of the agent's mailboxes.
+    fn voicemail_audio(
+        &self,
+        agent: &str,
+        message: &str,
+    ) -> impl Future<Output = Result<Vec<u8>, BackendError>> + Send {
+        let _ = (agent, message);
+        async {
+            Err(BackendError::Unimplemented(
+                "no voicemail on this server".into(),
+            ))
+        }
+    }
+
+    /// Marks a message of the agent's mailboxes heard.
+    fn mark_voicemail_heard(
+        &self,
+        agent: &str,
+        message: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = (agent, message);
+        async {
+            Err(BackendError::Unimplemented(
+                "no voicemail on this server".into(),
+            ))
+        }
+    }
+
+    /// Deletes a message of the agent's mailboxes.
+    fn delete_voicemail(
+        &self,
+        agent: &str,
+        message: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = (agent, message);
+        async {
+            Err(BackendError::Unimplemented(
+                "no voicemail on this server".into(),
+            ))
+        }
+    }
+
     /// Every agent and queue now, for a supervisor stream's first message.
     fn snapshot(&self) -> impl Future<Output = Result<Snapshot, BackendError>> + Send;
 
@@ -156,4 +229,56 @@ pub trait Backend: Send + Sync + 'static {
         agent: &str,
         action: SupervisorAction,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// A historical report; the gateway checked the kind and that the period is not
+    /// empty. Default: not offered.
+    fn report(
+        &self,
+        request: ReportRequest,
+    ) -> impl Future<Output = Result<ReportResponse, BackendError>> + Send {
+        let _ = request;
+        async {
+            Err(BackendError::Unimplemented(
+                "reports are not offered".into(),
+            ))
+        }
+    }
+
+    /// Every configured campaign now. Default: none.
+    fn campaigns(&self) -> impl Future<Output = Result<Vec<CampaignView>, BackendError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// A supervisor starts, pauses, resumes or stops a campaign (the gateway checked
+    /// the command is specified). Default: not offered.
+    fn set_campaign_state(
+        &self,
+        supervisor: &str,
+        campaign: &str,
+        command: CampaignCommand,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = (supervisor, campaign, command);
+        async {
+            Err(BackendError::Unimplemented(
+                "campaigns are not offered".into(),
+            ))
+        }
+    }
+
+    /// The agent-guided script of `call`, which the gateway checked is the agent's:
+    /// started on first use, then where it stands; with `answer`, its open question
+    /// is answered first. A server without agent scripts keeps this default.
+    fn script_step(
+        &self,
+        agent: &str,
+        call: &str,
+        answer: Option<String>,
+    ) -> impl Future<Output = Result<ScriptStepResponse, BackendError>> + Send {
+        let _ = (agent, call, answer);
+        async {
+            Err(BackendError::Unimplemented(
+                "agent scripts are not available on this server".into(),
+            ))
+        }
+    }
 }

@@ -92,12 +92,18 @@ impl EventHub {
                 s.current_call = Some(o.call_id.clone());
                 None
             }
+            Kind::VoicemailTask(t) => {
+                s.current_call = Some(t.task_id.clone());
+                None
+            }
             Kind::CallConnected(c) => {
                 s.current_call = Some(c.call_id.clone());
                 None
             }
             // A call that was talked on stays current through wrap-up (disposition).
-            Kind::CallEnded(e) if e.reason != "hung-up" => Some(e.call_id.as_str()),
+            Kind::CallEnded(e) if e.reason != "hung-up" && e.reason != "transferred" => {
+                Some(e.call_id.as_str())
+            }
             Kind::WrapUpEnded(e) => Some(e.call_id.as_str()),
             _ => None,
         };

@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use callcenter_proto::supervisor::supervisor_service_server::SupervisorService;
 use callcenter_proto::supervisor::{
-    ActionResponse, ForceBreakRequest, ForceLogoutRequest, LoginRequest, LoginResponse,
-    LogoutRequest, LogoutResponse, SetAgentQueuesRequest, SetAgentSkillsRequest, StatusUpdate,
-    StreamStatusRequest, status_update::Kind,
+    ActionResponse, CampaignCommand, CampaignList, ForceBreakRequest, ForceLogoutRequest,
+    ListCampaignsRequest, ListCampaignsResponse, LoginRequest, LoginResponse, LogoutRequest,
+    LogoutResponse, ReportKind, ReportRequest, ReportResponse, SetAgentQueuesRequest,
+    SetAgentSkillsRequest, SetCampaignStateRequest, StatusUpdate, StreamStatusRequest,
+    status_update::Kind,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -17,6 +19,8 @@ use crate::{Role, Shared, status_of};
 
 /// Updates queued for one supervisor before the stream waits for it to read.
 const STREAM_BUFFER: usize = 256;
+/// How often a stream checks the campaigns' figures for a change.
+const CAMPAIGN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The supervisor service over a [`Backend`].
 pub struct SupervisorApi<B> {
@@ -67,9 +71,17 @@ impl<B: Backend> SupervisorApi<B> {
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
+            let mut campaigns = tokio::time::interval(CAMPAIGN_POLL);
+            let mut sent = None;
             loop {
                 let update = tokio::select! {
                     u = live.recv() => u,
+                    _ = campaigns.tick() => {
+                        if !self.send_campaigns(&tx, &mut sent).await {
+                            return;
+                        }
+                        continue;
+                    }
                     _ = tx.closed() => return,
                 };
                 match update {
@@ -83,6 +95,35 @@ impl<B: Backend> SupervisorApi<B> {
                 }
             }
         }
+    }
+}
+
+impl<B: Backend> SupervisorApi<B> {
+    /// Sends the campaigns when they differ from what was `sent` last (nothing while
+    /// there are none); false when the client is gone.
+    async fn send_campaigns(
+        &self,
+        tx: &mpsc::Sender<Result<StatusUpdate, Status>>,
+        sent: &mut Option<CampaignList>,
+    ) -> bool {
+        let list = match self.shared.backend.campaigns().await {
+            Ok(c) => CampaignList { campaigns: c },
+            // A figure that cannot be read now is tried again at the next tick.
+            Err(_) => return !tx.is_closed(),
+        };
+        let unchanged = match sent {
+            Some(s) => *s == list,
+            None => list.campaigns.is_empty(),
+        };
+        if unchanged {
+            return true;
+        }
+        *sent = Some(list.clone());
+        let update = StatusUpdate {
+            at_unix_ms: self.shared.backend.unix_ms(),
+            kind: Some(Kind::Campaigns(list)),
+        };
+        tx.send(Ok(update)).await.is_ok()
     }
 }
 
@@ -196,5 +237,54 @@ impl<B: Backend> SupervisorService for SupervisorApi<B> {
         let agent = r.agent_id.clone();
         self.act(&request, &agent, SupervisorAction::SetSkills(skills))
             .await
+    }
+    async fn get_report(
+        &self,
+        request: Request<ReportRequest>,
+    ) -> Result<Response<ReportResponse>, Status> {
+        self.shared.authorize(&request, Role::Supervisor)?;
+        let r = request.into_inner();
+        if r.kind() == ReportKind::Unspecified {
+            return Err(Status::invalid_argument("report kind is required"));
+        }
+        if r.from_unix_ms >= r.to_unix_ms {
+            return Err(Status::invalid_argument(format!(
+                "the period is empty: from {} is not before to {}",
+                r.from_unix_ms, r.to_unix_ms
+            )));
+        }
+        let report = self.shared.backend.report(r).await.map_err(status_of)?;
+        Ok(Response::new(report))
+    }
+
+    async fn list_campaigns(
+        &self,
+        request: Request<ListCampaignsRequest>,
+    ) -> Result<Response<ListCampaignsResponse>, Status> {
+        self.shared.authorize(&request, Role::Supervisor)?;
+        let campaigns = self.shared.backend.campaigns().await.map_err(status_of)?;
+        Ok(Response::new(ListCampaignsResponse { campaigns }))
+    }
+
+    async fn set_campaign_state(
+        &self,
+        request: Request<SetCampaignStateRequest>,
+    ) -> Result<Response<ActionResponse>, Status> {
+        let session = self.shared.authorize(&request, Role::Supervisor)?;
+        let r = request.get_ref();
+        let command = r.command();
+        if command == CampaignCommand::Unspecified {
+            return Err(Status::invalid_argument("campaign command is required"));
+        }
+        if r.campaign.is_empty() {
+            return Err(Status::invalid_argument("campaign name is required"));
+        }
+        tracing::info!(supervisor = %session.login, campaign = %r.campaign, ?command, "campaign command");
+        self.shared
+            .backend
+            .set_campaign_state(&session.login, &r.campaign, command)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(ActionResponse {}))
     }
 }

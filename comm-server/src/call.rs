@@ -176,6 +176,13 @@ pub enum Action {
         tx: TxId,
         request: Box<Request>,
     },
+    /// The final answer to our own re-offer ([`Call::reoffer_callee`]); a 2xx is
+    /// already ACKed and `body` is the peer's SDP answer.
+    ReofferAnswered {
+        leg: Leg,
+        status: u16,
+        body: Vec<u8>,
+    },
     /// The call is over; write the CDR and stop.
     Ended(Summary),
 }
@@ -306,6 +313,8 @@ pub struct Call {
     stale_invites: HashMap<u64, Dialog>,
     next_handle: u64,
     relays: HashMap<u64, Relay>,
+    /// Handles of re-INVITEs of our own (hold from the agent's desktop), per leg.
+    reoffers: HashMap<u64, Leg>,
     /// Handles of BYEs we sent, per leg.
     byes: HashMap<u64, Leg>,
     ring_deadline: Option<Instant>,
@@ -361,6 +370,7 @@ impl Call {
             stale_invites: HashMap::new(),
             next_handle: 1,
             relays: HashMap::new(),
+            reoffers: HashMap::new(),
             byes: HashMap::new(),
             ring_deadline: None,
             hangup_deadline: None,
@@ -557,11 +567,81 @@ impl Call {
         true
     }
 
+    /// As [`Call::dial`], through a trunk that may challenge us: its credentials
+    /// answer one challenge from its own realm (a blind transfer to a number).
+    pub fn dial_trunk(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        uri: &str,
+        offer: Vec<u8>,
+        ring_timeout: Duration,
+        credentials: Option<TrunkCredentials>,
+    ) -> bool {
+        let dialled = self.dial(now, flow, uri, offer, ring_timeout);
+        if dialled {
+            self.credentials = credentials;
+            self.challenged = false;
+        }
+        dialled
+    }
+
     /// Gives up a late dial that has not been answered (the offer was withdrawn).
     pub fn cancel_dial(&mut self, now: Instant) {
         if self.late_dial {
             self.abandon_late_dial(now, 487);
         }
+    }
+
+    /// Sends a re-offer of ours on the answered callee leg (RFC 3264 §8; hold from the
+    /// agent's desktop is `a=sendonly`, RFC 3264 §8.4). The answer comes back as
+    /// [`Action::ReofferAnswered`]. Refused (false) without a confirmed callee leg.
+    pub fn reoffer_callee(&mut self, _now: Instant, offer: &[u8]) -> bool {
+        if self.phase != Phase::Answered || self.late_dial {
+            return false;
+        }
+        let Some(d) = self.callee.as_mut().filter(|d| d.confirmed && !d.closing) else {
+            return false;
+        };
+        let flow = d.flow;
+        let mut request = d.request(Method::Invite, Some(("application/sdp", offer)));
+        request.headers.push("Contact", self.settings.contact(flow));
+        let handle = self.handle();
+        self.reoffers.insert(handle, Leg::Callee);
+        self.actions.push_back(Action::Send {
+            handle,
+            leg: Leg::Callee,
+            flow,
+            request,
+        });
+        true
+    }
+
+    /// Lets the answered callee leg go while the caller stays on (a blind transfer: the
+    /// agent's phone gets a BYE, the caller waits for whoever is dialled next). Answers
+    /// to that BYE are not waited for. Refused (false) without an answered callee leg.
+    pub fn release_callee(&mut self, _now: Instant) -> bool {
+        if self.phase != Phase::Answered || self.late_dial {
+            return false;
+        }
+        let Some(mut d) = self.callee.take() else {
+            return false;
+        };
+        self.invite_handle = None;
+        self.reoffers.retain(|_, leg| *leg != Leg::Callee);
+        if d.closing || !d.confirmed {
+            return true;
+        }
+        d.closing = true;
+        let bye = d.request(Method::Bye, None);
+        let handle = self.handle();
+        self.actions.push_back(Action::Send {
+            handle,
+            leg: Leg::Callee,
+            flow: d.flow,
+            request: bye,
+        });
+        true
     }
 
     /// Cancels the ringing late dial and reports it failed. Its dialog is kept aside so
@@ -787,6 +867,21 @@ impl Call {
                 }
                 self.maybe_finish(now);
             }
+        } else if resp.is_final()
+            && let Some(leg) = self.reoffers.remove(&handle)
+        {
+            if resp.status < 300
+                && let (Some(cseq), Some(d)) = (resp.cseq(), self.dialog_mut_opt(leg))
+            {
+                let ack = d.ack(cseq.seq);
+                let flow = d.flow;
+                self.actions.push_back(Action::Ack { flow, request: ack });
+            }
+            self.actions.push_back(Action::ReofferAnswered {
+                leg,
+                status: resp.status,
+                body: resp.body.clone(),
+            });
         } else if resp.is_final()
             && let Some(relay) = self.relays.remove(&handle)
         {
@@ -1255,6 +1350,101 @@ mod tests {
             actions
                 .iter()
                 .any(|a| matches!(a, Action::Ended(s) if s.hung_up_by == HungUpBy::Caller))
+        );
+    }
+
+    /// An answered call with an agent connected by a late dial.
+    fn connected_call(t0: Instant) -> Call {
+        let mut call = answered_call(t0);
+        let (h, invite) = dial(&mut call, t0);
+        call.handle_response(t0, h, &answer(&invite, 200));
+        while call.poll_action().is_some() {}
+        call
+    }
+
+    #[test]
+    fn our_reoffer_goes_to_the_agent_in_its_dialog_and_its_2xx_is_acked() {
+        let t0 = crate::time::base_instant();
+        let mut call = connected_call(t0);
+        assert!(call.reoffer_callee(t0, b"v=0\r\na=sendonly\r\n"));
+        let (h, reinvite) = match call.poll_action() {
+            Some(Action::Send {
+                handle,
+                leg: Leg::Callee,
+                request,
+                ..
+            }) => (handle, request),
+            other => panic!("expected the re-INVITE, got {other:?}"),
+        };
+        assert_eq!(reinvite.method, Method::Invite);
+        assert_eq!(reinvite.body, b"v=0\r\na=sendonly\r\n");
+        assert!(
+            reinvite
+                .headers
+                .get("To")
+                .is_some_and(|t| t.contains("tag=agenttag")),
+            "in the agent's dialog (RFC 3261 §14.1)"
+        );
+        assert_eq!(reinvite.uri.to_string(), "sip:agent@127.0.0.1:5070");
+        assert!(reinvite.headers.get("Contact").is_some());
+        let mut ok = answer(&reinvite, 200);
+        ok.body = b"v=0\r\na=recvonly\r\n".to_vec();
+        call.handle_response(t0, h, &ok);
+        let actions: Vec<_> = std::iter::from_fn(|| call.poll_action()).collect();
+        assert!(
+            matches!(&actions[..], [
+                Action::Ack { request, .. },
+                Action::ReofferAnswered { leg: Leg::Callee, status: 200, body },
+            ] if request.method == Method::Ack
+                && request.headers.get("CSeq") == reinvite.headers.get("CSeq").map(|c| c.replace("INVITE", "ACK")).as_deref()
+                && body == b"v=0\r\na=recvonly\r\n"),
+            "{actions:?}"
+        );
+        assert!(!call.is_ended());
+    }
+
+    #[test]
+    fn releasing_the_agent_byes_only_the_agent_and_the_next_one_can_be_dialled() {
+        let t0 = crate::time::base_instant();
+        let mut call = answered_call(t0);
+        assert!(!call.release_callee(t0), "no agent leg to release yet");
+        assert!(
+            !call.reoffer_callee(t0, b"v=0\r\n"),
+            "no agent leg to re-offer to"
+        );
+        let mut call = connected_call(t0);
+        assert!(call.release_callee(t0));
+        let actions: Vec<_> = std::iter::from_fn(|| call.poll_action()).collect();
+        let bye = match &actions[..] {
+            [
+                Action::Send {
+                    handle,
+                    leg: Leg::Callee,
+                    request,
+                    ..
+                },
+            ] if request.method == Method::Bye => (*handle, request.clone()),
+            other => panic!("expected one BYE to the agent, got {other:?}"),
+        };
+        assert!(!call.is_ended(), "the caller stays on");
+        assert_eq!(
+            call.poll_timeout(),
+            None,
+            "no BYE timer that would end the call"
+        );
+        // The agent's 200 for the BYE changes nothing.
+        call.handle_response(t0, bye.0, &answer(&bye.1, 200));
+        assert!(call.poll_action().is_none());
+        assert!(!call.is_ended());
+        // The next agent is dialled and connects.
+        let (h, invite) = dial(&mut call, t0);
+        call.handle_response(t0, h, &answer(&invite, 200));
+        let actions: Vec<_> = std::iter::from_fn(|| call.poll_action()).collect();
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::CalleeAnswered { .. })),
+            "{actions:?}"
         );
     }
 }

@@ -19,6 +19,7 @@ use script_engine::{AnyAudio, AudioFiles, Channel, Diagnostic, Library, Severity
 use serde::Deserialize;
 use thiserror::Error;
 
+mod agent_script;
 mod queue_rules;
 pub use queue_rules::{EmptySetting, JoinSetting, QueueExit};
 
@@ -209,6 +210,10 @@ pub struct QueueSection {
     /// measured. Default "3m".
     #[serde(default)]
     pub expected_handle_time: Option<HumanDuration>,
+    /// The agent-guided script (a file in scripts-dir that lists the `agent`
+    /// channel) whose id the screen pop gives the agents of this queue. None by default.
+    #[serde(default)]
+    pub agent_script: Option<toml::Spanned<String>>,
 }
 
 fn default_strategy() -> toml::Spanned<String> {
@@ -350,6 +355,12 @@ pub struct MailboxSection {
     /// Where to e-mail new messages, with the recording attached (needs `[smtp]`).
     #[serde(default)]
     pub email: Option<String>,
+    /// A `[[queue]]` whose agents work this mailbox: every new message becomes a
+    /// voicemail task the ACD offers to them over the agent gateway, with a screen pop of
+    /// the caller and the message, until an agent's disposition marks it handled.
+    /// Default none: messages wait for the owner only.
+    #[serde(default)]
+    pub work_queue: Option<String>,
 }
 
 impl fmt::Debug for MailboxSection {
@@ -388,6 +399,9 @@ pub struct ServerSection {
     pub sounds_dir: PathBuf,
     #[serde(default = "default_grace")]
     pub shutdown_grace: HumanDuration,
+    /// The site's IANA time zone: where "today" starts on the wallboard. Default UTC.
+    #[serde(default)]
+    pub time_zone: Option<toml::Spanned<String>>,
 }
 
 impl Default for ServerSection {
@@ -397,7 +411,19 @@ impl Default for ServerSection {
             scripts_dir: default_scripts_dir(),
             sounds_dir: default_sounds_dir(),
             shutdown_grace: default_grace(),
+            time_zone: None,
         }
+    }
+}
+
+impl ServerSection {
+    /// The site's zone; UTC when unset or (only in a config built by hand, `check`
+    /// refuses it at load) unknown.
+    pub fn zone(&self) -> chrono_tz::Tz {
+        self.time_zone
+            .as_ref()
+            .and_then(|z| z.get_ref().parse().ok())
+            .unwrap_or(chrono_tz::Tz::UTC)
     }
 }
 
@@ -836,6 +862,18 @@ impl Config {
                 key: key.to_string(),
                 message,
             };
+        if let Some(z) = &self.server.time_zone
+            && z.get_ref().parse::<chrono_tz::Tz>().is_err()
+        {
+            return Err(invalid(
+                z.span(),
+                "server.time-zone",
+                format!(
+                    "unknown time zone {:?}: use an IANA name such as \"Europe/London\"",
+                    z.get_ref()
+                ),
+            ));
+        }
         let mut numbers = HashSet::new();
         for (i, r) in self.routes.iter().enumerate() {
             if !numbers.insert(r.number.get_ref().clone()) {
@@ -992,6 +1030,15 @@ impl Config {
                     m.name.span(),
                     &format!("mailbox[{i}].owner"),
                     format!("no [[user]] named {owner:?}"),
+                ));
+            }
+            if let Some(q) = &m.work_queue
+                && !queue_names.contains(q)
+            {
+                return Err(invalid(
+                    m.name.span(),
+                    &format!("mailbox[{i}].work-queue"),
+                    format!("no [[queue]] named {q:?}"),
                 ));
             }
             if m.min_message.0 > m.max_message.0 {
@@ -1263,6 +1310,8 @@ impl Config {
         }
         let queue_scripts = self.queue_script_errors(&scripts_dir, &script_files, &refs);
         refs.errors.extend(queue_scripts);
+        let agent_scripts = self.agent_script_errors(&scripts_dir, &refs);
+        refs.errors.extend(agent_scripts);
         for (i, m) in self.mailboxes.iter().enumerate() {
             if let Some(greeting) = &m.greeting
                 && sounds_loaded
@@ -1484,6 +1533,14 @@ mod tests {
         let src = "[[trunk]]\nname = \"t\"\naddress = \"nowhere\"\n";
         let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
         assert!(msg.starts_with("t.toml:3: trunk[0].address"), "{msg}");
+        let src = "[server]\ndata-dir = \"d\"\ntime-zone = \"Mars/Olympus\"\n";
+        let msg = Config::parse(src, "t.toml").unwrap_err().to_string();
+        assert!(
+            msg.starts_with("t.toml:3: server.time-zone: unknown time zone \"Mars/Olympus\""),
+            "{msg}"
+        );
+        let ok = Config::parse("[server]\ntime-zone = \"Europe/London\"\n", "t.toml").unwrap();
+        assert_eq!(ok.server.zone(), chrono_tz::Europe::London);
     }
 
     #[test]
@@ -1597,6 +1654,42 @@ mod tests {
     }
 
     #[test]
+    fn a_queues_agent_script_names_a_loaded_script_for_agents() {
+        let guide = r#"<script version="1" id="guide" channels="agent">
+  <say>Ask about the contract.</say>
+</script>
+"#;
+        let site = Site::new(
+            "agent-script",
+            &[("greeting.xml", GREETING), ("guide.xml", guide)],
+        );
+        let ok = "[[queue]]\nname = \"a\"\nagent-script = \"guide.xml\"\n\n\
+                  [[queue]]\nname = \"b\"\nagent-script = \"guide\"\n";
+        let refs = site.check(ok);
+        assert!(refs.errors.is_empty(), "{:#?}", messages(&refs));
+
+        let bad = "[[queue]]\nname = \"a\"\nagent-script = \"greeting.xml\"\n\n\
+                   [[queue]]\nname = \"b\"\nagent-script = \"missing.xml\"\n\n\
+                   [[queue]]\nname = \"c\"\nagent-script = \"scripts/guide.xml\"\n";
+        let msgs = messages(&site.check(bad));
+        assert_eq!(msgs.len(), 3, "{msgs:#?}");
+        assert!(
+            msgs[0].starts_with("t.toml:7: queue[0].agent-script: script `greeting`")
+                && msgs[0].contains("agent channel"),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs[1].starts_with("t.toml:11: queue[1].agent-script: no script ")
+                && msgs[1].contains("missing.xml"),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs[2].starts_with("t.toml:15: queue[2].agent-script: \"scripts/guide.xml\""),
+            "{msgs:#?}"
+        );
+    }
+
+    #[test]
     fn script_errors_keep_their_line_and_column_and_fail_the_route() {
         let broken = "<script version=\"1\" id=\"broken\" channels=\"voice\">\n  <say audio=\"general/no-such-prompt.wav\">Hi.</say>\n  <hangup/>\n</script>\n";
         let site = Site::new(
@@ -1688,6 +1781,10 @@ mod tests {
             (
                 "name = \"a\"\npin = \"1\"\nmin-message = \"9s\"\nmax-message = \"5s\"",
                 "mailbox[0].min-message",
+            ),
+            (
+                "name = \"a\"\npin = \"1\"\nwork-queue = \"nope\"",
+                "t.toml:6: mailbox[0].work-queue: no [[queue]] named \"nope\"",
             ),
         ];
         for (body, want) in cases {

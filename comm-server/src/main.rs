@@ -127,6 +127,14 @@ enum ReportKind {
     Calls,
     /// Per agent: answered, AHT, time logged in, available, on break, on a call, wrap-up.
     Agents,
+    /// Per outbound campaign: attempts, contacts reached, outcomes, abandonment rate,
+    /// dispositions.
+    Campaigns,
+    /// Per dialog script on calls: completed, abandoned and where, outcomes, time in
+    /// the script.
+    Ivr,
+    /// Per dialog script and path (the steps callers answered, in order).
+    IvrPaths,
 }
 
 #[derive(clap::Args)]
@@ -145,6 +153,9 @@ struct ReportOpts {
     /// Only this agent (agents report).
     #[arg(long)]
     agent: Option<String>,
+    /// Only this campaign (campaigns report; default every `[[campaign]]`).
+    #[arg(long)]
+    campaign: Option<String>,
     /// table, csv or json.
     #[arg(long, default_value = "table")]
     format: String,
@@ -515,36 +526,36 @@ fn report(o: ReportOpts) -> anyhow::Result<()> {
         short_abandon: o.short_abandon.0,
     };
     let period = Period { from_ms, to_ms };
-    let rt = tokio::runtime::Runtime::new()?;
-    let records = rt.block_on(async {
-        let store = comm_server::store::Store::open(&url).await?;
-        // Replay from the last start before the period: every agent's status is known
-        // there (logged out), so time already logged in at `--from` is counted.
-        let since = store
-            .last_acd_event_before(reports::log::SERVER_STARTED, from_ms)
-            .await?
-            .unwrap_or(i64::MIN);
-        let records = store.acd_events_between(since, to_ms).await;
-        store.close().await;
-        anyhow::Ok(records?)
-    })?;
-    let events = reports::log::parse_all(&records)?;
-    let (header, rows) = match o.kind {
-        ReportKind::Calls => {
-            let mut figures = reports::call_report(&events, period, &settings);
-            if let Some(q) = &o.queue {
-                figures.retain(|f| f.queue == *q);
-            }
-            format::queue_rows(&figures)
-        }
-        ReportKind::Agents => {
-            let mut figures = reports::agent_report(&events, period, &settings);
-            if let Some(a) = &o.agent {
-                figures.retain(|f| f.agent == *a);
-            }
-            format::agent_rows(&figures)
-        }
+    use comm_server::server::reports::{Kind, ReportQuery, compute};
+    let query = ReportQuery {
+        kind: match o.kind {
+            ReportKind::Calls => Kind::Calls,
+            ReportKind::Agents => Kind::Agents,
+            ReportKind::Campaigns => Kind::Campaigns,
+            ReportKind::Ivr => Kind::Ivr,
+            ReportKind::IvrPaths => Kind::IvrPaths,
+        },
+        period,
+        settings,
+        only: match o.kind {
+            ReportKind::Calls => o.queue,
+            ReportKind::Agents => o.agent,
+            ReportKind::Campaigns => o.campaign,
+            ReportKind::Ivr | ReportKind::IvrPaths => None,
+        },
+        campaigns: config
+            .campaigns
+            .iter()
+            .map(|c| c.name.get_ref().clone())
+            .collect(),
     };
+    let rt = tokio::runtime::Runtime::new()?;
+    let (header, rows) = rt.block_on(async {
+        let store = comm_server::store::Store::open(&url).await?;
+        let table = compute(&store, &query).await;
+        store.close().await;
+        anyhow::Ok(table?)
+    })?;
     print!("{}", format::render(format, &header, &rows));
     Ok(())
 }

@@ -51,10 +51,16 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A call started; `in_progress` is the count now.
+    /// A call task started; `in_progress` is the count now. It is not a call yet: an
+    /// INVITE answered with a challenge never becomes one ([`Metrics::call_accepted`]).
     pub fn call_started(&self, in_progress: usize) {
-        self.calls_total.fetch_add(1, Ordering::Relaxed);
         self.set_calls_in_progress(in_progress);
+    }
+
+    /// A call passed authentication and has a route (or is one we placed): what
+    /// `comm_calls_total` counts.
+    pub fn call_accepted(&self) {
+        self.calls_total.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn set_calls_in_progress(&self, n: usize) {
@@ -127,7 +133,7 @@ impl Metrics {
         family(
             "comm_calls_total",
             "counter",
-            "Incoming INVITEs handled as calls since the server started (challenged and refused ones included).",
+            "Calls since the server started: inbound INVITEs past authentication (a challenged INVITE and its retry with credentials count once) and calls the server placed.",
             &one(get(&self.calls_total)),
         );
         let classes: Vec<(String, String)> = (0..6)
@@ -242,6 +248,8 @@ mod tests {
         let m = Metrics::default();
         m.call_started(1);
         m.call_started(2);
+        m.call_accepted();
+        m.call_accepted();
         m.set_calls_in_progress(1);
         m.sip_sent(b"SIP/2.0 200 OK\r\n");
         m.sip_sent(b"SIP/2.0 486 Busy Here\r\n");

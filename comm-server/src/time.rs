@@ -34,3 +34,9 @@ pub fn base_instant() -> std::time::Instant {
     #[allow(clippy::disallowed_methods)]
     *BASE.get_or_init(std::time::Instant::now)
 }
+
+/// A wall-clock time as Unix milliseconds (0 before 1970): a conversion, no clock read.
+pub fn unix_ms_of(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,6 +1,7 @@
 // The agent desktop in a real browser: bob logs in, goes available, a known
 // customer calls the support queue, the screen pop shows who it is, bob answers on
-// his (test) phone, hangs up from the page and saves a disposition that ends wrap-up.
+// his (test) phone, follows the queue's agent script to its end, hangs up from the
+// page and saves a disposition that ends wrap-up.
 // Usage: node desktop.mjs http://127.0.0.1:PORT/  (DESK_CALL and SIP_ADDR set by run.sh)
 import assert from "node:assert/strict";
 import { launch } from "./browser.mjs";
@@ -44,6 +45,26 @@ try {
 
   await call.step("connected");
   await page.waitForSelector('#call[data-state="connected"]');
+  assert.equal(await page.textContent("#ivr-answers"), "—", "no IVR on this line");
+
+  // The queue's agent script opens with the call and walks the agent through it.
+  await page.waitForSelector("#script-form:not([hidden])");
+  assert.match(await page.textContent("#script-steps"), /Greet Ada Lovelace by name/);
+  assert.equal(await page.textContent("#script-question"), "Why is the customer calling today?");
+  await page.selectOption("#script-choice", "cancel");
+  await page.click("#script-form button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#script-question").textContent.includes("respond to the offer"));
+  assert.match(await page.textContent("#script-steps"), /25% loyalty discount/);
+  await page.selectOption("#script-choice", "declined");
+  await page.click("#script-form button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#script-question").textContent.includes("leaving"));
+  assert.ok(await page.isVisible("#script-answer"), "a text question gets a text box");
+  await page.fill("#script-answer", "moving abroad");
+  await page.click("#script-form button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#script-outcome").textContent === "Script ended: cancelled");
+  assert.ok(await page.isHidden("#script-form"));
+  assert.equal(await page.textContent("#desk-error"), "");
+
   await page.click("#hangup");
   await call.step("ended");
   await page.waitForSelector('#call[data-state="wrap-up"]');
@@ -61,7 +82,7 @@ try {
   await page.click("#logout");
   await page.waitForSelector("#login:not([hidden])");
   assert.deepEqual(pageErrors, []);
-  console.log("desktop: login, available, screen pop, answer, hang-up and disposition in chromium");
+  console.log("desktop: login, available, screen pop, agent script, answer, hang-up and disposition in chromium");
 } finally {
   call?.kill();
   await browser.close();

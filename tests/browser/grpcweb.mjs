@@ -31,6 +31,15 @@ const pop = {
   script_id: "",
 };
 assert.deepEqual(decode(A.ScreenPop, encode(A.ScreenPop, pop)), pop);
+const step = {
+  script_id: "retention", title: "Retention",
+  steps: [{ step: "greeting", kind: "say", text: "Greet Ada", input: "", choices: [], sensitive: false, json: "{}" }],
+  awaiting: { step: "reason", kind: "ask", text: "Why?", input: "choice", choices: [{ value: "cancel", label: "Wants to cancel" }], sensitive: true, json: "{}" },
+  outcome: "", failure: "",
+};
+assert.deepEqual(decode(A.ScriptStepResponse, encode(A.ScriptStepResponse, step)), step);
+// A transfer names one target of the oneof; the others are not sent.
+assert.deepEqual([...encode(A.TransferRequest, { call_id: "7", queue: "q" })], [0x0a, 1, 0x37, 0x12, 1, 0x71]);
 const q = { name: "q", waiting: [], longest_wait_ms: 0, agents_logged_in: 2, agents_available: 1, service_level_today: 0.8125, answered_today: 13, abandoned_today: 3 };
 assert.deepEqual(decode(S.QueueView, encode(S.QueueView, q)), q);
 // Unknown fields are skipped; truncated input is an error, not garbage.

@@ -63,6 +63,7 @@ password = "bob-phone-pw"
 name = "support"
 wrap-up = "60s"
 ring-timeout = "20s"
+agent-script = "retention.xml"
 
 [[queue]]
 name = "sales"
@@ -83,8 +84,21 @@ target = { queue = "support" }
 [[route]]
 number = "801"
 target = { queue = "sales" }
+
+# A campaign with no contacts: the wallboard starts and pauses it, the reports page
+# lists it; nothing is ever dialled (the discard port stands in for a carrier).
+[[trunk]]
+name = "carrier"
+address = "127.0.0.1:9"
+inbound-sources = ["127.0.0.2"]
+
+[[campaign]]
+name = "renewals"
+queue = "sales"
+trunk = "carrier"
+mode = "progressive"
 TOML
-printf 'name,phone,account\nAda Lovelace,+442079460958,42\n' >"$data/customers.csv"
+printf 'name,phone,account,segment,since\nAda Lovelace,+442079460958,42,gold,2019\n' >"$data/customers.csv"
 "$bin" import customers "$data/customers.csv" --config "$data/test.toml" >"$data/import.log" 2>&1 \
     || { cat "$data/import.log"; exit 1; }
 
@@ -101,7 +115,7 @@ done
 base="http://127.0.0.1:$http_port/"
 export DESK_CALL="$desk_call" SIP_ADDR="127.0.0.1:$sip_port"
 status=0
-for t in self-service.mjs grpcweb.mjs wallboard.mjs desktop.mjs; do
+for t in self-service.mjs grpcweb.mjs wallboard.mjs desktop.mjs reports.mjs; do
     node "$t" "$base" || { status=1; echo "FAILED: $t"; }
 done
 [ $status -eq 0 ] || { echo "--- server log"; tail -80 "$data/server.log"; }

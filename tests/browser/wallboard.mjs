@@ -1,6 +1,7 @@
 // The wallboard in a real browser: the supervisor logs in, a caller starts waiting
 // in a queue nobody serves, and the board shows the call within a second, with no
-// reload (the status stream pushes it).
+// reload (the status stream pushes it); then the supervisor starts and pauses the
+// configured campaign from the board.
 // Usage: node wallboard.mjs http://127.0.0.1:PORT/  (DESK_CALL and SIP_ADDR set by run.sh)
 import assert from "node:assert/strict";
 import { launch } from "./browser.mjs";
@@ -37,6 +38,15 @@ try {
   assert.match(await page.textContent('[data-queue="sales"] .count'), /^1 waiting$/);
   // The wait keeps counting between updates.
   await page.waitForFunction(() => /^[1-9]\d*s$/.test(document.querySelector('[data-queue="sales"] .wait').textContent));
+
+  // The campaign is listed from the stream; the supervisor starts and pauses it.
+  const state = () => page.textContent('tr[data-campaign="renewals"] .campaign-state');
+  await page.waitForSelector('#campaigns-box:not([hidden]) tr[data-campaign="renewals"]');
+  assert.equal(await state(), "draft");
+  await page.click('tr[data-campaign="renewals"] button[data-command="START"]');
+  await page.waitForFunction(() => document.querySelector('tr[data-campaign="renewals"] .campaign-state')?.textContent === "running");
+  await page.click('tr[data-campaign="renewals"] button[data-command="PAUSE"]');
+  await page.waitForFunction(() => document.querySelector('tr[data-campaign="renewals"] .campaign-state')?.textContent === "paused");
   assert.equal(navigations, 1, "no reloads");
   assert.deepEqual(pageErrors, []);
   console.log("wallboard: a waiting call appeared live in chromium");

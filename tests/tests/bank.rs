@@ -275,3 +275,111 @@ async fn three_wrong_pins_end_the_call_politely() {
     caller.reply(&bye, 200, "t").await.unwrap();
     s.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_agents_screen_pop_shows_what_the_caller_answered_and_the_queues_agent_script() {
+    use agent_gateway::proto::agent::agent_service_client::AgentServiceClient;
+    use agent_gateway::proto::agent::{
+        LoginRequest, SetStatusRequest, StreamEventsRequest, agent_event::Kind,
+    };
+    let hash = agent_gateway::password::hash("bob-desk").unwrap();
+    let extra = BANK.replace(
+        "skills = { cards = 3 }",
+        &format!("skills = {{ cards = 3 }}\npassword-hash = \"{hash}\""),
+    ) + "\n[customers]\ndefault-country-code = \"44\"\n";
+    let extra = extra.replace(
+        "ring-timeout = \"10s\"",
+        "ring-timeout = \"10s\"\nagent-script = \"retention.xml\"",
+    );
+    let s = Server::start(&base_config(&temp_dir(), &extra))
+        .await
+        .unwrap();
+    add_customer(&s.store).await;
+    let rtp = Rtp::bind().await.unwrap();
+    let mut bob = Ua::new("bob", "bob-pw", s.udp).await.unwrap();
+    bob.media_port = rtp.port();
+    assert_eq!(bob.register(600).await.unwrap().status, 200);
+    let mut desk = AgentServiceClient::connect(format!("http://{}", s.grpc))
+        .await
+        .unwrap();
+    let token = desk
+        .login(LoginRequest {
+            agent_id: "bob".into(),
+            password: "bob-desk".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r
+    }
+    let mut events = desk
+        .stream_events(authed(&token, StreamEventsRequest { resume_after: None }))
+        .await
+        .unwrap()
+        .into_inner();
+    let available = authed(
+        &token,
+        SetStatusRequest {
+            status: agent_gateway::proto::agent::AgentStatus::Available.into(),
+            break_reason: String::new(),
+        },
+    );
+    desk.set_status(available).await.unwrap();
+
+    let (mut caller, mut d, rtp, to) = call_bank(&s).await;
+    let mut keypad = Keypad {
+        sock: &rtp.sock,
+        to,
+        seq: 1,
+        ts: 8000,
+    };
+    // Account, PIN, then 0 for an agent from the main menu.
+    keypad.silence(7_500).await;
+    keypad.keys("12345678").await;
+    keypad.silence(3_000).await;
+    keypad.keys("4321").await;
+    keypad.silence(7_000).await;
+    keypad.keys("0").await;
+    keypad.silence(3_000).await;
+    let offer = bob.request(Method::Invite).await.unwrap();
+    let pop = loop {
+        let event = tokio::time::timeout(e2e::WAIT, events.message())
+            .await
+            .expect("an offer in time")
+            .unwrap()
+            .expect("the stream is open");
+        if let Some(Kind::CallOffered(o)) = event.kind {
+            break o.screen_pop.unwrap();
+        }
+    };
+    assert_eq!(pop.queue, "cards");
+    assert_eq!(pop.script_id, "retention");
+    assert_eq!(
+        pop.ivr_answers.get("account").map(String::as_str),
+        Some("12345678"),
+        "{:?}",
+        pop.ivr_answers
+    );
+    // The PIN is a sensitive answer: the screen pop never shows it.
+    assert!(
+        pop.ivr_answers.values().all(|v| !v.contains("4321")),
+        "{:?}",
+        pop.ivr_answers
+    );
+    assert_eq!(
+        pop.customer.map(|c| c.name).as_deref(),
+        Some("Ada Lovelace")
+    );
+
+    bob.reply(&offer, 200, "bobtag").await.unwrap();
+    bob.request(Method::Ack).await.unwrap();
+    assert_eq!(caller.bye(&mut d).await.unwrap().status, 200);
+    let bye = bob.request(Method::Bye).await.unwrap();
+    bob.reply(&bye, 200, "bobtag").await.unwrap();
+    s.stop().await.unwrap();
+}

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use comm_server::reports::Period;
+use comm_server::reports::campaigns::campaign_report;
 use comm_server::sip::header::uri_user;
 use comm_server::sip::message::{Method, Request};
 use comm_server::store::{CampaignAttempt, CampaignState, ContactState, NewCampaignContact};
@@ -195,6 +197,29 @@ async fn a_progressive_campaign_calls_every_contact_through_the_trunk() {
     assert_eq!(attempts[0].agent.as_deref(), Some("bob"));
     assert_eq!(attempts[3].agent.as_deref(), Some("bob"));
     assert!(attempts.iter().all(|a| a.ended_at_ms >= a.started_at_ms));
+
+    // The campaign report (`comm-server report campaigns`) says what the test did:
+    // four dials to three contacts, two reached, one busy, one rang out, none
+    // abandoned.
+    let report = campaign_report(
+        "renewals",
+        &attempts.iter().cloned().map(Into::into).collect::<Vec<_>>(),
+        Period::whole(),
+    );
+    assert_eq!(
+        (report.attempts, report.contacts_dialled, report.reached),
+        (4, 3, 2)
+    );
+    assert_eq!(
+        (
+            report.answered,
+            report.busy,
+            report.no_answer,
+            report.abandoned
+        ),
+        (2, 1, 1, 0)
+    );
+    assert_eq!(report.abandonment_rate(), Some(0.0));
 
     // The barred number is closed without a dial; the rest are where the retry rules
     // put them.

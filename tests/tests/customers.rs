@@ -8,6 +8,8 @@ use comm_server::media::dtmf::{self, TelephoneEvent};
 use comm_server::media::g711::Codec;
 use comm_server::media::prompt::Prompt;
 use comm_server::media::rtp::RtpPacket;
+use comm_server::reports::Period;
+use comm_server::reports::ivr::{IvrCall, script_report};
 use comm_server::sip::message::Method;
 use comm_server::store::{ContactKind, Direction, HistoryEntry, NewCustomer, Store};
 use e2e::{Rtp, Server, Ua, base_config, sdp_audio_addr, temp_dir};
@@ -214,6 +216,31 @@ async fn an_unknown_account_takes_the_not_found_branch_and_is_logged_by_number()
     assert_eq!(c.call_id.as_deref(), Some(call_id.as_str()));
     assert_eq!(c.customer_id, None);
     assert_eq!(c.details["ivr_outcome"], "unknown");
+    assert_eq!(c.details["path"][0], "acct", "the first step answered");
+
+    // The IVR report reads the same row: one call through the script, completed with
+    // the outcome its `<hangup>` named, with a time in the script.
+    let calls: Vec<IvrCall> = s
+        .store
+        .history_between(ContactKind::Call, 0, i64::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|h| {
+            let c = &h.contact;
+            IvrCall::from_history(c.started_at_ms, c.outcome.as_deref(), &c.details)
+        })
+        .collect();
+    let scripts = script_report(&calls, Period::whole());
+    assert_eq!(scripts.len(), 1);
+    assert_eq!((scripts[0].tally.calls, scripts[0].tally.completed), (1, 1));
+    assert_eq!(scripts[0].outcomes.get("unknown"), Some(&1));
+    assert!(
+        scripts[0]
+            .tally
+            .average_time()
+            .is_some_and(|t| !t.is_zero())
+    );
     s.stop().await.unwrap();
 }
 

@@ -27,7 +27,11 @@ fn config() -> String {
 #[tokio::test]
 async fn the_desktop_and_wallboard_pages_and_their_script_are_served() {
     let s = Server::start(&config()).await.unwrap();
-    for (path, marker) in [("/agent", "Agent desktop"), ("/wallboard", "Wallboard")] {
+    for (path, marker) in [
+        ("/agent", "Agent desktop"),
+        ("/wallboard", "Wallboard"),
+        ("/reports", "<title>Reports</title>"),
+    ] {
         let r = http(
             s.http,
             &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),

@@ -192,7 +192,12 @@ fn wav_samples(path: &Path) -> Vec<i16> {
 /// Leaves a message of `seconds` of tone in "sales" as caller 5551234: a key skips
 /// the greeting, '#' ends the message; the server says goodbye and hangs up.
 async fn leave_message(s: &Server, seconds: f64) {
-    let mut caller = Ua::new("5551234", "unused", s.udp).await.unwrap();
+    leave_message_as(s, "5551234", seconds).await;
+}
+
+/// [`leave_message`] from another caller ID.
+async fn leave_message_as(s: &Server, from: &str, seconds: f64) {
+    let mut caller = Ua::new(from, "unused", s.udp).await.unwrap();
     let (_d, rtp, to) = call(&mut caller, "600").await;
     let mut sender = sender(&rtp.sock, to);
     sender.audio(&[0; 160 * 5]).await; // latch (RFC 3550 probation)
@@ -383,5 +388,597 @@ async fn a_crash_mid_recording_lists_no_partial_message_and_the_index_matches_th
         0,
         "no recording in progress survives a restart"
     );
+    s.stop().await.unwrap();
+}
+
+// ---- voicemail as work ----------------------------------------------------------
+
+/// "sales" is worked by the "sales" queue's agents: bob serves it.
+fn work_config(dir: &Path) -> String {
+    let hash = agent_gateway::password::hash("bob-pw").unwrap();
+    base_config(
+        dir,
+        &format!(
+            r#"
+[customers]
+default-country-code = "44"
+
+[[queue]]
+name = "sales"
+wrap-up = "30s"
+ring-timeout = "10s"
+
+[[agent]]
+name = "bob"
+queues = ["sales"]
+password-hash = "{hash}"
+
+[[mailbox]]
+name = "sales"
+pin = "4321"
+max-message = "20s"
+silence-end = "4s"
+work-queue = "sales"
+
+[[route]]
+number = "600"
+target = {{ mailbox = "sales" }}
+"#
+        ),
+    )
+}
+
+mod desk {
+    use agent_gateway::proto::agent::agent_service_client::AgentServiceClient;
+    use agent_gateway::proto::agent::{
+        AgentEvent, LoginRequest, StreamEventsRequest, agent_event::Kind,
+    };
+    use e2e::Server;
+    use tonic::transport::Channel;
+    use tonic::{Request, Streaming};
+
+    pub struct Desk {
+        pub client: AgentServiceClient<Channel>,
+        pub token: String,
+        pub events: Streaming<AgentEvent>,
+    }
+
+    pub fn authed<T>(token: &str, message: T) -> Request<T> {
+        let mut r = Request::new(message);
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r
+    }
+
+    /// The agent's desktop: logged in over gRPC with its event stream open.
+    pub async fn open(s: &Server, agent: &str) -> Desk {
+        let mut client = AgentServiceClient::connect(format!("http://{}", s.grpc))
+            .await
+            .unwrap();
+        let token = client
+            .login(LoginRequest {
+                agent_id: agent.into(),
+                password: format!("{agent}-pw"),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token;
+        let events = client
+            .stream_events(authed(&token, StreamEventsRequest { resume_after: None }))
+            .await
+            .unwrap()
+            .into_inner();
+        Desk {
+            client,
+            token,
+            events,
+        }
+    }
+
+    impl Desk {
+        /// The next event that is not a status change, within `wait`.
+        pub async fn next(&mut self, wait: std::time::Duration) -> Kind {
+            loop {
+                let e = tokio::time::timeout(wait, self.events.message())
+                    .await
+                    .expect("an event in time")
+                    .unwrap()
+                    .expect("the stream is open");
+                match e.kind {
+                    Some(Kind::StatusChanged(_)) | None => {}
+                    Some(k) => return k,
+                }
+            }
+        }
+    }
+}
+
+/// Issue 7, "voicemail as work": a caller leaves a message in a queue's mailbox; the
+/// available agent is offered it over gRPC with a screen pop naming the customer and
+/// the message, accepts it, and the disposition marks it handled and lands in the
+/// customer's contact history.
+#[tokio::test]
+async fn a_queue_mailbox_message_is_offered_to_an_agent_accepted_and_handled() {
+    use agent_gateway::proto::agent::{CallRequest, DispositionRequest, agent_event::Kind};
+    use comm_server::store::{ContactKind, NewCustomer};
+
+    let dir = temp_dir();
+    let s = Server::start(&work_config(&dir)).await.unwrap();
+    let ada = s
+        .store
+        .upsert_customer(
+            &NewCustomer {
+                name: "Ada Lovelace".into(),
+                phones: vec!["+442079460958".into()],
+                ..NewCustomer::default()
+            },
+            1_000,
+        )
+        .await
+        .unwrap()
+        .id;
+    let mut desk = desk::open(&s, "bob").await;
+    let (_bob, _bob_rtp) = e2e::available_agent(&s, "bob").await;
+
+    // The caller ID arrives in national form; the customer store holds E.164.
+    leave_message_as(&s, "02079460958", 1.5).await;
+    let task = match desk.next(Duration::from_secs(20)).await {
+        Kind::VoicemailTask(t) => t,
+        other => panic!("expected a voicemail task, got {other:?}"),
+    };
+    let stored = s.store.voicemails("sales").await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let m = &stored[0];
+    assert_eq!(task.message_id, m.id);
+    assert_eq!(task.mailbox, "sales");
+    assert_eq!(task.caller_number, "02079460958");
+    assert_eq!(task.duration_ms, m.duration_ms as u64);
+    assert_eq!(task.left_at_unix_ms, m.created_at_ms);
+    assert_eq!(task.ring_timeout_ms, 10_000);
+    let pop = task.screen_pop.expect("a screen pop");
+    assert_eq!(pop.queue, "sales");
+    let customer = pop.customer.expect("the caller's customer record");
+    assert_eq!(customer.name, "Ada Lovelace");
+    assert_eq!(customer.id, ada.to_string());
+
+    // A disposition before accepting is refused; accepting connects the task.
+    let early = desk
+        .client
+        .disposition(desk::authed(
+            &desk.token,
+            DispositionRequest {
+                call_id: task.task_id.clone(),
+                code: "called-back".into(),
+                notes: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(early.code(), tonic::Code::FailedPrecondition, "{early:?}");
+    desk.client
+        .accept_task(desk::authed(
+            &desk.token,
+            CallRequest {
+                call_id: task.task_id.clone(),
+            },
+        ))
+        .await
+        .unwrap();
+    match desk.next(e2e::WAIT).await {
+        Kind::CallConnected(c) => assert_eq!(c.call_id, task.task_id),
+        other => panic!("expected the task connected, got {other:?}"),
+    }
+    desk.client
+        .disposition(desk::authed(
+            &desk.token,
+            DispositionRequest {
+                call_id: task.task_id.clone(),
+                code: "called-back".into(),
+                notes: "card on its way".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    // The desktop sees the task end and its wrap-up close with the code.
+    let mut ended = None;
+    while ended.is_none() {
+        if let Kind::WrapUpEnded(w) = desk.next(e2e::WAIT).await {
+            ended = Some(w);
+        }
+    }
+    let ended = ended.unwrap();
+    assert_eq!(ended.call_id, task.task_id);
+    assert_eq!(ended.disposition_code, "called-back");
+
+    let handled = s
+        .store
+        .voicemail_handling(&m.id)
+        .await
+        .unwrap()
+        .expect("the message is marked handled");
+    assert_eq!(handled.agent, "bob");
+    assert_eq!(handled.outcome, "called-back");
+    assert!(handled.at_ms >= m.created_at_ms);
+    assert!(
+        s.store
+            .unhandled_voicemails("sales")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let history = s.store.history_for_customer(ada, 10).await.unwrap();
+    let row = history
+        .iter()
+        .find(|h| h.contact.kind == ContactKind::Disposition)
+        .unwrap_or_else(|| panic!("no disposition in {history:#?}"));
+    assert_eq!(row.contact.outcome.as_deref(), Some("called-back"));
+    assert_eq!(row.contact.agent.as_deref(), Some("bob"));
+    assert_eq!(row.contact.queue.as_deref(), Some("sales"));
+    assert_eq!(row.contact.details["voicemail"], m.id.as_str());
+    assert_eq!(row.contact.details["notes"], "card on its way");
+    s.stop().await.unwrap();
+}
+
+/// Restart safety: a message no agent handled before the server stopped is offered
+/// again when it starts; one already handled is not.
+#[tokio::test]
+async fn unhandled_queue_messages_are_offered_again_after_a_restart() {
+    use agent_gateway::proto::agent::agent_event::Kind;
+    use comm_server::store::VoicemailHandling;
+
+    let dir = temp_dir();
+    let sales = dir.join("voicemail/sales");
+    std::fs::create_dir_all(&sales).unwrap();
+    let beep = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sounds/voicemail/beep.wav");
+    // Complete files the last run left: start-up lists them (see the crash test).
+    std::fs::copy(&beep, sales.join("1800000005000-beef-777.wav")).unwrap();
+    std::fs::copy(&beep, sales.join("1800000006000-cafe-888.wav")).unwrap();
+    let store = Server::reopen_store(&dir).await.unwrap();
+    store
+        .insert_voicemail(&VoicemailMessage {
+            id: "1800000006000-cafe-888".into(),
+            mailbox: "sales".into(),
+            caller: "888".into(),
+            duration_ms: 500,
+            created_at_ms: 1_800_000_006_000,
+            heard: false,
+            file: "voicemail/sales/1800000006000-cafe-888.wav".into(),
+        })
+        .await
+        .unwrap();
+    store
+        .mark_voicemail_handled(
+            "1800000006000-cafe-888",
+            &VoicemailHandling {
+                agent: "bob".into(),
+                at_ms: 1_800_000_007_000,
+                outcome: "called-back".into(),
+            },
+        )
+        .await
+        .unwrap();
+    store.close().await;
+
+    let s = Server::start(&work_config(&dir)).await.unwrap();
+    let mut desk = desk::open(&s, "bob").await;
+    let (_bob, _bob_rtp) = e2e::available_agent(&s, "bob").await;
+    match desk.next(e2e::WAIT).await {
+        Kind::VoicemailTask(t) => {
+            assert_eq!(t.message_id, "1800000005000-beef-777");
+            assert_eq!(t.caller_number, "777");
+        }
+        other => panic!("expected the unhandled message's task, got {other:?}"),
+    }
+    s.stop().await.unwrap();
+}
+
+// ---- RFC 3842 / RFC 6665 message-summary subscriptions ------------------------------
+
+/// One subscription dialog as the subscriber sees it.
+struct Subscriber {
+    call_id: String,
+    from: String,
+    /// The To of the next request: without a tag until the 200 gives the server's.
+    to: String,
+    cseq: u32,
+}
+
+impl Subscriber {
+    fn new(ua: &Ua, watched: &str) -> Subscriber {
+        Subscriber {
+            call_id: comm_server::sip::random_token(),
+            from: format!(
+                "<sip:{}@{}>;tag={}",
+                ua.user,
+                ua.addr,
+                comm_server::sip::random_token()
+            ),
+            to: format!("<sip:{watched}@{}>", ua.server.ip()),
+            cseq: 0,
+        }
+    }
+
+    fn request(&mut self, ua: &Ua, uri: &str, event: &str, expires: u32) -> Request {
+        use comm_server::sip::message::Headers;
+        self.cseq += 1;
+        let mut h = Headers::default();
+        h.push(
+            "Via",
+            format!(
+                "SIP/2.0/UDP {};branch=z9hG4bK{};rport",
+                ua.addr,
+                comm_server::sip::random_token()
+            ),
+        );
+        h.push("Max-Forwards", "70");
+        h.push("From", self.from.clone());
+        h.push("To", self.to.clone());
+        h.push("Call-ID", self.call_id.clone());
+        h.push("CSeq", format!("{} SUBSCRIBE", self.cseq));
+        h.push("Contact", ua.contact());
+        h.push("Event", event);
+        h.push("Expires", expires.to_string());
+        h.push("Accept", "application/simple-message-summary");
+        Request {
+            method: Method::Subscribe,
+            uri: comm_server::sip::header::parse_request_uri(uri).unwrap(),
+            headers: h,
+            body: Vec::new(),
+        }
+    }
+
+    /// SUBSCRIBE, answering the digest challenge with `ua`'s credentials; the final
+    /// response. A 2xx fixes the dialog's To (with the server's tag).
+    async fn subscribe(
+        &mut self,
+        ua: &mut Ua,
+        watched: &str,
+        event: &str,
+        expires: u32,
+    ) -> comm_server::sip::message::Response {
+        use comm_server::sip::digest::Challenge;
+        let uri = format!("sip:{watched}@{}", ua.server);
+        let req = self.request(ua, &uri, event, expires);
+        ua.send_request(&req).await.unwrap();
+        let mut resp = ua
+            .response(&self.call_id, Method::Subscribe, false)
+            .await
+            .unwrap();
+        if resp.status == 401 {
+            let ch = resp
+                .headers
+                .all("WWW-Authenticate")
+                .filter_map(Challenge::parse)
+                .next()
+                .expect("a usable challenge");
+            let mut again = self.request(ua, &uri, event, expires);
+            again.headers.push(
+                "Authorization",
+                ch.answer(&ua.user, &ua.password, "SUBSCRIBE", &uri, 1),
+            );
+            ua.send_request(&again).await.unwrap();
+            resp = ua
+                .response(&self.call_id, Method::Subscribe, false)
+                .await
+                .unwrap();
+        }
+        if (200..300).contains(&resp.status) {
+            self.to = resp.headers.get("To").unwrap().to_string();
+        }
+        resp
+    }
+}
+
+/// The next message-summary NOTIFY to `ua`, answered 200: (Subscription-State, body).
+async fn summary(ua: &mut Ua, sub: &Subscriber) -> (String, String) {
+    let n: Request = ua.request(Method::Notify).await.unwrap();
+    assert_eq!(
+        n.call_id(),
+        sub.call_id,
+        "the NOTIFY is in the subscription's dialog"
+    );
+    assert_eq!(n.headers.get("Event"), Some("message-summary"));
+    assert_eq!(
+        n.headers.get("Content-Type"),
+        Some("application/simple-message-summary")
+    );
+    // Our From (with our tag) is the NOTIFY's To; its From is the 200's To.
+    assert_eq!(n.headers.get("To"), Some(sub.from.as_str()));
+    assert_eq!(n.headers.get("From"), Some(sub.to.as_str()));
+    ua.reply(&n, 200, "unused").await.unwrap();
+    (
+        n.headers.get("Subscription-State").unwrap().to_string(),
+        String::from_utf8(n.body).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn rfc3842_subscribe_gets_counts_now_and_on_change_until_unsubscribed() {
+    let s = Server::start(&config(&temp_dir())).await.unwrap();
+    // bob owns "sales" but has no registered phone: every NOTIFY he gets is the
+    // subscription's, none unsolicited.
+    let mut bob = Ua::new("bob", "bob-pw", s.udp).await.unwrap();
+    let mut sub = Subscriber::new(&bob, "sales");
+    let ok = sub
+        .subscribe(&mut bob, "sales", "message-summary", 600)
+        .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(ok.headers.get("Expires"), Some("600"));
+    let (state, body) = summary(&mut bob, &sub).await;
+    assert_eq!(state, "active;expires=600");
+    assert!(body.contains("Messages-Waiting: no\r\n"), "{body}");
+    assert!(body.contains("Voice-Message: 0/0\r\n"), "{body}");
+    assert!(body.contains("Message-Account: sip:sales@"), "{body}");
+
+    leave_message(&s, 1.5).await;
+    let (state, body) = summary(&mut bob, &sub).await;
+    assert!(state.starts_with("active;expires="), "{state}");
+    assert!(body.contains("Messages-Waiting: yes\r\n"), "{body}");
+    assert!(body.contains("Voice-Message: 1/0\r\n"), "{body}");
+
+    // A refresh is answered and notified again.
+    let ok = sub
+        .subscribe(&mut bob, "sales", "message-summary", 300)
+        .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(ok.headers.get("Expires"), Some("300"));
+    let (state, body) = summary(&mut bob, &sub).await;
+    assert_eq!(state, "active;expires=300");
+    assert!(body.contains("Voice-Message: 1/0\r\n"), "{body}");
+
+    // Unsubscribing ends it with a final NOTIFY; a later refresh finds nothing.
+    let ok = sub.subscribe(&mut bob, "sales", "message-summary", 0).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let (state, body) = summary(&mut bob, &sub).await;
+    assert!(state.starts_with("terminated"), "{state}");
+    assert!(body.contains("Voice-Message: 1/0\r\n"), "{body}");
+    let gone = sub
+        .subscribe(&mut bob, "sales", "message-summary", 300)
+        .await;
+    assert_eq!(gone.status, 481, "{gone:?}");
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn rfc3842_subscribe_is_refused_for_other_events_and_other_peoples_mailboxes() {
+    let s = Server::start(&config(&temp_dir())).await.unwrap();
+    let mut bob = Ua::new("bob", "bob-pw", s.udp).await.unwrap();
+    let mut alice = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
+
+    // RFC 6665 §8.3.1: an event package we do not serve is 489 with what we do serve.
+    let mut presence = Subscriber::new(&bob, "sales");
+    let bad = presence.subscribe(&mut bob, "sales", "presence", 600).await;
+    assert_eq!(bad.status, 489, "{bad:?}");
+    assert_eq!(bad.headers.get("Allow-Events"), Some("message-summary"));
+
+    // Only the owner may watch a mailbox; an unknown one is 404.
+    let mut theirs = Subscriber::new(&alice, "sales");
+    let denied = theirs
+        .subscribe(&mut alice, "sales", "message-summary", 600)
+        .await;
+    assert_eq!(denied.status, 403, "{denied:?}");
+    let mut none = Subscriber::new(&bob, "nope");
+    let missing = none
+        .subscribe(&mut bob, "nope", "message-summary", 600)
+        .await;
+    assert_eq!(missing.status, 404, "{missing:?}");
+
+    // Wrong credentials never get a subscription: the challenge comes again.
+    let mut impostor = Ua::new("bob", "wrong", s.udp).await.unwrap();
+    let mut sub = Subscriber::new(&impostor, "sales");
+    let again = sub
+        .subscribe(&mut impostor, "sales", "message-summary", 600)
+        .await;
+    assert_eq!(again.status, 401, "{again:?}");
+
+    // The owner's own address watches every mailbox they own.
+    let mut own = Subscriber::new(&bob, "bob");
+    let ok = own.subscribe(&mut bob, "bob", "message-summary", 600).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let (state, body) = summary(&mut bob, &own).await;
+    assert_eq!(state, "active;expires=600");
+    assert!(body.contains("Voice-Message: 0/0\r\n"), "{body}");
+    assert!(body.contains("Message-Account: sip:bob@"), "{body}");
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn rfc3842_a_subscription_not_refreshed_ends_with_a_timeout_notify() {
+    // Subscriptions obey [sip] min-expires; one second lets the expiry come quickly.
+    let cfg = config(&temp_dir()).replace("[sip]\n", "[sip]\nmin-expires = \"1s\"\n");
+    let s = Server::start(&cfg).await.unwrap();
+    let mut bob = Ua::new("bob", "bob-pw", s.udp).await.unwrap();
+    let mut sub = Subscriber::new(&bob, "sales");
+    let ok = sub.subscribe(&mut bob, "sales", "message-summary", 2).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let (state, _) = summary(&mut bob, &sub).await;
+    assert_eq!(state, "active;expires=2");
+    let (state, body) = summary(&mut bob, &sub).await;
+    assert_eq!(state, "terminated;reason=timeout");
+    assert!(body.contains("Voice-Message: 0/0\r\n"), "{body}");
+    let gone = sub
+        .subscribe(&mut bob, "sales", "message-summary", 60)
+        .await;
+    assert_eq!(
+        gone.status, 481,
+        "the expired subscription is gone: {gone:?}"
+    );
+    s.stop().await.unwrap();
+}
+
+/// Issue 7, "over gRPC": an agent lists the messages of the mailboxes their queues
+/// work, downloads one's audio, marks it heard and deletes it; messages elsewhere
+/// are not found.
+#[tokio::test]
+async fn agents_list_download_mark_and_delete_their_queues_voicemail_over_grpc() {
+    use agent_gateway::proto::agent::{ListVoicemailRequest, VoicemailMessageRequest};
+
+    let dir = temp_dir();
+    let sales = dir.join("voicemail/sales");
+    std::fs::create_dir_all(&sales).unwrap();
+    let beep = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sounds/voicemail/beep.wav");
+    let file = sales.join("1800000005000-beef-777.wav");
+    std::fs::copy(&beep, &file).unwrap();
+    let s = Server::start(&work_config(&dir)).await.unwrap();
+    let mut desk = desk::open(&s, "bob").await;
+    let id = "1800000005000-beef-777".to_string();
+    let message = |id: &str| VoicemailMessageRequest {
+        message_id: id.into(),
+    };
+
+    let listed = desk
+        .client
+        .list_voicemail(desk::authed(&desk.token, ListVoicemailRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, id);
+    assert_eq!(listed[0].mailbox, "sales");
+    assert_eq!(listed[0].caller_number, "777");
+    assert_eq!(listed[0].duration_ms, 500);
+    assert!(!listed[0].heard);
+    assert_eq!(listed[0].handled_by, "");
+
+    let wav = desk
+        .client
+        .get_voicemail_audio(desk::authed(&desk.token, message(&id)))
+        .await
+        .unwrap()
+        .into_inner()
+        .wav;
+    assert_eq!(
+        wav,
+        std::fs::read(&file).unwrap(),
+        "the stored WAV, byte for byte"
+    );
+
+    desk.client
+        .mark_voicemail_heard(desk::authed(&desk.token, message(&id)))
+        .await
+        .unwrap();
+    assert!(s.store.voicemails("sales").await.unwrap()[0].heard);
+
+    let unknown = desk
+        .client
+        .get_voicemail_audio(desk::authed(&desk.token, message("1-nope-1")))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    let empty = desk
+        .client
+        .delete_voicemail(desk::authed(&desk.token, message(" ")))
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), tonic::Code::InvalidArgument, "{empty:?}");
+
+    desk.client
+        .delete_voicemail(desk::authed(&desk.token, message(&id)))
+        .await
+        .unwrap();
+    assert_eq!(s.store.voicemails("sales").await.unwrap(), vec![]);
+    assert!(!file.exists(), "the deleted message's file is gone");
     s.stop().await.unwrap();
 }

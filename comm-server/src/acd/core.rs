@@ -318,6 +318,27 @@ impl Acd {
         Ok(())
     }
 
+    /// Replaces an agent's skills (a supervisor's change), whatever the agent is doing:
+    /// a call in progress continues, and the new skills apply from the next match (a
+    /// free agent who now qualifies for a waiting item gets it at once).
+    pub fn set_skills(
+        &mut self,
+        now: Instant,
+        agent: AgentId,
+        skills: &[(SkillId, Level)],
+    ) -> Result<(), AcdError> {
+        let a = self.agent(agent)?;
+        let mut skills = skills.to_vec();
+        skills.sort();
+        skills.dedup_by_key(|s| s.0);
+        // Re-listing puts a free agent on the `freed` list the next settle matches.
+        self.unlist(a);
+        self.agents[a].skills = skills;
+        self.sync_free(a);
+        self.settle(now);
+        Ok(())
+    }
+
     /// Remembers the highest tier level per queue, which bounds tier-delay timers.
     fn note_levels(&mut self, tiers: &[AgentTier]) {
         for t in tiers {
@@ -388,6 +409,7 @@ impl Acd {
             Input::ExitKey(item) => self.exit_key(now, item),
             Input::ItemEnded(item) => self.item_ended(now, item),
             Input::Transfer(item, queue) => self.transfer(now, item, queue),
+            Input::TransferToAgent(item, agent) => self.transfer_to_agent(now, item, agent),
             Input::WrapUpDone(agent, disposition) => {
                 let a = self.agent(agent)?;
                 if self.agents[a].state != AgentState::WrapUp {
@@ -974,14 +996,14 @@ impl Acd {
         self.action(Action::Overflow { item: id, target });
     }
 
-    /// Leave-when-empty: callers on the line leave; queued callbacks keep their place
-    /// because nobody is holding.
+    /// Leave-when-empty: callers on the line leave; queued callbacks and voicemail
+    /// tasks keep their place because nobody is holding.
     fn empty_queue(&mut self, _now: Instant, q: usize) {
         let leaving: Vec<ItemId> = self.queues[q]
             .order
             .iter()
             .map(|&(_, _, id)| id)
-            .filter(|id| !self.items[id].callback)
+            .filter(|id| self.items[id].on_line())
             .collect();
         let target = self.queues[q].config.overflow.clone();
         for id in leaving {
@@ -1222,6 +1244,51 @@ impl Acd {
             priority: item.priority,
         });
         self.admit(now, id, item);
+        Ok(())
+    }
+
+    /// A blind transfer to one agent: this agent wraps up, and the item starts a new
+    /// wait in its own queue that rings `to` at once. Should `to` not answer, the item
+    /// stays in line there like any other. Refused unless `to` is free now.
+    fn transfer_to_agent(&mut self, now: Instant, id: ItemId, to: AgentId) -> Result<(), AcdError> {
+        let t = self.agent(to)?;
+        let Phase::Connected(a) = self.item(id)?.phase else {
+            return Err(AcdError::WrongPhase {
+                item: id,
+                why: "only a connected item can be transferred",
+            });
+        };
+        if a == t || !self.agents[t].is_free() {
+            return Err(AcdError::AgentNotFree(to));
+        }
+        let mut item = self.items.remove(&id).expect("checked");
+        self.call_ended(now, a, id, item.queue);
+        let queue = self.queues[item.queue].config.id;
+        self.event(Event::Transferred {
+            item: id,
+            from: queue,
+            to: queue,
+        });
+        self.next_serial += 1;
+        item.serial = self.next_serial;
+        item.enqueued_at = now;
+        item.phase = Phase::Waiting;
+        self.event(Event::Enqueued {
+            item: id,
+            queue,
+            kind: item.kind.clone(),
+            priority: item.priority,
+        });
+        self.admit(now, id, item);
+        // Admitted (not refused by the queue's rules) and `to` still free: ring them
+        // before the usual matching could give the item to someone else.
+        let waiting = self
+            .items
+            .get(&id)
+            .is_some_and(|i| i.phase == Phase::Waiting);
+        if waiting && self.agents[t].is_free() {
+            self.assign(now, id, vec![t]);
+        }
         Ok(())
     }
 

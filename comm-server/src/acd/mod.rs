@@ -213,4 +213,7 @@ pub enum AcdError {
     /// A callback needs a number to call.
     #[error("item {0:?} has no number to call back")]
     NoCallbackNumber(ItemId),
+    /// A transfer to an agent who is not available and idle.
+    #[error("agent {0:?} is not free to take a call")]
+    AgentNotFree(AgentId),
 }

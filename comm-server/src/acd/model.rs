@@ -68,10 +68,14 @@ pub enum ItemKind {
     /// Call a customer back (a scheduled callback, a campaign preview): the agent is
     /// reserved first, then the customer is dialled.
     CallbackTask,
-    /// A voicemail left in a queue's mailbox, to be listened to and called back.
+    /// A voicemail left in a queue's mailbox, to be listened to and called back. Offered
+    /// like a call (the host delivers the offer to the agent's desktop, not a phone);
+    /// nobody is on the line, so no music, announcements or maximum wait, and it stays
+    /// when the queue empties.
     VoicemailTask {
-        /// The stored message, as the host numbers it.
-        message: u64,
+        /// The stored message's id, as the host names it (kept in the event log so
+        /// reports can join the task with the message).
+        message: String,
     },
 }
 
@@ -409,6 +413,9 @@ pub enum Input {
     ItemEnded(ItemId),
     /// The agent transfers a connected item to another queue.
     Transfer(ItemId, QueueId),
+    /// The agent transfers a connected item to another agent, who must be free: it
+    /// rings them at once, and waits in its queue again if they do not answer.
+    TransferToAgent(ItemId, AgentId),
     /// The agent submitted a disposition, ending wrap-up early.
     WrapUpDone(AgentId, Option<String>),
 }

@@ -409,6 +409,63 @@ fn join_and_leave_rules() {
     assert_eq!(h.acd.waiting(QueueId(1)), Some(1));
 }
 
+fn voicemail_task(id: u64, queue: u32) -> Input {
+    Input::Enqueue(NewItem {
+        id: ItemId(id),
+        kind: ItemKind::VoicemailTask {
+            message: format!("msg-{id}"),
+        },
+        queue: QueueId(queue),
+        priority: 0,
+        skills: Vec::new(),
+        caller: CallerInfo {
+            number: Some("+442070000001".into()),
+            name: None,
+        },
+    })
+}
+
+#[test]
+fn voicemail_tasks_wait_silently_and_go_through_wrap_up() {
+    let mut q = queue(1);
+    q.max_wait = Some(60 * S);
+    q.when_empty = EmptyRule::Leave;
+    let mut h = Harness::new(vec![q], vec![agent(1, &[1])]);
+    h.ok(voicemail_task(1, 1));
+    // Nobody on the line: no music, no announcement, no maximum wait.
+    assert!(h.take().is_empty());
+    h.advance(120 * S);
+    assert_eq!(h.acd.waiting(QueueId(1)), Some(1));
+    // A last agent logging out does not push it to the overflow either.
+    h.ok(Input::Login(AgentId(1)));
+    assert_eq!(h.offers(), vec![(ItemId(1), AgentId(1))]);
+    h.ok(Input::Logout(AgentId(1)));
+    assert!(
+        !h.take()
+            .iter()
+            .any(|a| matches!(a, Action::Overflow { .. })),
+        "a voicemail task stays when the queue empties"
+    );
+    assert_eq!(h.acd.waiting(QueueId(1)), Some(1));
+    // Offered like a call; the answer connects, the end starts wrap-up.
+    h.ok(Input::Login(AgentId(1)));
+    assert_eq!(h.offers(), vec![(ItemId(1), AgentId(1))]);
+    h.ok(Input::OfferAnswered(ItemId(1), AgentId(1)));
+    assert_eq!(
+        h.acd.agent_state(AgentId(1)),
+        Some(AgentState::OnCall(ItemId(1)))
+    );
+    h.ok(Input::ItemEnded(ItemId(1)));
+    assert_eq!(h.acd.agent_state(AgentId(1)), Some(AgentState::WrapUp));
+    h.ok(Input::WrapUpDone(AgentId(1), Some("called-back".into())));
+    assert!(h.events.contains(&Event::WrapUpEnded {
+        agent: AgentId(1),
+        disposition: Some("called-back".into()),
+    }));
+    assert_eq!(h.acd.agent_state(AgentId(1)), Some(AgentState::Idle));
+    assert_eq!(h.acd.items(), 0);
+}
+
 #[test]
 fn queue_stats_for_the_wallboard() {
     let mut h = Harness::new(vec![queue(1)], vec![agent(1, &[1]), agent(2, &[1])]);
@@ -547,6 +604,105 @@ fn skill_widening_lets_a_less_skilled_agent_take_a_long_wait() {
     h.ok(skilled_call(2, 1, 8, 1));
     h.advance(60 * S);
     assert_eq!(h.offers(), vec![]);
+}
+
+#[test]
+fn new_skills_apply_from_the_next_match_and_a_free_agent_takes_a_waiting_item_at_once() {
+    let mut a1 = agent(1, &[1]);
+    a1.skills = vec![(SkillId(7), Level::new(2).unwrap())];
+    let mut h = Harness::new(vec![queue(1)], vec![a1]);
+    h.ok(Input::Login(AgentId(1)));
+    h.ok(skilled_call(1, 1, 7, 4));
+    assert_eq!(h.offers(), vec![], "level 2 is not enough");
+    // Raised to 4 (and a duplicate skill keeps one entry): the waiting call is offered.
+    let four = Level::new(4).unwrap();
+    h.acd
+        .set_skills(h.now, AgentId(1), &[(SkillId(7), four), (SkillId(7), four)])
+        .unwrap();
+    h.drain();
+    assert_eq!(h.offers(), vec![(ItemId(1), AgentId(1))]);
+    // Taken away mid-call: the call goes on, the next skilled call waits.
+    h.ok(Input::OfferAnswered(ItemId(1), AgentId(1)));
+    h.acd.set_skills(h.now, AgentId(1), &[]).unwrap();
+    h.drain();
+    assert_eq!(
+        h.acd.agent_state(AgentId(1)),
+        Some(AgentState::OnCall(ItemId(1)))
+    );
+    h.ok(Input::ItemEnded(ItemId(1)));
+    h.ok(Input::WrapUpDone(AgentId(1), None));
+    h.ok(skilled_call(2, 1, 7, 1));
+    assert_eq!(h.offers(), vec![]);
+    assert_eq!(
+        h.acd.set_skills(h.now, AgentId(9), &[]),
+        Err(AcdError::UnknownAgent(AgentId(9)))
+    );
+}
+
+#[test]
+fn a_transfer_to_a_free_agent_rings_them_and_the_first_agent_wraps_up() {
+    let mut h = Harness::new(
+        vec![queue(1)],
+        vec![agent(1, &[1]), agent(2, &[1]), agent(3, &[])],
+    );
+    for a in 1..=3 {
+        h.ok(Input::Login(AgentId(a)));
+    }
+    h.ok(call(1, 1));
+    let (_, first) = h.offers()[0];
+    h.ok(Input::OfferAnswered(ItemId(1), first));
+    h.take();
+    // Agent 3 serves no queue, so only a directed transfer reaches them.
+    h.ok(Input::TransferToAgent(ItemId(1), AgentId(3)));
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        Event::Transferred {
+            item: ItemId(1),
+            ..
+        }
+    )));
+    let actions = h.take();
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::StartWrapUp { agent, .. } if *agent == first)),
+        "the first agent wraps up: {actions:?}"
+    );
+    let offers: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Offer { item, agent, .. } => Some((*item, *agent)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(offers, vec![(ItemId(1), AgentId(3))]);
+    // Agent 3 does not answer: the call waits in its queue and the other agent gets it.
+    h.ok(Input::OfferNotAnswered(
+        ItemId(1),
+        AgentId(3),
+        NoAnswerReason::NotAnswered,
+    ));
+    let other = if first == AgentId(1) {
+        AgentId(2)
+    } else {
+        AgentId(1)
+    };
+    assert_eq!(h.offers(), vec![(ItemId(1), other)]);
+    // A transfer to someone busy, or of a call that is not connected, changes nothing.
+    h.ok(Input::OfferAnswered(ItemId(1), other));
+    assert_eq!(
+        h.input(Input::TransferToAgent(ItemId(1), other)),
+        Err(AcdError::AgentNotFree(other))
+    );
+    assert_eq!(
+        h.acd.agent_state(other),
+        Some(AgentState::OnCall(ItemId(1)))
+    );
+    h.ok(call(2, 1));
+    assert!(matches!(
+        h.input(Input::TransferToAgent(ItemId(2), AgentId(3))),
+        Err(AcdError::WrongPhase { .. })
+    ));
 }
 
 #[test]
@@ -861,6 +1017,7 @@ enum Op {
     WrapUpDone(u64),
     Exit(usize),
     Transfer(usize, u32),
+    TransferToAgent(usize, u64),
     Move(u64, u8),
     Wait(u64),
 }
@@ -882,6 +1039,7 @@ fn op() -> impl proptest::strategy::Strategy<Value = Op> {
         1 => (0..4u64).prop_map(Op::WrapUpDone),
         1 => any::<usize>().prop_map(Op::Exit),
         1 => (any::<usize>(), 0..2u32).prop_map(|(i, q)| Op::Transfer(i, q)),
+        1 => (any::<usize>(), 0..4u64).prop_map(|(i, a)| Op::TransferToAgent(i, a)),
         1 => (0..4u64, 0..4u8).prop_map(|(a, mask)| Op::Move(a, mask)),
         3 => (1..40u64).prop_map(Op::Wait),
     ]
@@ -960,7 +1118,10 @@ fn step(h: &mut Harness, m: &mut Model, input: Input) -> Result<(), TestCaseErro
             Input::OfferAnswered(item, a) | Input::OfferNotAnswered(item, a, _) => {
                 m.ringing.entry(a.0).or_default().remove(item);
             }
-            Input::ItemEnded(item) | Input::CustomerNotReached(item) | Input::Transfer(item, _) => {
+            Input::ItemEnded(item)
+            | Input::CustomerNotReached(item)
+            | Input::Transfer(item, _)
+            | Input::TransferToAgent(item, _) => {
                 m.busy_with.retain(|_, i| i != item);
                 m.connected.retain(|i| i != item);
             }
@@ -1151,6 +1312,9 @@ fn run_session(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Exit(i) => pick(&m.live, i).map(Input::ExitKey),
             Op::Transfer(i, q) => {
                 pick(&m.connected, i).map(|item| Input::Transfer(item, QueueId(q)))
+            }
+            Op::TransferToAgent(i, a) => {
+                pick(&m.connected, i).map(|item| Input::TransferToAgent(item, AgentId(a)))
             }
             Op::Move(a, mask) => {
                 let tiers: Vec<Tier> = (0..2u32)

@@ -8,6 +8,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::campaigns::CampaignFigures;
+use super::ivr::{PathFigures, ScriptFigures};
 use super::{AgentFigures, QueueFigures};
 
 /// How to print a report.
@@ -153,6 +155,152 @@ pub fn agent_rows(figures: &[AgentFigures]) -> (Vec<String>, Vec<Vec<Cell>>) {
         })
         .collect();
     (header, rows)
+}
+
+/// Columns of the per-campaign report: one `disposition_<code>` column per code seen
+/// in any row.
+pub fn campaign_rows(figures: &[CampaignFigures]) -> (Vec<String>, Vec<Vec<Cell>>) {
+    let mut codes: Vec<&String> = figures.iter().flat_map(|c| c.dispositions.keys()).collect();
+    codes.sort();
+    codes.dedup();
+    let mut header: Vec<String> = [
+        "campaign",
+        "attempts",
+        "contacts_dialled",
+        "reached",
+        "contact_rate",
+        "answered",
+        "abandoned",
+        "abandonment_rate",
+        "machine",
+        "busy",
+        "no_answer",
+        "invalid_number",
+        "rejected",
+        "failed",
+        "other",
+        "avg_talk_s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    header.extend(codes.iter().map(|c| format!("disposition_{c}")));
+    let rows = figures
+        .iter()
+        .map(|c| {
+            let mut row = vec![
+                Cell::Text(c.campaign.clone()),
+                Cell::Count(c.attempts),
+                Cell::Count(c.contacts_dialled),
+                Cell::Count(c.reached),
+                Cell::Ratio(c.contact_rate()),
+                Cell::Count(c.answered),
+                Cell::Count(c.abandoned),
+                Cell::Ratio(c.abandonment_rate()),
+                Cell::Count(c.machine),
+                Cell::Count(c.busy),
+                Cell::Count(c.no_answer),
+                Cell::Count(c.invalid_number),
+                Cell::Count(c.rejected),
+                Cell::Count(c.failed),
+                Cell::Count(c.other),
+                Cell::Secs(c.talk),
+            ];
+            row.extend(
+                codes
+                    .iter()
+                    .map(|code| Cell::Count(c.dispositions.get(*code).copied().unwrap_or(0))),
+            );
+            row
+        })
+        .collect();
+    (header, rows)
+}
+
+/// Columns of the per-script IVR report: one `outcome_<o>` column per way a script
+/// ended and one `left_at_<step>` column per step where callers hung up, as seen in
+/// any row.
+pub fn script_rows(figures: &[ScriptFigures]) -> (Vec<String>, Vec<Vec<Cell>>) {
+    let keys = |f: fn(&ScriptFigures) -> Vec<&String>| {
+        let mut k: Vec<&String> = figures.iter().flat_map(f).collect();
+        k.sort();
+        k.dedup();
+        k
+    };
+    let outcomes = keys(|s| s.outcomes.keys().collect());
+    let exits = keys(|s| s.left_at.keys().collect());
+    let mut header: Vec<String> = [
+        "script",
+        "calls",
+        "completed",
+        "abandoned",
+        "failed",
+        "avg_time_s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    header.extend(outcomes.iter().map(|o| format!("outcome_{o}")));
+    header.extend(exits.iter().map(|e| format!("left_at_{e}")));
+    let rows = figures
+        .iter()
+        .map(|s| {
+            let t = &s.tally;
+            let mut row = vec![
+                Cell::Text(s.script.clone()),
+                Cell::Count(t.calls),
+                Cell::Count(t.completed),
+                Cell::Count(t.abandoned),
+                Cell::Count(t.failed),
+                Cell::Secs(t.average_time()),
+            ];
+            row.extend(
+                outcomes
+                    .iter()
+                    .map(|o| Cell::Count(s.outcomes.get(*o).copied().unwrap_or(0))),
+            );
+            row.extend(
+                exits
+                    .iter()
+                    .map(|e| Cell::Count(s.left_at.get(*e).copied().unwrap_or(0))),
+            );
+            row
+        })
+        .collect();
+    (header, rows)
+}
+
+/// Columns of the IVR paths report: the steps answered, joined by ` > `.
+pub fn path_rows(figures: &[PathFigures]) -> (Vec<String>, Vec<Vec<Cell>>) {
+    let header = [
+        "script",
+        "path",
+        "calls",
+        "completed",
+        "abandoned",
+        "failed",
+        "avg_time_s",
+    ];
+    let rows = figures
+        .iter()
+        .map(|p| {
+            let path = if p.path.is_empty() {
+                super::ivr::START.to_string()
+            } else {
+                p.path.join(" > ")
+            };
+            vec![
+                Cell::Text(p.script.clone()),
+                Cell::Text(path),
+                Cell::Count(p.tally.calls),
+                Cell::Count(p.tally.completed),
+                Cell::Count(p.tally.abandoned),
+                Cell::Count(p.tally.failed),
+                Cell::Secs(p.tally.average_time()),
+            ]
+        })
+        .collect();
+    (header.iter().map(|s| s.to_string()).collect(), rows)
 }
 
 /// Prints rows in a format.

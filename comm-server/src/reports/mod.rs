@@ -1,6 +1,9 @@
 //! Contact-center reports, computed from the ACD's durable event log.
 //!
 //! # What this module owns
+//! Besides the queue and agent figures below: outbound campaigns ([`campaigns`], from
+//! the stored attempts) and dialog scripts ([`ivr`], from the contact history).
+//!
 //! The row format of the event log ([`log`]), the figures supervisors ask for per queue
 //! ([`QueueFigures`]) and per agent ([`AgentFigures`]), how they are computed from a
 //! slice of events and a period, and how they print ([`format`]).
@@ -42,7 +45,9 @@
 //! is waiting, whatever earlier rows said. Replay from the last start before the period
 //! (the CLI does) to know each agent's status at its beginning.
 
+pub mod campaigns;
 pub mod format;
+pub mod ivr;
 pub mod log;
 
 #[cfg(test)]
@@ -87,6 +92,14 @@ pub struct Period {
 }
 
 impl Period {
+    /// All of time: every figure ever recorded.
+    pub fn whole() -> Period {
+        Period {
+            from_ms: i64::MIN,
+            to_ms: i64::MAX,
+        }
+    }
+
     fn contains(&self, at_ms: i64) -> bool {
         self.from_ms <= at_ms && at_ms < self.to_ms
     }

@@ -51,6 +51,8 @@ pub(super) enum AcdRequest {
     },
     /// From the agent gateway (desktops and supervisors over gRPC).
     Gateway(super::gateway::GatewayRequest),
+    /// Hold and transfer from an agent's desktop (see `call_control.rs`).
+    Control(super::call_control::ControlRequest),
     /// An answered campaign call waits for an agent (see `campaign.rs`).
     EnqueueCampaign {
         item: u64,
@@ -61,6 +63,9 @@ pub(super) enum AcdRequest {
     },
     /// The callback dialler's reports (see `callback.rs`).
     Callback(super::callback::CallbackRequest),
+    /// Voicemail tasks: a message to work on, an agent accepting or finishing one
+    /// (see `voicemail_work.rs`).
+    Voicemail(super::voicemail_work::VoicemailRequest),
     /// A campaign asks how many of these agents are ready and busy (for its pacer).
     CampaignFloor {
         agents: Vec<u64>,
@@ -113,6 +118,8 @@ pub(super) struct AcdDriver {
     pub(super) desk: super::gateway::Desk,
     /// Skills, keys, overflow targets and callbacks (see `callback.rs`).
     pub(super) features: super::callback::QueueFeatures,
+    /// Voicemail tasks in the ACD (see `voicemail_work.rs`).
+    pub(super) voicemail: super::voicemail_work::VoicemailTasks,
 }
 
 /// Starts the ACD task; errors are configuration errors.
@@ -182,6 +189,7 @@ pub(super) fn spawn_acd(
         metrics,
         desk,
         features,
+        voicemail: Default::default(),
     };
     driver.publish_metrics();
     tokio::spawn(driver.run(rx).instrument(tracing::info_span!("acd")));
@@ -323,6 +331,7 @@ impl AcdDriver {
             }
             AcdRequest::Key { item, digit } => self.key(ItemId(item), digit),
             AcdRequest::Gateway(request) => self.handle_gateway(request),
+            AcdRequest::Control(request) => self.handle_control(request),
             AcdRequest::EnqueueCampaign {
                 item,
                 queue,
@@ -353,6 +362,7 @@ impl AcdDriver {
                 }));
             }
             AcdRequest::Callback(request) => self.callback_request(request),
+            AcdRequest::Voicemail(request) => self.handle_voicemail(request),
             AcdRequest::CampaignFloor { agents, reply } => {
                 let _ = reply.send(super::campaign::campaign_floor(&self.acd, &agents));
             }
@@ -368,6 +378,9 @@ impl AcdDriver {
     async fn drain(&mut self) {
         while let Some(action) = self.acd.poll_action() {
             use crate::acd::Action as A;
+            if self.voicemail_action(&action).await {
+                continue;
+            }
             self.desk_action(&action).await;
             match action {
                 A::Hold { item, .. } => self.tell(item, QueueCommand::Music),

@@ -312,6 +312,47 @@ impl CallMedia {
         }
     }
 
+    /// Hold from the agent's desktop (`on`) or back to talking: music for the caller
+    /// and silence toward the agent, or the bridge again. Our re-offer for the agent's
+    /// leg (`a=sendonly` on hold, RFC 3264 §8.4); None without an agent leg.
+    pub(super) fn hold_callee(&mut self, on: bool) -> Option<Vec<u8>> {
+        let (Some((a, _)), Some((b, local_b))) = (&self.caller, self.callee.as_mut()) else {
+            return None;
+        };
+        local_b.direction = if on {
+            sdp::Direction::SendOnly
+        } else {
+            sdp::Direction::SendRecv
+        };
+        local_b.session_version += 1;
+        let offer = sdp::offer(local_b);
+        let (to_caller, to_agent) = match (on, &self.music) {
+            (true, Some(m)) => (MediaCommand::LoopMusic(m.clone()), MediaCommand::Stop),
+            (true, None) => (MediaCommand::Stop, MediaCommand::Stop),
+            (false, _) => (MediaCommand::Bridge, MediaCommand::Bridge),
+        };
+        let _ = self.engine.command(*a, to_caller);
+        let _ = self.engine.command(*b, to_agent);
+        Some(offer)
+    }
+
+    /// The answer to our own re-offer on a leg: its media follows the new direction
+    /// (a held phone need not send us RTP, so it does not time out).
+    pub(super) fn reoffer_answered(&self, leg: Leg, body: &[u8]) {
+        let Some((id, local)) = (match leg {
+            Leg::Caller => &self.caller,
+            Leg::Callee => &self.callee,
+        }) else {
+            return;
+        };
+        match sdp::parse_answer(body, local) {
+            Ok(n) => {
+                let _ = self.engine.command(*id, MediaCommand::Update(n));
+            }
+            Err(e) => tracing::warn!(error = %e, "answer to our re-offer unusable"),
+        }
+    }
+
     /// Opens a callee leg for a late dial; our SDP offer for it.
     pub(super) async fn open_callee(
         &mut self,
@@ -411,6 +452,7 @@ pub(super) async fn run_call(
             return;
         }
     };
+    shared.metrics.call_accepted();
     tracing::info!(route = %resolution.route, "call started");
     // Who is calling, before the IVR or a queue sees the call (issue 4).
     let mut contact = match resolution.direction {
@@ -504,11 +546,14 @@ pub(super) async fn run_call(
         _ => None,
     };
     let mut callee_call_id = None;
+    // Hold and transfers from the agent's desktop.
+    let mut desk = super::call_control::DeskState::default();
     loop {
         if let Some((q, priority, skills)) = pending_enqueue.take() {
             // A script handed the caller to a queue: from here it is a queue call.
             ivr = None;
             media.music();
+            super::call_control::send_ivr_answers(&shared, uid, &contact.answers);
             let _ = shared.acd.send(AcdRequest::Enqueue {
                 item: uid,
                 queue: q.clone(),
@@ -578,6 +623,9 @@ pub(super) async fn run_call(
                             .acd
                             .send(AcdRequest::OfferFailed { item: uid, agent });
                         media.music();
+                    } else if desk.dialled_out {
+                        // A transfer to a number failed: no agent is coming back.
+                        call.hang_up_all(now(), "failed");
                     }
                 }
                 Action::CalleeAnswered { body } => {
@@ -588,6 +636,13 @@ pub(super) async fn run_call(
                         let _ = shared
                             .acd
                             .send(AcdRequest::OfferAnswered { item: uid, agent });
+                    }
+                }
+                Action::ReofferAnswered { leg, status, body } => {
+                    if status < 300 {
+                        media.reoffer_answered(leg, &body);
+                    } else {
+                        tracing::info!(status, "the agent's phone refused our re-offer");
                     }
                 }
                 Action::Reoffer { leg, tx, request } => {
@@ -812,6 +867,14 @@ pub(super) async fn run_call(
                         }
                         other => tracing::debug!(?other, "media"),
                     },
+                    Some(CallInput::Control { command, reply }) => {
+                        let release = !matches!(command, super::call_control::ControlCommand::Hold | super::call_control::ControlCommand::Unhold);
+                        let r = super::call_control::apply((&shared, uid, &cmd), now, command, &mut call, &mut media, &mut desk).await;
+                        if r.is_ok() && release {
+                            offered_agent = None;
+                        }
+                        let _ = reply.send(r);
+                    }
                     None => call.hang_up_all(now, "failed"),
                 }
             }

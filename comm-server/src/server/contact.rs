@@ -26,6 +26,11 @@ pub(super) struct CallContact {
     pub(super) ivr_outcome: Option<String>,
     /// The script handed the call to a mailbox.
     pub(super) voicemail: bool,
+    /// The script steps the caller went through, in order (a step retried or
+    /// re-entered at once counts once): the IVR report's paths and exits.
+    pub(super) path: Vec<String>,
+    /// When the script ended (Unix ms): time in the script ends here, or at hang-up.
+    pub(super) ivr_ended_ms: Option<i64>,
 }
 
 impl CallContact {
@@ -120,11 +125,17 @@ impl CallContact {
     /// Keeps what a script's history record says about the call.
     pub(super) fn note(&mut self, record: &script_engine::HistoryRecord) {
         use script_engine::HistoryEvent;
+        if self.path.last() != Some(&record.step) {
+            self.path.push(record.step.clone());
+        }
         match &record.event {
             HistoryEvent::Answer { value } => {
                 self.answers.insert(record.step.clone(), value.clone());
             }
-            HistoryEvent::Ended { outcome } => self.ivr_outcome = Some(outcome.clone()),
+            HistoryEvent::Ended { outcome } => {
+                self.ivr_outcome = Some(outcome.clone());
+                self.ivr_ended_ms = Some(crate::time::unix_ms_of(record.at));
+            }
             _ => {}
         }
     }
@@ -176,6 +187,11 @@ impl CallContact {
             if let Some(o) = &self.ivr_outcome {
                 details["ivr_outcome"] = o.clone().into();
             }
+            details["path"] = self.path.clone().into();
+            let script_start = answered_ms.unwrap_or(started_ms);
+            details["script_ms"] = (self.ivr_ended_ms.unwrap_or(ended_ms) - script_start)
+                .max(0)
+                .into();
         }
         Contact {
             customer_id: self.customer.as_ref().map(|c| c.id),

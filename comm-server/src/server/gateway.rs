@@ -162,7 +162,7 @@ struct ItemInfo {
     enqueued_at: std::time::Instant,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 struct QueueDay {
     answered: u32,
     answered_in_time: u32,
@@ -201,8 +201,15 @@ pub(crate) struct Desk {
     agents: Vec<DeskAgent>,
     queue_names: Vec<String>,
     items: HashMap<ItemId, ItemInfo>,
+    /// Today's figures per queue; `today` is the site-local date they are for.
     days: HashMap<String, QueueDay>,
+    today: Option<chrono::NaiveDate>,
+    zone: chrono_tz::Tz,
     seen_queues: HashMap<String, (Vec<u64>, u32, u32, u32, u32)>,
+    /// What callers answered in the IVR before they queued, for the screen pop.
+    answers: HashMap<ItemId, HashMap<String, String>>,
+    /// The agent script (its id) of each queue that has one (`agent-script`).
+    agent_scripts: HashMap<String, String>,
 }
 
 impl Desk {
@@ -215,8 +222,50 @@ impl Desk {
             queue_names: Vec::new(),
             items: HashMap::new(),
             days: HashMap::new(),
+            today: None,
+            zone: chrono_tz::Tz::UTC,
             seen_queues: HashMap::new(),
+            answers: HashMap::new(),
+            agent_scripts: HashMap::new(),
         }
+    }
+
+    /// The site's time zone: "today" starts at its midnight.
+    pub(crate) fn set_zone(&mut self, zone: chrono_tz::Tz) {
+        self.zone = zone;
+    }
+
+    fn date_now(&self) -> Option<chrono::NaiveDate> {
+        chrono::DateTime::from_timestamp_millis(self.clock.unix_ms())
+            .map(|t| t.with_timezone(&self.zone).date_naive())
+    }
+
+    /// Today's figures of `queue`, after forgetting yesterday's at midnight.
+    fn day(&mut self, queue: String) -> &mut QueueDay {
+        let date = self.date_now();
+        if self.today != date {
+            self.days.clear();
+            self.today = date;
+        }
+        self.days.entry(queue).or_default()
+    }
+
+    /// Today's figures of `queue` as last counted; none when they are from an
+    /// earlier day (nothing happened in the queue since midnight).
+    fn day_figures(&self, queue: &str) -> Option<&QueueDay> {
+        (self.today == self.date_now())
+            .then(|| self.days.get(queue))
+            .flatten()
+    }
+
+    /// The agent script id of each queue that has one, for the screen pop.
+    pub(super) fn set_agent_scripts(&mut self, scripts: HashMap<String, String>) {
+        self.agent_scripts = scripts;
+    }
+
+    /// The caller's IVR answers, shown with every offer of this call.
+    pub(super) fn ivr_answers(&mut self, item: ItemId, answers: HashMap<String, String>) {
+        self.answers.insert(item, answers);
     }
 
     /// Agents are added in ACD id order (id = index).
@@ -256,6 +305,23 @@ impl Desk {
 
     fn agent_mut(&mut self, agent: AgentId) -> Option<&mut DeskAgent> {
         self.agents.get_mut(agent.0 as usize)
+    }
+}
+
+/// What voicemail tasks (`voicemail_work.rs`) need of the desk.
+impl AcdDriver {
+    /// The screen pop's customer lookup.
+    pub(super) fn desk_lookup(&self) -> CustomerLookup {
+        self.desk.lookup.clone()
+    }
+
+    /// Offers a task on the agent's desktop, tracked like a ringing call so timeouts
+    /// and withdrawals end it the same way.
+    pub(super) fn desk_offer_task(&mut self, agent: AgentId, item: ItemId, offer: Kind) {
+        if let Some(a) = self.desk.agent_mut(agent) {
+            a.ringing = Some(item);
+        }
+        self.publish(agent, offer);
     }
 }
 
@@ -356,13 +422,15 @@ impl AcdDriver {
                             caller_number: caller,
                             customer,
                             last_interactions,
-                            // The IVR's answers and the agent script are not carried
-                            // into the queue yet: the call task would have to pass them
-                            // with Enqueue.
-                            ivr_answers: HashMap::new(),
+                            ivr_answers: self.desk.answers.get(item).cloned().unwrap_or_default(),
+                            script_id: self
+                                .desk
+                                .agent_scripts
+                                .get(&queue)
+                                .cloned()
+                                .unwrap_or_default(),
                             queue,
                             wait_ms: waited.as_millis() as u64,
-                            script_id: String::new(),
                             callback_number: self.features.callback_number(*item),
                         }),
                         ring_timeout_ms: ring_timeout.as_millis() as u64,
@@ -425,7 +493,7 @@ impl AcdDriver {
                     a.last_with = with;
                 }
                 if let Some(q) = self.desk.items.get(item).map(|i| i.queue.clone()) {
-                    let day = self.desk.days.entry(q).or_default();
+                    let day = self.desk.day(q);
                     day.answered += 1;
                     if *waited <= SERVICE_LEVEL_THRESHOLD {
                         day.answered_in_time += 1;
@@ -454,7 +522,7 @@ impl AcdDriver {
                     self.end_ringing(AgentId(i as u64), *item, "withdrawn");
                 }
                 if let Some(q) = self.desk.items.get(item).map(|i| i.queue.clone()) {
-                    let day = self.desk.days.entry(q).or_default();
+                    let day = self.desk.day(q);
                     day.abandoned += 1;
                     if *waited > SERVICE_LEVEL_THRESHOLD {
                         day.abandoned_late += 1;
@@ -463,6 +531,73 @@ impl AcdDriver {
             }
             _ => {}
         }
+    }
+
+    /// Which agent script and customer `agent`'s call `item` has: the call they talk
+    /// on or wrap up.
+    pub(super) fn desk_script_call(
+        &self,
+        agent: &str,
+        item: ItemId,
+    ) -> Result<super::agent_script::ScriptCall, BackendError> {
+        let id = self.agent_id(agent)?;
+        let a = &self.desk.agents[id.0 as usize];
+        if a.last_call != Some(item) {
+            return Err(BackendError::FailedPrecondition(format!(
+                "{agent} has not talked on call {}",
+                item.0
+            )));
+        }
+        let queue = a.last_with.queue.clone();
+        let script = queue
+            .as_ref()
+            .and_then(|q| self.desk.agent_scripts.get(q))
+            .cloned()
+            .ok_or_else(|| {
+                BackendError::FailedPrecondition(format!(
+                    "queue {:?} has no agent script (agent-script in its [[queue]])",
+                    queue.clone().unwrap_or_default()
+                ))
+            })?;
+        Ok(super::agent_script::ScriptCall {
+            script,
+            caller: a.last_with.caller.clone(),
+            customer: a.last_with.customer,
+            queue,
+        })
+    }
+
+    /// The queue a call waited in or was answered from.
+    pub(super) fn desk_queue(&self, item: ItemId) -> String {
+        self.desk
+            .items
+            .get(&item)
+            .map(|i| i.queue.clone())
+            .unwrap_or_default()
+    }
+
+    /// A connected call was transferred to `queue`: its agent is done with it (the
+    /// call stays theirs through wrap-up), and it waits again. The caller's number.
+    pub(super) fn desk_transferred(
+        &mut self,
+        agent: AgentId,
+        item: ItemId,
+        queue: &str,
+    ) -> Option<String> {
+        if let Some(a) = self.desk.agent_mut(agent) {
+            a.connected = None;
+        }
+        self.publish(
+            agent,
+            Kind::CallEnded(CallEnded {
+                call_id: call_id(item),
+                reason: "transferred".into(),
+            }),
+        );
+        let info = self.desk.items.get_mut(&item)?;
+        info.queue = queue.to_string();
+        info.enqueued_at = now();
+        info.caller.clone()
     }
 
     /// A connected call hung up (either side): tell its agent.
@@ -481,6 +616,7 @@ impl AcdDriver {
             self.end_ringing(AgentId(i as u64), item, "withdrawn");
         }
         self.desk.items.remove(&item);
+        self.desk.answers.remove(&item);
     }
 
     fn agent_view(&self, i: usize, now: std::time::Instant) -> Option<AgentView> {
@@ -517,7 +653,7 @@ impl AcdDriver {
             .filter(|(item, info)| info.queue == name && self.acd.position(**item).is_some())
             .collect();
         waiting.sort_by_key(|(item, info)| (info.enqueued_at, item.0));
-        let day = self.desk.days.get(name);
+        let day = self.desk.day_figures(name);
         let (answered, in_time, abandoned, late) = day.map_or((0, 0, 0, 0), |d| {
             (
                 d.answered,
@@ -754,6 +890,12 @@ pub struct ServerBackend {
     plan: crate::phone::DialPlan,
     accounts: HashMap<(Role, String), Account>,
     clock: Arc<dyn Clock>,
+    /// The configured campaigns, for the supervisor's list and commands.
+    campaigns: Vec<crate::campaigns::settings::Campaign>,
+    /// Agent-guided scripts (see `agent_script.rs`); none without a script library.
+    scripts: Option<Arc<super::agent_script::AgentScripts>>,
+    /// Agents' voicemail (see `voicemail_work.rs`); none: UNIMPLEMENTED.
+    voicemail: Option<super::voicemail_work::AgentVoicemail>,
 }
 
 impl ServerBackend {
@@ -793,9 +935,44 @@ impl ServerBackend {
             accounts,
             clock,
             store,
+            scripts: None,
             // Checked at start-up (`App::build`): a bad plan never gets this far.
             plan: config.customers.dial_plan().unwrap_or_default(),
+            // Checked at load, like the plan.
+            campaigns: config.checked_campaigns().unwrap_or_default(),
+            voicemail: None,
         }
+    }
+
+    /// Serves agents' voicemail requests with this.
+    pub(super) fn with_voicemail(
+        mut self,
+        voicemail: super::voicemail_work::AgentVoicemail,
+    ) -> ServerBackend {
+        self.voicemail = Some(voicemail);
+        self
+    }
+
+    fn agent_voicemail(&self) -> Result<&super::voicemail_work::AgentVoicemail, BackendError> {
+        self.voicemail
+            .as_ref()
+            .ok_or_else(|| BackendError::Unimplemented("no voicemail on this server".into()))
+    }
+
+    /// Runs agent-guided scripts from `library`, with the server's script actions.
+    pub(super) fn with_agent_scripts(
+        mut self,
+        library: Arc<Library>,
+        actions: crate::script_actions::ScriptActions,
+    ) -> ServerBackend {
+        self.scripts = Some(Arc::new(super::agent_script::AgentScripts::new(
+            library,
+            actions,
+            self.store.clone(),
+            self.plan.clone(),
+            self.clock.clone(),
+        )));
+        self
     }
 
     async fn ask<T>(
@@ -882,13 +1059,7 @@ impl Backend for ServerBackend {
                 self.ask(|reply| GatewayRequest::HangUp { agent, item, reply })
                     .await
             }
-            CallControl::Hold | CallControl::Unhold => Err(BackendError::Unimplemented(
-                "hold from the desktop is not available on this server yet; use the phone's hold"
-                    .into(),
-            )),
-            CallControl::Transfer(_) => Err(BackendError::Unimplemented(
-                "blind transfer from the desktop is not available on this server yet".into(),
-            )),
+            other => super::call_control::control(&self.acd, &agent, item, other).await,
         }
     }
 
@@ -901,15 +1072,19 @@ impl Backend for ServerBackend {
     ) -> Result<(), BackendError> {
         let item = parse_call(call)?;
         tracing::info!(%agent, call = item.0, %code, notes_len = notes.len(), "disposition");
-        let with = {
-            let (agent, code) = (agent.to_string(), code.to_string());
-            self.ask(|reply| GatewayRequest::Disposition {
-                agent,
-                item,
-                code,
-                reply,
-            })
-            .await?
+        let task = super::voicemail_work::finish(&self.acd, agent, item, code).await?;
+        let with = match &task {
+            Some((with, _)) => with.clone(),
+            None => {
+                let (agent, code) = (agent.to_string(), code.to_string());
+                self.ask(|reply| GatewayRequest::Disposition {
+                    agent,
+                    item,
+                    code,
+                    reply,
+                })
+                .await?
+            }
         };
         // Wrap-up has ended either way; a history write that fails is logged, not
         // turned into an error the agent would retry against a finished wrap-up.
@@ -917,7 +1092,7 @@ impl Backend for ServerBackend {
             crate::phone::normalise(c, &self.plan)
                 .map_or_else(|_| c.to_string(), |e| e.into_string())
         });
-        let contact = crate::store::Contact {
+        let mut contact = crate::store::Contact {
             customer_id: with.customer,
             phone,
             kind: crate::store::ContactKind::Disposition,
@@ -930,10 +1105,89 @@ impl Backend for ServerBackend {
             call_id: Some(call.to_string()),
             details: serde_json::json!({ "notes": notes }),
         };
+        if let Some((_, message)) = &task {
+            contact.details["voicemail"] = message.clone().into();
+        }
         if let Err(e) = self.store.add_history(&contact).await {
             tracing::warn!(error = %e, call, "disposition not saved to the contact history");
         }
+        if let Some(scripts) = &self.scripts {
+            scripts.forget(agent, item.0);
+        }
+        if let Some((_, message)) = task {
+            let handling = crate::store::VoicemailHandling {
+                agent: agent.to_string(),
+                at_ms: contact.started_at_ms,
+                outcome: code.to_string(),
+            };
+            super::voicemail_work::mark_handled(&self.store, &message, handling).await;
+        }
         Ok(())
+    }
+
+    async fn report(
+        &self,
+        request: agent_gateway::proto::supervisor::ReportRequest,
+    ) -> Result<agent_gateway::proto::supervisor::ReportResponse, BackendError> {
+        super::supervision::report(&self.store, &self.campaigns, request).await
+    }
+
+    async fn campaigns(
+        &self,
+    ) -> Result<Vec<agent_gateway::proto::supervisor::CampaignView>, BackendError> {
+        super::supervision::campaigns(&self.store, &self.campaigns).await
+    }
+
+    async fn set_campaign_state(
+        &self,
+        supervisor: &str,
+        campaign: &str,
+        command: agent_gateway::proto::supervisor::CampaignCommand,
+    ) -> Result<(), BackendError> {
+        tracing::info!(%supervisor, %campaign, ?command, "campaign command");
+        super::supervision::set_campaign_state(
+            &self.store,
+            &self.campaigns,
+            self.clock.unix_ms(),
+            campaign,
+            command,
+        )
+        .await
+    }
+
+    async fn script_step(
+        &self,
+        agent: &str,
+        call: &str,
+        answer: Option<String>,
+    ) -> Result<pb::ScriptStepResponse, BackendError> {
+        let item = parse_call(call)?;
+        let Some(scripts) = &self.scripts else {
+            return Err(BackendError::Unimplemented(
+                "agent scripts are not available on this server".into(),
+            ));
+        };
+        scripts.step(&self.acd, agent, item.0, answer).await
+    }
+
+    async fn accept_task(&self, agent: &str, task: &str) -> Result<(), BackendError> {
+        super::voicemail_work::accept(&self.acd, agent, parse_call(task)?).await
+    }
+
+    async fn list_voicemail(&self, agent: &str) -> Result<Vec<pb::VoicemailMessage>, BackendError> {
+        self.agent_voicemail()?.list(agent).await
+    }
+
+    async fn voicemail_audio(&self, agent: &str, message: &str) -> Result<Vec<u8>, BackendError> {
+        self.agent_voicemail()?.audio(agent, message).await
+    }
+
+    async fn mark_voicemail_heard(&self, agent: &str, message: &str) -> Result<(), BackendError> {
+        self.agent_voicemail()?.mark_heard(agent, message).await
+    }
+
+    async fn delete_voicemail(&self, agent: &str, message: &str) -> Result<(), BackendError> {
+        self.agent_voicemail()?.delete(agent, message).await
     }
 
     async fn snapshot(&self) -> Result<Snapshot, BackendError> {
@@ -962,11 +1216,62 @@ impl Backend for ServerBackend {
                 })
                 .await
             }
-            SupervisorAction::SetSkills(_) => Err(BackendError::Unimplemented(
-                "changing skills at run time is not available yet (the ACD core has no \
-                 set_skills); edit the config"
-                    .into(),
-            )),
+            SupervisorAction::SetSkills(skills) => {
+                super::call_control::set_skills(&self.acd, agent, skills).await
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use super::*;
+
+    struct TestClock(AtomicI64);
+
+    impl Clock for TestClock {
+        fn unix_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// 2026-03-10T23:30:00Z: 23:30 in London (GMT), 19:30 in New York (EDT).
+    const LATE_MS: i64 = 1_773_185_400_000;
+    const HOUR_MS: i64 = 3_600_000;
+
+    fn desk(zone: chrono_tz::Tz) -> (Desk, Arc<TestClock>) {
+        let clock = Arc::new(TestClock(AtomicI64::new(LATE_MS)));
+        let mut desk = Desk::new(
+            Arc::new(agent_gateway::EventHub::default()),
+            clock.clone(),
+            no_customers(),
+        );
+        desk.set_zone(zone);
+        (desk, clock)
+    }
+
+    #[test]
+    fn todays_figures_start_again_at_the_sites_midnight() {
+        let (mut desk, clock) = desk(chrono_tz::Europe::London);
+        desk.day("support".into()).answered += 3;
+        assert_eq!(desk.day_figures("support").map(|d| d.answered), Some(3));
+        // 00:30 the next day in London: yesterday's calls are not today's.
+        clock.0.fetch_add(HOUR_MS, Ordering::SeqCst);
+        assert_eq!(desk.day_figures("support"), None, "nothing since midnight");
+        desk.day("support".into()).abandoned += 1;
+        let today = desk.day_figures("support").unwrap();
+        assert_eq!((today.answered, today.abandoned), (0, 1));
+    }
+
+    #[test]
+    fn midnight_is_the_sites_not_utcs() {
+        let (mut desk, clock) = desk(chrono_tz::America::New_York);
+        desk.day("support".into()).answered += 2;
+        // 00:30 UTC is still 20:30 the same evening in New York.
+        clock.0.fetch_add(HOUR_MS, Ordering::SeqCst);
+        desk.day("support".into()).answered += 1;
+        assert_eq!(desk.day_figures("support").map(|d| d.answered), Some(3));
     }
 }

@@ -44,6 +44,8 @@ use script_engine::Library;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 mod acd;
+mod agent_script;
+mod call_control;
 mod call_task;
 mod callback;
 mod callback_call;
@@ -51,13 +53,17 @@ mod campaign;
 mod contact;
 mod event_log;
 pub mod gateway;
+mod mwi;
 mod outbound;
+pub mod reports;
 mod routing;
 mod startup;
+mod supervision;
 mod transport;
 mod trunk;
 mod voicemail;
 mod voicemail_mail;
+mod voicemail_work;
 
 use acd::*;
 use call_task::*;
@@ -317,11 +323,13 @@ impl App {
         let (engine, media_events, _media_task) = MediaEngine::spawn(engine_config);
         let (event_log, event_log_task) = EventLog::spawn(self.store.clone(), self.metrics.clone());
         let hub = Arc::new(agent_gateway::EventHub::default());
-        let desk = gateway::Desk::new(
+        let mut desk = gateway::Desk::new(
             hub.clone(),
             self.clock.clone(),
             self.customer_lookup.clone(),
         );
+        desk.set_zone(cfg.server.zone());
+        desk.set_agent_scripts(call_control::agent_scripts(&cfg, &self.scripts));
         let acd = spawn_acd(
             &cfg,
             registrar.clone(),
@@ -330,6 +338,15 @@ impl App {
             self.metrics.clone(),
             desk,
         )?;
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let mwi = mwi::spawn_mwi(
+            cfg.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            cmd_tx.clone(),
+            &settings.contact_udp,
+            registrar.clone(),
+        );
         let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
         // One gateway for both listeners: the gRPC port for native clients, and the
         // page listener so the desktop and wallboard pages speak gRPC-web same-origin.
@@ -340,7 +357,14 @@ impl App {
                 acd.clone(),
                 self.clock.clone(),
                 self.store.clone(),
-            );
+            )
+            .with_agent_scripts(self.scripts.clone(), self.actions.clone())
+            .with_voicemail(voicemail_work::AgentVoicemail::new(
+                &cfg,
+                self.store.clone(),
+                acd.clone(),
+                mwi.clone(),
+            ));
             let g = &cfg.grpc;
             let config = agent_gateway::GatewayConfig {
                 sessions: agent_gateway::SessionConfig {
@@ -398,7 +422,6 @@ impl App {
             });
         }
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let udp = listeners.udp.map(Arc::new);
         if let Some(sock) = udp.clone() {
             tokio::spawn(read_udp(sock, inbound_tx.clone()));
@@ -422,7 +445,14 @@ impl App {
             metrics: self.metrics.clone(),
             voicemail_events: self.voicemail_events.clone(),
             actions: self.actions.clone(),
+            mwi,
         });
+        voicemail_work::spawn_voicemail_work(
+            cfg.clone(),
+            self.store.clone(),
+            shared.acd.clone(),
+            self.voicemail_events(),
+        );
         if let Some(mailer) = self.actions.mailer() {
             tokio::spawn(voicemail_mail::notify(
                 self.voicemail_events(),
@@ -496,6 +526,8 @@ struct Shared {
     metrics: Arc<crate::metrics::Metrics>,
     voicemail_events: tokio::sync::broadcast::Sender<VoicemailEvent>,
     actions: crate::script_actions::ScriptActions,
+    /// Message-waiting subscriptions (see `mwi.rs`).
+    mwi: mpsc::UnboundedSender<mwi::MwiInput>,
 }
 
 enum Inbound {
@@ -578,6 +610,11 @@ enum CallInput {
     Queue(QueueCommand),
     /// A recording of this call finished (or failed).
     Recorded(Result<std::path::PathBuf, String>),
+    /// Hold, unhold or transfer from the agent's desktop (see `call_control.rs`).
+    Control {
+        command: call_control::ControlCommand,
+        reply: call_control::ControlReply,
+    },
 }
 
 struct CallSlot {
@@ -772,6 +809,7 @@ impl Driver {
                     },
                 );
                 self.shared.metrics.call_started(self.calls.len());
+                self.shared.metrics.call_accepted();
                 let _ = reply.send(uid);
             }
             Command::CallEnded { uid } => {
@@ -874,6 +912,15 @@ impl Driver {
     fn handle_request(&mut self, tx: TxId, flow: Flow, req: Request) {
         if let Some(r) = precheck(&req) {
             self.endpoint.respond(now(), tx, r);
+            return;
+        }
+        if req.method == Method::Subscribe {
+            // New or in a subscription's dialog: `mwi.rs` keeps those dialogs.
+            let _ = self.shared.mwi.send(mwi::MwiInput::Subscribe {
+                tx,
+                flow,
+                request: Box::new(req),
+            });
             return;
         }
         let in_dialog = req.headers.get("To").is_some_and(header::has_tag);

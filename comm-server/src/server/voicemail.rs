@@ -13,7 +13,7 @@ use super::*;
 use crate::store::VoicemailMessage;
 use crate::voicemail::{
     Audio, Deposit, DepositAction, DepositSettings, Retrieval, RetrievalAction, message_id,
-    message_summary, parse_message_id, retrieval::Listing,
+    parse_message_id, retrieval::Listing,
 };
 use std::path::{Path, PathBuf};
 
@@ -24,8 +24,8 @@ pub(super) const RECORDING_FLUSH: Duration = Duration::from_secs(5);
 /// The subdirectory of recordings in progress.
 const TEMP: &str = ".tmp";
 
-/// What happened in a mailbox, for whoever listens (the ACD voicemail-callback task
-/// and email notification are to hang here).
+/// What happened in a mailbox, for whoever listens (voicemail tasks in
+/// `voicemail_work.rs`, email notification).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VoicemailEvent {
     /// A message is stored and listed.
@@ -273,13 +273,15 @@ impl VoicemailCall {
     }
 }
 
-/// Does what the dialog asks until it waits for something.
+/// Does what the dialog asks until it waits for something. `_cmd` is no longer used
+/// (message-waiting NOTIFYs go through `mwi.rs`); it stays so the call task's many
+/// call sites need no change while other work is merged.
 pub(super) async fn drive_voicemail(
     shared: &Shared,
     vm: &mut VoicemailCall,
     media: &CallMedia,
     call: &mut Call,
-    cmd: &mpsc::UnboundedSender<Command>,
+    _cmd: &mpsc::UnboundedSender<Command>,
 ) {
     let data_dir = shared.config.server.data_dir.clone();
     loop {
@@ -325,7 +327,7 @@ pub(super) async fn drive_voicemail(
                     DepositAction::StopRecording => media.stop_recording(),
                     DepositAction::Store { duration } => {
                         if let Some(id) = id.take() {
-                            store_message(shared, cmd, mailbox, caller, &id, duration).await;
+                            store_message(shared, mailbox, caller, &id, duration).await;
                         }
                     }
                     DepositAction::Discard => {
@@ -359,9 +361,14 @@ pub(super) async fn drive_voicemail(
                         if let Err(e) = shared.store.mark_voicemail_heard(&id).await {
                             tracing::warn!(error = %e, "voicemail message not marked heard");
                         }
-                        notify_mwi(shared, cmd, mailbox).await;
+                        notify_mwi(shared, mailbox).await;
                     }
                     RetrievalAction::Delete(id) => {
+                        let _ = shared.acd.send(AcdRequest::Voicemail(
+                            super::voicemail_work::VoicemailRequest::Deleted {
+                                message: id.clone(),
+                            },
+                        ));
                         match shared.store.delete_voicemail(&id).await {
                             // Row first: a crash between the two leaves a file that
                             // start-up lists again, never a row without its audio.
@@ -374,7 +381,7 @@ pub(super) async fn drive_voicemail(
                             }
                             Err(e) => tracing::warn!(error = %e, "voicemail message not deleted"),
                         }
-                        notify_mwi(shared, cmd, mailbox).await;
+                        notify_mwi(shared, mailbox).await;
                     }
                     RetrievalAction::HangUp => call.hang_up_all(now(), "answered"),
                 }
@@ -407,14 +414,7 @@ fn prompts(
 }
 
 /// Moves a complete recording into its mailbox, lists it, tells the owner's phones.
-async fn store_message(
-    shared: &Shared,
-    cmd: &mpsc::UnboundedSender<Command>,
-    mailbox: &str,
-    caller: &str,
-    id: &str,
-    duration: Duration,
-) {
+async fn store_message(shared: &Shared, mailbox: &str, caller: &str, id: &str, duration: Duration) {
     let data_dir = &shared.config.server.data_dir;
     let root = voicemail_root(data_dir);
     let temp = root.join(TEMP).join(format!("{id}.wav"));
@@ -445,69 +445,13 @@ async fn store_message(
         caller: message.caller,
         duration_ms: message.duration_ms,
     });
-    notify_mwi(shared, cmd, mailbox).await;
+    notify_mwi(shared, mailbox).await;
 }
 
-/// Sends an unsolicited RFC 3842 NOTIFY with the mailbox's counts to every registered
-/// contact of its owner.
-pub(super) async fn notify_mwi(
-    shared: &Shared,
-    cmd: &mpsc::UnboundedSender<Command>,
-    mailbox: &str,
-) {
-    let Some(owner) = shared.config.mailbox(mailbox).and_then(|m| m.owner.clone()) else {
-        return;
-    };
-    let (new, old) = match shared.store.voicemail_counts(mailbox).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "no message-waiting NOTIFY: counts unreadable");
-            return;
-        }
-    };
-    let bindings = match shared.store.bindings(&owner, shared.clock.unix_ms()).await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(error = %e, "no message-waiting NOTIFY: bindings unreadable");
-            return;
-        }
-    };
-    let host = shared
-        .settings
-        .contact_udp
-        .split('@')
-        .nth(1)
-        .unwrap_or("127.0.0.1")
-        .to_string();
-    let account = format!("sip:{mailbox}@{host}");
-    for b in bindings {
-        let Ok(uri) = header::parse_request_uri(&b.contact) else {
-            tracing::warn!(contact = %b.contact, "no message-waiting NOTIFY: contact unusable");
-            continue;
-        };
-        let flow = match b.transport {
-            store::Transport::Udp => Flow::Udp(b.source),
-            store::Transport::Tcp => Flow::Tcp(b.source),
-        };
-        let mut h = message::Headers::default();
-        h.push("Max-Forwards", "70");
-        h.push(
-            "From",
-            format!("<{account}>;tag={}", crate::sip::random_token()),
-        );
-        h.push("To", format!("<sip:{owner}@{host}>"));
-        h.push("Call-ID", crate::sip::random_token());
-        h.push("CSeq", "1 NOTIFY");
-        h.push("Contact", format!("<{account}>"));
-        h.push("Event", "message-summary");
-        h.push("Subscription-State", "active");
-        h.push("Content-Type", "application/simple-message-summary");
-        let request = Request {
-            method: Method::Notify,
-            uri,
-            headers: h,
-            body: message_summary(&account, new, old).into_bytes(),
-        };
-        let _ = cmd.send(Command::Notify { flow, request });
-    }
+/// The mailbox's counts changed: the owner's phones and subscriptions hear of it
+/// (`mwi.rs` sends the NOTIFYs).
+pub(super) async fn notify_mwi(shared: &Shared, mailbox: &str) {
+    let _ = shared.mwi.send(super::mwi::MwiInput::Changed {
+        mailbox: mailbox.to_string(),
+    });
 }

@@ -19,7 +19,7 @@ pub use header::{CSeq, Contact, NameAddr, Uri, Via};
 pub use message::{Headers, Message, Method, Rejection, Request, Response};
 
 /// Methods this server implements, for `Allow` (RFC 3261 §20.5).
-pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE";
+pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, INFO, UPDATE, SUBSCRIBE";
 
 /// A fresh random token for tags, branches and Call-IDs (64 bits, hex).
 pub fn random_token() -> String {

@@ -115,6 +115,27 @@ pub struct CampaignAttempt {
     pub disposition: Option<String>,
 }
 
+impl From<CampaignAttempt> for crate::reports::campaigns::Attempt {
+    fn from(a: CampaignAttempt) -> Self {
+        crate::reports::campaigns::Attempt {
+            contact: a.contact_id,
+            started_ms: a.started_at_ms,
+            ended_ms: a.ended_at_ms,
+            outcome: a.outcome,
+            agent: a.agent,
+            disposition: a.disposition,
+        }
+    }
+}
+
+/// How far a campaign has got: its contacts by state and its attempts by outcome
+/// ([`crate::campaigns::Outcome::as_str`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CampaignProgress {
+    pub contacts: std::collections::BTreeMap<String, u64>,
+    pub attempts: std::collections::BTreeMap<String, u64>,
+}
+
 /// The do-not-call lists that apply to one campaign, E.164 numbers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DoNotCallLists {
@@ -493,6 +514,41 @@ impl Store {
             .rows_affected()
         });
         Ok(done)
+    }
+
+    /// The campaign's contacts counted by state and attempts by outcome: two grouped
+    /// counts, cheap enough for a supervisor's screen to ask every few seconds.
+    pub async fn campaign_progress(&self, campaign: &str) -> Result<CampaignProgress, StoreError> {
+        type Counts = Vec<(String, i64)>;
+        let (contacts, attempts): (Counts, Counts) = with_pool!(self, pool => {
+            let contacts = sqlx::query_as(
+                "SELECT state, COUNT(*) FROM campaign_contacts WHERE campaign = $1 \
+                 GROUP BY state",
+            )
+            .bind(campaign)
+            .fetch_all(pool)
+            .await
+            .map_err(database("counting campaign contacts"))?;
+            let attempts = sqlx::query_as(
+                "SELECT a.outcome, COUNT(*) FROM campaign_attempts a \
+                 JOIN campaign_contacts c ON c.id = a.contact_id \
+                 WHERE c.campaign = $1 GROUP BY a.outcome",
+            )
+            .bind(campaign)
+            .fetch_all(pool)
+            .await
+            .map_err(database("counting campaign attempts"))?;
+            (contacts, attempts)
+        });
+        let count = |rows: Vec<(String, i64)>| {
+            rows.into_iter()
+                .map(|(k, n)| (k, u64::try_from(n).unwrap_or(0)))
+                .collect()
+        };
+        Ok(CampaignProgress {
+            contacts: count(contacts),
+            attempts: count(attempts),
+        })
     }
 
     /// Every attempt of the campaign, oldest first.

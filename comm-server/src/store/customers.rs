@@ -289,6 +289,12 @@ impl TryFrom<HistoryRow> for HistoryEntry {
 pub(super) enum HistoryOf<'a> {
     Customer(i64),
     Phone(&'a str),
+    /// Every entry of one kind started in `[from_ms, to_ms)`, oldest first (reports).
+    Period {
+        kind: ContactKind,
+        from_ms: i64,
+        to_ms: i64,
+    },
 }
 
 /// The customer operations, on one connection of either backend (a pooled one or a
@@ -522,6 +528,25 @@ macro_rules! impl_customer_conn {
                         .fetch_all(&mut *self)
                         .await
                     }
+                    HistoryOf::Period {
+                        kind,
+                        from_ms,
+                        to_ms,
+                    } => {
+                        sqlx::query_as::<_, HistoryRow>(concat!(
+                            "SELECT ",
+                            history_columns!(),
+                            " FROM contact_history WHERE kind = $1 \
+                              AND started_at_ms >= $2 AND started_at_ms < $3 \
+                              ORDER BY started_at_ms, id LIMIT $4"
+                        ))
+                        .bind(kind.as_str())
+                        .bind(from_ms)
+                        .bind(to_ms)
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *self)
+                        .await
+                    }
                 }
                 .map_err(read)?;
                 rows.into_iter().map(HistoryEntry::try_from).collect()
@@ -634,6 +659,20 @@ impl Store {
         with_pool!(self, pool => {
             let mut conn = pool.acquire().await.map_err(database("reading contact history"))?;
             conn.history(HistoryOf::Phone(phone), limit).await
+        })
+    }
+
+    /// Every contact of `kind` started in `[from_ms, to_ms)`, oldest first: what the
+    /// reports read.
+    pub async fn history_between(
+        &self,
+        kind: ContactKind,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        with_pool!(self, pool => {
+            let mut conn = pool.acquire().await.map_err(database("reading contact history"))?;
+            conn.history(HistoryOf::Period { kind, from_ms, to_ms }, u32::MAX).await
         })
     }
 

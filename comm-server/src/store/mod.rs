@@ -35,18 +35,18 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{ConnectOptions, Connection};
 
 pub use campaigns::{
-    CampaignAttempt, CampaignContact, CampaignState, ContactState, DoNotCallLists,
-    NewCampaignContact,
+    CampaignAttempt, CampaignContact, CampaignProgress, CampaignState, ContactState,
+    DoNotCallLists, NewCampaignContact,
 };
 pub use customers::{
     Contact, ContactKind, Customer, CustomerKey, HistoryEntry, ImportFailure, ImportSummary,
     NewCustomer, ScreenPop, Upserted,
 };
-pub use model::VoicemailMessage;
 pub use model::{
     AcdEventRecord, Binding, Cdr, Direction, EndReason, HungUpBy, QValue, SipAccount, Transport,
     UnknownValue,
 };
+pub use model::{VoicemailHandling, VoicemailMessage};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");

@@ -296,3 +296,15 @@ pub struct VoicemailMessage {
     /// The WAV, relative to the data directory.
     pub file: String,
 }
+
+/// How an agent handled a voicemail task (a message in a queue's mailbox): who, when
+/// and with what disposition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoicemailHandling {
+    /// The agent's configured name.
+    pub agent: String,
+    /// Unix milliseconds of the disposition.
+    pub at_ms: i64,
+    /// The disposition code.
+    pub outcome: String,
+}

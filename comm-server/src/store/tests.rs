@@ -2,6 +2,7 @@
 //! SQLite file, and PostgreSQL when `COMM_TEST_POSTGRES_URL` is set (each PostgreSQL test
 //! gets its own schema, so tests can run in parallel on one database).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -124,6 +125,52 @@ fn voicemail(id: &str, mailbox: &str, created_at_ms: i64) -> VoicemailMessage {
         heard: false,
         file: format!("voicemail/{mailbox}/{id}.wav"),
     }
+}
+
+async fn voicemail_tasks_are_handled_once(store: &Store) {
+    for m in [
+        voicemail("a", "support", NOW_MS),
+        voicemail("b", "support", NOW_MS + 10),
+        voicemail("c", "sales", NOW_MS),
+    ] {
+        store.insert_voicemail(&m).await.unwrap();
+    }
+    let ids = |v: Vec<VoicemailMessage>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.unhandled_voicemails("support").await.unwrap()),
+        vec!["a", "b"]
+    );
+    assert_eq!(store.voicemail_handling("a").await.unwrap(), None);
+    let handled = VoicemailHandling {
+        agent: "agent1".into(),
+        at_ms: NOW_MS + 60_000,
+        outcome: "called-back".into(),
+    };
+    store.mark_voicemail_handled("a", &handled).await.unwrap();
+    assert_eq!(
+        store.voicemail_handling("a").await.unwrap(),
+        Some(handled.clone())
+    );
+    assert_eq!(
+        ids(store.unhandled_voicemails("support").await.unwrap()),
+        vec!["b"]
+    );
+    // The first disposition wins; unknown ids are refused.
+    let second = VoicemailHandling {
+        agent: "agent2".into(),
+        ..handled.clone()
+    };
+    assert!(matches!(
+        store.mark_voicemail_handled("a", &second).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.voicemail_handling("a").await.unwrap(), Some(handled));
+    assert!(matches!(
+        store.mark_voicemail_handled("nope", &second).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // Handling does not touch the owner's new/old counts.
+    assert_eq!(store.voicemail_counts("support").await.unwrap(), (2, 0));
 }
 
 async fn voicemail_index_lists_marks_and_deletes(store: &Store) {
@@ -654,6 +701,33 @@ async fn history_is_newest_first_and_feeds_the_screen_pop(store: &Store) {
         }]
     );
 
+    // Reports read one kind over a period, oldest first; the end is excluded.
+    let calls = store
+        .history_between(ContactKind::Call, NOW_MS, NOW_MS + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        calls.iter().map(|h| h.id).collect::<Vec<_>>(),
+        vec![id_older, id_stranger]
+    );
+    assert!(
+        store
+            .history_between(ContactKind::Call, NOW_MS + 1, NOW_MS + 10_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .history_between(ContactKind::Voicemail, 0, i64::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect::<Vec<_>>(),
+        vec![id_newer]
+    );
+
     let pop = store.screen_pop_data("+442079460958", 1).await.unwrap();
     assert_eq!(pop.customer.map(|c| c.id), Some(ada.id));
     assert_eq!(
@@ -934,6 +1008,21 @@ async fn due_contacts_claim_and_retry(store: &Store) {
     assert_eq!(all[2].state, ContactState::Done);
     assert_eq!(all[2].last_outcome.as_deref(), Some("do-not-call"));
     assert_eq!(store.campaign_attempts("renewals").await.unwrap().len(), 2);
+    // The supervisor's progress counts: 3 contacts, 2 done, 1 due again; one busy and
+    // one answered attempt.
+    let progress = store.campaign_progress("renewals").await.unwrap();
+    assert_eq!(
+        progress.contacts,
+        BTreeMap::from([("done".to_string(), 2), ("pending".to_string(), 1)])
+    );
+    assert_eq!(
+        progress.attempts,
+        BTreeMap::from([("answered".to_string(), 1), ("busy".to_string(), 1)])
+    );
+    assert_eq!(
+        store.campaign_progress("nothing").await.unwrap(),
+        CampaignProgress::default()
+    );
 
     // A contact left in progress by a stopped server is released.
     assert!(store.claim_campaign_contact(all[0].id).await.unwrap());
@@ -1130,6 +1219,7 @@ on_every_backend!(
     racing_cdr_writes_store_one,
     acd_events_keep_their_order_and_period,
     voicemail_index_lists_marks_and_deletes,
+    voicemail_tasks_are_handled_once,
     customers_are_found_by_every_key,
     upserts_merge_by_phone_or_external_ref,
     import_is_all_or_nothing,

@@ -2,7 +2,7 @@
 //! The files are the server's business (`server::voicemail`); this is the index.
 
 use super::{Record, Store, StoreError, database, with_pool};
-use crate::store::model::VoicemailMessage;
+use crate::store::model::{VoicemailHandling, VoicemailMessage};
 
 macro_rules! columns {
     () => {
@@ -132,5 +132,69 @@ impl Store {
         let messages = self.voicemails(mailbox).await?;
         let new = messages.iter().filter(|m| !m.heard).count() as u32;
         Ok((new, messages.len() as u32 - new))
+    }
+    /// A mailbox's messages no agent has handled yet, oldest first: the voicemail tasks
+    /// to (re-)enqueue for its work queue.
+    pub async fn unhandled_voicemails(
+        &self,
+        mailbox: &str,
+    ) -> Result<Vec<VoicemailMessage>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM voicemail_messages WHERE mailbox = $1 AND handled_at_ms IS NULL"
+        );
+        let rows = with_pool!(self, pool => sqlx::query_as::<_, MessageRow>(sql)
+            .bind(mailbox)
+            .fetch_all(pool)
+            .await
+            .map_err(database("reading unhandled voicemail messages"))?);
+        Ok(sorted(rows))
+    }
+
+    /// Records that an agent handled the message. The first disposition wins: a second
+    /// one (or an unknown id) is [`StoreError::NotFound`] and changes nothing.
+    pub async fn mark_voicemail_handled(
+        &self,
+        id: &str,
+        handling: &VoicemailHandling,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE voicemail_messages SET handled_by = $1, handled_at_ms = $2, \
+                   outcome = $3 WHERE id = $4 AND handled_at_ms IS NULL";
+        let n = with_pool!(self, pool => sqlx::query(sql)
+            .bind(&handling.agent)
+            .bind(handling.at_ms)
+            .bind(&handling.outcome)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map_err(database("marking a voicemail message handled"))?
+            .rows_affected());
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                record: Record::VoicemailMessage,
+                key: format!("{id} (unhandled)"),
+            });
+        }
+        Ok(())
+    }
+
+    /// How the message was handled; `None` while no agent has (or when not listed).
+    pub async fn voicemail_handling(
+        &self,
+        id: &str,
+    ) -> Result<Option<VoicemailHandling>, StoreError> {
+        let sql = "SELECT handled_by, handled_at_ms, outcome FROM voicemail_messages \
+                   WHERE id = $1 AND handled_at_ms IS NOT NULL";
+        let row: Option<(Option<String>, Option<i64>, Option<String>)> = with_pool!(self, pool => sqlx::query_as(sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .map_err(database("reading a voicemail message's handling"))?);
+        Ok(row.map(|(agent, at_ms, outcome)| VoicemailHandling {
+            agent: agent.unwrap_or_default(),
+            at_ms: at_ms.unwrap_or_default(),
+            outcome: outcome.unwrap_or_default(),
+        }))
     }
 }

@@ -1,4 +1,5 @@
-//! The agent desktop (`/agent`) and the supervisor wallboard (`/wallboard`) pages.
+//! The agent desktop (`/agent`), the supervisor wallboard (`/wallboard`) and the
+//! reports page (`/reports`).
 //!
 //! Owns the two pages and the small gRPC-web client they share (`/static/grpcweb.js`),
 //! and mounts the gateway's gRPC-web routes next to them so the pages talk to the
@@ -7,7 +8,9 @@
 //!
 //! ```text
 //!  GET  /agent                  → desktop: login, status, screen pop, disposition
-//!  GET  /wallboard              → wallboard: agents, queues, waiting calls, service level
+//!  GET  /wallboard              → wallboard: agents, queues, waiting calls, service level,
+//!                                  campaigns (start, pause, resume, stop)
+//!  GET  /reports                → historical reports: tables, charts, CSV, calls by hour
 //!  GET  /static/grpcweb.js      → protobuf + gRPC-web codec the pages share
 //!  POST /callcenter.agent.v1.AgentService/*            ┐ gRPC-web (and gRPC)
 //!  POST /callcenter.supervisor.v1.SupervisorService/*  ┘ from `agent_gateway`
@@ -22,7 +25,9 @@ use axum::routing::get;
 const AGENT_PAGE: &str = include_str!("agent.html");
 /// The supervisor wallboard.
 const WALLBOARD_PAGE: &str = include_str!("wallboard.html");
-/// The gRPC-web client both pages load.
+/// Historical reports with charts.
+const REPORTS_PAGE: &str = include_str!("reports.html");
+/// The gRPC-web client the pages load.
 const GRPC_WEB_JS: &str = include_str!("grpcweb.js");
 
 /// The pages loads only their own inline code and `/static/grpcweb.js`, and talk
@@ -38,6 +43,7 @@ pub fn with_desk(web: Router, api: Router) -> Router {
         Router::new()
             .route("/agent", get(|| page(AGENT_PAGE)))
             .route("/wallboard", get(|| page(WALLBOARD_PAGE)))
+            .route("/reports", get(|| page(REPORTS_PAGE)))
             .route("/static/grpcweb.js", get(script)),
     )
 }

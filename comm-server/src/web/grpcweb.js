@@ -5,7 +5,8 @@
 //
 // Schemas: { field_name: [number, type, mode] } where type is "string", "bool",
 // "uint32", "uint64", "int64", "enum", "double" or another schema (a message), and
-// mode is undefined, "repeated" or "map" (map<string, string>). Numbers are JS
+// mode is undefined, "repeated", "map" (map<string, string>) or "optional" (a oneof
+// member or proto3 optional: left undefined unless it arrives). Numbers are JS
 // numbers: every 64-bit value this API sends (ids, milliseconds) is below 2^53.
 (function (root) {
   "use strict";
@@ -115,6 +116,7 @@
   function defaults(schema) {
     const o = {};
     for (const [name, [, type, mode]] of Object.entries(schema)) {
+      if (mode === "optional") continue;
       if (mode === "repeated") o[name] = [];
       else if (mode === "map") o[name] = {};
       else if (type === "string") o[name] = "";
@@ -292,6 +294,17 @@
   };
   agent.CallRequest = { call_id: [1, "string"] };
   agent.DispositionRequest = { call_id: [1, "string"], code: [2, "string"], notes: [3, "string"] };
+  agent.TransferRequest = { call_id: [1, "string"], queue: [2, "string"], agent_id: [3, "string"], number: [4, "string"] };
+  agent.SubmitAnswerRequest = { call_id: [1, "string"], answer: [2, "string"] };
+  agent.ScriptStepView = {
+    step: [1, "string"], kind: [2, "string"], text: [3, "string"], input: [4, "string"],
+    choices: [5, { value: [1, "string"], label: [2, "string"] }, "repeated"], sensitive: [6, "bool"],
+    json: [7, "string"],
+  };
+  agent.ScriptStepResponse = {
+    script_id: [1, "string"], title: [2, "string"], steps: [3, agent.ScriptStepView, "repeated"],
+    awaiting: [4, agent.ScriptStepView], outcome: [5, "string"], failure: [6, "string"],
+  };
   agent.Status = { UNSPECIFIED: 0, AVAILABLE: 1, ON_BREAK: 2, LOGGED_OUT: 3 };
 
   const supervisor = {};
@@ -314,6 +327,29 @@
     queue: [12, supervisor.QueueView],
   };
   supervisor.State = { UNSPECIFIED: 0, IDLE: 1, RINGING: 2, ON_CALL: 3, WRAP_UP: 4, RESTING: 5, RESERVED: 6 };
+  supervisor.CampaignView = {
+    name: [1, "string"], state: [2, "string"], mode: [3, "string"], queue: [4, "string"],
+    contacts: [5, "uint32"], pending: [6, "uint32"], in_progress: [7, "uint32"], done: [8, "uint32"],
+    attempts: [9, "uint32"], answered: [10, "uint32"], no_answer: [11, "uint32"], busy: [12, "uint32"],
+    abandoned: [13, "uint32"], machine: [14, "uint32"], failed: [15, "uint32"], abandonment_rate: [16, "double"],
+  };
+  supervisor.StatusUpdate.campaigns = [13, { campaigns: [1, supervisor.CampaignView, "repeated"] }];
+  supervisor.CampaignCommand = { START: 1, PAUSE: 2, RESUME: 3, STOP: 4 };
+  supervisor.SetCampaignStateRequest = { campaign: [1, "string"], command: [2, "enum"] };
+  supervisor.ReportKind = { CALLS: 1, AGENTS: 2, CAMPAIGNS: 3, IVR: 4, IVR_PATHS: 5 };
+  supervisor.ReportRequest = {
+    kind: [1, "enum"], from_unix_ms: [2, "int64"], to_unix_ms: [3, "int64"], only: [4, "string"],
+    service_level_s: [5, "uint32"], short_abandon_s: [6, "uint32"],
+  };
+  // A oneof: only the member that arrived is set; none set means "no value".
+  supervisor.ReportValue = {
+    text: [1, "string", "optional"], count: [2, "uint64", "optional"],
+    seconds: [3, "double", "optional"], ratio: [4, "double", "optional"],
+  };
+  supervisor.ReportResponse = {
+    columns: [1, "string", "repeated"],
+    rows: [2, { values: [1, supervisor.ReportValue, "repeated"] }, "repeated"],
+  };
 
   const AGENT = "/callcenter.agent.v1.AgentService/";
   const SUPERVISOR = "/callcenter.supervisor.v1.SupervisorService/";
@@ -326,10 +362,19 @@
     streamEvents: (req, o) => call(AGENT + "StreamEvents", agent.StreamEventsRequest, req, agent.AgentEvent, o),
     hangUp: (req, o) => unary(AGENT + "HangUp", agent.CallRequest, req, Empty, o),
     disposition: (req, o) => unary(AGENT + "Disposition", agent.DispositionRequest, req, Empty, o),
+    hold: (req, o) => unary(AGENT + "Hold", agent.CallRequest, req, Empty, o),
+    unhold: (req, o) => unary(AGENT + "Unhold", agent.CallRequest, req, Empty, o),
+    // `req.queue`, `req.agent_id` or `req.number`: the oneof's one target.
+    transfer: (req, o) => unary(AGENT + "Transfer", agent.TransferRequest, req, Empty, o),
+    scriptStep: (req, o) => unary(AGENT + "ScriptStep", agent.CallRequest, req, agent.ScriptStepResponse, o),
+    submitAnswer: (req, o) => unary(AGENT + "SubmitAnswer", agent.SubmitAnswerRequest, req, agent.ScriptStepResponse, o),
     supervisorLogin: (req, o) =>
       unary(SUPERVISOR + "Login", supervisor.LoginRequest, req, supervisor.LoginResponse, o),
     supervisorLogout: (o) => unary(SUPERVISOR + "Logout", Empty, {}, Empty, o),
     streamStatus: (o) => call(SUPERVISOR + "StreamStatus", Empty, {}, supervisor.StatusUpdate, o),
+    getReport: (req, o) => unary(SUPERVISOR + "GetReport", supervisor.ReportRequest, req, supervisor.ReportResponse, o),
+    setCampaignState: (req, o) =>
+      unary(SUPERVISOR + "SetCampaignState", supervisor.SetCampaignStateRequest, req, Empty, o),
   };
 
   root.GrpcWeb = { encode, decode, call, unary, frame, GrpcError, agent, supervisor, api };

@@ -432,7 +432,8 @@ async fn drive(
         let Some(step) = pending else {
             break;
         };
-        let input = host_reply(state, &step).await;
+        // The web visitor is not a known customer yet: no id for updates.
+        let input = host_reply(&state.actions, &step, None, "the web").await;
         let mut store = state.lock();
         let entry = store
             .get_mut(state.now_ms(), token)
@@ -464,25 +465,32 @@ async fn drive(
     Ok((steps, history))
 }
 
-/// Whether the web host (rather than the visitor, or nobody) answers `step`.
-fn needs_host(step: &Step) -> bool {
+/// Whether the host (rather than the person at the screen, or nobody) answers
+/// `step`. Shared with the agent desktop's scripts (`server/agent_script.rs`).
+pub(crate) fn needs_host(step: &Step) -> bool {
     !matches!(step, Step::Say { .. } | Step::Ask(_) | Step::End { .. })
 }
 
-/// What the web host replies to a step that [`needs_host`]. Actions run through the
-/// same runner as on calls; lookups and routing are not wired to the web yet, so
-/// those get the replies a call gets when nothing is found or possible.
-async fn host_reply(state: &WebState, step: &Step) -> Input {
+/// What a screen host (`host`: the web page, an agent's desktop) replies to a step
+/// that [`needs_host`]. Actions run through the same runner as on calls, for
+/// `customer` when the host knows who it is; lookups and routing are not wired to
+/// screens yet, so those get the replies a call gets when nothing is found or
+/// possible.
+pub(crate) async fn host_reply(
+    actions: &ScriptActions,
+    step: &Step,
+    customer: Option<i64>,
+    host: &str,
+) -> Input {
     match step {
         Step::Lookup { field, .. } => {
-            tracing::info!(%field, "customer lookup: not available on the web");
+            tracing::info!(%field, "customer lookup: not available on {host}");
             Input::Customer(None)
         }
-        // The web visitor is not a known customer yet: no id for updates.
-        Step::RunAction { action, .. } => state.actions.run(action, None).await,
+        Step::RunAction { action, .. } => actions.run(action, customer).await,
         Step::Enqueue { step, .. } | Step::Voicemail { step, .. } | Step::Transfer { step, .. } => {
-            tracing::warn!(%step, "routing is not available on the web");
-            Input::RouteFailed("not available on the web".into())
+            tracing::warn!(%step, "routing is not available on {host}");
+            Input::RouteFailed(format!("not available on {host}"))
         }
         // A browser has no microphone path to us yet: the visitor said nothing.
         Step::Record(_) => Input::NoInput,

@@ -245,7 +245,7 @@ impl Acd {
     }
 
     /// Matches a Waiting item with agents: offer (ring) or reserve-and-dial.
-    fn assign(&mut self, now: Instant, id: ItemId, agents: Vec<usize>) {
+    pub(super) fn assign(&mut self, now: Instant, id: ItemId, agents: Vec<usize>) {
         self.unwait(id);
         let item = &self.items[&id];
         let q = item.queue;
