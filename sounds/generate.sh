@@ -54,6 +54,9 @@ say general/minute "minute"
 say general/minutes "minutes"
 say general/less-than-one-minute "less than one minute"
 say general/and "and"
+# Queued callbacks (a queue's callback-key): offered after the position, then confirmed.
+say general/callback-offer "To hang up and be called back when an agent is free, without losing your place in line, press"
+say general/callback-booked "Thank you. You keep your place in line, and an agent will call you back at this number. Goodbye."
 # Used by the sample scripts (scripts/*.xml): the words match the script's text.
 say general/no-input "Sorry, I did not hear anything."
 say general/invalid-option "That is not one of the options."
@@ -154,6 +157,12 @@ say utility/goodbye "Thank you for letting us know. Goodbye."
 
 # --- tones -------------------------------------------------------------------------
 tone tones/beep 0.25 1000
+# What an agent hears while a called-back customer's phone rings: 425 Hz, 1 s on,
+# 4 s off (ETSI ES 201 970 ringing tone), looped.
+mkdir -p tones
+printf '%s\t%s\n' tones/ringback "(425 Hz ringing tone, 1 s on, 4 s off)" >>"$INDEX"
+sox -D -n -r 8000 -c 1 -b 16 -e signed-integer tones/ringback.wav \
+  synth 1 sine 425 fade q 0.01 1 0.01 vol 0.5 pad 0 4
 
 # --- music on hold -----------------------------------------------------------------
 # A gentle I-vi-IV-V progression of plucked triads over a soft sine bass, twice round

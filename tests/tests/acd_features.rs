@@ -212,7 +212,7 @@ async fn the_callback_key_books_a_callback_and_ends_the_call() {
             .await,
     );
     assert!(
-        contains(&heard, &prompt_pcmu("utility/callback-booked")[..800]),
+        contains(&heard, &prompt_pcmu("general/callback-booked")[..800]),
         "the caller hears that they will be called back"
     );
     let bye = tokio::time::timeout(Duration::from_secs(5), customer.request(Method::Bye))

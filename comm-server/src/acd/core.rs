@@ -392,7 +392,14 @@ impl Acd {
             Input::OfferAnswered(item, agent) => self.offer_answered(now, item, agent),
             Input::OfferNotAnswered(item, agent, reason) => {
                 let a = self.agent(agent)?;
-                self.check_offered(item, a)?;
+                if self.is_reserved(item, a) {
+                    // A callback rings its reserved agent before the customer is
+                    // dialled: the agent not answering is an ordinary no-answer.
+                    self.items.get_mut(&item).expect("checked").phase = Phase::Offered(vec![a]);
+                    self.set_state(a, AgentState::Ringing(item));
+                } else {
+                    self.check_offered(item, a)?;
+                }
                 self.no_answer(now, item, a, reason);
                 Ok(())
             }
@@ -571,6 +578,14 @@ impl Acd {
 
     /// Refuses answers and no-answers that race a timeout or a cancel: only the offer
     /// still ringing counts.
+    /// Whether the agent is reserved for this callback.
+    fn is_reserved(&self, item: ItemId, a: usize) -> bool {
+        self.items
+            .get(&item)
+            .is_some_and(|i| i.phase == Phase::Reserved(a))
+            && self.agents[a].state == AgentState::Reserved(item)
+    }
+
     fn check_offered(&self, item: ItemId, a: usize) -> Result<(), AcdError> {
         let offered = matches!(&self.item(item)?.phase, Phase::Offered(list) if list.contains(&a));
         if offered && self.agents[a].state == AgentState::Ringing(item) {

@@ -43,6 +43,7 @@
 //!          ▼                              ▼                             │
 //!   Offered(agents ringing) ─────────────────────────────────────────────┘
 //!          │ OfferAnswered         Reserved(agent), DialCustomer
+//!          │                              │ (OfferNotAnswered: back to Waiting)
 //!          ▼                              │ CustomerAnswered (CalledBack, terminal)
 //!   Connected(agent) ◄────────────────────┘ CustomerNotReached (Abandoned, terminal)
 //!  (Answered, terminal)
@@ -129,6 +130,10 @@
 //! [`Action::DialCustomer`] is produced; the customer answering connects them
 //! ([`Event::CalledBack`]). Callback tasks ([`ItemKind::CallbackTask`]) take the same path
 //! from the start. Callbacks never overflow on maximum wait: nobody is on hold.
+//! The host may ring the reserved agent before dialling (the server does, so the
+//! customer never waits for an agent): [`Input::OfferNotAnswered`] for a reserved agent
+//! is an ordinary no-answer (the agent rests or goes on break) and the callback goes
+//! back to Waiting at its place.
 
 mod core;
 mod model;

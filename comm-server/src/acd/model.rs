@@ -397,6 +397,8 @@ pub enum Input {
     /// The agent answered the offer.
     OfferAnswered(ItemId, AgentId),
     /// The agent's leg ended without an answer, or the agent declined or was unreachable.
+    /// Also for an agent reserved for a callback who is rung before the customer is
+    /// dialled: the callback goes back in line at its place.
     OfferNotAnswered(ItemId, AgentId, NoAnswerReason),
     /// The customer of a callback answered: connect them to the reserved agent.
     CustomerAnswered(ItemId),

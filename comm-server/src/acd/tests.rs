@@ -316,6 +316,42 @@ fn callback_customer_not_reached_frees_the_agent() {
 }
 
 #[test]
+fn reserved_agent_not_answering_keeps_the_callback_place() {
+    let mut h = Harness::new(vec![queue(1)], vec![agent(1, &[1]), agent(2, &[1])]);
+    h.ok(call(1, 1));
+    h.ok(Input::CallbackRequested(ItemId(1)));
+    h.ok(call(2, 1));
+    h.ok(Input::Login(AgentId(1)));
+    h.take();
+    assert_eq!(
+        h.acd.agent_state(AgentId(1)),
+        Some(AgentState::Reserved(ItemId(1)))
+    );
+    h.ok(Input::OfferNotAnswered(
+        ItemId(1),
+        AgentId(1),
+        NoAnswerReason::NotAnswered,
+    ));
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        Event::NoAnswer {
+            item: ItemId(1),
+            agent: AgentId(1),
+            ..
+        }
+    )));
+    assert_ne!(h.acd.agent_state(AgentId(1)), Some(AgentState::Idle));
+    // Still first in line: the next agent is reserved for it, not offered caller 2.
+    assert_eq!(h.acd.position(ItemId(1)), Some(1));
+    h.ok(Input::Login(AgentId(2)));
+    assert!(h.take().contains(&Action::DialCustomer {
+        item: ItemId(1),
+        agent: AgentId(2),
+        number: Some("+44207000001".into())
+    }));
+}
+
+#[test]
 fn max_wait_and_max_length_overflow() {
     let mut q = queue(1);
     q.max_wait = Some(60 * S);

@@ -61,6 +61,8 @@ pub(super) enum AcdRequest {
         customer: Option<i64>,
         inbox: mpsc::UnboundedSender<CallInput>,
     },
+    /// The callback dialler's reports (see `callback.rs`).
+    Callback(super::callback::CallbackRequest),
     /// Voicemail tasks: a message to work on, an agent accepting or finishing one
     /// (see `voicemail_work.rs`).
     Voicemail(super::voicemail_work::VoicemailRequest),
@@ -79,6 +81,8 @@ pub(super) enum QueueCommand {
         position: usize,
         /// Said after the position; `None` when no agent is staffed.
         estimated_wait: Option<Duration>,
+        /// The queue's callback key, offered last; `None` when it has none.
+        callback_key: Option<char>,
     },
     Offer {
         agent: u64,
@@ -106,7 +110,7 @@ pub(super) struct AcdDriver {
     queue_names: Vec<String>,
     /// The customer of each waiting call that has one, for offers' screen pops.
     pub(super) customers: HashMap<ItemId, i64>,
-    registrar: Arc<Registrar>,
+    pub(super) registrar: Arc<Registrar>,
     log: EventLog,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -357,6 +361,7 @@ impl AcdDriver {
                     },
                 }));
             }
+            AcdRequest::Callback(request) => self.callback_request(request),
             AcdRequest::Voicemail(request) => self.handle_voicemail(request),
             AcdRequest::CampaignFloor { agents, reply } => {
                 let _ = reply.send(super::campaign::campaign_floor(&self.acd, &agents));
@@ -388,6 +393,7 @@ impl AcdDriver {
                     QueueCommand::Announce {
                         position,
                         estimated_wait,
+                        callback_key: self.features.callback_key(item),
                     },
                 ),
                 A::Offer {

@@ -783,11 +783,12 @@ pub(super) async fn run_call(
                     Some(CallInput::HangUp) => call.hang_up_all(now, "shutdown"),
                     Some(CallInput::Queue(command)) => match command {
                         QueueCommand::Music => media.music(),
-                        QueueCommand::Announce { position, estimated_wait } => {
+                        QueueCommand::Announce { position, estimated_wait, callback_key } => {
                             let mut names = crate::media::prompt::caller_position_prompts(position as u32);
                             if let Some(wait) = estimated_wait {
                                 names.extend(crate::media::prompt::estimated_wait_prompts(callback::whole_minutes(wait)));
                             }
+                            names.extend(callback_key.map(callback::callback_offer_prompts).unwrap_or_default());
                             match shared.prompts.sequence(&names) {
                                 Ok(prompts) => media.play(ANNOUNCEMENT, prompts),
                                 Err(e) => tracing::warn!(error = %e, "position prompts missing"),
@@ -829,7 +830,7 @@ pub(super) async fn run_call(
                         }
                         QueueCommand::CallbackBooked => {
                             queue = None;
-                            match shared.prompts.sequence(&["utility/callback-booked".to_string()]) {
+                            match shared.prompts.sequence(&[callback::CALLBACK_BOOKED.to_string()]) {
                                 Ok(prompts) => media.play(ROUTE_PROMPT, prompts),
                                 Err(_) => call.hang_up_all(now, "answered"),
                             }

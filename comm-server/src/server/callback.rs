@@ -5,11 +5,14 @@
 //!
 //! A queued callback keeps its item in the core after the caller hangs up; when an agent
 //! is reserved for it the core asks for the customer to be dialled
-//! ([`crate::acd::Action::DialCustomer`]).
+//! ([`crate::acd::Action::DialCustomer`]): the driver finds the agent's phone and hands
+//! the callback to the dialler ([`super::callback_call`]), which reports back with a
+//! [`CallbackRequest`].
 
 use std::collections::BTreeMap;
 
 use super::acd::{AcdDriver, QueueCommand};
+use super::callback_call::CallbackDue;
 use super::*;
 use crate::acd::{
     AgentId, EmptyRule, Input as AcdInput, ItemId, JoinRule, Level, OverflowTarget, QueueConfig,
@@ -24,13 +27,6 @@ pub(super) type PendingEnqueue = (String, u8, Vec<(String, u8)>);
 /// Copies a `[[queue]]`'s rules into the core's configuration. Queue targets are
 /// resolved later ([`QueueFeatures::target`]): the core numbers queues in config order.
 pub(super) fn apply_queue_rules(qc: &mut QueueConfig, q: &QueueSection) {
-    if q.callback_key.is_some() {
-        tracing::warn!(
-            queue = %q.name.get_ref(),
-            "callback-key is set, but this build cannot dial customers back yet: \
-             bookings that reach an agent are logged and counted as not reached"
-        );
-    }
     qc.max_wait = q.max_wait.map(|d| d.0);
     qc.max_length = q.max_length.as_ref().map(|n| *n.get_ref());
     qc.join = match q.join {
@@ -66,6 +62,8 @@ fn core_target(exit: &QueueExit) -> OverflowTarget {
 
 /// A queue's keys and targets, by queue name.
 struct QueueKeys {
+    /// How long an agent rings, for a callback's reserved agent too.
+    ring_timeout: Duration,
     exit_key: Option<char>,
     callback_key: Option<char>,
     overflow: Option<QueueExit>,
@@ -84,6 +82,20 @@ pub(super) struct QueueFeatures {
     numbers: HashMap<ItemId, String>,
     /// Set while the core handles an exit key, so a queue target is the exit's.
     exit_pending: bool,
+    /// Where due callbacks go to be dialled; `None` until the dialler starts.
+    dialler: Option<mpsc::UnboundedSender<CallbackDue>>,
+}
+
+/// What the callback dialler tells the ACD driver.
+pub(super) enum CallbackRequest {
+    /// The dialler is running: send due callbacks here.
+    Dialler(mpsc::UnboundedSender<CallbackDue>),
+    /// The called-back customer answered (item).
+    Answered(u64),
+    /// The customer could not be reached (item); the reserved agent is free again.
+    NotReached(u64),
+    /// The reserved agent did not answer (item, agent): the callback waits again.
+    AgentMissed(u64, u64),
 }
 
 impl QueueFeatures {
@@ -106,6 +118,7 @@ impl QueueFeatures {
                 (
                     q.name.get_ref().clone(),
                     QueueKeys {
+                        ring_timeout: q.ring_timeout.0,
                         exit_key: q.exit_key.as_ref().map(|k| *k.get_ref()),
                         callback_key: q.callback_key.as_ref().map(|k| *k.get_ref()),
                         overflow: q.overflow.as_ref().map(|t| t.get_ref().clone()),
@@ -121,6 +134,7 @@ impl QueueFeatures {
             callbacks: HashMap::new(),
             numbers: HashMap::new(),
             exit_pending: false,
+            dialler: None,
         }
     }
 
@@ -151,6 +165,17 @@ impl QueueFeatures {
                 min_level: Level::new((*level).clamp(1, 5)).unwrap_or(Level::MIN),
             })
             .collect()
+    }
+
+    /// The number a callback being offered will dial; empty for other items.
+    pub(super) fn callback_number(&self, item: ItemId) -> String {
+        self.callbacks.get(&item).cloned().unwrap_or_default()
+    }
+
+    /// The callback key of the queue a caller waits in.
+    pub(super) fn callback_key(&self, item: ItemId) -> Option<char> {
+        let queue = self.waiting.get(&item)?;
+        self.queues.get(queue)?.callback_key
     }
 
     pub(super) fn waiting_in(&mut self, item: ItemId, queue: &str, caller: Option<String>) {
@@ -249,27 +274,106 @@ impl AcdDriver {
         self.tell(item, QueueCommand::Leave(exit));
     }
 
-    /// An agent is reserved for a callback: dial the customer.
-    ///
-    /// Calls the server originates itself (no caller's INVITE to answer) are not in the
-    /// B2BUA core yet, so the customer cannot be dialled: the callback is reported as
-    /// not reached, which frees the agent and writes it to the event log, rather than
-    /// holding the agent reserved forever.
+    /// An agent is reserved for a callback: ring the agent, whose answer dials the
+    /// customer ([`super::callback_call`]). The item stays a callback until the
+    /// customer is reached or not, so an agent who does not answer sends it back in
+    /// line as a callback.
     pub(super) async fn dial_customer(
         &mut self,
         item: ItemId,
         agent: AgentId,
         number: Option<String>,
     ) {
-        let number = number.or_else(|| self.features.callbacks.get(&item).cloned());
-        tracing::warn!(
-            ?item,
-            ?agent,
-            ?number,
-            "callback due, but originating calls is not available yet"
-        );
-        self.features.forget(item);
-        self.input(AcdInput::CustomerNotReached(item));
+        let number = number
+            .or_else(|| self.features.callbacks.get(&item).cloned())
+            .filter(|n| !n.is_empty());
+        let queue = self
+            .features
+            .waiting
+            .get(&item)
+            .cloned()
+            .unwrap_or_default();
+        let (Some(number), Some(dialler)) = (number, self.features.dialler.clone()) else {
+            tracing::warn!(?item, "callback due, but there is no number or no dialler");
+            self.features.forget(item);
+            self.input(AcdInput::CustomerNotReached(item));
+            return;
+        };
+        let agent_name = self
+            .agents
+            .get(agent.0 as usize)
+            .cloned()
+            .unwrap_or_default();
+        let Ok(Some((flow, uri))) = self.registrar.locate(&agent_name).await else {
+            tracing::info!(agent = %agent_name, "agent has no registered phone for the callback");
+            self.input(AcdInput::OfferNotAnswered(
+                item,
+                agent,
+                crate::acd::NoAnswerReason::Failed,
+            ));
+            return;
+        };
+        // The agent's desktop pops the customer as for a call offer.
+        let ring_timeout = self
+            .features
+            .queues
+            .get(&queue)
+            .map_or(Duration::from_secs(15), |k| k.ring_timeout);
+        self.desk_action(&crate::acd::Action::Offer {
+            item,
+            agent,
+            ring_timeout,
+        })
+        .await;
+        let (inbox_tx, inbox) = mpsc::unbounded_channel();
+        self.items.insert(item, inbox_tx.clone());
+        let due = CallbackDue {
+            item: item.0,
+            agent: agent.0,
+            agent_name,
+            flow,
+            uri,
+            number,
+            queue,
+            customer: self.customers.get(&item).copied(),
+            ring_timeout,
+            inbox,
+            inbox_tx,
+        };
+        if dialler.send(due).is_err() {
+            self.items.remove(&item);
+            self.features.forget(item);
+            self.input(AcdInput::CustomerNotReached(item));
+        }
+    }
+
+    /// The dialler's reports.
+    pub(super) fn callback_request(&mut self, request: CallbackRequest) {
+        match request {
+            CallbackRequest::Dialler(tx) => self.features.dialler = Some(tx),
+            CallbackRequest::Answered(item) => {
+                // From here the item ends like any answered call.
+                self.features.forget(ItemId(item));
+                self.input(AcdInput::CustomerAnswered(ItemId(item)));
+            }
+            CallbackRequest::AgentMissed(item, agent) => {
+                // The dial is over; the item waits again as a callback with no call.
+                self.items.remove(&ItemId(item));
+                self.input(AcdInput::OfferNotAnswered(
+                    ItemId(item),
+                    AgentId(agent),
+                    crate::acd::NoAnswerReason::NotAnswered,
+                ));
+            }
+            CallbackRequest::NotReached(item) => {
+                let item = ItemId(item);
+                self.features.forget(item);
+                self.items.remove(&item);
+                self.desk_item_ended(item);
+                self.customers.remove(&item);
+                self.input(AcdInput::CustomerNotReached(item));
+            }
+        }
     }
 }
 
@@ -314,6 +418,22 @@ pub(super) fn route_skills(shared: &Shared, invite: &Request) -> Vec<(String, u8
         }
         _ => Vec::new(),
     }
+}
+
+/// Said to a caller who booked a callback, before we hang up.
+pub(super) const CALLBACK_BOOKED: &str = "general/callback-booked";
+
+/// "To hang up and be called back ... press" + the key, after a queue announcement.
+pub(super) fn callback_offer_prompts(key: char) -> Vec<String> {
+    let digit = match key {
+        '*' => "star".to_owned(),
+        '#' => "hash".to_owned(),
+        d => d.to_string(),
+    };
+    vec![
+        "general/callback-offer".to_owned(),
+        format!("digits/{digit}"),
+    ]
 }
 
 /// Minutes to announce: 0 ("less than one minute") under a minute, else the nearest

@@ -27,6 +27,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
+use super::outbound::{OutLeg, Outbound};
 use super::*;
 use crate::acd::ItemKind;
 use crate::campaigns::screen::{Screen, screen, zone_of};
@@ -237,8 +238,10 @@ impl CampaignTask {
         let call_id = crate::sip::random_token();
         let span = tracing::info_span!("campaign call", call_id = %call_id, contact = contact.id);
         let dial = Dial {
-            shared: self.shared.clone(),
-            cmd: self.cmd.clone(),
+            out: Outbound {
+                shared: self.shared.clone(),
+                cmd: self.cmd.clone(),
+            },
             campaign: self.campaign.clone(),
             trunk: self.trunk.clone(),
             call_id,
@@ -324,185 +327,17 @@ impl CampaignTask {
     }
 }
 
-/// One UAC leg: our dialog with the customer or with the agent (RFC 3261 §12.1.2).
-struct OutLeg {
-    flow: Flow,
-    call_id: String,
-    local: String,
-    remote: String,
-    target: String,
-    cseq: u32,
-    invite_cseq: u32,
-    invite_handle: u64,
-    media: Option<(LegId, LocalMedia)>,
-    answered: bool,
-}
-
-impl OutLeg {
-    fn request(&mut self, method: Method, body: Option<&[u8]>) -> Request {
-        if method != Method::Ack {
-            self.cseq += 1;
-        }
-        let cseq = if method == Method::Ack {
-            self.invite_cseq
-        } else {
-            self.cseq
-        };
-        let mut h = message::Headers::default();
-        h.push("Max-Forwards", "70");
-        h.push("From", self.local.clone());
-        h.push("To", self.remote.clone());
-        h.push("Call-ID", self.call_id.clone());
-        h.push("CSeq", format!("{cseq} {method}"));
-        let mut body_out = Vec::new();
-        if let Some(b) = body {
-            h.push("Content-Type", "application/sdp");
-            body_out = b.to_vec();
-        }
-        let target = self.target.split('?').next().unwrap_or(&self.target);
-        Request {
-            method,
-            uri: header::parse_request_uri(target)
-                .or_else(|_| header::parse_request_uri("sip:invalid.invalid"))
-                .unwrap_or_default(),
-            headers: h,
-            body: body_out,
-        }
-    }
-
-    /// Learns the peer's tag and target from a 2xx (§12.1.2).
-    fn established(&mut self, resp: &Response) {
-        if let Some(to) = resp.headers.get("To") {
-            self.remote = to.to_owned();
-        }
-        if let Some(target) = crate::call::contact_uri(&resp.headers) {
-            self.target = target;
-        }
-        self.answered = true;
-    }
-}
-
 /// One campaign call: customer leg, then (once answered) the agent leg.
 struct Dial {
-    shared: Arc<Shared>,
-    cmd: mpsc::UnboundedSender<Command>,
+    out: Outbound,
     campaign: Campaign,
     trunk: Trunk,
     call_id: String,
 }
 
 impl Dial {
-    async fn open_leg(
-        &self,
-        uid: u64,
-        call_id: String,
-        flow: Flow,
-        from_user: &str,
-        target: String,
-        handle: u64,
-    ) -> Option<(OutLeg, Vec<u8>)> {
-        let leg = self.shared.next_leg.fetch_add(1, Ordering::Relaxed);
-        let _ = self.cmd.send(Command::MediaLeg { uid, leg });
-        let addr = match self.shared.engine.open(leg).await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "no media leg");
-                return None;
-            }
-        };
-        let local_media = LocalMedia::new(self.shared.media_ip, addr.port());
-        let offer = sdp::offer(&local_media);
-        let host = self.shared.settings.contact_udp.split('@').nth(1)?;
-        let host = host.split(';').next().unwrap_or(host);
-        let _ = self.cmd.send(Command::Bind {
-            uid,
-            call_id: call_id.clone(),
-        });
-        Some((
-            OutLeg {
-                flow,
-                call_id,
-                local: format!(
-                    "<sip:{from_user}@{host}>;tag={}",
-                    crate::sip::random_token()
-                ),
-                remote: format!("<{target}>"),
-                target,
-                cseq: 0,
-                invite_cseq: 0,
-                invite_handle: handle,
-                media: Some((leg, local_media)),
-                answered: false,
-            },
-            offer,
-        ))
-    }
-
-    fn invite(&self, uid: u64, leg: &mut OutLeg, offer: &[u8]) {
-        let mut req = leg.request(Method::Invite, Some(offer));
-        leg.invite_cseq = leg.cseq;
-        req.headers
-            .push("Contact", format!("<{}>", self.shared.settings.contact_udp));
-        req.headers.push("Allow", crate::sip::ALLOW);
-        let _ = self.cmd.send(Command::Send {
-            uid,
-            handle: leg.invite_handle,
-            flow: leg.flow,
-            request: req,
-        });
-    }
-
-    fn start_media(&self, leg: &OutLeg, body: &[u8]) -> bool {
-        let Some((id, local)) = &leg.media else {
-            return false;
-        };
-        match sdp::parse_answer(body, local) {
-            Ok(negotiated) => {
-                let mut config =
-                    SessionConfig::new(&negotiated, rand::random(), rand::random(), rand::random());
-                config.media_timeout = self.shared.config.media.media_timeout.0;
-                self.shared.engine.start(*id, config).is_ok()
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "SDP answer unusable");
-                false
-            }
-        }
-    }
-
-    fn ack(&self, leg: &mut OutLeg) {
-        let request = leg.request(Method::Ack, None);
-        let _ = self.cmd.send(Command::Ack {
-            flow: leg.flow,
-            request,
-        });
-    }
-
-    fn bye(&self, uid: u64, leg: &mut OutLeg, handle: u64) {
-        let request = leg.request(Method::Bye, None);
-        let _ = self.cmd.send(Command::Send {
-            uid,
-            handle,
-            flow: leg.flow,
-            request,
-        });
-    }
-
-    fn respond(&self, tx: TxId, req: &Request, status: u16) {
-        let response = message::response_to(&req.headers, status, None);
-        let _ = self.cmd.send(Command::Respond { tx, response });
-    }
-
-    async fn close(&self, legs: [&Option<OutLeg>; 2]) {
-        for leg in legs.into_iter().flatten() {
-            if let Some((id, _)) = &leg.media {
-                let _ = self.shared.engine.close(*id).await;
-            }
-        }
-    }
-
     async fn run(self, contact: CampaignContact) -> DialResult {
-        let started_at_ms = self.shared.clock.unix_ms();
+        let started_at_ms = self.out.shared.clock.unix_ms();
         let mut result = DialResult {
             contact: contact.id,
             attempts: contact.attempts + 1,
@@ -516,20 +351,15 @@ impl Dial {
             agent: None,
         };
         let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
-        let (uid_tx, uid_rx) = oneshot::channel();
-        let _ = self.cmd.send(Command::OutboundCall {
-            inbox: inbox_tx.clone(),
-            reply: uid_tx,
-        });
-        let Ok(uid) = uid_rx.await else {
+        let Some(uid) = self.out.register(inbox_tx.clone()).await else {
             return result;
         };
         let outcome = self
             .converse(uid, &contact, inbox_tx, &mut inbox, &mut result)
             .await;
         result.outcome = outcome;
-        result.ended_at_ms = self.shared.clock.unix_ms();
-        let _ = self.cmd.send(Command::CallEnded { uid });
+        result.ended_at_ms = self.out.shared.clock.unix_ms();
+        let _ = self.out.cmd.send(Command::CallEnded { uid });
         result
     }
 
@@ -547,14 +377,14 @@ impl Dial {
             .clone()
             .or_else(|| self.trunk.caller_id.clone())
             .unwrap_or_else(|| "anonymous".into());
-        let target = format!("sip:{}@{}", contact.e164, self.trunk.address);
         let Some((customer, offer)) = self
-            .open_leg(
+            .out
+            .open_trunk_leg(
                 uid,
                 self.call_id.clone(),
-                Flow::Udp(self.trunk.address),
+                &self.trunk,
                 &caller_id,
-                target,
+                &contact.e164,
                 1,
             )
             .await
@@ -565,7 +395,7 @@ impl Dial {
         let mut agent_leg: Option<OutLeg> = None;
         let mut agent_id: Option<u64> = None;
         if let Some(c) = customer.as_mut() {
-            self.invite(uid, c, &offer);
+            self.out.invite(uid, c, &offer);
         }
         let far = Instant::now() + Duration::from_secs(24 * 3600);
         let mut ring_deadline = Some(Instant::now() + self.campaign.ring_timeout);
@@ -579,27 +409,27 @@ impl Dial {
                 _ = tokio::time::sleep_until(ring_deadline.unwrap_or(far)), if ring_deadline.is_some() => {
                     ring_deadline = None;
                     rang_out = true;
-                    let _ = self.cmd.send(Command::Cancel { uid, handle: 1 });
+                    let _ = self.out.cmd.send(Command::Cancel { uid, handle: 1 });
                 }
                 _ = tokio::time::sleep_until(connect_deadline.unwrap_or(far)), if connect_deadline.is_some() => {
                     connect_deadline = None;
                     tracing::info!("no agent in time: abandoned");
                     if let Some(agent) = agent_id.take() {
-                        let _ = self.cmd.send(Command::Cancel { uid, handle: 2 });
-                        let _ = self.shared.acd.send(AcdRequest::OfferFailed { item: uid, agent });
+                        let _ = self.out.cmd.send(Command::Cancel { uid, handle: 2 });
+                        let _ = self.out.shared.acd.send(AcdRequest::OfferFailed { item: uid, agent });
                     }
                     if enqueued {
-                        let _ = self.shared.acd.send(AcdRequest::Ended { item: uid });
+                        let _ = self.out.shared.acd.send(AcdRequest::Ended { item: uid });
                         enqueued = false;
                     }
                     let prompt = self
-                        .shared
+                        .out.shared
                         .prompts
                         .prompt(IDENTIFICATION_PROMPT)
-                        .or_else(|_| self.shared.prompts.prompt(FALLBACK_PROMPT));
+                        .or_else(|_| self.out.shared.prompts.prompt(FALLBACK_PROMPT));
                     match (prompt, customer.as_ref().and_then(|c| c.media.as_ref())) {
                         (Ok(p), Some((leg, _))) => {
-                            let _ = self.shared.engine.command(*leg, MediaCommand::Play {
+                            let _ = self.out.shared.engine.command(*leg, MediaCommand::Play {
                                 id: IDENTIFICATION,
                                 prompts: vec![p],
                                 barge_in: false,
@@ -608,7 +438,7 @@ impl Dial {
                         _ => {
                             if let Some(c) = customer.as_mut() {
                                 next_handle += 1;
-                                self.bye(uid, c, next_handle);
+                                self.out.bye(uid, c, next_handle);
                             }
                             break Outcome::Abandoned;
                         }
@@ -619,7 +449,7 @@ impl Dial {
                         for leg in [customer.as_mut(), agent_leg.as_mut()].into_iter().flatten() {
                             if leg.answered {
                                 next_handle += 1;
-                                self.bye(uid, leg, next_handle);
+                                self.out.bye(uid, leg, next_handle);
                             }
                         }
                         break if connected { Outcome::Answered } else { Outcome::Failed };
@@ -627,7 +457,7 @@ impl Dial {
                     Some(CallInput::Media(MediaAction::PlaybackFinished { id: IDENTIFICATION, .. })) => {
                         if let Some(c) = customer.as_mut() {
                             next_handle += 1;
-                            self.bye(uid, c, next_handle);
+                            self.out.bye(uid, c, next_handle);
                         }
                         break Outcome::Abandoned;
                     }
@@ -641,17 +471,17 @@ impl Dial {
                             break Outcome::from_final_status(response.status, rang_out);
                         }
                         c.established(&response);
-                        self.ack(c);
-                        if !self.start_media(c, &response.body) {
+                        self.out.ack(c);
+                        if !self.out.start_media(c, &response.body) {
                             next_handle += 1;
-                            self.bye(uid, c, next_handle);
+                            self.out.bye(uid, c, next_handle);
                             break Outcome::Failed;
                         }
                         tracing::info!("customer answered; queueing for an agent");
-                        result.answered_at_ms = Some(self.shared.clock.unix_ms());
+                        result.answered_at_ms = Some(self.out.shared.clock.unix_ms());
                         connect_deadline = Some(Instant::now() + self.campaign.connect_timeout);
                         enqueued = true;
-                        let _ = self.shared.acd.send(AcdRequest::EnqueueCampaign {
+                        let _ = self.out.shared.acd.send(AcdRequest::EnqueueCampaign {
                             item: uid,
                             queue: self.campaign.queue.clone(),
                             caller: Some(contact.e164.clone()),
@@ -668,22 +498,19 @@ impl Dial {
                         if !(200..300).contains(&response.status) {
                             agent_id = None;
                             if let Some((id, _)) = agent_leg.take().and_then(|a| a.media) {
-                                let _ = self.shared.engine.close(id).await;
+                                let _ = self.out.shared.engine.close(id).await;
                             }
-                            let _ = self.shared.acd.send(AcdRequest::OfferFailed { item: uid, agent });
+                            let _ = self.out.shared.acd.send(AcdRequest::OfferFailed { item: uid, agent });
                             continue;
                         }
                         a.established(&response);
-                        self.ack(a);
-                        let bridged = self.start_media(a, &response.body)
-                            && match (customer.as_ref().and_then(|c| c.media.as_ref()), a.media.as_ref()) {
-                                (Some((x, _)), Some((y, _))) => self.shared.engine.bridge(*x, *y).is_ok(),
-                                _ => false,
-                            };
-                        let _ = self.shared.acd.send(AcdRequest::OfferAnswered { item: uid, agent });
+                        self.out.ack(a);
+                        let bridged = self.out.start_media(a, &response.body)
+                            && customer.as_ref().is_some_and(|c| self.out.bridge(c, a));
+                        let _ = self.out.shared.acd.send(AcdRequest::OfferAnswered { item: uid, agent });
                         connect_deadline = None;
                         connected = true;
-                        result.agent = self.shared.config.agents.get(agent as usize).map(|a| a.name.get_ref().clone());
+                        result.agent = self.out.shared.config.agents.get(agent as usize).map(|a| a.name.get_ref().clone());
                         tracing::info!(bridged, agent = ?result.agent, "agent connected");
                     }
                     Some(CallInput::Response { .. }) => {}
@@ -691,11 +518,11 @@ impl Dial {
                         let from_customer = customer.as_ref().is_some_and(|c| c.call_id == request.call_id());
                         match request.method {
                             Method::Bye => {
-                                self.respond(tx, &request, 200);
+                                self.out.respond(tx, &request, 200);
                                 let other = if from_customer { agent_leg.as_mut() } else { customer.as_mut() };
                                 if let Some(o) = other.filter(|o| o.answered) {
                                     next_handle += 1;
-                                    self.bye(uid, o, next_handle);
+                                    self.out.bye(uid, o, next_handle);
                                 }
                                 if !from_customer && !connected {
                                     // The agent hung up before we knew: treat as a failed offer.
@@ -705,33 +532,34 @@ impl Dial {
                             }
                             // No re-offers on campaign calls yet (hold, codec changes): the
                             // session stays as it is (RFC 3261 §14.2).
-                            Method::Invite | Method::Update => self.respond(tx, &request, 488),
-                            _ => self.respond(tx, &request, 200),
+                            Method::Invite | Method::Update => self.out.respond(tx, &request, 488),
+                            _ => self.out.respond(tx, &request, 200),
                         }
                     }
                     Some(CallInput::Queue(command)) => match command {
                         QueueCommand::Offer { agent, flow, uri, ring_timeout: _ } if agent_id.is_none() && !connected => {
-                            let name = self.shared.config.agents.get(agent as usize).map(|a| a.name.get_ref().clone()).unwrap_or_default();
+                            let name = self.out.shared.config.agents.get(agent as usize).map(|a| a.name.get_ref().clone()).unwrap_or_default();
                             let opened = self
+                                .out
                                 .open_leg(uid, crate::sip::random_token(), flow, &contact.e164.replace('+', ""), uri, 2)
                                 .await;
                             match opened {
                                 Some((mut leg, offer)) => {
                                     tracing::info!(agent = %name, "offering the campaign call");
-                                    self.invite(uid, &mut leg, &offer);
+                                    self.out.invite(uid, &mut leg, &offer);
                                     agent_leg = Some(leg);
                                     agent_id = Some(agent);
                                 }
                                 None => {
-                                    let _ = self.shared.acd.send(AcdRequest::OfferFailed { item: uid, agent });
+                                    let _ = self.out.shared.acd.send(AcdRequest::OfferFailed { item: uid, agent });
                                 }
                             }
                         }
                         QueueCommand::Offer { agent, .. } => {
-                            let _ = self.shared.acd.send(AcdRequest::OfferFailed { item: uid, agent });
+                            let _ = self.out.shared.acd.send(AcdRequest::OfferFailed { item: uid, agent });
                         }
                         QueueCommand::CancelOffer => {
-                            let _ = self.cmd.send(Command::Cancel { uid, handle: 2 });
+                            let _ = self.out.cmd.send(Command::Cancel { uid, handle: 2 });
                         }
                         // A campaign call sends the queue no keys, so it never leaves by
                         // the exit key or books a callback; if the queue says so anyway,
@@ -740,7 +568,7 @@ impl Dial {
                             for leg in [customer.as_mut(), agent_leg.as_mut()].into_iter().flatten() {
                                 if leg.answered {
                                     next_handle += 1;
-                                    self.bye(uid, leg, next_handle);
+                                    self.out.bye(uid, leg, next_handle);
                                 }
                             }
                             break if connected { Outcome::Answered } else { Outcome::Abandoned };
@@ -752,9 +580,9 @@ impl Dial {
             }
         };
         if enqueued {
-            let _ = self.shared.acd.send(AcdRequest::Ended { item: uid });
+            let _ = self.out.shared.acd.send(AcdRequest::Ended { item: uid });
         }
-        self.close([&customer, &agent_leg]).await;
+        self.out.close([&customer, &agent_leg]).await;
         outcome
     }
 }

@@ -431,6 +431,7 @@ impl AcdDriver {
                                 .unwrap_or_default(),
                             queue,
                             wait_ms: waited.as_millis() as u64,
+                            callback_number: self.features.callback_number(*item),
                         }),
                         ring_timeout_ms: ring_timeout.as_millis() as u64,
                     }),
@@ -471,6 +472,11 @@ impl AcdDriver {
     pub(super) fn desk_event(&mut self, event: &AcdEvent) {
         match event {
             AcdEvent::Answered {
+                item,
+                agent,
+                waited,
+            }
+            | AcdEvent::CalledBack {
                 item,
                 agent,
                 waited,

@@ -48,11 +48,13 @@ mod agent_script;
 mod call_control;
 mod call_task;
 mod callback;
+mod callback_call;
 mod campaign;
 mod contact;
 mod event_log;
 pub mod gateway;
 mod mwi;
+mod outbound;
 pub mod reports;
 mod routing;
 mod script_routing;
@@ -479,6 +481,7 @@ impl App {
         };
         self.metrics.set_serving(true);
         campaign::spawn_campaigns(&driver.shared, &driver.cmd_tx);
+        callback_call::spawn_dialler(&driver.shared, &driver.cmd_tx);
         driver.run(inbound_rx, cmd_rx, media_events, shutdown).await;
         let _ = http_stop.send(true);
         if let Some(leases) = leases {

@@ -274,6 +274,7 @@ impl AcdDriver {
                             queue,
                             wait_ms: waited.as_millis() as u64,
                             script_id: String::new(),
+                            callback_number: String::new(),
                         }),
                         message_id: m.id,
                         ring_timeout_ms: ring_timeout.as_millis() as u64,

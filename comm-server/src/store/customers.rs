@@ -110,15 +110,18 @@ pub enum ContactKind {
     Note,
     Voicemail,
     Campaign,
+    /// A queued callback the server dialled (the booking was the caller's `Call`).
+    Callback,
 }
 
-const CONTACT_KINDS: [(ContactKind, &str); 6] = [
+const CONTACT_KINDS: [(ContactKind, &str); 7] = [
     (ContactKind::Call, "call"),
     (ContactKind::Ivr, "ivr"),
     (ContactKind::Disposition, "disposition"),
     (ContactKind::Note, "note"),
     (ContactKind::Voicemail, "voicemail"),
     (ContactKind::Campaign, "campaign"),
+    (ContactKind::Callback, "callback"),
 ];
 
 impl ContactKind {

@@ -622,6 +622,23 @@ async fn import_is_all_or_nothing(store: &Store) {
     );
 }
 
+async fn callbacks_are_their_own_kind_of_contact(store: &Store) {
+    let callback = Contact {
+        kind: ContactKind::Callback,
+        direction: Some(Direction::Outbound),
+        details: serde_json::json!({"item": 7, "trunk": "pstn"}),
+        ..contact(None, "+442079460958", NOW_MS, "busy")
+    };
+    let id = store.add_history(&callback).await.unwrap();
+    assert_eq!(
+        store.history_for_phone("+442079460958", 10).await.unwrap(),
+        vec![HistoryEntry {
+            id,
+            contact: callback
+        }]
+    );
+}
+
 fn contact(customer_id: Option<i64>, phone: &str, started_at_ms: i64, outcome: &str) -> Contact {
     Contact {
         customer_id,
@@ -1207,6 +1224,7 @@ on_every_backend!(
     upserts_merge_by_phone_or_external_ref,
     import_is_all_or_nothing,
     history_is_newest_first_and_feeds_the_screen_pop,
+    callbacks_are_their_own_kind_of_contact,
     corrupt_customer_rows_are_errors,
     campaign_state_is_recorded_and_changed,
     campaign_contacts_import_link_customers_and_merge,

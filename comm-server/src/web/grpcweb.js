@@ -276,6 +276,7 @@
     caller_number: [1, "string"], customer: [2, agent.Customer],
     last_interactions: [3, agent.Interaction, "repeated"], ivr_answers: [4, "string", "map"],
     queue: [5, "string"], wait_ms: [6, "uint64"], script_id: [7, "string"],
+    callback_number: [8, "string"],
   };
   agent.AgentEvent = {
     id: [1, "uint64"], at_unix_ms: [2, "int64"],
