@@ -1202,7 +1202,8 @@ async fn a_blind_transfer_to_a_number_dials_it_through_the_trunk() {
     let config = control_config().replacen(
         "[[queue]]",
         &format!(
-            "[[trunk]]\nname = \"carrier\"\naddress = \"{carrier_addr}\"\n\
+            "[customers]\ndefault-country-code = \"44\"\n\n\
+             [[trunk]]\nname = \"carrier\"\naddress = \"{carrier_addr}\"\n\
              inbound-sources = [\"127.0.0.2\"]\nprefixes = [\"0\"]\n\n[[queue]]"
         ),
         1,

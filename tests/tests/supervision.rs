@@ -30,6 +30,7 @@ inbound-sources = ["127.0.0.2"]
 
 [[queue]]
 name = "outbound"
+wrap-up = "30s"
 
 [[agent]]
 name = "bob"
@@ -312,5 +313,131 @@ async fn agents_cannot_run_campaigns_or_read_reports() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_agents_disposition_lands_on_the_campaign_attempt_and_in_the_report() {
+    use agent_gateway::proto::agent::agent_service_client::AgentServiceClient;
+    use agent_gateway::proto::agent::{self as pb, agent_event::Kind as Ev};
+
+    let reserve = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let carrier_addr = reserve.local_addr().unwrap();
+    drop(reserve);
+    let s = Server::start(&base_config(&temp_dir(), &config(carrier_addr)))
+        .await
+        .unwrap();
+    let mut carrier = Ua::new("carrier", "", s.udp).await.unwrap();
+    carrier.sock = tokio::net::UdpSocket::bind(carrier_addr).await.unwrap();
+    carrier.addr = carrier_addr;
+    let contact = NewCampaignContact {
+        e164: CONTACT.into(),
+        name: "Ada".into(),
+        ..NewCampaignContact::default()
+    };
+    s.store
+        .import_campaign_contacts("renewals", &[contact], 0, &mut |_| {})
+        .await
+        .unwrap();
+
+    // Bob's desktop is logged in and listening; his phone makes him available.
+    let mut desk = AgentServiceClient::connect(format!("http://{}", s.grpc))
+        .await
+        .unwrap();
+    let bob_token = desk
+        .login(pb::LoginRequest {
+            agent_id: "bob".into(),
+            password: "bob-pw".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let mut events = desk
+        .stream_events(authed(&bob_token, pb::StreamEventsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut bob, _bob_rtp) = e2e::available_agent(&s, "bob").await;
+    let (mut sup, token) = supervisor(&s).await;
+    command(&mut sup, &token, "renewals", CampaignCommand::Start)
+        .await
+        .unwrap();
+
+    // The customer answers and reaches bob; the customer hangs up.
+    let invite = tokio::time::timeout(WAIT, carrier.request(Method::Invite))
+        .await
+        .unwrap()
+        .unwrap();
+    let ok = carrier.reply(&invite, 200, "cust").await.unwrap();
+    let mut customer = carrier.dialog_as_callee(&invite, &ok);
+    let offer = bob.request(Method::Invite).await.unwrap();
+    bob.reply(&offer, 200, "bob-a").await.unwrap();
+    let call_id = loop {
+        let e = tokio::time::timeout(WAIT, events.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(Ev::CallOffered(o)) = e.kind {
+            break o.call_id;
+        }
+    };
+    assert_eq!(carrier.bye(&mut customer).await.unwrap().status, 200);
+    let bye = bob.request(Method::Bye).await.unwrap();
+    bob.reply(&bye, 200, "bob-a").await.unwrap();
+    loop {
+        let e = tokio::time::timeout(WAIT, events.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if matches!(e.kind, Some(Ev::WrapUpStarted(_))) {
+            break;
+        }
+    }
+    desk.disposition(authed(
+        &bob_token,
+        pb::DispositionRequest {
+            call_id,
+            code: "sale".into(),
+            notes: String::new(),
+        },
+    ))
+    .await
+    .unwrap();
+
+    // The attempt holds the disposition, and the campaign report counts it.
+    let mut attempts = Vec::new();
+    for _ in 0..50 {
+        attempts = s.store.campaign_attempts("renewals").await.unwrap();
+        if attempts.first().is_some_and(|a| a.disposition.is_some()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, "answered");
+    assert_eq!(attempts[0].agent.as_deref(), Some("bob"));
+    assert_eq!(attempts[0].disposition.as_deref(), Some("sale"));
+    let report = sup
+        .get_report(authed(
+            &token,
+            ReportRequest {
+                kind: ReportKind::Campaigns.into(),
+                from_unix_ms: 0,
+                to_unix_ms: i64::MAX,
+                ..ReportRequest::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let i = report
+        .columns
+        .iter()
+        .position(|c| c == "disposition_sale")
+        .expect("a column per disposition code");
+    assert_eq!(report.rows[0].values[i].value, Some(Value::Count(1)));
     s.stop().await.unwrap();
 }

@@ -56,6 +56,8 @@ pub(super) enum AcdRequest {
     /// An answered campaign call waits for an agent (see `campaign.rs`).
     EnqueueCampaign {
         item: u64,
+        /// The customer leg's Call-ID: names the attempt the disposition goes to.
+        call_id: String,
         queue: String,
         caller: Option<String>,
         customer: Option<i64>,
@@ -334,6 +336,7 @@ impl AcdDriver {
             AcdRequest::Control(request) => self.handle_control(request),
             AcdRequest::EnqueueCampaign {
                 item,
+                call_id,
                 queue,
                 caller,
                 customer,
@@ -346,6 +349,7 @@ impl AcdDriver {
                 self.items.insert(ItemId(item), inbox);
                 self.desk
                     .enqueued(now(), ItemId(item), caller.clone(), &queue);
+                self.desk.campaign_call(ItemId(item), call_id);
                 if let Some(customer) = customer {
                     self.customers.insert(ItemId(item), customer);
                 }

@@ -483,6 +483,7 @@ impl Dial {
                         enqueued = true;
                         let _ = self.out.shared.acd.send(AcdRequest::EnqueueCampaign {
                             item: uid,
+                            call_id: self.call_id.clone(),
                             queue: self.campaign.queue.clone(),
                             caller: Some(contact.e164.clone()),
                             customer: contact.customer_id,
@@ -610,4 +611,26 @@ pub(super) fn campaign_floor(acd: &crate::acd::Acd, agents: &[u64]) -> (u32, u32
 /// before inbound callers.
 pub(super) fn campaign_item_kind() -> ItemKind {
     ItemKind::CampaignCall { campaign: 0 }
+}
+
+/// Writes an agent's disposition onto the campaign attempt with this Call-ID. The
+/// attempt row is stored when the dial ends, which races with a quick disposition:
+/// a row not there yet is looked for again, for a few seconds.
+pub(super) fn record_disposition(store: crate::store::Store, call_id: String, code: String) {
+    tokio::spawn(async move {
+        for _ in 0..40 {
+            match store
+                .set_campaign_attempt_disposition(&call_id, &code)
+                .await
+            {
+                Ok(true) => return,
+                Ok(false) => tokio::time::sleep(Duration::from_millis(250)).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, %call_id, "disposition not saved to the attempt");
+                    return;
+                }
+            }
+        }
+        tracing::warn!(%call_id, "no campaign attempt to hold the disposition");
+    });
 }

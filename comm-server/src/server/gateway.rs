@@ -160,6 +160,9 @@ struct ItemInfo {
     caller: Option<String>,
     queue: String,
     enqueued_at: std::time::Instant,
+    /// For a campaign call: the customer leg's Call-ID, which names its stored
+    /// attempt (the agent's disposition is written there too).
+    campaign_call: Option<String>,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -178,6 +181,8 @@ pub(crate) struct LastCall {
     /// The customer the call was linked to, if any.
     pub customer: Option<i64>,
     pub queue: Option<String>,
+    /// A campaign call's Call-ID (see [`ItemInfo`]).
+    pub campaign_call: Option<String>,
 }
 
 /// Per-agent bookkeeping beyond the core's.
@@ -299,8 +304,16 @@ impl Desk {
                 caller,
                 queue: queue.to_string(),
                 enqueued_at: now,
+                campaign_call: None,
             },
         );
+    }
+
+    /// Marks a waiting item as the campaign call with this Call-ID.
+    pub(super) fn campaign_call(&mut self, item: ItemId, call_id: String) {
+        if let Some(info) = self.items.get_mut(&item) {
+            info.campaign_call = Some(call_id);
+        }
     }
 
     fn agent_mut(&mut self, agent: AgentId) -> Option<&mut DeskAgent> {
@@ -485,6 +498,11 @@ impl AcdDriver {
                     caller: self.desk.items.get(item).and_then(|i| i.caller.clone()),
                     customer: self.customers.get(item).copied(),
                     queue: self.desk.items.get(item).map(|i| i.queue.clone()),
+                    campaign_call: self
+                        .desk
+                        .items
+                        .get(item)
+                        .and_then(|i| i.campaign_call.clone()),
                 };
                 if let Some(a) = self.desk.agent_mut(*agent) {
                     a.ringing = None;
@@ -1110,6 +1128,9 @@ impl Backend for ServerBackend {
         }
         if let Err(e) = self.store.add_history(&contact).await {
             tracing::warn!(error = %e, call, "disposition not saved to the contact history");
+        }
+        if let Some(call_id) = with.campaign_call.clone() {
+            super::campaign::record_disposition(self.store.clone(), call_id, code.to_string());
         }
         if let Some(scripts) = &self.scripts {
             scripts.forget(agent, item.0);

@@ -233,6 +233,7 @@ impl AcdDriver {
             caller: (!task.message.caller.is_empty()).then(|| task.message.caller.clone()),
             customer: task.customer,
             queue: Some(task.queue),
+            campaign_call: None,
         };
         Ok(Some((with, task.message.id)))
     }

@@ -551,6 +551,25 @@ impl Store {
         })
     }
 
+    /// Sets the agent's disposition on the attempt with this Call-ID; false when no
+    /// attempt has it (yet).
+    pub async fn set_campaign_attempt_disposition(
+        &self,
+        call_id: &str,
+        disposition: &str,
+    ) -> Result<bool, StoreError> {
+        let done = with_pool!(self, pool => {
+            sqlx::query("UPDATE campaign_attempts SET disposition = $1 WHERE call_id = $2")
+                .bind(disposition)
+                .bind(call_id)
+                .execute(pool)
+                .await
+                .map_err(database("writing a campaign disposition"))?
+                .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
     /// Every attempt of the campaign, oldest first.
     pub async fn campaign_attempts(
         &self,

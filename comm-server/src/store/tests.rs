@@ -1008,6 +1008,25 @@ async fn due_contacts_claim_and_retry(store: &Store) {
     assert_eq!(all[2].state, ContactState::Done);
     assert_eq!(all[2].last_outcome.as_deref(), Some("do-not-call"));
     assert_eq!(store.campaign_attempts("renewals").await.unwrap().len(), 2);
+    // The agent's disposition lands on the attempt named by its Call-ID.
+    assert!(
+        store
+            .set_campaign_attempt_disposition("call-1", "callback-later")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_campaign_attempt_disposition("no-such-call", "sale")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.campaign_attempts("renewals").await.unwrap()[0]
+            .disposition
+            .as_deref(),
+        Some("callback-later")
+    );
     // The supervisor's progress counts: 3 contacts, 2 done, 1 due again; one busy and
     // one answered attempt.
     let progress = store.campaign_progress("renewals").await.unwrap();
