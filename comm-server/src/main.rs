@@ -135,6 +135,8 @@ enum ReportKind {
     Ivr,
     /// Per dialog script and path (the steps callers answered, in order).
     IvrPaths,
+    /// Per mailbox: messages left, heard, handled by agents, time to handle.
+    Voicemail,
 }
 
 #[derive(clap::Args)]
@@ -156,6 +158,9 @@ struct ReportOpts {
     /// Only this campaign (campaigns report; default every `[[campaign]]`).
     #[arg(long)]
     campaign: Option<String>,
+    /// Only this mailbox (voicemail report).
+    #[arg(long)]
+    mailbox: Option<String>,
     /// table, csv or json.
     #[arg(long, default_value = "table")]
     format: String,
@@ -534,6 +539,7 @@ fn report(o: ReportOpts) -> anyhow::Result<()> {
             ReportKind::Campaigns => Kind::Campaigns,
             ReportKind::Ivr => Kind::Ivr,
             ReportKind::IvrPaths => Kind::IvrPaths,
+            ReportKind::Voicemail => Kind::Voicemail,
         },
         period,
         settings,
@@ -541,6 +547,7 @@ fn report(o: ReportOpts) -> anyhow::Result<()> {
             ReportKind::Calls => o.queue,
             ReportKind::Agents => o.agent,
             ReportKind::Campaigns => o.campaign,
+            ReportKind::Voicemail => o.mailbox,
             ReportKind::Ivr | ReportKind::IvrPaths => None,
         },
         campaigns: config

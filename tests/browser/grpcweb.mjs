@@ -29,6 +29,7 @@ const pop = {
   queue: "support",
   wait_ms: 2 ** 40 + 5,
   script_id: "",
+  callback_number: "+442071234001",
 };
 assert.deepEqual(decode(A.ScreenPop, encode(A.ScreenPop, pop)), pop);
 const step = {

@@ -617,6 +617,30 @@ async fn a_queue_mailbox_message_is_offered_to_an_agent_accepted_and_handled() {
     assert_eq!(row.contact.queue.as_deref(), Some("sales"));
     assert_eq!(row.contact.details["voicemail"], m.id.as_str());
     assert_eq!(row.contact.details["notes"], "card on its way");
+
+    // The voicemail report (CLI, gRPC and page alike) counts the message handled.
+    let query = comm_server::server::reports::ReportQuery {
+        kind: comm_server::server::reports::Kind::Voicemail,
+        period: comm_server::reports::Period::whole(),
+        settings: comm_server::reports::Settings {
+            service_level: comm_server::reports::DEFAULT_SERVICE_LEVEL,
+            short_abandon: Duration::from_secs(5),
+        },
+        only: Some("sales".into()),
+        campaigns: Vec::new(),
+    };
+    let (columns, rows) = comm_server::server::reports::compute(&s.store, &query)
+        .await
+        .unwrap();
+    let cell = |name: &str| rows[0][columns.iter().position(|c| c == name).unwrap()].clone();
+    use comm_server::reports::format::Cell;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(cell("mailbox"), Cell::Text("sales".into()));
+    assert_eq!(
+        (cell("left"), cell("handled"), cell("open")),
+        (Cell::Count(1), Cell::Count(1), Cell::Count(0))
+    );
+    assert!(matches!(cell("avg_time_to_handle_s"), Cell::Secs(Some(_))));
     s.stop().await.unwrap();
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::campaigns::CampaignFigures;
 use super::ivr::{PathFigures, ScriptFigures};
+use super::voicemail::MailboxFigures;
 use super::{AgentFigures, QueueFigures};
 
 /// How to print a report.
@@ -297,6 +298,36 @@ pub fn path_rows(figures: &[PathFigures]) -> (Vec<String>, Vec<Vec<Cell>>) {
                 Cell::Count(p.tally.abandoned),
                 Cell::Count(p.tally.failed),
                 Cell::Secs(p.tally.average_time()),
+            ]
+        })
+        .collect();
+    (header.iter().map(|s| s.to_string()).collect(), rows)
+}
+
+/// Columns of the voicemail report.
+pub fn mailbox_rows(figures: &[MailboxFigures]) -> (Vec<String>, Vec<Vec<Cell>>) {
+    let header = [
+        "mailbox",
+        "left",
+        "heard",
+        "handled",
+        "open",
+        "avg_length_s",
+        "avg_time_to_handle_s",
+        "longest_time_to_handle_s",
+    ];
+    let rows = figures
+        .iter()
+        .map(|m| {
+            vec![
+                Cell::Text(m.mailbox.clone()),
+                Cell::Count(m.left),
+                Cell::Count(m.heard),
+                Cell::Count(m.handled),
+                Cell::Count(m.open()),
+                Cell::Secs(m.average_length()),
+                Cell::Secs(m.average_time_to_handle()),
+                Cell::Secs(m.longest_time_to_handle()),
             ]
         })
         .collect();

@@ -2,7 +2,8 @@
 //!
 //! # What this module owns
 //! Besides the queue and agent figures below: outbound campaigns ([`campaigns`], from
-//! the stored attempts) and dialog scripts ([`ivr`], from the contact history).
+//! the stored attempts), dialog scripts ([`ivr`], from the contact history) and
+//! voicemail ([`voicemail`], from the mailbox index).
 //!
 //! The row format of the event log ([`log`]), the figures supervisors ask for per queue
 //! ([`QueueFigures`]) and per agent ([`AgentFigures`]), how they are computed from a
@@ -49,6 +50,7 @@ pub mod campaigns;
 pub mod format;
 pub mod ivr;
 pub mod log;
+pub mod voicemail;
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,8 @@
 //! The figures themselves are pure ([`crate::reports`]); this reads what they are
 //! computed from: the ACD event log for queues and agents (replayed from the last
 //! server start before the period, so every agent's status at its beginning is
-//! known), the stored attempts for campaigns, and the contact history for scripts.
+//! known), the stored attempts for campaigns, the contact history for scripts, and
+//! the mailbox index for voicemail.
 
 use crate::reports::format::Cell;
 use crate::reports::{self, Period, Settings};
@@ -23,6 +24,8 @@ pub enum Kind {
     Ivr,
     /// Per dialog script and path.
     IvrPaths,
+    /// Per mailbox.
+    Voicemail,
 }
 
 /// A report to compute.
@@ -31,8 +34,8 @@ pub struct ReportQuery {
     pub kind: Kind,
     pub period: Period,
     pub settings: Settings,
-    /// Only this queue, agent or campaign (by the report's kind); ignored by the IVR
-    /// reports.
+    /// Only this queue, agent, campaign or mailbox (by the report's kind); ignored by
+    /// the IVR reports.
     pub only: Option<String>,
     /// The campaigns to report on when `only` is unset: the configured ones.
     pub campaigns: Vec<String>,
@@ -90,6 +93,23 @@ pub async fn compute(store: &Store, q: &ReportQuery) -> Result<Table, QueryError
                 ));
             }
             reports::format::campaign_rows(&figures)
+        }
+        Kind::Voicemail => {
+            let messages: Vec<reports::voicemail::Message> = store
+                .voicemails_between(from_ms, to_ms)
+                .await?
+                .into_iter()
+                .map(|(m, handling)| reports::voicemail::Message {
+                    mailbox: m.mailbox,
+                    left_ms: m.created_at_ms,
+                    duration_ms: m.duration_ms,
+                    heard: m.heard,
+                    handled_ms: handling.map(|h| h.at_ms),
+                })
+                .collect();
+            let mut figures = reports::voicemail::voicemail_report(&messages, q.period);
+            figures.retain(|f| only.is_none_or(|o| f.mailbox == o));
+            reports::format::mailbox_rows(&figures)
         }
         Kind::Ivr | Kind::IvrPaths => {
             let calls: Vec<reports::ivr::IvrCall> = store

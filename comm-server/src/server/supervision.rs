@@ -41,6 +41,7 @@ pub(super) async fn report(
         ReportKind::Campaigns => Kind::Campaigns,
         ReportKind::Ivr => Kind::Ivr,
         ReportKind::IvrPaths => Kind::IvrPaths,
+        ReportKind::Voicemail => Kind::Voicemail,
     };
     let secs = |s: u32, default| {
         if s == 0 {

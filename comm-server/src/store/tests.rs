@@ -171,6 +171,14 @@ async fn voicemail_tasks_are_handled_once(store: &Store) {
     ));
     // Handling does not touch the owner's new/old counts.
     assert_eq!(store.voicemail_counts("support").await.unwrap(), (2, 0));
+    // The report reads messages left in a period with their handling.
+    let left = store.voicemails_between(NOW_MS, NOW_MS + 10).await.unwrap();
+    assert_eq!(
+        left.iter()
+            .map(|(m, h)| (m.id.as_str(), h.as_ref().map(|h| h.agent.as_str())))
+            .collect::<Vec<_>>(),
+        vec![("a", Some("agent1")), ("c", None)]
+    );
 }
 
 async fn voicemail_index_lists_marks_and_deletes(store: &Store) {

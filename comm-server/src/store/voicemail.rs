@@ -179,6 +179,48 @@ impl Store {
         Ok(())
     }
 
+    /// Every listed message left in `[from_ms, to_ms)` with how it was handled, oldest
+    /// first: what the voicemail report reads. A deleted message is no longer listed.
+    pub async fn voicemails_between(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(VoicemailMessage, Option<VoicemailHandling>)>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            message: MessageRow,
+            handled_by: Option<String>,
+            handled_at_ms: Option<i64>,
+            outcome: Option<String>,
+        }
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            ", handled_by, handled_at_ms, outcome FROM voicemail_messages \
+             WHERE created_at_ms >= $1 AND created_at_ms < $2"
+        );
+        let rows = with_pool!(self, pool => sqlx::query_as::<_, Row>(sql)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(pool)
+            .await
+            .map_err(database("reading voicemail messages"))?);
+        let mut out: Vec<(VoicemailMessage, Option<VoicemailHandling>)> = rows
+            .into_iter()
+            .map(|r| {
+                let handling = r.handled_at_ms.map(|at_ms| VoicemailHandling {
+                    agent: r.handled_by.unwrap_or_default(),
+                    at_ms,
+                    outcome: r.outcome.unwrap_or_default(),
+                });
+                (r.message.into(), handling)
+            })
+            .collect();
+        out.sort_by(|(a, _), (b, _)| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        Ok(out)
+    }
+
     /// How the message was handled; `None` while no agent has (or when not listed).
     pub async fn voicemail_handling(
         &self,

@@ -336,7 +336,7 @@
   supervisor.StatusUpdate.campaigns = [13, { campaigns: [1, supervisor.CampaignView, "repeated"] }];
   supervisor.CampaignCommand = { START: 1, PAUSE: 2, RESUME: 3, STOP: 4 };
   supervisor.SetCampaignStateRequest = { campaign: [1, "string"], command: [2, "enum"] };
-  supervisor.ReportKind = { CALLS: 1, AGENTS: 2, CAMPAIGNS: 3, IVR: 4, IVR_PATHS: 5 };
+  supervisor.ReportKind = { CALLS: 1, AGENTS: 2, CAMPAIGNS: 3, IVR: 4, IVR_PATHS: 5, VOICEMAIL: 6 };
   supervisor.ReportRequest = {
     kind: [1, "enum"], from_unix_ms: [2, "int64"], to_unix_ms: [3, "int64"], only: [4, "string"],
     service_level_s: [5, "uint32"], short_abandon_s: [6, "uint32"],
