@@ -116,8 +116,9 @@ async fn campaigns_until(
     }
 }
 
-#[tokio::test]
-async fn a_supervisor_runs_a_campaign_watches_it_and_reads_its_report() {
+/// A server with the campaign and its one contact, and the carrier UA on the trunk's
+/// address.
+async fn start_with_one_contact() -> (Server, Ua) {
     let reserve = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let carrier_addr = reserve.local_addr().unwrap();
     drop(reserve);
@@ -136,6 +137,12 @@ async fn a_supervisor_runs_a_campaign_watches_it_and_reads_its_report() {
         .import_campaign_contacts("renewals", &[contact], 0, &mut |_| {})
         .await
         .unwrap();
+    (s, carrier)
+}
+
+#[tokio::test]
+async fn a_supervisor_runs_a_campaign_watches_it_and_reads_its_report() {
+    let (s, mut carrier) = start_with_one_contact().await;
     let (mut sup, token) = supervisor(&s).await;
 
     // The list: configured, not started, one contact to dial.
@@ -321,24 +328,7 @@ async fn an_agents_disposition_lands_on_the_campaign_attempt_and_in_the_report()
     use agent_gateway::proto::agent::agent_service_client::AgentServiceClient;
     use agent_gateway::proto::agent::{self as pb, agent_event::Kind as Ev};
 
-    let reserve = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let carrier_addr = reserve.local_addr().unwrap();
-    drop(reserve);
-    let s = Server::start(&base_config(&temp_dir(), &config(carrier_addr)))
-        .await
-        .unwrap();
-    let mut carrier = Ua::new("carrier", "", s.udp).await.unwrap();
-    carrier.sock = tokio::net::UdpSocket::bind(carrier_addr).await.unwrap();
-    carrier.addr = carrier_addr;
-    let contact = NewCampaignContact {
-        e164: CONTACT.into(),
-        name: "Ada".into(),
-        ..NewCampaignContact::default()
-    };
-    s.store
-        .import_campaign_contacts("renewals", &[contact], 0, &mut |_| {})
-        .await
-        .unwrap();
+    let (s, mut carrier) = start_with_one_contact().await;
 
     // Bob's desktop is logged in and listening; his phone makes him available.
     let mut desk = AgentServiceClient::connect(format!("http://{}", s.grpc))
