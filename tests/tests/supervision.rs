@@ -95,6 +95,26 @@ async fn command(
     .map(|_| ())
 }
 
+/// A report over all time.
+async fn whole_report(
+    sup: &mut SupervisorServiceClient<Channel>,
+    token: &str,
+    kind: ReportKind,
+) -> sv::ReportResponse {
+    sup.get_report(authed(
+        token,
+        ReportRequest {
+            kind: kind.into(),
+            from_unix_ms: 0,
+            to_unix_ms: i64::MAX,
+            ..ReportRequest::default()
+        },
+    ))
+    .await
+    .unwrap()
+    .into_inner()
+}
+
 /// The next campaign list on the stream that satisfies `done`.
 async fn campaigns_until(
     updates: &mut Streaming<sv::StatusUpdate>,
@@ -217,19 +237,7 @@ async fn a_supervisor_runs_a_campaign_watches_it_and_reads_its_report() {
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
 
     // The campaign report counts the one busy attempt.
-    let report = sup
-        .get_report(authed(
-            &token,
-            ReportRequest {
-                kind: ReportKind::Campaigns.into(),
-                from_unix_ms: 0,
-                to_unix_ms: i64::MAX,
-                ..ReportRequest::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let report = whole_report(&mut sup, &token, ReportKind::Campaigns).await;
     assert_eq!(report.rows.len(), 1);
     let cell = |name: &str| {
         let i = report.columns.iter().position(|c| c == name).unwrap();
@@ -258,19 +266,7 @@ async fn a_supervisor_runs_a_campaign_watches_it_and_reads_its_report() {
         assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     }
     // The calls report answers with its columns, whatever the traffic.
-    let calls = sup
-        .get_report(authed(
-            &token,
-            ReportRequest {
-                kind: ReportKind::Calls.into(),
-                from_unix_ms: 0,
-                to_unix_ms: i64::MAX,
-                ..ReportRequest::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let calls = whole_report(&mut sup, &token, ReportKind::Calls).await;
     assert_eq!(calls.columns[0], "queue");
     assert!(calls.columns.iter().any(|c| c == "service_level"));
     s.stop().await.unwrap();
@@ -410,19 +406,7 @@ async fn an_agents_disposition_lands_on_the_campaign_attempt_and_in_the_report()
     assert_eq!(attempts[0].outcome, "answered");
     assert_eq!(attempts[0].agent.as_deref(), Some("bob"));
     assert_eq!(attempts[0].disposition.as_deref(), Some("sale"));
-    let report = sup
-        .get_report(authed(
-            &token,
-            ReportRequest {
-                kind: ReportKind::Campaigns.into(),
-                from_unix_ms: 0,
-                to_unix_ms: i64::MAX,
-                ..ReportRequest::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let report = whole_report(&mut sup, &token, ReportKind::Campaigns).await;
     let i = report
         .columns
         .iter()
