@@ -41,7 +41,7 @@ const step = {
 assert.deepEqual(decode(A.ScriptStepResponse, encode(A.ScriptStepResponse, step)), step);
 // A transfer names one target of the oneof; the others are not sent.
 assert.deepEqual([...encode(A.TransferRequest, { call_id: "7", queue: "q" })], [0x0a, 1, 0x37, 0x12, 1, 0x71]);
-const q = { name: "q", waiting: [], longest_wait_ms: 0, agents_logged_in: 2, agents_available: 1, service_level_today: 0.8125, answered_today: 13, abandoned_today: 3 };
+const q = { name: "q", waiting: [], longest_wait_ms: 0, agents_logged_in: 2, agents_available: 1, service_level_today: 0.8125, answered_today: 13, abandoned_today: 3, voicemail_tasks_waiting: 2, voicemail_tasks_today: 5 };
 assert.deepEqual(decode(S.QueueView, encode(S.QueueView, q)), q);
 // Unknown fields are skipped; truncated input is an error, not garbage.
 assert.deepEqual(decode(A.CallRequest, Uint8Array.from([0x0a, 1, 0x78, 0x18, 5, 0x22, 1, 0])), { call_id: "x" });

@@ -84,6 +84,9 @@ pub fn queue_rows(figures: &[QueueFigures]) -> (Vec<String>, Vec<Vec<Cell>>) {
         "aht_s",
         "avg_talk_s",
         "avg_wrap_up_s",
+        "vm_tasks",
+        "vm_tasks_handled",
+        "avg_vm_task_s",
     ];
     let rows = figures
         .iter()
@@ -102,6 +105,9 @@ pub fn queue_rows(figures: &[QueueFigures]) -> (Vec<String>, Vec<Vec<Cell>>) {
                 Cell::Secs(q.aht()),
                 Cell::Secs(q.average_talk()),
                 Cell::Secs(q.average_wrap_up()),
+                Cell::Count(q.tasks_offered),
+                Cell::Count(q.tasks_handled),
+                Cell::Secs(q.average_task()),
             ]
         })
         .collect();
@@ -126,6 +132,7 @@ pub fn agent_rows(figures: &[AgentFigures]) -> (Vec<String>, Vec<Vec<Cell>>) {
         "on_break_s",
         "on_call_s",
         "wrap_up_s",
+        "vm_tasks",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -146,6 +153,7 @@ pub fn agent_rows(figures: &[AgentFigures]) -> (Vec<String>, Vec<Vec<Cell>>) {
                 Cell::Secs(Some(a.on_break_total())),
                 Cell::Secs(Some(a.on_call)),
                 Cell::Secs(Some(a.in_wrap_up)),
+                Cell::Count(a.tasks_handled),
             ];
             row.extend(
                 reasons

@@ -32,6 +32,11 @@
 //!   calls stay in the denominator (the strict form: a caller who gave up was not
 //!   served), short abandons included; `None` when nothing was offered;
 //! * **handled**: calls that ended after an agent answered (transfers out included);
+//! * **voicemail tasks** (`vm_tasks`, `vm_tasks_handled`, `avg_vm_task_s`): messages
+//!   the queue's mailbox turned into work. They are not calls: nobody waited on the
+//!   line, so they stay out of every call figure above (offered, answered, service
+//!   level, ASA, handled, AHT). A task's time is from the agent accepting it to the end
+//!   of the wrap-up that follows;
 //! * **AHT** (average handle time) = (talk + wrap-up) ÷ handled, where wrap-up is the
 //!   after-call work that followed a call from this queue, as long as it really took
 //!   (ended early by a disposition, or by its timer).
@@ -55,10 +60,10 @@ pub mod voicemail;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use crate::acd::{AgentState, AgentStatus, Event};
+use crate::acd::{AgentState, AgentStatus, Event, ItemKind};
 
 pub use log::{Entry, LoggedEvent};
 
@@ -150,6 +155,12 @@ pub struct QueueFigures {
     pub wrap_up: Duration,
     /// Wrap-ups that ended.
     pub wrap_ups: u64,
+    /// Voicemail tasks that started waiting in the queue (not counted as offered calls).
+    pub tasks_offered: u64,
+    /// Voicemail tasks agents finished.
+    pub tasks_handled: u64,
+    /// Sum of the finished tasks' time (accepted to the end of the wrap-up after it).
+    pub task_time: Duration,
 }
 
 impl QueueFigures {
@@ -177,6 +188,11 @@ impl QueueFigures {
     pub fn average_wrap_up(&self) -> Option<Duration> {
         average(self.wrap_up, self.wrap_ups)
     }
+
+    /// Mean time per finished voicemail task.
+    pub fn average_task(&self) -> Option<Duration> {
+        average(self.task_time, self.tasks_handled)
+    }
 }
 
 /// One agent's figures for a period. See the module docs for the definitions.
@@ -195,6 +211,8 @@ pub struct AgentFigures {
     pub on_break: BTreeMap<String, Duration>,
     pub on_call: Duration,
     pub in_wrap_up: Duration,
+    /// Voicemail tasks finished (not in `answered` or `handled`, which are calls).
+    pub tasks_handled: u64,
 }
 
 impl AgentFigures {
@@ -240,10 +258,12 @@ struct AgentTrack {
     state: AgentState,
     /// Since when `status` and `state` have held.
     since_ms: i64,
-    /// Queue of the agent's last ended call, for its wrap-up.
+    /// Queue of the agent's last ended call, for its wrap-up, and whether it was a
+    /// voicemail task.
     last_queue: Option<String>,
-    /// When the current wrap-up started, and for which queue.
-    wrap_started: Option<(i64, Option<String>)>,
+    last_was_task: bool,
+    /// When the current wrap-up started, for which queue, and after a task or a call.
+    wrap_started: Option<(i64, Option<String>, bool)>,
     /// Whether anything about the agent fell in the period.
     seen: bool,
 }
@@ -259,6 +279,7 @@ impl AgentTrack {
             state: AgentState::Idle,
             since_ms: at_ms,
             last_queue: None,
+            last_was_task: false,
             wrap_started: None,
             seen: false,
         }
@@ -303,6 +324,8 @@ fn replay(
     let mut agents: BTreeMap<String, AgentTrack> = BTreeMap::new();
     // The queue each item currently waits in (or was answered from).
     let mut items: HashMap<u64, String> = HashMap::new();
+    // Items that are voicemail tasks, not calls.
+    let mut tasks: HashSet<u64> = HashSet::new();
 
     for e in events {
         if e.at_ms >= period.to_ms {
@@ -318,6 +341,7 @@ fn replay(
                     track.wrap_started = None;
                 }
                 items.clear();
+                tasks.clear();
                 continue;
             }
             Entry::Acd(event) => event,
@@ -336,14 +360,24 @@ fn replay(
         });
 
         match event {
-            Event::Enqueued { item, .. } => {
+            Event::Enqueued { item, kind, .. } => {
                 if let Some(name) = &e.queue {
                     items.insert(item.0, name.clone());
                 }
+                let task = matches!(kind, ItemKind::VoicemailTask { .. });
+                if task {
+                    tasks.insert(item.0);
+                }
                 if let Some(q) = slot(&mut queues, &queue_name, counts) {
-                    q.offered += 1;
+                    if task {
+                        q.tasks_offered += 1;
+                    } else {
+                        q.offered += 1;
+                    }
                 }
             }
+            // Accepting a task is not answering a call; it is counted when it ends.
+            Event::Answered { item, .. } if tasks.contains(&item.0) => {}
             Event::Answered { waited, .. } => {
                 if let Some(q) = slot(&mut queues, &queue_name, counts) {
                     q.answered += 1;
@@ -360,6 +394,12 @@ fn replay(
                 if let (Some(a), true) = (agent.as_deref_mut(), counts) {
                     a.figures.not_answered += 1;
                 }
+            }
+            Event::Abandoned { item, .. } | Event::Overflowed { item, .. }
+                if tasks.remove(&item.0) =>
+            {
+                // A task withdrawn (its message deleted) before anybody took it.
+                items.remove(&item.0);
             }
             Event::Abandoned { item, waited, .. } => {
                 items.remove(&item.0);
@@ -381,6 +421,20 @@ fn replay(
                     q.transferred += 1;
                 }
             }
+            Event::CallEnded { item, talk, .. } if tasks.remove(&item.0) => {
+                if let Some(q) = slot(&mut queues, &queue_name, counts) {
+                    q.tasks_handled += 1;
+                    q.task_time += *talk;
+                }
+                if let Some(a) = agent.as_deref_mut() {
+                    a.last_queue = queue_name.clone();
+                    a.last_was_task = true;
+                    if counts {
+                        a.figures.tasks_handled += 1;
+                    }
+                }
+                items.remove(&item.0);
+            }
             Event::CallEnded { item, talk, .. } => {
                 if let Some(q) = slot(&mut queues, &queue_name, counts) {
                     q.handled += 1;
@@ -388,6 +442,7 @@ fn replay(
                 }
                 if let Some(a) = agent.as_deref_mut() {
                     a.last_queue = queue_name.clone();
+                    a.last_was_task = false;
                     if counts {
                         a.figures.handled += 1;
                         a.figures.talk += *talk;
@@ -398,18 +453,23 @@ fn replay(
             }
             Event::WrapUpStarted { .. } => {
                 if let Some(a) = agent.as_deref_mut() {
-                    a.wrap_started = Some((e.at_ms, a.last_queue.clone()));
+                    a.wrap_started = Some((e.at_ms, a.last_queue.clone(), a.last_was_task));
                 }
             }
             Event::WrapUpEnded { .. } => {
                 let started = agent.as_deref_mut().and_then(|a| a.wrap_started.take());
-                if let Some((start, wrap_queue)) = started {
+                if let Some((start, wrap_queue, after_task)) = started {
                     let d = Duration::from_millis(e.at_ms.saturating_sub(start).max(0) as u64);
-                    if let Some(q) = slot(&mut queues, &wrap_queue, counts) {
+                    if after_task {
+                        // Part of the task's time, not of any call's handle time.
+                        if let Some(q) = slot(&mut queues, &wrap_queue, counts) {
+                            q.task_time += d;
+                        }
+                    } else if let Some(q) = slot(&mut queues, &wrap_queue, counts) {
                         q.wrap_up += d;
                         q.wrap_ups += 1;
                     }
-                    if let (Some(a), true) = (agent.as_deref_mut(), counts) {
+                    if let (Some(a), true, false) = (agent.as_deref_mut(), counts, after_task) {
                         a.figures.wrap_up += d;
                     }
                 }

@@ -265,6 +265,10 @@ fn queue_figures_of_a_hand_checked_hour() {
         // Ann's wrap-ups after 9 (4 s), 1 (8 s) and 4 (10 s).
         wrap_up: s(22),
         wrap_ups: 3,
+        // No voicemail tasks in the day.
+        tasks_offered: 0,
+        tasks_handled: 0,
+        task_time: s(0),
     };
     let sales = QueueFigures {
         queue: "sales".into(),
@@ -281,6 +285,9 @@ fn queue_figures_of_a_hand_checked_hour() {
         talk: s(66),
         wrap_up: s(10),
         wrap_ups: 1,
+        tasks_offered: 0,
+        tasks_handled: 0,
+        task_time: s(0),
     };
     assert_eq!(report, vec![sales.clone(), support.clone()]);
 
@@ -322,6 +329,7 @@ fn agent_figures_of_a_hand_checked_hour() {
         // 0–5 (the call begun before the period), 15–75, 330–430.
         on_call: s(5 + 60 + 100),
         in_wrap_up: s(4 + 8 + 10),
+        tasks_handled: 0,
     };
     let ben = AgentFigures {
         agent: "ben".into(),
@@ -337,6 +345,7 @@ fn agent_figures_of_a_hand_checked_hour() {
         on_break: [("lunch".to_string(), s(600))].into(),
         on_call: s(66),
         in_wrap_up: s(10),
+        tasks_handled: 0,
     };
     assert_eq!(report, vec![ann.clone(), ben.clone()]);
     assert_eq!(ann.aht(), Some(Duration::from_nanos(100_666_666_666)));
@@ -469,9 +478,9 @@ fn formats_print_the_same_columns() {
     assert_eq!(
         lines,
         [
-            "queue,offered,answered,abandoned,abandoned_short,overflowed,transferred,asa_s,service_level,handled,aht_s,avg_talk_s,avg_wrap_up_s",
-            "sales,2,1,0,0,1,0,4.000,0.500,1,76.000,66.000,10.000",
-            "support,4,2,2,1,0,1,17.500,0.250,3,100.667,93.333,7.333",
+            "queue,offered,answered,abandoned,abandoned_short,overflowed,transferred,asa_s,service_level,handled,aht_s,avg_talk_s,avg_wrap_up_s,vm_tasks,vm_tasks_handled,avg_vm_task_s",
+            "sales,2,1,0,0,1,0,4.000,0.500,1,76.000,66.000,10.000,0,0,",
+            "support,4,2,2,1,0,1,17.500,0.250,3,100.667,93.333,7.333,0,0,",
         ]
     );
     let json: serde_json::Value =
@@ -495,7 +504,7 @@ fn formats_print_the_same_columns() {
     let csv = render(Format::Csv, &header, &rows);
     assert!(
         csv.contains(
-            "\nben,1,1,1,76.000,3600.000,3000.000,2892.000,600.000,66.000,10.000,600.000,0.000\n"
+            "\nben,1,1,1,76.000,3600.000,3000.000,2892.000,600.000,66.000,10.000,0,600.000,0.000\n"
         ),
         "{csv}"
     );
@@ -503,4 +512,55 @@ fn formats_print_the_same_columns() {
         "xml".parse::<Format>().unwrap_err(),
         "unknown format \"xml\": expected table, csv or json"
     );
+}
+
+/// Voicemail tasks are work, not calls: a message offered, accepted after 40 s, worked
+/// for 90 s and wrapped up for 20 s, next to one ordinary call answered in 5 s.
+#[test]
+fn voicemail_tasks_are_counted_apart_from_calls() {
+    use AgentStatus::{Available, LoggedOut};
+    let task = E::Enqueued {
+        item: ItemId(7),
+        queue: SUPPORT,
+        kind: ItemKind::VoicemailTask {
+            message: "m-1".into(),
+        },
+        priority: 0,
+    };
+    let events = vec![
+        (0, status(ANN, LoggedOut, Available)),
+        (10, task),
+        (50, answered(7, ANN, 40)),
+        (140, call_ended(7, ANN, 90)),
+        (140, wrap_up(ANN)),
+        (160, wrap_up_ended(ANN)),
+        (200, enqueued(8, SUPPORT)),
+        (205, answered(8, ANN, 5)),
+        (265, call_ended(8, ANN, 60)),
+        (265, wrap_up(ANN)),
+        (275, wrap_up_ended(ANN)),
+    ];
+    let queues = call_report(&log(&events), hour(), &Settings::default());
+    let q = &queues[0];
+    assert_eq!(q.queue, "support");
+    assert_eq!((q.offered, q.answered, q.handled), (1, 1, 1));
+    assert_eq!(q.answered_in_threshold, 1);
+    assert_eq!(q.service_level(), Some(1.0));
+    assert_eq!(q.asa(), Some(s(5)));
+    assert_eq!(
+        q.aht(),
+        Some(s(70)),
+        "the call's 60 s talk and 10 s wrap-up only"
+    );
+    assert_eq!((q.tasks_offered, q.tasks_handled), (1, 1));
+    assert_eq!(
+        q.average_task(),
+        Some(s(110)),
+        "90 s worked and 20 s wrap-up"
+    );
+
+    let agents = agent_report(&log(&events), hour(), &Settings::default());
+    let ann = &agents[0];
+    assert_eq!((ann.answered, ann.handled, ann.tasks_handled), (1, 1, 1));
+    assert_eq!(ann.aht(), Some(s(70)));
 }

@@ -163,6 +163,9 @@ struct ItemInfo {
     /// For a campaign call: the customer leg's Call-ID, which names its stored
     /// attempt (the agent's disposition is written there too).
     campaign_call: Option<String>,
+    /// A voicemail task: work, not a caller on the line. Kept out of the waiting
+    /// calls and the day's call counts.
+    task: bool,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -171,7 +174,14 @@ struct QueueDay {
     answered_in_time: u32,
     abandoned: u32,
     abandoned_late: u32,
+    /// Voicemail tasks agents accepted.
+    tasks: u32,
 }
+
+/// What a queue's last published view held, to publish only changes: the waiting
+/// calls, then agents logged in and available, answered, abandoned, tasks accepted
+/// today and tasks waiting.
+type QueueKey = (Vec<u64>, [u32; 6]);
 
 /// Who an agent's last call was with (for the disposition's history row).
 #[derive(Debug, Clone, Default)]
@@ -210,7 +220,7 @@ pub(crate) struct Desk {
     days: HashMap<String, QueueDay>,
     today: Option<chrono::NaiveDate>,
     zone: chrono_tz::Tz,
-    seen_queues: HashMap<String, (Vec<u64>, u32, u32, u32, u32)>,
+    seen_queues: HashMap<String, QueueKey>,
     /// What callers answered in the IVR before they queued, for the screen pop.
     answers: HashMap<ItemId, HashMap<String, String>>,
     /// The agent script (its id) of each queue that has one (`agent-script`).
@@ -305,8 +315,16 @@ impl Desk {
                 queue: queue.to_string(),
                 enqueued_at: now,
                 campaign_call: None,
+                task: false,
             },
         );
+    }
+
+    /// Marks a waiting item as a voicemail task.
+    pub(super) fn task(&mut self, item: ItemId) {
+        if let Some(info) = self.items.get_mut(&item) {
+            info.task = true;
+        }
     }
 
     /// Marks a waiting item as the campaign call with this Call-ID.
@@ -510,11 +528,16 @@ impl AcdDriver {
                     a.last_call = Some(*item);
                     a.last_with = with;
                 }
-                if let Some(q) = self.desk.items.get(item).map(|i| i.queue.clone()) {
-                    let day = self.desk.day(q);
-                    day.answered += 1;
-                    if *waited <= SERVICE_LEVEL_THRESHOLD {
-                        day.answered_in_time += 1;
+                if let Some(info) = self.desk.items.get(item) {
+                    let task = info.task;
+                    let day = self.desk.day(info.queue.clone());
+                    if task {
+                        day.tasks += 1;
+                    } else {
+                        day.answered += 1;
+                        if *waited <= SERVICE_LEVEL_THRESHOLD {
+                            day.answered_in_time += 1;
+                        }
                     }
                 }
                 self.publish(
@@ -539,7 +562,13 @@ impl AcdDriver {
                 for i in 0..self.desk.agents.len() {
                     self.end_ringing(AgentId(i as u64), *item, "withdrawn");
                 }
-                if let Some(q) = self.desk.items.get(item).map(|i| i.queue.clone()) {
+                if let Some(q) = self
+                    .desk
+                    .items
+                    .get(item)
+                    .filter(|i| !i.task)
+                    .map(|i| i.queue.clone())
+                {
                     let day = self.desk.day(q);
                     day.abandoned += 1;
                     if *waited > SERVICE_LEVEL_THRESHOLD {
@@ -664,20 +693,21 @@ impl AcdDriver {
     fn queue_view(&self, name: &str, now: std::time::Instant) -> Option<QueueView> {
         let id = *self.queues.get(name)?;
         let stats = self.acd.queue_stats(now, id)?;
-        let mut waiting: Vec<(&ItemId, &ItemInfo)> = self
+        let (tasks, mut waiting): (Vec<(&ItemId, &ItemInfo)>, Vec<_>) = self
             .desk
             .items
             .iter()
             .filter(|(item, info)| info.queue == name && self.acd.position(**item).is_some())
-            .collect();
+            .partition(|(_, info)| info.task);
         waiting.sort_by_key(|(item, info)| (info.enqueued_at, item.0));
         let day = self.desk.day_figures(name);
-        let (answered, in_time, abandoned, late) = day.map_or((0, 0, 0, 0), |d| {
+        let (answered, in_time, abandoned, late, tasks_today) = day.map_or((0, 0, 0, 0, 0), |d| {
             (
                 d.answered,
                 d.answered_in_time,
                 d.abandoned,
                 d.abandoned_late,
+                d.tasks,
             )
         });
         let counted = answered + late;
@@ -691,7 +721,11 @@ impl AcdDriver {
                     wait_ms: now.saturating_duration_since(info.enqueued_at).as_millis() as u64,
                 })
                 .collect(),
-            longest_wait_ms: stats.longest_wait.as_millis() as u64,
+            // The oldest caller's wait: a voicemail task may wait for hours and
+            // would hide how long callers on the line are waiting.
+            longest_wait_ms: waiting.first().map_or(0, |(_, info)| {
+                now.saturating_duration_since(info.enqueued_at).as_millis() as u64
+            }),
             agents_logged_in: stats.logged_in as u32,
             agents_available: stats.available as u32,
             service_level_today: if counted == 0 {
@@ -701,6 +735,8 @@ impl AcdDriver {
             },
             answered_today: answered,
             abandoned_today: abandoned,
+            voicemail_tasks_waiting: tasks.len() as u32,
+            voicemail_tasks_today: tasks_today,
         })
     }
 
@@ -752,10 +788,14 @@ impl AcdDriver {
                     .iter()
                     .filter_map(|w| w.call_id.parse().ok())
                     .collect(),
-                view.agents_logged_in,
-                view.agents_available,
-                view.answered_today,
-                view.abandoned_today,
+                [
+                    view.agents_logged_in,
+                    view.agents_available,
+                    view.answered_today,
+                    view.abandoned_today,
+                    view.voicemail_tasks_today,
+                    view.voicemail_tasks_waiting,
+                ],
             );
             if self.desk.seen_queues.get(&name) == Some(&key) {
                 continue;

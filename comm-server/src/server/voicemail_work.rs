@@ -142,6 +142,7 @@ impl AcdDriver {
         let caller = (!message.caller.is_empty()).then(|| message.caller.clone());
         tracing::info!(message = %message.id, %queue, item = item.0, "voicemail task enqueued");
         self.desk.enqueued(now(), item, caller.clone(), &queue);
+        self.desk.task(item);
         if let Some(c) = customer {
             self.customers.insert(item, c);
         }
