@@ -170,6 +170,10 @@ struct ReportOpts {
     /// Abandoned within this counts as a short abandon.
     #[arg(long, default_value = "5s")]
     short_abandon: HumanDuration,
+    /// Split the period into intervals of this length (e.g. 1h, 1d): each row then
+    /// starts with its interval's start. At most 1,000 intervals.
+    #[arg(long)]
+    interval: Option<HumanDuration>,
     #[arg(long)]
     config: Option<PathBuf>,
     /// Data directory holding comm-server.db (overrides the config).
@@ -555,6 +559,7 @@ fn report(o: ReportOpts) -> anyhow::Result<()> {
             .iter()
             .map(|c| c.name.get_ref().clone())
             .collect(),
+        interval: o.interval.map(|d| d.0),
     };
     let rt = tokio::runtime::Runtime::new()?;
     let (header, rows) = rt.block_on(async {

@@ -202,6 +202,35 @@ async fn the_report_from_the_event_log_counts_the_calls_made_through_the_queue()
     s.stop().await.unwrap();
     let store = Server::reopen_store(&data_dir).await.unwrap();
     let records = store.acd_events_between(0, i64::MAX).await.unwrap();
+
+    // By hour over the two hours around the calls: the intervals' rows add up to
+    // the same three calls (one request, as the reports page's hourly chart makes).
+    let hour = 3_600_000;
+    let first = records.first().expect("events").at_ms / hour * hour;
+    let query = comm_server::server::reports::ReportQuery {
+        kind: comm_server::server::reports::Kind::Calls,
+        period: Period {
+            from_ms: first,
+            to_ms: first + 2 * hour,
+        },
+        settings: Settings::default(),
+        only: None,
+        campaigns: Vec::new(),
+        interval: Some(Duration::from_secs(3600)),
+    };
+    let (columns, rows) = comm_server::server::reports::compute(&store, &query)
+        .await
+        .unwrap();
+    assert_eq!(columns[..2], ["interval_start", "queue"]);
+    let offered = columns.iter().position(|c| c == "offered").unwrap();
+    let total: u64 = rows
+        .iter()
+        .map(|r| match r[offered] {
+            reports::format::Cell::Count(n) => n,
+            ref other => panic!("offered is a count, not {other:?}"),
+        })
+        .sum();
+    assert_eq!(total, 3, "{rows:?}");
     store.close().await;
     let events = reports::log::parse_all(&records).unwrap();
     let everything = Period {

@@ -628,6 +628,7 @@ async fn a_queue_mailbox_message_is_offered_to_an_agent_accepted_and_handled() {
         },
         only: Some("sales".into()),
         campaigns: Vec::new(),
+        interval: None,
     };
     let (columns, rows) = comm_server::server::reports::compute(&s.store, &query)
         .await

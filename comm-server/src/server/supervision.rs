@@ -8,7 +8,7 @@ use agent_gateway::proto::supervisor::{
     ReportValue, report_value,
 };
 
-use super::reports::{Kind, ReportQuery, compute};
+use super::reports::{Kind, QueryError, ReportQuery, compute};
 use crate::campaigns::DialMode;
 use crate::campaigns::settings::Campaign;
 use crate::reports::format::Cell;
@@ -62,8 +62,13 @@ pub(super) async fn report(
         },
         only: (!r.only.is_empty()).then_some(r.only),
         campaigns: campaigns.iter().map(|c| c.name.clone()).collect(),
+        interval: (r.interval_s > 0)
+            .then(|| std::time::Duration::from_secs(u64::from(r.interval_s))),
     };
-    let (columns, rows) = compute(store, &query).await.map_err(internal)?;
+    let (columns, rows) = compute(store, &query).await.map_err(|e| match e {
+        QueryError::BadInterval(why) => BackendError::InvalidArgument(why),
+        e => internal(e),
+    })?;
     Ok(ReportResponse {
         columns,
         rows: rows

@@ -319,6 +319,7 @@
     name: [1, "string"], waiting: [2, supervisor.WaitingCall, "repeated"], longest_wait_ms: [3, "uint64"],
     agents_logged_in: [4, "uint32"], agents_available: [5, "uint32"], service_level_today: [6, "double"],
     answered_today: [7, "uint32"], abandoned_today: [8, "uint32"],
+    voicemail_tasks_waiting: [9, "uint32"], voicemail_tasks_today: [10, "uint32"],
   };
   supervisor.StatusUpdate = {
     at_unix_ms: [1, "int64"],
@@ -339,7 +340,7 @@
   supervisor.ReportKind = { CALLS: 1, AGENTS: 2, CAMPAIGNS: 3, IVR: 4, IVR_PATHS: 5, VOICEMAIL: 6 };
   supervisor.ReportRequest = {
     kind: [1, "enum"], from_unix_ms: [2, "int64"], to_unix_ms: [3, "int64"], only: [4, "string"],
-    service_level_s: [5, "uint32"], short_abandon_s: [6, "uint32"],
+    service_level_s: [5, "uint32"], short_abandon_s: [6, "uint32"], interval_s: [7, "uint32"],
   };
   // A oneof: only the member that arrived is set; none set means "no value".
   supervisor.ReportValue = {
