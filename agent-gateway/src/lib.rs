@@ -288,6 +288,31 @@ impl<B: Backend> Gateway<B> {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), tonic::transport::Error> {
+        self.serve_incoming(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+    }
+
+    /// [`Gateway::serve`] on connections someone else accepts: TLS streams from the
+    /// host's own acceptor, for one.
+    pub async fn serve_incoming<S, IO, E>(
+        self,
+        incoming: S,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), tonic::transport::Error>
+    where
+        S: tokio_stream::Stream<Item = Result<IO, E>> + Send + 'static,
+        IO: tonic::transport::server::Connected
+            + tokio::io::AsyncRead
+            + tokio::io::AsyncWrite
+            + Unpin
+            + Send
+            + 'static,
+        IO::ConnectInfo: Clone + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         use callcenter_proto::agent::agent_service_server::AgentServiceServer;
         use callcenter_proto::supervisor::supervisor_service_server::SupervisorServiceServer;
 
@@ -327,10 +352,7 @@ impl<B: Backend> Gateway<B> {
             .add_service(SupervisorServiceServer::new(self.supervisor_service()))
             .add_optional_service(reflection);
         let result = router
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                shutdown,
-            )
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         leases.abort();
         result

@@ -22,7 +22,10 @@ use thiserror::Error;
 mod agent_script;
 mod queue_rules;
 mod script_names;
+mod tls;
+
 pub use queue_rules::{EmptySetting, JoinSetting, QueueExit};
+pub use tls::TlsSection;
 
 use crate::media::prompt::PromptLibrary;
 
@@ -142,6 +145,9 @@ pub struct Config {
     /// Outgoing e-mail (script `<email>`, voicemail notifications); none: no e-mail.
     #[serde(default)]
     pub smtp: Option<crate::mail::SmtpSection>,
+    /// TLS for the HTTP and gRPC ports; none: both in clear.
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
     /// The text the config was parsed from, so later checks can name lines.
     #[serde(skip)]
     origin: Origin,
@@ -874,6 +880,15 @@ impl Config {
                     z.get_ref()
                 ),
             ));
+        }
+        if let Some(tls) = &self.tls
+            && let Err(e) = tls.acceptor()
+        {
+            let (span, key) = match e {
+                crate::tls::TlsError::Key { .. } => (tls.private_key.span(), "tls.private-key"),
+                _ => (tls.certificate.span(), "tls.certificate"),
+            };
+            return Err(invalid(span, key, e.to_string()));
         }
         let mut numbers = HashSet::new();
         for (i, r) in self.routes.iter().enumerate() {

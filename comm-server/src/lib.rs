@@ -21,5 +21,6 @@ pub mod server;
 pub mod sip;
 pub mod store;
 pub mod time;
+pub mod tls;
 pub mod voicemail;
 pub mod web;

@@ -98,6 +98,15 @@ pub struct Listeners {
     pub grpc: Option<TcpListener>,
 }
 
+/// TLS for the HTTP and gRPC listeners, from `[tls]`.
+#[derive(Clone)]
+struct ListenerTls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake_timeout: Duration,
+    http: bool,
+    grpc: bool,
+}
+
 impl Listeners {
     pub async fn bind(
         udp: Option<SocketAddr>,
@@ -350,6 +359,15 @@ impl App {
             registrar.clone(),
         );
         let (http_stop, http_stopped) = tokio::sync::watch::channel(false);
+        let tls = match &cfg.tls {
+            Some(t) => Some(ListenerTls {
+                acceptor: t.acceptor()?,
+                handshake_timeout: t.handshake_timeout.0,
+                http: t.http,
+                grpc: t.grpc,
+            }),
+            None => None,
+        };
         // One gateway for both listeners: the gRPC port for native clients, and the
         // page listener so the desktop and wallboard pages speak gRPC-web same-origin.
         let has_grpc = listeners.grpc.is_some();
@@ -383,11 +401,19 @@ impl App {
         let mut leases = None;
         if let (Some(listener), Some(gw)) = (listeners.grpc, gw.clone()) {
             let mut stopped = http_stopped.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                if let Err(e) = gw.serve(listener, shutdown).await {
+                let served = match tls.filter(|t| t.grpc) {
+                    Some(t) => {
+                        let tls = crate::tls::incoming(listener, t.acceptor, t.handshake_timeout);
+                        gw.serve_incoming(tls, shutdown).await
+                    }
+                    None => gw.serve(listener, shutdown).await,
+                };
+                if let Err(e) = served {
                     tracing::error!(error = %e, "grpc server failed");
                 }
             });
@@ -411,14 +437,23 @@ impl App {
                 None => web,
             };
             let mut stopped = http_stopped.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 };
-                if let Err(e) = axum::serve(listener, web)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
+                let served = match tls.filter(|t| t.http) {
+                    Some(t) => {
+                        let tls = crate::tls::incoming(listener, t.acceptor, t.handshake_timeout);
+                        axum::serve(tls, web).with_graceful_shutdown(shutdown).await
+                    }
+                    None => {
+                        axum::serve(listener, web)
+                            .with_graceful_shutdown(shutdown)
+                            .await
+                    }
+                };
+                if let Err(e) = served {
                     tracing::error!(error = %e, "http server failed");
                 }
             });
