@@ -267,10 +267,19 @@ mod tests {
         let n = normalise("+442079460958", &uk).unwrap();
         assert_eq!(
             uk.written_forms(&n),
-            ["+442079460958", "442079460958", "00442079460958", "02079460958"]
+            [
+                "+442079460958",
+                "442079460958",
+                "00442079460958",
+                "02079460958"
+            ]
         );
         let abroad = normalise("+15550100123", &uk).unwrap();
-        assert_eq!(uk.written_forms(&abroad).len(), 3, "no national form abroad");
+        assert_eq!(
+            uk.written_forms(&abroad).len(),
+            3,
+            "no national form abroad"
+        );
     }
 
     fn uk() -> DialPlan {

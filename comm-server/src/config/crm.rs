@@ -302,6 +302,26 @@ mod tests {
         assert_eq!(sql.table.as_str(), "crm_contacts");
     }
 
+    /// The commented examples in `deploy/comm-server.toml`, uncommented, load.
+    #[test]
+    fn the_documented_examples_load() {
+        let demo = crate::config::DEMO_CONFIG;
+        let mut example = String::new();
+        for table in ["# [customers.http]", "# [customers.sql]"] {
+            let start = demo.find(table).unwrap();
+            let block = demo[start..].split("\n\n").next().unwrap();
+            for line in block.lines() {
+                example.push_str(line.trim_start_matches("# "));
+                example.push('\n');
+            }
+        }
+        let cfg = load(&example).unwrap();
+        let http = cfg.customers.http.unwrap();
+        assert_eq!(http.headers.len(), 1);
+        assert!(http.fields.email.is_some());
+        assert_eq!(cfg.customers.sql.unwrap().attribute_columns.len(), 2);
+    }
+
     #[test]
     fn bad_crm_values_are_load_errors_with_their_line() {
         let sql = |table: &str| {
@@ -311,7 +331,10 @@ mod tests {
             )
         };
         let e = load(&sql("contacts; DROP TABLE x")).unwrap_err();
-        assert!(e.contains("line 3") && e.contains("not a plain SQL name"), "{e}");
+        assert!(
+            e.contains("line 3") && e.contains("not a plain SQL name"),
+            "{e}"
+        );
         assert!(load(&sql("1abc")).is_err());
         assert!(load(&sql("_ok_2")).is_ok());
         let http = |url: &str, name: &str| {

@@ -257,7 +257,11 @@ mod tests {
         assert_eq!(merged.id, 7);
         assert_eq!(merged.name, "Ada Lovelace");
         assert_eq!(merged.external_ref.as_deref(), Some("c-9"));
-        assert_eq!(merged.account.as_deref(), Some("42"), "kept when the CRM has none");
+        assert_eq!(
+            merged.account.as_deref(),
+            Some("42"),
+            "kept when the CRM has none"
+        );
         assert_eq!(merged.email.as_deref(), Some("ada@new.example"));
         assert_eq!(merged.attributes["tier"], "gold");
         assert_eq!(merged.attributes["vip"], true);

@@ -124,7 +124,13 @@ impl SqlCrm {
             .into_iter()
             .map(|v| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()));
         let name = values.next().flatten()?;
-        let mut optional = |wanted: bool| if wanted { values.next().flatten() } else { None };
+        let mut optional = |wanted: bool| {
+            if wanted {
+                values.next().flatten()
+            } else {
+                None
+            }
+        };
         let id = optional(self.id);
         let account = optional(self.account);
         let email = optional(self.email);

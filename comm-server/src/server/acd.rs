@@ -450,12 +450,17 @@ impl AcdDriver {
             }
         }
         while let Some(event) = self.acd.poll_event() {
-            tracing::info!(?event, "acd event");
-            let at_ms = self.clock.unix_ms();
-            let record = reports::log::record(at_ms, &event, &self.queue_names, &self.agents);
-            self.log.write(record);
-            self.desk_event(&event);
+            self.record_event(&event);
         }
         self.desk_publish_changes();
+    }
+
+    /// An event to the durable log (reports) and the desk (desktops, wallboard).
+    pub(super) fn record_event(&mut self, event: &crate::acd::Event) {
+        tracing::info!(?event, "acd event");
+        let at_ms = self.clock.unix_ms();
+        let record = reports::log::record(at_ms, event, &self.queue_names, &self.agents);
+        self.log.write(record);
+        self.desk_event(event);
     }
 }

@@ -10,8 +10,8 @@
 //! Must not own: routing decisions (the core) or sessions (the gateway).
 
 use agent_gateway::proto::agent::{
-    self as pb, CallConnected, CallEnded, CallOffered, ScreenPop,
-    StatusChanged, WrapUpEnded, WrapUpStarted, agent_event::Kind,
+    self as pb, CallConnected, CallEnded, CallOffered, ScreenPop, StatusChanged, WrapUpEnded,
+    WrapUpStarted, agent_event::Kind,
 };
 use agent_gateway::proto::supervisor::{
     self as sv, AgentView, QueueView, Snapshot, StatusUpdate, WaitingCall,
@@ -35,8 +35,8 @@ pub const SERVICE_LEVEL_THRESHOLD: Duration = Duration::from_secs(20);
 /// The break reason given to an agent whose desktop lease expired.
 pub const DESKTOP_LOST: &str = "desktop-lost";
 
-pub use super::screen_pop::{CustomerLookup, DEFAULT_LOOKUP_BOUND, no_customers};
 use super::screen_pop::Pops;
+pub use super::screen_pop::{CustomerLookup, DEFAULT_LOOKUP_BOUND, no_customers};
 
 type Reply<T> = oneshot::Sender<Result<T, BackendError>>;
 
@@ -266,7 +266,13 @@ impl Desk {
 impl AcdDriver {
     /// Offers a task on the agent's desktop, tracked like a ringing call so timeouts
     /// and withdrawals end it the same way; its screen pop is the caller's.
-    pub(super) fn desk_offer_task(&mut self, agent: AgentId, item: ItemId, caller: &str, offer: Kind) {
+    pub(super) fn desk_offer_task(
+        &mut self,
+        agent: AgentId,
+        item: ItemId,
+        caller: &str,
+        offer: Kind,
+    ) {
         self.offer_with_pop(agent, item, caller, offer);
     }
 }
@@ -354,24 +360,24 @@ impl AcdDriver {
                     None => (String::new(), String::new(), Duration::ZERO),
                 };
                 let offer = Kind::CallOffered(CallOffered {
-                        call_id: call_id(*item),
-                        screen_pop: Some(ScreenPop {
-                            caller_number: caller.clone(),
-                            customer: None,
-                            last_interactions: Vec::new(),
-                            ivr_answers: self.desk.answers.get(item).cloned().unwrap_or_default(),
-                            script_id: self
-                                .desk
-                                .agent_scripts
-                                .get(&queue)
-                                .cloned()
-                                .unwrap_or_default(),
-                            queue,
-                            wait_ms: waited.as_millis() as u64,
-                            callback_number: self.features.callback_number(*item),
-                        }),
-                        ring_timeout_ms: ring_timeout.as_millis() as u64,
-                    });
+                    call_id: call_id(*item),
+                    screen_pop: Some(ScreenPop {
+                        caller_number: caller.clone(),
+                        customer: None,
+                        last_interactions: Vec::new(),
+                        ivr_answers: self.desk.answers.get(item).cloned().unwrap_or_default(),
+                        script_id: self
+                            .desk
+                            .agent_scripts
+                            .get(&queue)
+                            .cloned()
+                            .unwrap_or_default(),
+                        queue,
+                        wait_ms: waited.as_millis() as u64,
+                        callback_number: self.features.callback_number(*item),
+                    }),
+                    ring_timeout_ms: ring_timeout.as_millis() as u64,
+                });
                 self.offer_with_pop(*agent, *item, &caller, offer);
             }
             AcdAction::CancelOffer { item, agent } => self.end_ringing(*agent, *item, "withdrawn"),
@@ -428,6 +434,11 @@ impl AcdDriver {
                         .get(item)
                         .and_then(|i| i.campaign_call.clone()),
                 };
+                // Answered before its pop was ready: the desktop hears of the offer
+                // first, without the pop, so the connection is never news of a call.
+                if let Some(offer) = self.desk.pops.take_unshown(*agent, *item) {
+                    self.publish(*agent, offer);
+                }
                 if let Some(a) = self.desk.agent_mut(*agent) {
                     a.ringing = None;
                     a.connected = Some(*item);

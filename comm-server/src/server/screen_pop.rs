@@ -24,9 +24,8 @@ use crate::acd::{AgentId, ItemId};
 
 /// The customer record and recent history for a caller's number, for the screen
 /// pop. The server's default finds nobody; the customer directory plugs in here.
-pub type CustomerLookup = Arc<
-    dyn Fn(String) -> Pin<Box<dyn Future<Output = PopData> + Send>> + Send + Sync,
->;
+pub type CustomerLookup =
+    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = PopData> + Send>> + Send + Sync>;
 
 /// A screen pop's customer record and last interactions.
 pub type PopData = (Option<Customer>, Vec<Interaction>);
@@ -149,8 +148,7 @@ impl Pops {
         if self.items.contains_key(&item) {
             return;
         }
-        let (Some(caller), Some(acd)) = (caller.filter(|c| !c.is_empty()), self.acd.clone())
-        else {
+        let (Some(caller), Some(acd)) = (caller.filter(|c| !c.is_empty()), self.acd.clone()) else {
             self.items.insert(item, PopLookup::Done((None, Vec::new())));
             return;
         };
@@ -180,14 +178,16 @@ impl Pops {
     /// Takes back an offer still waiting for its pop (so it was never shown); false
     /// when the desktop has it.
     pub(super) fn withdraw(&mut self, agent: AgentId, item: ItemId) -> bool {
-        match self.items.get_mut(&item) {
-            Some(PopLookup::Running(waiting)) => {
-                let before = waiting.len();
-                waiting.retain(|(a, _)| *a != agent);
-                waiting.len() != before
-            }
-            _ => false,
-        }
+        self.take_unshown(agent, item).is_some()
+    }
+
+    /// The offer of `item` to `agent` that still waits for its pop, taken out.
+    pub(super) fn take_unshown(&mut self, agent: AgentId, item: ItemId) -> Option<Kind> {
+        let Some(PopLookup::Running(waiting)) = self.items.get_mut(&item) else {
+            return None;
+        };
+        let at = waiting.iter().position(|(a, _)| *a == agent)?;
+        Some(waiting.remove(at).1)
     }
 }
 
