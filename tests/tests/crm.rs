@@ -22,10 +22,13 @@ const GRACE: &str = "+442079460958";
 const ADA: &str = "+442079460001";
 const HEDY: &str = "+442079460002";
 
+/// A number the CRM was asked for, and the API key it came with.
+type Asked = (String, Option<String>);
+
 /// The in-test CRM: who asked for what, with which API key.
 #[derive(Clone, Default)]
 struct Crm {
-    asked: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    asked: Arc<Mutex<Vec<Asked>>>,
     release: Arc<Notify>,
 }
 

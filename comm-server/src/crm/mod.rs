@@ -65,9 +65,9 @@ pub struct CrmRecord {
     pub attributes: Map<String, Json>,
 }
 
-/// One external source.
+/// One external source (boxed: the HTTP client is large, and there are at most two).
 enum Source {
-    Http(http::HttpCrm),
+    Http(Box<http::HttpCrm>),
     Sql(sql::SqlCrm),
 }
 
@@ -118,7 +118,7 @@ impl Directory {
     ) -> Result<Directory, CrmError> {
         let mut sources = Vec::new();
         if let Some(h) = &config.http {
-            sources.push(Source::Http(http::HttpCrm::new(h)));
+            sources.push(Source::Http(Box::new(http::HttpCrm::new(h))));
         }
         if let Some(s) = &config.sql {
             sources.push(Source::Sql(sql::SqlCrm::new(s, plan)?));
