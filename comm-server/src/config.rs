@@ -20,6 +20,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 mod agent_script;
+pub mod crm;
 mod queue_rules;
 mod script_names;
 mod tls;
@@ -647,6 +648,16 @@ pub struct CustomersSection {
     /// Contact-history entries given with a screen pop, newest first. Default 10.
     #[serde(default = "default_screen_pop_history")]
     pub screen_pop_history: u32,
+    /// Local store or external CRM first (see [`crm::LookupOrder`]). Default
+    /// "local-first".
+    #[serde(default)]
+    pub lookup_order: crm::LookupOrder,
+    /// An external CRM asked over HTTP.
+    #[serde(default)]
+    pub http: Option<crm::HttpCrmSection>,
+    /// An external CRM's table in another database.
+    #[serde(default)]
+    pub sql: Option<crm::SqlCrmSection>,
 }
 
 impl Default for CustomersSection {
@@ -656,6 +667,9 @@ impl Default for CustomersSection {
             trunk_prefix: default_trunk_prefix(),
             international_prefix: default_international_prefix(),
             screen_pop_history: DEFAULT_SCREEN_POP_HISTORY,
+            lookup_order: crm::LookupOrder::default(),
+            http: None,
+            sql: None,
         }
     }
 }

@@ -95,6 +95,27 @@ impl HttpClient {
         body: Option<&Json>,
         timeout: Duration,
     ) -> Result<HttpReply, HttpError> {
+        self.exchange(method, url, &[], body, timeout).await
+    }
+
+    /// A GET with extra headers (an API key), read as [`HttpClient::send_json`] does.
+    pub async fn get_json(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<HttpReply, HttpError> {
+        self.exchange("GET", url, headers, None, timeout).await
+    }
+
+    async fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Json>,
+        timeout: Duration,
+    ) -> Result<HttpReply, HttpError> {
         let uri: hyper::Uri = url.parse().map_err(|_| HttpError::BadUrl(url.into()))?;
         match uri.scheme_str() {
             Some("http") if uri.host().is_some() => {}
@@ -108,6 +129,9 @@ impl HttpClient {
             .uri(uri)
             .header(hyper::header::ACCEPT, "application/json")
             .header(hyper::header::USER_AGENT, "comm-server");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         let payload = match body {
             Some(json) => {
                 request = request.header(hyper::header::CONTENT_TYPE, "application/json");

@@ -7,6 +7,7 @@ pub mod call;
 pub mod campaigns;
 pub mod config;
 pub mod contact_csv;
+pub mod crm;
 pub mod customer_csv;
 pub mod http_client;
 pub mod ivr;

@@ -45,6 +45,7 @@ pub struct Metrics {
     rtp_streams: AtomicU64,
     script_actions_failed: AtomicU64,
     acd_events_dropped: AtomicU64,
+    crm_lookups_failed: AtomicU64,
     acd: Mutex<AcdSnapshot>,
     /// Listeners are serving and intake is open (false before start and while draining).
     serving: AtomicBool,
@@ -91,6 +92,11 @@ impl Metrics {
 
     pub fn script_action_failed(&self) {
         self.script_actions_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An external CRM lookup failed or timed out (see [`crate::crm`]).
+    pub fn crm_lookup_failed(&self) {
+        self.crm_lookups_failed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An ACD event could not be queued for the durable log.
@@ -234,6 +240,12 @@ impl Metrics {
             "counter",
             "Dialog-script actions and routes the server could not carry out.",
             &one(get(&self.script_actions_failed)),
+        );
+        family(
+            "comm_crm_lookups_failed_total",
+            "counter",
+            "External CRM lookups that failed or timed out; the screen pop went out without them.",
+            &one(get(&self.crm_lookups_failed)),
         );
         out
     }

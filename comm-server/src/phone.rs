@@ -88,6 +88,27 @@ impl DialPlan {
     pub fn country_code(&self) -> Option<&str> {
         self.country_code.as_deref()
     }
+
+    /// The ways a table outside our control may hold `e164` (`+442079460958`): as is,
+    /// without the `+`, after the international prefix, and, for the home country,
+    /// in national form after the trunk prefix (`02079460958`). Spaces and
+    /// punctuation are not guessed.
+    pub fn written_forms(&self, e164: &E164) -> Vec<String> {
+        let digits = e164.as_str().trim_start_matches('+');
+        let mut forms = vec![
+            e164.as_str().to_owned(),
+            digits.to_owned(),
+            format!("{}{digits}", self.international_prefix),
+        ];
+        if let Some(national) = self
+            .country_code
+            .as_deref()
+            .and_then(|cc| digits.strip_prefix(cc))
+        {
+            forms.push(format!("{}{national}", self.trunk_prefix));
+        }
+        forms
+    }
 }
 
 /// A phone number in E.164 form: `+` then 7 to 15 digits, the first not 0.
@@ -239,6 +260,27 @@ pub fn normalise(input: &str, plan: &DialPlan) -> Result<E164, PhoneError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_number_is_tried_in_the_forms_tables_hold() {
+        let uk = DialPlan::new(Some("44"), "0", "00").unwrap();
+        let n = normalise("+442079460958", &uk).unwrap();
+        assert_eq!(
+            uk.written_forms(&n),
+            [
+                "+442079460958",
+                "442079460958",
+                "00442079460958",
+                "02079460958"
+            ]
+        );
+        let abroad = normalise("+15550100123", &uk).unwrap();
+        assert_eq!(
+            uk.written_forms(&abroad).len(),
+            3,
+            "no national form abroad"
+        );
+    }
 
     fn uk() -> DialPlan {
         DialPlan::new(Some("44"), "0", "00").unwrap()

@@ -21,6 +21,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod desk;
+
 /// How long a test waits for one expected message.
 pub const WAIT: Duration = Duration::from_secs(5);
 

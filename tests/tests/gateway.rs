@@ -6,12 +6,12 @@ use std::time::Duration;
 use agent_gateway::proto::agent::agent_service_client::AgentServiceClient;
 use agent_gateway::proto::agent::{
     self as pb, AgentEvent, CallRequest, DispositionRequest, LoginRequest, ScreenPop,
-    SetStatusRequest, StreamEventsRequest, TransferRequest, agent_event::Kind,
-    transfer_request::Target,
+    SetStatusRequest, TransferRequest, agent_event::Kind, transfer_request::Target,
 };
 use agent_gateway::proto::supervisor::supervisor_service_client::SupervisorServiceClient;
 use agent_gateway::proto::supervisor::{self as sv, StreamStatusRequest, status_update};
 use comm_server::sip::message::Method;
+use e2e::desk::{agent_client, authed, login, next, next_call_event, set_status, stream};
 use e2e::{Rtp, Server, Ua, WAIT, base_config, temp_dir};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Streaming};
@@ -62,75 +62,6 @@ target = {{ queue = "support" }}
     base_config(&temp_dir(), &extra)
 }
 
-async fn agent_client(s: &Server) -> AgentServiceClient<Channel> {
-    AgentServiceClient::connect(format!("http://{}", s.grpc))
-        .await
-        .unwrap()
-}
-
-fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut r = Request::new(message);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
-}
-
-async fn login(c: &mut AgentServiceClient<Channel>, agent: &str, pw: &str) -> String {
-    c.login(LoginRequest {
-        agent_id: agent.into(),
-        password: pw.into(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .token
-}
-
-async fn set_status(c: &mut AgentServiceClient<Channel>, token: &str, status: pb::AgentStatus) {
-    c.set_status(authed(
-        token,
-        SetStatusRequest {
-            status: status.into(),
-            break_reason: if status == pb::AgentStatus::OnBreak {
-                "lunch".into()
-            } else {
-                String::new()
-            },
-        },
-    ))
-    .await
-    .unwrap();
-}
-
-async fn stream(
-    c: &mut AgentServiceClient<Channel>,
-    token: &str,
-    resume_after: Option<u64>,
-) -> Streaming<AgentEvent> {
-    c.stream_events(authed(token, StreamEventsRequest { resume_after }))
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn next(events: &mut Streaming<AgentEvent>) -> AgentEvent {
-    tokio::time::timeout(WAIT, events.message())
-        .await
-        .expect("an event in time")
-        .unwrap()
-        .expect("the stream is open")
-}
-
-/// The next event that is not a status change.
-async fn next_call_event(events: &mut Streaming<AgentEvent>) -> AgentEvent {
-    loop {
-        let e = next(events).await;
-        if !matches!(e.kind, Some(Kind::StatusChanged(_))) {
-            return e;
-        }
-    }
-}
-
 async fn phone(s: &Server, name: &str) -> (Ua, Rtp) {
     let rtp = Rtp::bind().await.unwrap();
     let mut ua = Ua::new(name, &format!("{name}-pw"), s.udp).await.unwrap();
@@ -143,20 +74,8 @@ async fn caller(s: &Server) -> (Ua, e2e::Dialog) {
     caller_as(s, "customer").await
 }
 
-/// A caller whose From user is `user` (a phone number, for customer lookups).
 async fn caller_as(s: &Server, user: &str) -> (Ua, e2e::Dialog) {
-    let rtp = Rtp::bind().await.unwrap();
-    let mut ua = Ua::new(user, "", s.udp).await.unwrap();
-    ua.media_port = rtp.port();
-    let inv = ua.invite("800").await.unwrap();
-    let ok = ua
-        .response(inv.call_id(), Method::Invite, false)
-        .await
-        .unwrap();
-    assert_eq!(ok.status, 200, "the queue answers the caller");
-    let d = ua.dialog_from_answer(&inv, &ok);
-    ua.ack(&d).await.unwrap();
-    (ua, d)
+    e2e::desk::caller_as(s, user, "800").await
 }
 
 #[tokio::test]
@@ -1260,5 +1179,14 @@ async fn a_blind_transfer_to_a_number_dials_it_through_the_trunk() {
     assert_eq!(customer.bye(&mut d).await.unwrap().status, 200);
     let bye = carrier.request(Method::Bye).await.unwrap();
     carrier.reply(&bye, 200, "carriertag").await.unwrap();
+
+    // The reports count it as a transfer out of support, as for a queue or an agent.
+    let data_dir = s.data_dir.clone();
     s.stop().await.unwrap();
+    let store = Server::reopen_store(&data_dir).await.unwrap();
+    let records = store.acd_events_between(0, i64::MAX).await.unwrap();
+    store.close().await;
+    let transfers: Vec<_> = records.iter().filter(|r| r.kind == "Transferred").collect();
+    assert_eq!(transfers.len(), 1, "{records:#?}");
+    assert_eq!(transfers[0].queue.as_deref(), Some("support"));
 }

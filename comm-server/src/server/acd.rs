@@ -63,6 +63,11 @@ pub(super) enum AcdRequest {
         customer: Option<i64>,
         inbox: mpsc::UnboundedSender<CallInput>,
     },
+    /// A screen-pop lookup ended (see `screen_pop.rs`).
+    PopReady {
+        item: ItemId,
+        pop: super::screen_pop::PopData,
+    },
     /// The callback dialler's reports (see `callback.rs`).
     Callback(super::callback::CallbackRequest),
     /// Voicemail tasks: a message to work on, an agent accepting or finishing one
@@ -175,6 +180,7 @@ pub(super) fn spawn_acd(
     log.write(crate::reports::log::server_started(clock.unix_ms()));
     desk.set_queues(config.queues.iter().map(|q| q.name.get_ref().clone()));
     let (tx, rx) = mpsc::unbounded_channel();
+    desk.pops.report_to(tx.downgrade());
     let mut queue_names: Vec<(QueueId, String)> =
         queues.iter().map(|(n, q)| (*q, n.clone())).collect();
     queue_names.sort();
@@ -365,6 +371,7 @@ impl AcdDriver {
                     },
                 }));
             }
+            AcdRequest::PopReady { item, pop } => self.pop_ready(item, pop),
             AcdRequest::Callback(request) => self.callback_request(request),
             AcdRequest::Voicemail(request) => self.handle_voicemail(request),
             AcdRequest::CampaignFloor { agents, reply } => {
@@ -382,10 +389,10 @@ impl AcdDriver {
     async fn drain(&mut self) {
         while let Some(action) = self.acd.poll_action() {
             use crate::acd::Action as A;
-            if self.voicemail_action(&action).await {
+            if self.voicemail_action(&action) {
                 continue;
             }
-            self.desk_action(&action).await;
+            self.desk_action(&action);
             match action {
                 A::Hold { item, .. } => self.tell(item, QueueCommand::Music),
                 A::Announce {
@@ -443,12 +450,17 @@ impl AcdDriver {
             }
         }
         while let Some(event) = self.acd.poll_event() {
-            tracing::info!(?event, "acd event");
-            let at_ms = self.clock.unix_ms();
-            let record = reports::log::record(at_ms, &event, &self.queue_names, &self.agents);
-            self.log.write(record);
-            self.desk_event(&event);
+            self.record_event(&event);
         }
         self.desk_publish_changes();
+    }
+
+    /// An event to the durable log (reports) and the desk (desktops, wallboard).
+    pub(super) fn record_event(&mut self, event: &crate::acd::Event) {
+        tracing::info!(?event, "acd event");
+        let at_ms = self.clock.unix_ms();
+        let record = reports::log::record(at_ms, event, &self.queue_names, &self.agents);
+        self.log.write(record);
+        self.desk_event(event);
     }
 }

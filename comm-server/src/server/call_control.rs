@@ -20,9 +20,9 @@
 //!   desktop ──Transfer(number)► call task: a trunk dials it? BYE agent, dial the trunk
 //!                              ──► ACD driver: Input::ItemEnded (agent wraps up)
 //! ```
-//! Transfers to a queue or an agent are `Transferred` events in the event log (the
-//! reports' transfer counts); one to a number leaves the ACD as an ended call, and
-//! the server log says where it went.
+//! Every transfer is a `Transferred` event in the event log (the reports' transfer
+//! counts); one to a number then leaves the ACD as an ended call (its `to` is the
+//! queue it left), and the server log says where it went.
 //! The call task answers every command, so a call that cannot do what was asked (a
 //! campaign call, a call whose agent leg is gone) gives the agent a clear error rather
 //! than silence.
@@ -275,6 +275,15 @@ impl AcdDriver {
         let current = self.desk_queue(item);
         if let Target::Number(number) = &target {
             // The call task dials it: the agent wraps up and the ACD forgets the call.
+            // Reports count it as a transfer out of its queue, as for a queue or an
+            // agent; the queue it left stands as `to`, a number being no queue.
+            if let Some(&from) = self.queues.get(&current) {
+                self.record_event(&crate::acd::Event::Transferred {
+                    item,
+                    from,
+                    to: from,
+                });
+            }
             self.desk_transferred(id, item, &current);
             self.features.forget(item);
             self.acd

@@ -323,8 +323,7 @@ impl AcdDriver {
             item,
             agent,
             ring_timeout,
-        })
-        .await;
+        });
         let (inbox_tx, inbox) = mpsc::unbounded_channel();
         self.items.insert(item, inbox_tx.clone());
         let due = CallbackDue {

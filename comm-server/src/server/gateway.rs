@@ -9,12 +9,9 @@
 //! us (who rings with what, the last call of an agent in wrap-up, today's counters).
 //! Must not own: routing decisions (the core) or sessions (the gateway).
 
-use std::future::Future;
-use std::pin::Pin;
-
 use agent_gateway::proto::agent::{
-    self as pb, CallConnected, CallEnded, CallOffered, Customer, Interaction, ScreenPop,
-    StatusChanged, WrapUpEnded, WrapUpStarted, agent_event::Kind,
+    self as pb, CallConnected, CallEnded, CallOffered, ScreenPop, StatusChanged, WrapUpEnded,
+    WrapUpStarted, agent_event::Kind,
 };
 use agent_gateway::proto::supervisor::{
     self as sv, AgentView, QueueView, Snapshot, StatusUpdate, WaitingCall,
@@ -35,88 +32,11 @@ use crate::time::Clock;
 
 /// Waits within this are "answered in service level" for `service_level_today`.
 pub const SERVICE_LEVEL_THRESHOLD: Duration = Duration::from_secs(20);
-/// Longest a customer lookup may hold up an offer's screen pop.
-const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
 /// The break reason given to an agent whose desktop lease expired.
 pub const DESKTOP_LOST: &str = "desktop-lost";
 
-/// The customer record and recent history for a caller's number, for the screen
-/// pop. The server's default finds nothing; the customer store plugs in here.
-pub type CustomerLookup = Arc<
-    dyn Fn(String) -> Pin<Box<dyn Future<Output = (Option<Customer>, Vec<Interaction>)> + Send>>
-        + Send
-        + Sync,
->;
-
-/// A lookup that never finds anyone.
-pub fn no_customers() -> CustomerLookup {
-    Arc::new(|_| Box::pin(async { (None, Vec::new()) }))
-}
-
-/// The server's lookup: the caller's number normalised with the `[customers]` dial
-/// plan, then the customer store's record and the last `limit` contacts (the number's
-/// own history when nobody owns it). A number that does not normalise, or a store
-/// error, finds nobody: the offer goes out without a record rather than late.
-pub fn store_lookup(store: Store, plan: crate::phone::DialPlan, limit: u32) -> CustomerLookup {
-    Arc::new(move |caller: String| {
-        let store = store.clone();
-        let plan = plan.clone();
-        Box::pin(async move {
-            let Ok(e164) = crate::phone::normalise(&caller, &plan) else {
-                return (None, Vec::new());
-            };
-            match store.screen_pop_data(e164.as_str(), limit).await {
-                Ok(pop) => (
-                    pop.customer.map(customer_card),
-                    pop.history.into_iter().map(interaction).collect(),
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "screen pop lookup failed");
-                    (None, Vec::new())
-                }
-            }
-        })
-    })
-}
-
-fn customer_card(c: crate::store::Customer) -> Customer {
-    let attributes = c
-        .attributes
-        .into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            (k, v)
-        })
-        .collect();
-    Customer {
-        id: c.id.to_string(),
-        name: c.name,
-        phone_numbers: c.phones,
-        account: c.account.unwrap_or_default(),
-        attributes,
-    }
-}
-
-fn interaction(h: crate::store::HistoryEntry) -> Interaction {
-    let c = h.contact;
-    let notes = c
-        .details
-        .get("notes")
-        .and_then(|n| n.as_str())
-        .unwrap_or_default()
-        .to_string();
-    Interaction {
-        id: h.id.to_string(),
-        channel: c.kind.as_str().to_string(),
-        at_unix_ms: c.started_at_ms,
-        agent_id: c.agent.unwrap_or_default(),
-        disposition: c.outcome.unwrap_or_default(),
-        notes,
-    }
-}
+use super::screen_pop::Pops;
+pub use super::screen_pop::{CustomerLookup, DEFAULT_LOOKUP_BOUND, no_customers};
 
 type Reply<T> = oneshot::Sender<Result<T, BackendError>>;
 
@@ -212,7 +132,8 @@ struct DeskAgent {
 pub(crate) struct Desk {
     hub: Arc<EventHub>,
     clock: Arc<dyn Clock>,
-    lookup: CustomerLookup,
+    /// Screen-pop lookups, started when items enter a queue (see `screen_pop.rs`).
+    pub(super) pops: Pops,
     agents: Vec<DeskAgent>,
     queue_names: Vec<String>,
     items: HashMap<ItemId, ItemInfo>,
@@ -228,11 +149,17 @@ pub(crate) struct Desk {
 }
 
 impl Desk {
-    pub(crate) fn new(hub: Arc<EventHub>, clock: Arc<dyn Clock>, lookup: CustomerLookup) -> Desk {
+    /// `lookup_bound`: how long an offer's desktop event may wait for its screen pop.
+    pub(crate) fn new(
+        hub: Arc<EventHub>,
+        clock: Arc<dyn Clock>,
+        lookup: CustomerLookup,
+        lookup_bound: Duration,
+    ) -> Desk {
         Desk {
             hub,
             clock,
-            lookup,
+            pops: Pops::new(lookup, lookup_bound),
             agents: Vec::new(),
             queue_names: Vec::new(),
             items: HashMap::new(),
@@ -308,6 +235,7 @@ impl Desk {
         caller: Option<String>,
         queue: &str,
     ) {
+        self.pops.start(item, caller.as_deref());
         self.items.insert(
             item,
             ItemInfo {
@@ -337,22 +265,33 @@ impl Desk {
     fn agent_mut(&mut self, agent: AgentId) -> Option<&mut DeskAgent> {
         self.agents.get_mut(agent.0 as usize)
     }
+
+    /// `agent` is offered `item` (its phone rings).
+    pub(super) fn ringing(&mut self, agent: AgentId, item: ItemId) {
+        if let Some(a) = self.agent_mut(agent) {
+            a.ringing = Some(item);
+        }
+    }
+
+    pub(super) fn is_ringing(&self, agent: AgentId, item: ItemId) -> bool {
+        self.agents
+            .get(agent.0 as usize)
+            .is_some_and(|a| a.ringing == Some(item))
+    }
 }
 
 /// What voicemail tasks (`voicemail_work.rs`) need of the desk.
 impl AcdDriver {
-    /// The screen pop's customer lookup.
-    pub(super) fn desk_lookup(&self) -> CustomerLookup {
-        self.desk.lookup.clone()
-    }
-
     /// Offers a task on the agent's desktop, tracked like a ringing call so timeouts
-    /// and withdrawals end it the same way.
-    pub(super) fn desk_offer_task(&mut self, agent: AgentId, item: ItemId, offer: Kind) {
-        if let Some(a) = self.desk.agent_mut(agent) {
-            a.ringing = Some(item);
-        }
-        self.publish(agent, offer);
+    /// and withdrawals end it the same way; its screen pop is the caller's.
+    pub(super) fn desk_offer_task(
+        &mut self,
+        agent: AgentId,
+        item: ItemId,
+        caller: &str,
+        offer: Kind,
+    ) {
+        self.offer_with_pop(agent, item, caller, offer);
     }
 }
 
@@ -394,7 +333,7 @@ impl AcdDriver {
             .ok_or_else(|| BackendError::NotFound(format!("no agent {name:?}")))
     }
 
-    fn publish(&self, agent: AgentId, kind: Kind) {
+    pub(super) fn publish(&self, agent: AgentId, kind: Kind) {
         if let Some(name) = self.agents.get(agent.0 as usize) {
             self.desk
                 .hub
@@ -411,6 +350,9 @@ impl AcdDriver {
             return;
         }
         a.ringing = None;
+        if self.desk.pops.withdraw(agent, item) {
+            return; // the desktop never saw the offer
+        }
         self.publish(
             agent,
             Kind::CallEnded(CallEnded {
@@ -420,7 +362,7 @@ impl AcdDriver {
         );
     }
 
-    pub(super) async fn desk_action(&mut self, action: &AcdAction) {
+    pub(super) fn desk_action(&mut self, action: &AcdAction) {
         match action {
             AcdAction::Offer {
                 item,
@@ -435,38 +377,26 @@ impl AcdDriver {
                     ),
                     None => (String::new(), String::new(), Duration::ZERO),
                 };
-                let (customer, last_interactions) = if caller.is_empty() {
-                    (None, Vec::new())
-                } else {
-                    tokio::time::timeout(LOOKUP_TIMEOUT, (self.desk.lookup)(caller.clone()))
-                        .await
-                        .unwrap_or_default()
-                };
-                if let Some(a) = self.desk.agent_mut(*agent) {
-                    a.ringing = Some(*item);
-                }
-                self.publish(
-                    *agent,
-                    Kind::CallOffered(CallOffered {
-                        call_id: call_id(*item),
-                        screen_pop: Some(ScreenPop {
-                            caller_number: caller,
-                            customer,
-                            last_interactions,
-                            ivr_answers: self.desk.answers.get(item).cloned().unwrap_or_default(),
-                            script_id: self
-                                .desk
-                                .agent_scripts
-                                .get(&queue)
-                                .cloned()
-                                .unwrap_or_default(),
-                            queue,
-                            wait_ms: waited.as_millis() as u64,
-                            callback_number: self.features.callback_number(*item),
-                        }),
-                        ring_timeout_ms: ring_timeout.as_millis() as u64,
+                let offer = Kind::CallOffered(CallOffered {
+                    call_id: call_id(*item),
+                    screen_pop: Some(ScreenPop {
+                        caller_number: caller.clone(),
+                        customer: None,
+                        last_interactions: Vec::new(),
+                        ivr_answers: self.desk.answers.get(item).cloned().unwrap_or_default(),
+                        script_id: self
+                            .desk
+                            .agent_scripts
+                            .get(&queue)
+                            .cloned()
+                            .unwrap_or_default(),
+                        queue,
+                        wait_ms: waited.as_millis() as u64,
+                        callback_number: self.features.callback_number(*item),
                     }),
-                );
+                    ring_timeout_ms: ring_timeout.as_millis() as u64,
+                });
+                self.offer_with_pop(*agent, *item, &caller, offer);
             }
             AcdAction::CancelOffer { item, agent } => self.end_ringing(*agent, *item, "withdrawn"),
             AcdAction::StartWrapUp { agent, duration } => {
@@ -522,6 +452,11 @@ impl AcdDriver {
                         .get(item)
                         .and_then(|i| i.campaign_call.clone()),
                 };
+                // Answered before its pop was ready: the desktop hears of the offer
+                // first, without the pop, so the connection is never news of a call.
+                if let Some(offer) = self.desk.pops.take_unshown(*agent, *item) {
+                    self.publish(*agent, offer);
+                }
                 if let Some(a) = self.desk.agent_mut(*agent) {
                     a.ringing = None;
                     a.connected = Some(*item);
@@ -664,6 +599,7 @@ impl AcdDriver {
         }
         self.desk.items.remove(&item);
         self.desk.answers.remove(&item);
+        self.desk.pops.forget(item);
     }
 
     fn agent_view(&self, i: usize, now: std::time::Instant) -> Option<AgentView> {
@@ -1308,6 +1244,7 @@ mod tests {
             Arc::new(agent_gateway::EventHub::default()),
             clock.clone(),
             no_customers(),
+            DEFAULT_LOOKUP_BOUND,
         );
         desk.set_zone(zone);
         (desk, clock)

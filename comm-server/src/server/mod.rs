@@ -57,6 +57,7 @@ mod mwi;
 mod outbound;
 pub mod reports;
 mod routing;
+mod screen_pop;
 mod script_routing;
 mod startup;
 mod supervision;
@@ -189,6 +190,8 @@ pub struct App {
     voicemail_events: tokio::sync::broadcast::Sender<VoicemailEvent>,
     /// Fills the screen pop's customer record and history (default: nobody found).
     customer_lookup: gateway::CustomerLookup,
+    /// How long an offer's desktop event waits for the lookup.
+    lookup_bound: Duration,
     /// Script actions (webhooks, e-mail, customer updates) for calls and the web.
     actions: crate::script_actions::ScriptActions,
 }
@@ -232,8 +235,20 @@ impl App {
             .customers
             .dial_plan()
             .map_err(|e| anyhow::anyhow!("[customers]: {e}"))?;
-        let customer_lookup =
-            gateway::store_lookup(store.clone(), plan, config.customers.screen_pop_history);
+        let metrics: Arc<crate::metrics::Metrics> = Arc::default();
+        let directory = crate::crm::Directory::new(
+            &config.customers,
+            plan.clone(),
+            store.clone(),
+            metrics.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("[customers]: {e}"))?;
+        let lookup_bound = directory.bound();
+        let customer_lookup = screen_pop::directory_lookup(
+            Arc::new(directory),
+            plan,
+            config.customers.screen_pop_history,
+        );
         let mailer = match &config.smtp {
             Some(smtp) => Some(crate::mail::Mailer::new(smtp)?),
             None => None,
@@ -246,16 +261,19 @@ impl App {
             clock,
             prompts: Arc::new(prompts),
             scripts: Arc::new(scripts),
-            metrics: Arc::default(),
+            metrics,
             voicemail_events: tokio::sync::broadcast::channel(VOICEMAIL_EVENTS).0,
             customer_lookup,
+            lookup_bound,
             actions,
         })
     }
 
-    /// Where offers' screen pops find the caller's customer record and history.
+    /// Where offers' screen pops find the caller's customer record and history; an
+    /// offer's desktop event waits for it at most [`gateway::DEFAULT_LOOKUP_BOUND`].
     pub fn set_customer_lookup(&mut self, lookup: gateway::CustomerLookup) {
         self.customer_lookup = lookup;
+        self.lookup_bound = gateway::DEFAULT_LOOKUP_BOUND;
     }
 
     pub fn store(&self) -> &Store {
@@ -338,6 +356,7 @@ impl App {
             hub.clone(),
             self.clock.clone(),
             self.customer_lookup.clone(),
+            self.lookup_bound,
         );
         desk.set_zone(cfg.server.zone());
         desk.set_agent_scripts(call_control::agent_scripts(&cfg, &self.scripts));

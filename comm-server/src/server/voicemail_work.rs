@@ -37,8 +37,6 @@ use crate::store::{VoicemailHandling, VoicemailMessage};
 /// Voicemail task ids start here, far above call ids (which count from 1), so the two
 /// never meet in the ACD or on the desktop.
 const TASK_ID_BASE: u64 = 1 << 52;
-/// Longest a customer lookup may hold up a task's screen pop.
-const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// What the voicemail side and the gateway ask the ACD driver about tasks.
 pub(super) enum VoicemailRequest {
@@ -240,7 +238,7 @@ impl AcdDriver {
     }
 
     /// Carries out an action about a voicemail task; false for anything else.
-    pub(super) async fn voicemail_action(&mut self, action: &AcdAction) -> bool {
+    pub(super) fn voicemail_action(&mut self, action: &AcdAction) -> bool {
         match action {
             AcdAction::Offer {
                 item,
@@ -251,17 +249,12 @@ impl AcdDriver {
                 let m = task.message.clone();
                 let queue = task.queue.clone();
                 let waited = now().saturating_duration_since(task.enqueued_at);
-                let (customer, last_interactions) = if m.caller.is_empty() {
-                    (None, Vec::new())
-                } else {
-                    tokio::time::timeout(LOOKUP_TIMEOUT, (self.desk_lookup())(m.caller.clone()))
-                        .await
-                        .unwrap_or_default()
-                };
                 tracing::info!(item = item.0, agent = agent.0, message = %m.id, "offering a voicemail task");
+                let caller = m.caller.clone();
                 self.desk_offer_task(
                     *agent,
                     *item,
+                    &caller,
                     Kind::VoicemailTask(VoicemailTask {
                         task_id: item.0.to_string(),
                         mailbox: m.mailbox,
@@ -270,8 +263,8 @@ impl AcdDriver {
                         left_at_unix_ms: m.created_at_ms,
                         screen_pop: Some(ScreenPop {
                             caller_number: m.caller,
-                            customer,
-                            last_interactions,
+                            customer: None,
+                            last_interactions: Vec::new(),
                             ivr_answers: HashMap::new(),
                             queue,
                             wait_ms: waited.as_millis() as u64,
