@@ -74,10 +74,11 @@ impl<B: Backend> AgentService for AgentApi<B> {
         &self,
         request: Request<LoginRequest>,
     ) -> Result<Response<LoginResponse>, Status> {
+        let from = request.remote_addr().map(|a| a.ip());
         let r = request.into_inner();
         let (token, ttl) = self
             .shared
-            .login(Role::Agent, &r.agent_id, &r.password)
+            .login(Role::Agent, &r.agent_id, &r.password, from)
             .await?;
         let status = self
             .shared
@@ -146,6 +147,7 @@ impl<B: Backend> AgentService for AgentApi<B> {
         request: Request<StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
         let session = self.shared.authorize(&request, Role::Agent)?;
+        let slot = self.shared.open_stream(&session)?;
         let agent = session.login;
         let resume_after = request.into_inner().resume_after;
         let sub = self.shared.hub.subscribe_agent(&agent, resume_after);
@@ -154,6 +156,7 @@ impl<B: Backend> AgentService for AgentApi<B> {
             .with_sessions(|s| s.handle_stream_opened(now(), &agent));
         let shared = self.shared.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let mut last = resume_after.unwrap_or(0);
             forward(&shared, &agent, sub, &tx, &mut last).await;
             shared.with_sessions(|s| s.handle_stream_closed(now(), &agent));

@@ -6,7 +6,8 @@
 //! stream, the desktop lease, authorization (an agent acts only on their current
 //! call; supervisor RPCs need the supervisor role), and the server plumbing around
 //! them: gRPC-web for browsers, the standard health service, reflection, per-call
-//! timeouts and a per-connection concurrency limit.
+//! timeouts, a per-connection concurrency limit and per-client limits
+//! ([`limits`]: requests per user, streams per user, logins per address).
 //!
 //! # What it must not own
 //! SIP, media and the ACD. The server implements [`Backend`] and publishes its events
@@ -22,6 +23,7 @@
 mod agent;
 mod backend;
 mod hub;
+pub mod limits;
 pub mod log;
 pub mod password;
 pub mod sessions;
@@ -43,6 +45,7 @@ pub use backend::{
 };
 pub use callcenter_proto as proto;
 pub use hub::EventHub;
+pub use limits::LimitConfig;
 pub use sessions::{Role, Session, SessionConfig};
 pub use supervisor::SupervisorApi;
 
@@ -60,6 +63,8 @@ pub struct GatewayConfig {
     pub request_timeout: Duration,
     /// See [`DEFAULT_CONCURRENCY_PER_CONNECTION`].
     pub concurrency_per_connection: usize,
+    /// Per-client limits.
+    pub limits: LimitConfig,
 }
 
 impl Default for GatewayConfig {
@@ -68,6 +73,7 @@ impl Default for GatewayConfig {
             sessions: SessionConfig::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             concurrency_per_connection: DEFAULT_CONCURRENCY_PER_CONNECTION,
+            limits: LimitConfig::default(),
         }
     }
 }
@@ -77,6 +83,7 @@ pub(crate) struct Shared<B> {
     pub(crate) backend: Arc<B>,
     pub(crate) hub: Arc<EventHub>,
     sessions: Mutex<sessions::Sessions>,
+    limits: Arc<Mutex<limits::Limits>>,
     /// Wakes the lease task when the sessions' next deadline may have moved.
     wake: Notify,
 }
@@ -112,7 +119,25 @@ impl<B: Backend> Shared<B> {
                 Role::Agent => "this needs an agent session",
             }));
         }
+        lock(&self.limits)
+            .request(now(), role, &session.login)
+            .map_err(|s| slow_down(&format!("too many requests from {}", session.login), s))?;
         Ok(session)
+    }
+
+    /// Holds one of the user's stream slots until the returned guard drops.
+    pub(crate) fn open_stream(&self, session: &Session) -> Result<StreamSlot, Status> {
+        if !lock(&self.limits).open_stream(session.role, &session.login) {
+            return Err(Status::resource_exhausted(format!(
+                "{} already has as many streams open as allowed; close one first",
+                session.login
+            )));
+        }
+        Ok(StreamSlot {
+            limits: self.limits.clone(),
+            role: session.role,
+            login: session.login.clone(),
+        })
     }
 
     /// Checks a password and opens a session; every failure looks the same to the
@@ -123,7 +148,13 @@ impl<B: Backend> Shared<B> {
         role: Role,
         login: &str,
         password: &str,
+        from: Option<std::net::IpAddr>,
     ) -> Result<(String, Duration), Status> {
+        if let Some(ip) = from {
+            lock(&self.limits)
+                .login(now(), ip)
+                .map_err(|s| slow_down(&format!("too many login attempts from {ip}"), s))?;
+        }
         if let Err(lock) = self.sessions().check_lockout(now(), role, login) {
             return Err(locked(lock.until));
         }
@@ -152,6 +183,28 @@ impl<B: Backend> Shared<B> {
         let token = bearer(request)?;
         Ok(self.with_sessions(|s| s.handle_logout(token)))
     }
+}
+
+/// A stream slot of one user (see [`limits::Limits::open_stream`]), given back on drop.
+pub(crate) struct StreamSlot {
+    limits: Arc<Mutex<limits::Limits>>,
+    role: Role,
+    login: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        lock(&self.limits).close_stream(self.role, &self.login);
+    }
+}
+
+fn lock(limits: &Mutex<limits::Limits>) -> MutexGuard<'_, limits::Limits> {
+    limits.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn slow_down(what: &str, s: limits::SlowDown) -> Status {
+    let ms = s.retry_after.as_millis().max(1);
+    Status::resource_exhausted(format!("{what}: slow down, retry in {ms} ms"))
 }
 
 fn locked(until: std::time::Instant) -> Status {
@@ -209,6 +262,7 @@ impl<B: Backend> Gateway<B> {
                 backend,
                 hub,
                 sessions: Mutex::new(sessions::Sessions::new(config.sessions)),
+                limits: Arc::new(Mutex::new(limits::Limits::new(config.limits))),
                 wake: Notify::new(),
             }),
             config,

@@ -133,10 +133,11 @@ impl<B: Backend> SupervisorService for SupervisorApi<B> {
         &self,
         request: Request<LoginRequest>,
     ) -> Result<Response<LoginResponse>, Status> {
+        let from = request.remote_addr().map(|a| a.ip());
         let r = request.into_inner();
         let (token, ttl) = self
             .shared
-            .login(Role::Supervisor, &r.supervisor_id, &r.password)
+            .login(Role::Supervisor, &r.supervisor_id, &r.password, from)
             .await?;
         Ok(Response::new(LoginResponse {
             token,
@@ -159,12 +160,16 @@ impl<B: Backend> SupervisorService for SupervisorApi<B> {
         &self,
         request: Request<StreamStatusRequest>,
     ) -> Result<Response<Self::StreamStatusStream>, Status> {
-        self.shared.authorize(&request, Role::Supervisor)?;
+        let session = self.shared.authorize(&request, Role::Supervisor)?;
+        let slot = self.shared.open_stream(&session)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let me = SupervisorApi {
             shared: self.shared.clone(),
         };
-        tokio::spawn(async move { me.stream(tx).await });
+        tokio::spawn(async move {
+            let _slot = slot;
+            me.stream(tx).await
+        });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 

@@ -287,6 +287,23 @@ pub struct GrpcSection {
     /// Lifetime of a session token. Default "12h".
     #[serde(default = "default_session_ttl")]
     pub session_ttl: HumanDuration,
+    /// Longest a unary request may take (a client's shorter `grpc-timeout` wins);
+    /// streams are not cut. Default "10s".
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: HumanDuration,
+    /// Sustained requests per second per logged-in user; 0: no limit. Default 20.
+    #[serde(default = "default_requests_per_second")]
+    pub requests_per_second: u32,
+    /// Requests a user may make at once above that rate. Default 40.
+    #[serde(default = "default_request_burst")]
+    pub request_burst: u32,
+    /// Login attempts per minute from one address; 0: no limit. Default 30.
+    #[serde(default = "default_logins_per_minute")]
+    pub logins_per_minute: u32,
+    /// Event or status streams one user may hold open at once; 0: no limit.
+    /// Default 4.
+    #[serde(default = "default_streams_per_user")]
+    pub streams_per_user: u32,
 }
 
 impl Default for GrpcSection {
@@ -297,8 +314,41 @@ impl Default for GrpcSection {
             lockout_after: default_lockout_after(),
             lockout_for: default_lockout_for(),
             session_ttl: default_session_ttl(),
+            request_timeout: default_request_timeout(),
+            requests_per_second: default_requests_per_second(),
+            request_burst: default_request_burst(),
+            logins_per_minute: default_logins_per_minute(),
+            streams_per_user: default_streams_per_user(),
         }
     }
+}
+
+impl GrpcSection {
+    /// The gateway's per-client limits.
+    pub fn limits(&self) -> agent_gateway::LimitConfig {
+        agent_gateway::LimitConfig {
+            requests_per_second: self.requests_per_second,
+            request_burst: self.request_burst,
+            logins_per_minute: self.logins_per_minute,
+            streams_per_user: self.streams_per_user,
+        }
+    }
+}
+
+fn default_request_timeout() -> HumanDuration {
+    HumanDuration(agent_gateway::DEFAULT_REQUEST_TIMEOUT)
+}
+fn default_requests_per_second() -> u32 {
+    agent_gateway::limits::DEFAULT_REQUESTS_PER_SECOND
+}
+fn default_request_burst() -> u32 {
+    agent_gateway::limits::DEFAULT_REQUEST_BURST
+}
+fn default_logins_per_minute() -> u32 {
+    agent_gateway::limits::DEFAULT_LOGINS_PER_MINUTE
+}
+fn default_streams_per_user() -> u32 {
+    agent_gateway::limits::DEFAULT_STREAMS_PER_USER
 }
 
 fn default_grpc_addr() -> String {

@@ -412,6 +412,8 @@ impl App {
                     lockout_for: g.lockout_for.0,
                     session_ttl: g.session_ttl.0,
                 },
+                request_timeout: g.request_timeout.0,
+                limits: g.limits(),
                 ..agent_gateway::GatewayConfig::default()
             };
             agent_gateway::Gateway::new(Arc::new(backend), hub, config)
