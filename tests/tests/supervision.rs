@@ -199,13 +199,14 @@ async fn a_supervisor_runs_a_campaign_watches_it_and_reads_its_report() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
 
-    // The stream carries the campaigns after its snapshot.
+    // The stream carries the campaigns after its snapshot; nobody is on it yet.
     let mut updates = sup
         .stream_status(authed(&token, StreamStatusRequest {}))
         .await
         .unwrap()
         .into_inner();
-    campaigns_until(&mut updates, |c| c.state == "draft" && c.pending == 1).await;
+    let c = campaigns_until(&mut updates, |c| c.state == "draft" && c.pending == 1).await;
+    assert_eq!((c.agents, c.dial_ratio), (0, 0.0));
 
     // Start with bob free (progressive dials one call per free agent): the carrier
     // is dialled and answers busy; the stream shows the attempt.
@@ -218,8 +219,12 @@ async fn a_supervisor_runs_a_campaign_watches_it_and_reads_its_report() {
         .unwrap()
         .unwrap();
     assert_eq!(uri_user(&invite.uri).as_deref(), Some(CONTACT));
+    // While it rings the stream shows bob on the campaign and one call per agent.
+    let c = campaigns_until(&mut updates, |c| c.state == "running" && c.in_progress == 1).await;
+    assert_eq!((c.agents, c.dial_ratio), (1, 1.0));
     carrier.reply(&invite, 486, "busy").await.unwrap();
     let c = campaigns_until(&mut updates, |c| c.busy == 1).await;
+    assert_eq!((c.agents, c.dial_ratio), (1, 0.0), "nothing in progress");
     assert_eq!(
         (c.state.as_str(), c.attempts, c.answered),
         ("running", 1, 0)

@@ -27,6 +27,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
+use super::campaign_board::{self, Live};
 use super::outbound::{OutLeg, Outbound};
 use super::*;
 use crate::acd::ItemKind;
@@ -97,6 +98,9 @@ pub(super) fn spawn_campaigns(shared: &Arc<Shared>, cmd: &mpsc::UnboundedSender<
             campaign,
             agents,
             in_flight: 0,
+            agents_on: 0,
+            last_state: None,
+            refresh_at: None,
         };
         tokio::spawn(task.run().instrument(span));
     }
@@ -114,6 +118,12 @@ struct CampaignTask {
     /// What the pacer knows of this campaign's calls so far.
     stats: Stats,
     in_flight: u32,
+    /// Agents available or busy on the campaign's queue at the last tick.
+    agents_on: u32,
+    /// The run state at the last tick: a change refreshes the status at once.
+    last_state: Option<CampaignState>,
+    /// When the status is refreshed even without a change seen here.
+    refresh_at: Option<std::time::Instant>,
 }
 
 impl CampaignTask {
@@ -150,14 +160,11 @@ impl CampaignTask {
     }
 
     async fn tick(&mut self, done: &mpsc::UnboundedSender<DialResult>) -> Result<(), StoreError> {
-        let store = &self.shared.store;
-        let name = &self.campaign.name;
-        // Draining (SIGTERM): no new dials; calls in progress finish.
-        if !self.shared.metrics.serving()
-            || store.campaign_state(name).await? != Some(CampaignState::Running)
-        {
-            return Ok(());
-        }
+        let state = self
+            .shared
+            .store
+            .campaign_state(&self.campaign.name)
+            .await?;
         let (reply, floor) = oneshot::channel();
         let _ = self.shared.acd.send(AcdRequest::CampaignFloor {
             agents: self.agents.clone(),
@@ -166,6 +173,49 @@ impl CampaignTask {
         let Ok((ready, busy)) = floor.await else {
             return Ok(());
         };
+        // Draining (SIGTERM): no new dials; calls in progress finish.
+        if self.shared.metrics.serving() && state == Some(CampaignState::Running) {
+            self.dial_due(ready, busy, done).await?;
+        }
+        self.agents_on = ready + busy;
+        let changed = self.set_live() || state != self.last_state;
+        self.last_state = state;
+        if changed || self.refresh_at.is_none_or(|at| at <= now()) {
+            self.refresh_status().await;
+        }
+        Ok(())
+    }
+
+    /// Tells the board the agents on the campaign (as of the last tick) and the calls
+    /// in progress now; true if that changed.
+    fn set_live(&self) -> bool {
+        let live = Live::new(self.agents_on, self.in_flight);
+        self.shared
+            .campaign_board
+            .set_live(&self.campaign.name, live)
+    }
+
+    /// Computes the campaign's status and hands it to the board, which publishes it
+    /// to supervisors if it changed.
+    async fn refresh_status(&mut self) {
+        self.refresh_at = Some(now() + campaign_board::REFRESH);
+        let live = self.shared.campaign_board.live(&self.campaign.name);
+        match super::supervision::campaign_view(&self.shared.store, &self.campaign, live).await {
+            Ok(view) => self.shared.campaign_board.update(view),
+            // Tried again at the next refresh.
+            Err(e) => tracing::debug!(error = %e, "campaign status not refreshed"),
+        }
+    }
+
+    /// Places the calls the pacer asks for with `ready` and `busy` agents.
+    async fn dial_due(
+        &mut self,
+        ready: u32,
+        busy: u32,
+        done: &mpsc::UnboundedSender<DialResult>,
+    ) -> Result<(), StoreError> {
+        let store = &self.shared.store;
+        let name = &self.campaign.name;
         let floor = Floor {
             ready,
             busy,
@@ -264,6 +314,12 @@ impl CampaignTask {
             _ => {}
         }
         self.measure(&r);
+        self.record(r).await;
+        self.set_live();
+        self.refresh_status().await;
+    }
+
+    async fn record(&self, r: DialResult) {
         let store = &self.shared.store;
         let attempts = r.attempts;
         let at = DateTime::<Utc>::from_timestamp_millis(r.ended_at_ms).unwrap_or_default();

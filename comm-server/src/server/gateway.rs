@@ -910,6 +910,8 @@ pub struct ServerBackend {
     clock: Arc<dyn Clock>,
     /// The configured campaigns, for the supervisor's list and commands.
     campaigns: Vec<crate::campaigns::settings::Campaign>,
+    /// The drivers' live campaign figures (agents, dial ratio).
+    campaign_board: Arc<super::campaign_board::CampaignBoard>,
     /// Agent-guided scripts (see `agent_script.rs`); none without a script library.
     scripts: Option<Arc<super::agent_script::AgentScripts>>,
     /// Agents' voicemail (see `voicemail_work.rs`); none: UNIMPLEMENTED.
@@ -922,6 +924,7 @@ impl ServerBackend {
         acd: mpsc::UnboundedSender<AcdRequest>,
         clock: Arc<dyn Clock>,
         store: Store,
+        campaign_board: Arc<super::campaign_board::CampaignBoard>,
     ) -> ServerBackend {
         let mut accounts = HashMap::new();
         for a in &config.agents {
@@ -958,6 +961,7 @@ impl ServerBackend {
             plan: config.customers.dial_plan().unwrap_or_default(),
             // Checked at load, like the plan.
             campaigns: config.checked_campaigns().unwrap_or_default(),
+            campaign_board,
             voicemail: None,
         }
     }
@@ -1156,7 +1160,7 @@ impl Backend for ServerBackend {
     async fn campaigns(
         &self,
     ) -> Result<Vec<agent_gateway::proto::supervisor::CampaignView>, BackendError> {
-        super::supervision::campaigns(&self.store, &self.campaigns).await
+        super::supervision::campaigns(&self.store, &self.campaigns, &self.campaign_board).await
     }
 
     async fn set_campaign_state(

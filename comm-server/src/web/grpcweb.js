@@ -332,6 +332,7 @@
     contacts: [5, "uint32"], pending: [6, "uint32"], in_progress: [7, "uint32"], done: [8, "uint32"],
     attempts: [9, "uint32"], answered: [10, "uint32"], no_answer: [11, "uint32"], busy: [12, "uint32"],
     abandoned: [13, "uint32"], machine: [14, "uint32"], failed: [15, "uint32"], abandonment_rate: [16, "double"],
+    agents: [17, "uint32"], dial_ratio: [18, "double"],
   };
   supervisor.StatusUpdate.campaigns = [13, { campaigns: [1, supervisor.CampaignView, "repeated"] }];
   supervisor.CampaignCommand = { START: 1, PAUSE: 2, RESUME: 3, STOP: 4 };
