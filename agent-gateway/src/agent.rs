@@ -216,11 +216,29 @@ impl<B: Backend> AgentService for AgentApi<B> {
         if r.code.trim().is_empty() {
             return Err(Status::invalid_argument("code is required"));
         }
-        self.shared
-            .backend
-            .disposition(&agent, &r.call_id, r.code.trim(), &r.notes)
-            .await
-            .map_err(status_of)?;
+        let backend = &self.shared.backend;
+        let code = r.code.trim();
+        if r.callback_at_unix_ms == 0 {
+            backend
+                .disposition(&agent, &r.call_id, code, &r.notes)
+                .await
+        } else if r.callback_at_unix_ms <= backend.unix_ms() {
+            return Err(Status::invalid_argument(format!(
+                "callback_at_unix_ms {} is not in the future",
+                r.callback_at_unix_ms
+            )));
+        } else {
+            backend
+                .disposition_with_callback(
+                    &agent,
+                    &r.call_id,
+                    code,
+                    &r.notes,
+                    r.callback_at_unix_ms,
+                )
+                .await
+        }
+        .map_err(status_of)?;
         Ok(Response::new(DispositionResponse {}))
     }
 

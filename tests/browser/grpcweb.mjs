@@ -43,6 +43,9 @@ assert.deepEqual(decode(A.ScriptStepResponse, encode(A.ScriptStepResponse, step)
 assert.deepEqual([...encode(A.TransferRequest, { call_id: "7", queue: "q" })], [0x0a, 1, 0x37, 0x12, 1, 0x71]);
 const q = { name: "q", waiting: [], longest_wait_ms: 0, agents_logged_in: 2, agents_available: 1, service_level_today: 0.8125, answered_today: 13, abandoned_today: 3 };
 assert.deepEqual(decode(S.QueueView, encode(S.QueueView, q)), q);
+// A disposition carries the callback the agent booked (field 4, int64 Unix ms).
+assert.deepEqual(decode(A.DispositionRequest, encode(A.DispositionRequest, { call_id: "7", code: "call-back", notes: "", callback_at_unix_ms: 1_760_000_000_123 })),
+  { call_id: "7", code: "call-back", notes: "", callback_at_unix_ms: 1_760_000_000_123 });
 // A campaign's agents (field 17, varint: 88 01) and dial ratio (field 18, double: 91 01).
 assert.deepEqual([...encode(S.CampaignView, { agents: 2, dial_ratio: 1.5 })],
   [0x88, 0x01, 2, 0x91, 0x01, 0, 0, 0, 0, 0, 0, 0xf8, 0x3f]);

@@ -393,6 +393,7 @@ async fn an_agents_disposition_lands_on_the_campaign_attempt_and_in_the_report()
             call_id,
             code: "sale".into(),
             notes: String::new(),
+            ..Default::default()
         },
     ))
     .await

@@ -63,6 +63,8 @@ struct DialResult {
     ended_at_ms: i64,
     outcome: Outcome,
     agent: Option<String>,
+    /// The dial was a callback an agent booked.
+    callback: bool,
 }
 
 /// Starts one task per `[[campaign]]`.
@@ -241,10 +243,16 @@ impl CampaignTask {
                 break;
             }
             let zone = zone_of(contact.time_zone.as_deref(), self.campaign.time_zone);
+            // A callback the agent booked with the customer is kept whatever the
+            // attempts so far; hours and do-not-call still apply.
+            let max_attempts = match contact.callback_at_ms {
+                Some(_) => u32::MAX,
+                None => self.campaign.retry.max_attempts,
+            };
             let verdict = screen(
                 &contact.e164,
                 contact.attempts,
-                self.campaign.retry.max_attempts,
+                max_attempts,
                 zone,
                 at,
                 &dnc,
@@ -351,7 +359,11 @@ impl CampaignTask {
             agent: attempt.agent.clone(),
             outcome: Some(attempt.outcome.clone()),
             call_id: attempt.call_id.clone(),
-            details: serde_json::json!({ "campaign": self.campaign.name, "attempt": attempts }),
+            details: serde_json::json!({
+                "campaign": self.campaign.name,
+                "attempt": attempts,
+                "callback": r.callback,
+            }),
         };
         if let Err(e) = store.add_history(&history).await {
             tracing::warn!(error = %e, "campaign attempt not in the contact history");
@@ -405,6 +417,7 @@ impl Dial {
             ended_at_ms: started_at_ms,
             outcome: Outcome::Failed,
             agent: None,
+            callback: contact.callback_at_ms.is_some(),
         };
         let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
         let Some(uid) = self.out.register(inbox_tx.clone()).await else {
@@ -669,17 +682,31 @@ pub(super) fn campaign_item_kind() -> ItemKind {
     ItemKind::CampaignCall { campaign: 0 }
 }
 
-/// Writes an agent's disposition onto the campaign attempt with this Call-ID. The
-/// attempt row is stored when the dial ends, which races with a quick disposition:
-/// a row not there yet is looked for again, for a few seconds.
-pub(super) fn record_disposition(store: crate::store::Store, call_id: String, code: String) {
+/// Writes an agent's disposition onto the campaign attempt with this Call-ID, and
+/// books the callback they set (if any) on its contact. The attempt row is stored
+/// when the dial ends, which races with a quick disposition: a row not there yet is
+/// looked for again, for a few seconds. The booking follows the attempt, so it
+/// replaces whatever the retry rules decided when the dial ended.
+pub(super) fn record_disposition(
+    store: crate::store::Store,
+    call_id: String,
+    code: String,
+    callback_at_ms: Option<i64>,
+) {
     tokio::spawn(async move {
         for _ in 0..40 {
             match store
                 .set_campaign_attempt_disposition(&call_id, &code)
                 .await
             {
-                Ok(true) => return,
+                Ok(true) => {
+                    let Some(at) = callback_at_ms else { return };
+                    match store.book_campaign_callback(&call_id, at).await {
+                        Ok(_) => tracing::info!(%call_id, at, "campaign callback booked"),
+                        Err(e) => tracing::warn!(error = %e, %call_id, "callback not booked"),
+                    }
+                    return;
+                }
                 Ok(false) => tokio::time::sleep(Duration::from_millis(250)).await,
                 Err(e) => {
                     tracing::warn!(error = %e, %call_id, "disposition not saved to the attempt");

@@ -143,6 +143,9 @@ pub(crate) enum GatewayRequest {
         agent: String,
         item: ItemId,
         code: String,
+        /// Only for a campaign call (a callback is booked): refused otherwise, and
+        /// wrap-up goes on.
+        campaign_only: bool,
         reply: Reply<LastCall>,
     },
     SetQueues {
@@ -826,6 +829,7 @@ impl AcdDriver {
                 agent,
                 item,
                 code,
+                campaign_only,
                 reply,
             } => {
                 let r = self.agent_id(&agent).and_then(|id| {
@@ -835,6 +839,13 @@ impl AcdDriver {
                     {
                         return Err(BackendError::FailedPrecondition(format!(
                             "{agent} is not wrapping up call {}",
+                            item.0
+                        )));
+                    }
+                    if campaign_only && a.last_with.campaign_call.is_none() {
+                        return Err(BackendError::FailedPrecondition(format!(
+                            "call {} is not a campaign call: only campaign calls take a \
+                             scheduled callback",
                             item.0
                         )));
                     }
@@ -997,6 +1008,89 @@ impl ServerBackend {
         self
     }
 
+    /// Records a disposition (and a booked callback, for a campaign call): ends
+    /// wrap-up, then writes the contact history and the campaign attempt.
+    async fn dispose(
+        &self,
+        agent: &str,
+        call: &str,
+        code: &str,
+        notes: &str,
+        callback_at_ms: Option<i64>,
+    ) -> Result<(), BackendError> {
+        let item = parse_call(call)?;
+        tracing::info!(%agent, call = item.0, %code, notes_len = notes.len(), ?callback_at_ms, "disposition");
+        // A callback is only for a campaign call, which is never a voicemail task.
+        let task = match callback_at_ms {
+            None => super::voicemail_work::finish(&self.acd, agent, item, code).await?,
+            Some(_) => None,
+        };
+        let with = match &task {
+            Some((with, _)) => with.clone(),
+            None => {
+                let (agent, code) = (agent.to_string(), code.to_string());
+                self.ask(|reply| GatewayRequest::Disposition {
+                    agent,
+                    item,
+                    code,
+                    campaign_only: callback_at_ms.is_some(),
+                    reply,
+                })
+                .await?
+            }
+        };
+
+        // Wrap-up has ended either way; a history write that fails is logged, not
+        // turned into an error the agent would retry against a finished wrap-up.
+        let phone = with.caller.as_deref().map(|c| {
+            crate::phone::normalise(c, &self.plan)
+                .map_or_else(|_| c.to_string(), |e| e.into_string())
+        });
+        let mut contact = crate::store::Contact {
+            customer_id: with.customer,
+            phone,
+            kind: crate::store::ContactKind::Disposition,
+            direction: None,
+            started_at_ms: self.clock.unix_ms(),
+            ended_at_ms: None,
+            queue: with.queue,
+            agent: Some(agent.to_string()),
+            outcome: Some(code.to_string()),
+            call_id: Some(call.to_string()),
+            details: serde_json::json!({ "notes": notes }),
+        };
+        if let Some((_, message)) = &task {
+            contact.details["voicemail"] = message.clone().into();
+        }
+        if let Some(at) = callback_at_ms {
+            // The booking, as the customer's history (and the next screen pop) shows it.
+            contact.details["callback_at_ms"] = at.into();
+        }
+        if let Err(e) = self.store.add_history(&contact).await {
+            tracing::warn!(error = %e, call, "disposition not saved to the contact history");
+        }
+        if let Some(call_id) = with.campaign_call.clone() {
+            super::campaign::record_disposition(
+                self.store.clone(),
+                call_id,
+                code.to_string(),
+                callback_at_ms,
+            );
+        }
+        if let Some(scripts) = &self.scripts {
+            scripts.forget(agent, item.0);
+        }
+        if let Some((_, message)) = task {
+            let handling = crate::store::VoicemailHandling {
+                agent: agent.to_string(),
+                at_ms: contact.started_at_ms,
+                outcome: code.to_string(),
+            };
+            super::voicemail_work::mark_handled(&self.store, &message, handling).await;
+        }
+        Ok(())
+    }
+
     async fn ask<T>(
         &self,
         make: impl FnOnce(Reply<T>) -> GatewayRequest,
@@ -1092,62 +1186,19 @@ impl Backend for ServerBackend {
         code: &str,
         notes: &str,
     ) -> Result<(), BackendError> {
-        let item = parse_call(call)?;
-        tracing::info!(%agent, call = item.0, %code, notes_len = notes.len(), "disposition");
-        let task = super::voicemail_work::finish(&self.acd, agent, item, code).await?;
-        let with = match &task {
-            Some((with, _)) => with.clone(),
-            None => {
-                let (agent, code) = (agent.to_string(), code.to_string());
-                self.ask(|reply| GatewayRequest::Disposition {
-                    agent,
-                    item,
-                    code,
-                    reply,
-                })
-                .await?
-            }
-        };
-        // Wrap-up has ended either way; a history write that fails is logged, not
-        // turned into an error the agent would retry against a finished wrap-up.
-        let phone = with.caller.as_deref().map(|c| {
-            crate::phone::normalise(c, &self.plan)
-                .map_or_else(|_| c.to_string(), |e| e.into_string())
-        });
-        let mut contact = crate::store::Contact {
-            customer_id: with.customer,
-            phone,
-            kind: crate::store::ContactKind::Disposition,
-            direction: None,
-            started_at_ms: self.clock.unix_ms(),
-            ended_at_ms: None,
-            queue: with.queue,
-            agent: Some(agent.to_string()),
-            outcome: Some(code.to_string()),
-            call_id: Some(call.to_string()),
-            details: serde_json::json!({ "notes": notes }),
-        };
-        if let Some((_, message)) = &task {
-            contact.details["voicemail"] = message.clone().into();
-        }
-        if let Err(e) = self.store.add_history(&contact).await {
-            tracing::warn!(error = %e, call, "disposition not saved to the contact history");
-        }
-        if let Some(call_id) = with.campaign_call.clone() {
-            super::campaign::record_disposition(self.store.clone(), call_id, code.to_string());
-        }
-        if let Some(scripts) = &self.scripts {
-            scripts.forget(agent, item.0);
-        }
-        if let Some((_, message)) = task {
-            let handling = crate::store::VoicemailHandling {
-                agent: agent.to_string(),
-                at_ms: contact.started_at_ms,
-                outcome: code.to_string(),
-            };
-            super::voicemail_work::mark_handled(&self.store, &message, handling).await;
-        }
-        Ok(())
+        self.dispose(agent, call, code, notes, None).await
+    }
+
+    async fn disposition_with_callback(
+        &self,
+        agent: &str,
+        call: &str,
+        code: &str,
+        notes: &str,
+        callback_at_unix_ms: i64,
+    ) -> Result<(), BackendError> {
+        self.dispose(agent, call, code, notes, Some(callback_at_unix_ms))
+            .await
     }
 
     async fn report(

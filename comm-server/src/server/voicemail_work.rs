@@ -226,6 +226,7 @@ impl AcdDriver {
                 agent: agent.to_string(),
                 item,
                 code,
+                campaign_only: false,
                 reply: tx,
             });
         }

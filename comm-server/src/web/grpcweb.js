@@ -293,7 +293,7 @@
     events_lost: [17, { oldest_available: [1, "uint64"] }],
   };
   agent.CallRequest = { call_id: [1, "string"] };
-  agent.DispositionRequest = { call_id: [1, "string"], code: [2, "string"], notes: [3, "string"] };
+  agent.DispositionRequest = { call_id: [1, "string"], code: [2, "string"], notes: [3, "string"], callback_at_unix_ms: [4, "int64"] };
   agent.TransferRequest = { call_id: [1, "string"], queue: [2, "string"], agent_id: [3, "string"], number: [4, "string"] };
   agent.SubmitAnswerRequest = { call_id: [1, "string"], answer: [2, "string"] };
   agent.ScriptStepView = {

@@ -1,0 +1,244 @@
+//! Campaign calls from the agent's desktop, end to end: a test UA plays the carrier
+//! behind a `[[trunk]]`, bob works the campaign with his phone (a test UA) and his
+//! desktop (the gRPC agent API). A callback bob books in his disposition is dialled
+//! again at its time, past the attempts limit, and reaches him with the booking in
+//! the screen pop.
+
+use std::time::Duration;
+
+use agent_gateway::proto::agent::agent_service_client::AgentServiceClient;
+use agent_gateway::proto::agent::{self as pb, agent_event::Kind as Ev};
+use comm_server::sip::header::uri_user;
+use comm_server::sip::message::{Method, Request};
+use comm_server::store::{CampaignState, NewCampaignContact};
+use comm_server::time::Clock as _;
+use e2e::{Server, Ua, WAIT, base_config, temp_dir};
+use tonic::transport::Channel;
+use tonic::{Code, Streaming};
+
+const CONTACT: &str = "+441110001";
+
+fn config(carrier: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+[[trunk]]
+name = "carrier"
+address = "{carrier}"
+inbound-sources = ["127.0.0.2"]
+
+[[queue]]
+name = "outbound"
+wrap-up = "30s"
+
+[[agent]]
+name = "bob"
+queues = ["outbound"]
+password-hash = "{}"
+
+[[campaign]]
+name = "renewals"
+queue = "outbound"
+trunk = "carrier"
+caller-id = "+442079460000"
+mode = "progressive"
+calling-hours = "00:00-23:59"
+max-attempts = 1
+"#,
+        agent_gateway::password::hash("bob-pw").unwrap(),
+    )
+}
+
+fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+/// Bob's desktop, logged in and listening.
+struct Desk {
+    api: AgentServiceClient<Channel>,
+    token: String,
+    events: Streaming<pb::AgentEvent>,
+}
+
+impl Desk {
+    async fn open(s: &Server) -> Desk {
+        let mut api = AgentServiceClient::connect(format!("http://{}", s.grpc))
+            .await
+            .unwrap();
+        let token = api
+            .login(pb::LoginRequest {
+                agent_id: "bob".into(),
+                password: "bob-pw".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token;
+        let events = api
+            .stream_events(authed(&token, pb::StreamEventsRequest::default()))
+            .await
+            .unwrap()
+            .into_inner();
+        Desk { api, token, events }
+    }
+
+    /// The next event `pick` accepts.
+    async fn until<T>(&mut self, pick: impl Fn(Ev) -> Option<T>) -> T {
+        loop {
+            let e = tokio::time::timeout(WAIT, self.events.message())
+                .await
+                .expect("the expected desktop event never came")
+                .unwrap()
+                .unwrap();
+            if let Some(t) = e.kind.and_then(&pick) {
+                return t;
+            }
+        }
+    }
+
+    async fn disposition(
+        &mut self,
+        call_id: &str,
+        code: &str,
+        callback_at_unix_ms: i64,
+    ) -> Result<(), tonic::Status> {
+        let request = pb::DispositionRequest {
+            call_id: call_id.into(),
+            code: code.into(),
+            notes: String::new(),
+            callback_at_unix_ms,
+        };
+        self.api
+            .disposition(authed(&self.token, request))
+            .await
+            .map(|_| ())
+    }
+}
+
+/// A server with the campaign and its one contact, and the carrier UA on the trunk's
+/// address.
+async fn start() -> (Server, Ua) {
+    let reserve = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let carrier_addr = reserve.local_addr().unwrap();
+    drop(reserve);
+    let s = Server::start(&base_config(&temp_dir(), &config(carrier_addr)))
+        .await
+        .unwrap();
+    let mut carrier = Ua::new("carrier", "", s.udp).await.unwrap();
+    carrier.sock = tokio::net::UdpSocket::bind(carrier_addr).await.unwrap();
+    carrier.addr = carrier_addr;
+    let contact = NewCampaignContact {
+        e164: CONTACT.into(),
+        name: "Ada".into(),
+        ..NewCampaignContact::default()
+    };
+    s.store
+        .import_campaign_contacts("renewals", &[contact], 0, &mut |_| {})
+        .await
+        .unwrap();
+    (s, carrier)
+}
+
+/// Waits for the driver to record the campaign, then runs it.
+async fn run_campaign(s: &Server) {
+    for _ in 0..50 {
+        if s.store.campaign_state("renewals").await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.store
+        .set_campaign_state("renewals", CampaignState::Running, 0)
+        .await
+        .unwrap();
+}
+
+/// The carrier's next INVITE, for `CONTACT`.
+async fn dialled(carrier: &mut Ua, within: Duration) -> Request {
+    let invite = tokio::time::timeout(within, carrier.request(Method::Invite))
+        .await
+        .expect("the contact was not dialled")
+        .unwrap();
+    assert_eq!(uri_user(&invite.uri).as_deref(), Some(CONTACT));
+    invite
+}
+
+/// The customer answers, bob's phone answers the offer; returns the desktop's offer.
+async fn answered_by_bob(
+    carrier: &mut Ua,
+    invite: &Request,
+    bob: &mut Ua,
+    desk: &mut Desk,
+) -> (e2e::Dialog, pb::CallOffered) {
+    let ok = carrier.reply(invite, 200, "cust").await.unwrap();
+    let customer = carrier.dialog_as_callee(invite, &ok);
+    let offer = bob.request(Method::Invite).await.unwrap();
+    bob.reply(&offer, 200, "bob-a").await.unwrap();
+    let offered = desk
+        .until(|e| match e {
+            Ev::CallOffered(o) => Some(o),
+            _ => None,
+        })
+        .await;
+    (customer, offered)
+}
+
+#[tokio::test]
+async fn a_callback_booked_in_the_disposition_is_dialled_at_its_time() {
+    let (s, mut carrier) = start().await;
+    let mut desk = Desk::open(&s).await;
+    let (mut bob, _bob_rtp) = e2e::available_agent(&s, "bob").await;
+    run_campaign(&s).await;
+
+    // The customer answers, talks to bob and asks to be called back later.
+    let invite = dialled(&mut carrier, WAIT).await;
+    let (mut customer, offered) = answered_by_bob(&mut carrier, &invite, &mut bob, &mut desk).await;
+    assert_eq!(carrier.bye(&mut customer).await.unwrap().status, 200);
+    let bye = bob.request(Method::Bye).await.unwrap();
+    bob.reply(&bye, 200, "bob-a").await.unwrap();
+    desk.until(|e| matches!(e, Ev::WrapUpStarted(_)).then_some(()))
+        .await;
+
+    // A time in the past is refused, and the wrap-up goes on.
+    let now_ms = comm_server::time::SystemClock.unix_ms();
+    let e = desk
+        .disposition(&offered.call_id, "call-back", now_ms - 1000)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let at = comm_server::time::SystemClock.unix_ms() + 2000;
+    desk.disposition(&offered.call_id, "call-back", at)
+        .await
+        .unwrap();
+
+    // One attempt was all the campaign allows, yet the booking is dialled, not before
+    // its time.
+    let invite = dialled(&mut carrier, WAIT + Duration::from_secs(2)).await;
+    assert!(
+        comm_server::time::SystemClock.unix_ms() >= at,
+        "dialled before the booked time"
+    );
+    let (_customer, offered) = answered_by_bob(&mut carrier, &invite, &mut bob, &mut desk).await;
+    let pop = offered.screen_pop.expect("a screen pop");
+    assert_eq!(pop.caller_number, CONTACT);
+    assert!(
+        pop.last_interactions
+            .iter()
+            .any(|i| i.disposition == "call-back" && i.agent_id == "bob"),
+        "the booking is in the pop: {:?}",
+        pop.last_interactions
+    );
+
+    // The contact history holds the booking, and the second dial is marked a callback.
+    let history = s.store.history_for_phone(CONTACT, 10).await.unwrap();
+    let booking = history
+        .iter()
+        .find(|h| h.contact.outcome.as_deref() == Some("call-back"))
+        .expect("the disposition in the history");
+    assert_eq!(booking.contact.details["callback_at_ms"], at);
+    let attempts = s.store.campaign_attempts("renewals").await.unwrap();
+    assert_eq!(attempts[0].disposition.as_deref(), Some("call-back"));
+    s.stop().await.unwrap();
+}
