@@ -45,6 +45,22 @@ impl<B: Backend> AgentApi<B> {
         }
     }
 
+    /// Dial or skip the preview the agent was offered.
+    async fn preview(
+        &self,
+        request: Request<CallRequest>,
+        dial: bool,
+    ) -> Result<Response<CallControlResponse>, Status> {
+        let call = &request.get_ref().call_id;
+        let agent = self.own_call(&request, call)?;
+        self.shared
+            .backend
+            .preview(&agent, call, dial)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(CallControlResponse {}))
+    }
+
     async fn control(
         &self,
         request: Request<CallRequest>,
@@ -282,6 +298,20 @@ impl<B: Backend> AgentService for AgentApi<B> {
             .await
             .map_err(status_of)?;
         Ok(Response::new(CallControlResponse {}))
+    }
+
+    async fn preview_dial(
+        &self,
+        request: Request<CallRequest>,
+    ) -> Result<Response<CallControlResponse>, Status> {
+        self.preview(request, true).await
+    }
+
+    async fn preview_skip(
+        &self,
+        request: Request<CallRequest>,
+    ) -> Result<Response<CallControlResponse>, Status> {
+        self.preview(request, false).await
     }
 
     async fn list_voicemail(

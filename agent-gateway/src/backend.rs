@@ -184,6 +184,23 @@ pub trait Backend: Send + Sync + 'static {
         }
     }
 
+    /// The agent's decision on the preview offered to them (`call`, checked to be
+    /// the agent's current offer): dial the contact (`dial`) or skip it. Servers
+    /// without preview campaigns keep the default.
+    fn preview(
+        &self,
+        agent: &str,
+        call: &str,
+        dial: bool,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = (agent, call, dial);
+        async {
+            Err(BackendError::Unimplemented(
+                "no preview campaigns on this server".into(),
+            ))
+        }
+    }
+
     /// The messages of the mailboxes the agent works, oldest first.
     fn list_voicemail(
         &self,

@@ -46,6 +46,9 @@ assert.deepEqual(decode(S.QueueView, encode(S.QueueView, q)), q);
 // A disposition carries the callback the agent booked (field 4, int64 Unix ms).
 assert.deepEqual(decode(A.DispositionRequest, encode(A.DispositionRequest, { call_id: "7", code: "call-back", notes: "", callback_at_unix_ms: 1_760_000_000_123 })),
   { call_id: "7", code: "call-back", notes: "", callback_at_unix_ms: 1_760_000_000_123 });
+// A preview offer says so (CallOffered field 4, bool).
+assert.deepEqual(decode(A.AgentEvent, encode(A.AgentEvent, { call_offered: { call_id: "p", preview: true } })).call_offered,
+  { call_id: "p", ring_timeout_ms: 0, preview: true });
 // A campaign's agents (field 17, varint: 88 01) and dial ratio (field 18, double: 91 01).
 assert.deepEqual([...encode(S.CampaignView, { agents: 2, dial_ratio: 1.5 })],
   [0x88, 0x01, 2, 0x91, 0x01, 0, 0, 0, 0, 0, 0, 0xf8, 0x3f]);

@@ -2,7 +2,8 @@
 //! behind a `[[trunk]]`, bob works the campaign with his phone (a test UA) and his
 //! desktop (the gRPC agent API). A callback bob books in his disposition is dialled
 //! again at its time, past the attempts limit, and reaches him with the booking in
-//! the screen pop.
+//! the screen pop. In preview mode bob sees each contact before anything is dialled:
+//! a skipped one is never dialled, a dialled one rings his phone, then the customer.
 
 use std::time::Duration;
 
@@ -17,8 +18,9 @@ use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 const CONTACT: &str = "+441110001";
+const SECOND: &str = "+441110002";
 
-fn config(carrier: std::net::SocketAddr) -> String {
+fn config(carrier: std::net::SocketAddr, mode: &str) -> String {
     format!(
         r#"
 [[trunk]]
@@ -40,7 +42,7 @@ name = "renewals"
 queue = "outbound"
 trunk = "carrier"
 caller-id = "+442079460000"
-mode = "progressive"
+mode = "{mode}"
 calling-hours = "00:00-23:59"
 max-attempts = 1
 "#,
@@ -117,25 +119,28 @@ impl Desk {
     }
 }
 
-/// A server with the campaign and its one contact, and the carrier UA on the trunk's
-/// address.
-async fn start() -> (Server, Ua) {
+/// A server with the campaign in `mode` and its `contacts`, and the carrier UA on the
+/// trunk's address.
+async fn start(mode: &str, contacts: &[&str]) -> (Server, Ua) {
     let reserve = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let carrier_addr = reserve.local_addr().unwrap();
     drop(reserve);
-    let s = Server::start(&base_config(&temp_dir(), &config(carrier_addr)))
+    let s = Server::start(&base_config(&temp_dir(), &config(carrier_addr, mode)))
         .await
         .unwrap();
     let mut carrier = Ua::new("carrier", "", s.udp).await.unwrap();
     carrier.sock = tokio::net::UdpSocket::bind(carrier_addr).await.unwrap();
     carrier.addr = carrier_addr;
-    let contact = NewCampaignContact {
-        e164: CONTACT.into(),
-        name: "Ada".into(),
-        ..NewCampaignContact::default()
-    };
+    let contacts: Vec<_> = contacts
+        .iter()
+        .map(|e164| NewCampaignContact {
+            e164: e164.to_string(),
+            name: format!("Customer {e164}"),
+            ..NewCampaignContact::default()
+        })
+        .collect();
     s.store
-        .import_campaign_contacts("renewals", &[contact], 0, &mut |_| {})
+        .import_campaign_contacts("renewals", &contacts, 0, &mut |_| {})
         .await
         .unwrap();
     (s, carrier)
@@ -155,13 +160,13 @@ async fn run_campaign(s: &Server) {
         .unwrap();
 }
 
-/// The carrier's next INVITE, for `CONTACT`.
-async fn dialled(carrier: &mut Ua, within: Duration) -> Request {
+/// The carrier's next INVITE, for `number`.
+async fn dialled(carrier: &mut Ua, number: &str, within: Duration) -> Request {
     let invite = tokio::time::timeout(within, carrier.request(Method::Invite))
         .await
         .expect("the contact was not dialled")
         .unwrap();
-    assert_eq!(uri_user(&invite.uri).as_deref(), Some(CONTACT));
+    assert_eq!(uri_user(&invite.uri).as_deref(), Some(number));
     invite
 }
 
@@ -187,13 +192,13 @@ async fn answered_by_bob(
 
 #[tokio::test]
 async fn a_callback_booked_in_the_disposition_is_dialled_at_its_time() {
-    let (s, mut carrier) = start().await;
+    let (s, mut carrier) = start("progressive", &[CONTACT]).await;
     let mut desk = Desk::open(&s).await;
     let (mut bob, _bob_rtp) = e2e::available_agent(&s, "bob").await;
     run_campaign(&s).await;
 
     // The customer answers, talks to bob and asks to be called back later.
-    let invite = dialled(&mut carrier, WAIT).await;
+    let invite = dialled(&mut carrier, CONTACT, WAIT).await;
     let (mut customer, offered) = answered_by_bob(&mut carrier, &invite, &mut bob, &mut desk).await;
     assert_eq!(carrier.bye(&mut customer).await.unwrap().status, 200);
     let bye = bob.request(Method::Bye).await.unwrap();
@@ -215,7 +220,7 @@ async fn a_callback_booked_in_the_disposition_is_dialled_at_its_time() {
 
     // One attempt was all the campaign allows, yet the booking is dialled, not before
     // its time.
-    let invite = dialled(&mut carrier, WAIT + Duration::from_secs(2)).await;
+    let invite = dialled(&mut carrier, CONTACT, WAIT + Duration::from_secs(2)).await;
     assert!(
         comm_server::time::SystemClock.unix_ms() >= at,
         "dialled before the booked time"
@@ -240,5 +245,95 @@ async fn a_callback_booked_in_the_disposition_is_dialled_at_its_time() {
     assert_eq!(booking.contact.details["callback_at_ms"], at);
     let attempts = s.store.campaign_attempts("renewals").await.unwrap();
     assert_eq!(attempts[0].disposition.as_deref(), Some("call-back"));
+    s.stop().await.unwrap();
+}
+
+/// The next preview offered on the desktop.
+async fn previewed(desk: &mut Desk) -> pb::CallOffered {
+    let offer = desk
+        .until(|e| match e {
+            Ev::CallOffered(o) => Some(o),
+            _ => None,
+        })
+        .await;
+    assert!(offer.preview, "a preview, not a call: {offer:?}");
+    offer
+}
+
+async fn decide(desk: &mut Desk, call_id: &str, dial: bool) -> Result<(), tonic::Status> {
+    let request = authed(
+        &desk.token,
+        pb::CallRequest {
+            call_id: call_id.into(),
+        },
+    );
+    let r = if dial {
+        desk.api.preview_dial(request).await
+    } else {
+        desk.api.preview_skip(request).await
+    };
+    r.map(|_| ())
+}
+
+#[tokio::test]
+async fn in_preview_mode_the_agent_dials_or_skips_each_contact() {
+    let (s, mut carrier) = start("preview", &[CONTACT, SECOND]).await;
+    let mut desk = Desk::open(&s).await;
+    let (mut bob, _bob_rtp) = e2e::available_agent(&s, "bob").await;
+    run_campaign(&s).await;
+
+    // The first contact pops on bob's desktop; nobody is dialled while he reads it.
+    let first = previewed(&mut desk).await;
+    let pop = first.screen_pop.clone().unwrap();
+    assert_eq!(pop.caller_number, CONTACT);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), carrier.request(Method::Invite))
+            .await
+            .is_err(),
+        "a preview dials nobody by itself"
+    );
+    // He skips it: it is withdrawn, and the second contact pops.
+    decide(&mut desk, &first.call_id, false).await.unwrap();
+    let second = previewed(&mut desk).await;
+    assert_eq!(second.screen_pop.unwrap().caller_number, SECOND);
+
+    // He dials it: his phone rings first, showing the customer's number, and only once
+    // he answers is the customer dialled.
+    decide(&mut desk, &second.call_id, true).await.unwrap();
+    let e = decide(&mut desk, &second.call_id, false).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "decided already: {e:?}");
+    let ring = bob.request(Method::Invite).await.unwrap();
+    assert!(
+        ring.headers
+            .get("From")
+            .is_some_and(|f| f.contains(SECOND.trim_start_matches('+'))),
+        "bob's phone shows the customer: {:?}",
+        ring.headers.get("From")
+    );
+    bob.reply(&ring, 200, "bob-a").await.unwrap();
+    let invite = dialled(&mut carrier, SECOND, WAIT).await;
+    let ok = carrier.reply(&invite, 200, "cust").await.unwrap();
+    let mut customer = carrier.dialog_as_callee(&invite, &ok);
+    desk.until(|e| matches!(e, Ev::CallConnected(_)).then_some(()))
+        .await;
+    assert_eq!(carrier.bye(&mut customer).await.unwrap().status, 200);
+    let bye = bob.request(Method::Bye).await.unwrap();
+    bob.reply(&bye, 200, "bob-a").await.unwrap();
+
+    // The dialled contact has its answered attempt, by bob; the skipped one none.
+    let mut attempts = Vec::new();
+    for _ in 0..50 {
+        attempts = s.store.campaign_attempts("renewals").await.unwrap();
+        if !attempts.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].outcome, "answered");
+    assert_eq!(attempts[0].agent.as_deref(), Some("bob"));
+    let contacts = s.store.campaign_contacts("renewals").await.unwrap();
+    let skipped = contacts.iter().find(|c| c.e164 == CONTACT).unwrap();
+    assert_eq!(skipped.last_outcome.as_deref(), Some("skipped"));
     s.stop().await.unwrap();
 }

@@ -284,6 +284,11 @@ impl AcdDriver {
         agent: AgentId,
         number: Option<String>,
     ) {
+        // A campaign preview is offered on the desktop first (see `preview.rs`).
+        if self.offer_preview(item, agent).await {
+            return;
+        }
+        let preview = self.previews.dialling(item);
         let number = number
             .or_else(|| self.features.callbacks.get(&item).cloned())
             .filter(|n| !n.is_empty());
@@ -313,18 +318,21 @@ impl AcdDriver {
             ));
             return;
         };
-        // The agent's desktop pops the customer as for a call offer.
+        // The agent's desktop pops the customer as for a call offer (a preview's
+        // already has).
         let ring_timeout = self
             .features
             .queues
             .get(&queue)
             .map_or(Duration::from_secs(15), |k| k.ring_timeout);
-        self.desk_action(&crate::acd::Action::Offer {
-            item,
-            agent,
-            ring_timeout,
-        })
-        .await;
+        if preview.is_none() {
+            self.desk_action(&crate::acd::Action::Offer {
+                item,
+                agent,
+                ring_timeout,
+            })
+            .await;
+        }
         let (inbox_tx, inbox) = mpsc::unbounded_channel();
         self.items.insert(item, inbox_tx.clone());
         let due = CallbackDue {
@@ -339,6 +347,7 @@ impl AcdDriver {
             ring_timeout,
             inbox,
             inbox_tx,
+            preview,
         };
         if dialler.send(due).is_err() {
             self.items.remove(&item);
@@ -354,11 +363,13 @@ impl AcdDriver {
             CallbackRequest::Answered(item) => {
                 // From here the item ends like any answered call.
                 self.features.forget(ItemId(item));
+                self.previews.forget(ItemId(item));
                 self.input(AcdInput::CustomerAnswered(ItemId(item)));
             }
             CallbackRequest::AgentMissed(item, agent) => {
                 // The dial is over; the item waits again as a callback with no call.
                 self.items.remove(&ItemId(item));
+                self.previews.agent_missed(ItemId(item));
                 self.input(AcdInput::OfferNotAnswered(
                     ItemId(item),
                     AgentId(agent),
@@ -368,6 +379,7 @@ impl AcdDriver {
             CallbackRequest::NotReached(item) => {
                 let item = ItemId(item);
                 self.features.forget(item);
+                self.previews.forget(item);
                 self.items.remove(&item);
                 self.desk_item_ended(item);
                 self.customers.remove(&item);

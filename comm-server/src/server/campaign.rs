@@ -33,7 +33,7 @@ use super::*;
 use crate::acd::ItemKind;
 use crate::campaigns::screen::{Screen, screen, zone_of};
 use crate::campaigns::settings::Campaign;
-use crate::campaigns::{AbandonWindow, DoNotCall, Floor, Outcome, Pacer, Stats};
+use crate::campaigns::{AbandonWindow, DialMode, DoNotCall, Floor, Outcome, Pacer, Stats};
 use crate::store::{CampaignAttempt, CampaignContact, CampaignState, StoreError};
 
 /// How often a campaign looks at its state, its floor and its due contacts.
@@ -65,6 +65,37 @@ struct DialResult {
     agent: Option<String>,
     /// The dial was a callback an agent booked.
     callback: bool,
+    /// A preview the agent skipped: nothing was dialled.
+    skipped: bool,
+}
+
+impl DialResult {
+    /// A dial of `contact` starting now: failed until it says otherwise.
+    fn new(contact: &CampaignContact, call_id: String, started_at_ms: i64) -> DialResult {
+        DialResult {
+            contact: contact.id,
+            attempts: contact.attempts + 1,
+            customer: contact.customer_id,
+            e164: contact.e164.clone(),
+            answered_at_ms: None,
+            call_id,
+            started_at_ms,
+            ended_at_ms: started_at_ms,
+            outcome: Outcome::Failed,
+            agent: None,
+            callback: contact.callback_at_ms.is_some(),
+            skipped: false,
+        }
+    }
+}
+
+/// The number a campaign's calls show: the campaign's, else the trunk's.
+fn caller_id(campaign: &Campaign, trunk: &Trunk) -> String {
+    campaign
+        .caller_id
+        .clone()
+        .or_else(|| trunk.caller_id.clone())
+        .unwrap_or_else(|| "anonymous".into())
 }
 
 /// Starts one task per `[[campaign]]`.
@@ -227,7 +258,12 @@ impl CampaignTask {
         self.abandons.expire(now());
         self.stats.abandon_rate = self.abandons.rate();
         self.stats.answered_in_window = self.abandons.answered();
-        let mut dials = self.pacer.dials(&floor, &self.stats);
+        let mut dials = match self.campaign.mode {
+            // One contact offered per free agent: the ACD holds each agent it offers
+            // one to (reserved), so the next floor no longer counts them.
+            DialMode::Preview => floor.ready,
+            _ => self.pacer.dials(&floor, &self.stats),
+        };
         if dials == 0 {
             return Ok(());
         }
@@ -287,7 +323,11 @@ impl CampaignTask {
             }
             dials -= 1;
             self.in_flight += 1;
-            self.dial(contact, done.clone());
+            if self.campaign.mode == DialMode::Preview {
+                self.preview(contact, done.clone());
+            } else {
+                self.dial(contact, done.clone());
+            }
         }
         Ok(())
     }
@@ -313,8 +353,79 @@ impl CampaignTask {
         );
     }
 
+    /// Offers a contact to an agent, who dials or skips it (see `preview.rs`); the
+    /// result comes back like a dial's.
+    fn preview(&self, contact: CampaignContact, done: mpsc::UnboundedSender<DialResult>) {
+        let out = Outbound {
+            shared: self.shared.clone(),
+            cmd: self.cmd.clone(),
+        };
+        let call_id = crate::sip::random_token();
+        let span =
+            tracing::info_span!("campaign preview", call_id = %call_id, contact = contact.id);
+        let mut result = DialResult::new(&contact, call_id.clone(), out.shared.clock.unix_ms());
+        let queue = self.campaign.queue.clone();
+        let (trunk, caller_id) = (self.trunk.clone(), caller_id(&self.campaign, &self.trunk));
+        tokio::spawn(
+            async move {
+                let (inbox, _unused) = mpsc::unbounded_channel();
+                let Some(uid) = out.register(inbox).await else {
+                    let _ = done.send(result);
+                    return;
+                };
+                let (report, mut ended) = mpsc::unbounded_channel();
+                let _ =
+                    out.shared
+                        .acd
+                        .send(AcdRequest::EnqueuePreview(super::preview::NewPreview {
+                            item: uid,
+                            queue,
+                            e164: contact.e164.clone(),
+                            customer: contact.customer_id,
+                            dial: super::preview::PreviewDial {
+                                report,
+                                call_id,
+                                trunk,
+                                caller_id,
+                            },
+                        }));
+                match ended.recv().await {
+                    Some(super::preview::PreviewEnd::Dialled {
+                        outcome,
+                        answered_at_ms,
+                        agent,
+                    }) => {
+                        result.outcome = outcome;
+                        result.answered_at_ms = answered_at_ms;
+                        result.agent = Some(agent);
+                    }
+                    // Skipped, or dropped by the ACD (stopping): nothing was dialled.
+                    Some(super::preview::PreviewEnd::Skipped) | None => result.skipped = true,
+                }
+                result.ended_at_ms = out.shared.clock.unix_ms();
+                let _ = out.cmd.send(Command::CallEnded { uid });
+                let _ = done.send(result);
+            }
+            .instrument(span),
+        );
+    }
+
     async fn finished(&mut self, r: DialResult) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        if r.skipped {
+            tracing::info!("preview skipped: the contact is closed");
+            let closed = self
+                .shared
+                .store
+                .reschedule_campaign_contact(r.contact, None, Some("skipped"))
+                .await;
+            if let Err(e) = closed {
+                tracing::warn!(error = %e, "skipped contact not closed");
+            }
+            self.set_live();
+            self.refresh_status().await;
+            return;
+        }
         tracing::info!(outcome = r.outcome.as_str(), agent = ?r.agent, "campaign call ended");
         match r.outcome {
             Outcome::Answered => self.abandons.record(now(), false),
@@ -406,19 +517,7 @@ struct Dial {
 impl Dial {
     async fn run(self, contact: CampaignContact) -> DialResult {
         let started_at_ms = self.out.shared.clock.unix_ms();
-        let mut result = DialResult {
-            contact: contact.id,
-            attempts: contact.attempts + 1,
-            customer: contact.customer_id,
-            e164: contact.e164.clone(),
-            answered_at_ms: None,
-            call_id: self.call_id.clone(),
-            started_at_ms,
-            ended_at_ms: started_at_ms,
-            outcome: Outcome::Failed,
-            agent: None,
-            callback: contact.callback_at_ms.is_some(),
-        };
+        let mut result = DialResult::new(&contact, self.call_id.clone(), started_at_ms);
         let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
         let Some(uid) = self.out.register(inbox_tx.clone()).await else {
             return result;
@@ -440,12 +539,7 @@ impl Dial {
         inbox: &mut mpsc::UnboundedReceiver<CallInput>,
         result: &mut DialResult,
     ) -> Outcome {
-        let caller_id = self
-            .campaign
-            .caller_id
-            .clone()
-            .or_else(|| self.trunk.caller_id.clone())
-            .unwrap_or_else(|| "anonymous".into());
+        let caller_id = caller_id(&self.campaign, &self.trunk);
         let Some((customer, offer)) = self
             .out
             .open_trunk_leg(
@@ -667,9 +761,15 @@ pub(super) fn campaign_floor(acd: &crate::acd::Acd, agents: &[u64]) -> (u32, u32
         match (acd.agent_status(id), acd.agent_state(id)) {
             (Some(AgentStatus::Available), Some(AgentState::Idle)) => ready += 1,
             (Some(AgentStatus::LoggedOut) | None, _) => {}
-            (_, Some(AgentState::OnCall(_) | AgentState::WrapUp | AgentState::Ringing(_))) => {
-                busy += 1
-            }
+            (
+                _,
+                Some(
+                    AgentState::OnCall(_)
+                    | AgentState::WrapUp
+                    | AgentState::Ringing(_)
+                    | AgentState::Reserved(_),
+                ),
+            ) => busy += 1,
             _ => {}
         }
     }

@@ -166,6 +166,8 @@ struct ItemInfo {
     /// For a campaign call: the customer leg's Call-ID, which names its stored
     /// attempt (the agent's disposition is written there too).
     campaign_call: Option<String>,
+    /// A preview-mode campaign contact: offered for the agent to dial or skip.
+    preview: bool,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -308,6 +310,7 @@ impl Desk {
                 queue: queue.to_string(),
                 enqueued_at: now,
                 campaign_call: None,
+                preview: false,
             },
         );
     }
@@ -316,6 +319,13 @@ impl Desk {
     pub(super) fn campaign_call(&mut self, item: ItemId, call_id: String) {
         if let Some(info) = self.items.get_mut(&item) {
             info.campaign_call = Some(call_id);
+        }
+    }
+
+    /// Marks a waiting item as a campaign preview.
+    pub(super) fn preview(&mut self, item: ItemId) {
+        if let Some(info) = self.items.get_mut(&item) {
+            info.preview = true;
         }
     }
 
@@ -371,7 +381,7 @@ fn proto_state(s: AgentState) -> sv::AgentState {
 }
 
 impl AcdDriver {
-    fn agent_id(&self, name: &str) -> Result<AgentId, BackendError> {
+    pub(super) fn agent_id(&self, name: &str) -> Result<AgentId, BackendError> {
         self.agents
             .iter()
             .position(|a| a == name)
@@ -412,13 +422,14 @@ impl AcdDriver {
                 agent,
                 ring_timeout,
             } => {
-                let (caller, queue, waited) = match self.desk.items.get(item) {
+                let (caller, queue, waited, preview) = match self.desk.items.get(item) {
                     Some(i) => (
                         i.caller.clone().unwrap_or_default(),
                         i.queue.clone(),
                         now().saturating_duration_since(i.enqueued_at),
+                        i.preview,
                     ),
-                    None => (String::new(), String::new(), Duration::ZERO),
+                    None => (String::new(), String::new(), Duration::ZERO, false),
                 };
                 let (customer, last_interactions) = if caller.is_empty() {
                     (None, Vec::new())
@@ -450,6 +461,7 @@ impl AcdDriver {
                             callback_number: self.features.callback_number(*item),
                         }),
                         ring_timeout_ms: ring_timeout.as_millis() as u64,
+                        preview,
                     }),
                 );
             }
@@ -1199,6 +1211,21 @@ impl Backend for ServerBackend {
     ) -> Result<(), BackendError> {
         self.dispose(agent, call, code, notes, Some(callback_at_unix_ms))
             .await
+    }
+
+    async fn preview(&self, agent: &str, call: &str, dial: bool) -> Result<(), BackendError> {
+        let item = parse_call(call)?;
+        let (reply, rx) = oneshot::channel();
+        self.acd
+            .send(AcdRequest::Preview {
+                agent: agent.to_string(),
+                item,
+                dial,
+                reply,
+            })
+            .map_err(|_| BackendError::Unavailable("the ACD is stopping".into()))?;
+        rx.await
+            .map_err(|_| BackendError::Unavailable("the ACD is stopping".into()))?
     }
 
     async fn report(

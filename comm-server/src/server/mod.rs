@@ -56,6 +56,7 @@ mod event_log;
 pub mod gateway;
 mod mwi;
 mod outbound;
+mod preview;
 pub mod reports;
 mod routing;
 mod script_routing;

@@ -280,7 +280,7 @@
   };
   agent.AgentEvent = {
     id: [1, "uint64"], at_unix_ms: [2, "int64"],
-    call_offered: [10, { call_id: [1, "string"], screen_pop: [2, agent.ScreenPop], ring_timeout_ms: [3, "uint64"] }],
+    call_offered: [10, { call_id: [1, "string"], screen_pop: [2, agent.ScreenPop], ring_timeout_ms: [3, "uint64"], preview: [4, "bool"] }],
     call_connected: [11, { call_id: [1, "string"] }],
     call_ended: [12, { call_id: [1, "string"], reason: [2, "string"] }],
     wrap_up_started: [13, { call_id: [1, "string"], duration_ms: [2, "uint64"] }],
@@ -362,6 +362,8 @@
     setStatus: (req, o) => unary(AGENT + "SetStatus", agent.SetStatusRequest, req, Empty, o),
     streamEvents: (req, o) => call(AGENT + "StreamEvents", agent.StreamEventsRequest, req, agent.AgentEvent, o),
     hangUp: (req, o) => unary(AGENT + "HangUp", agent.CallRequest, req, Empty, o),
+    previewDial: (req, o) => unary(AGENT + "PreviewDial", agent.CallRequest, req, Empty, o),
+    previewSkip: (req, o) => unary(AGENT + "PreviewSkip", agent.CallRequest, req, Empty, o),
     disposition: (req, o) => unary(AGENT + "Disposition", agent.DispositionRequest, req, Empty, o),
     hold: (req, o) => unary(AGENT + "Hold", agent.CallRequest, req, Empty, o),
     unhold: (req, o) => unary(AGENT + "Unhold", agent.CallRequest, req, Empty, o),
