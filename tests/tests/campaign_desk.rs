@@ -4,6 +4,9 @@
 //! again at its time, past the attempts limit, and reaches him with the booking in
 //! the screen pop. In preview mode bob sees each contact before anything is dialled:
 //! a skipped one is never dialled, a dialled one rings his phone, then the customer.
+//! With answering-machine detection, a machine-like greeting (generated as in the
+//! detector's accuracy tests) hears the campaign's message and is hung up on, and a
+//! person's "hello" reaches bob.
 
 use std::time::Duration;
 
@@ -13,14 +16,15 @@ use comm_server::sip::header::uri_user;
 use comm_server::sip::message::{Method, Request};
 use comm_server::store::{CampaignState, NewCampaignContact};
 use comm_server::time::Clock as _;
-use e2e::{Server, Ua, WAIT, base_config, temp_dir};
+use e2e::{Server, Ua, WAIT, authed, base_config, temp_dir};
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 const CONTACT: &str = "+441110001";
 const SECOND: &str = "+441110002";
 
-fn config(carrier: std::net::SocketAddr, mode: &str) -> String {
+/// `campaign`: extra keys for the `[[campaign]]` section (its mode, say).
+fn config(carrier: std::net::SocketAddr, campaign: &str) -> String {
     format!(
         r#"
 [[trunk]]
@@ -42,19 +46,12 @@ name = "renewals"
 queue = "outbound"
 trunk = "carrier"
 caller-id = "+442079460000"
-mode = "{mode}"
 calling-hours = "00:00-23:59"
 max-attempts = 1
+{campaign}
 "#,
         agent_gateway::password::hash("bob-pw").unwrap(),
     )
-}
-
-fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
 }
 
 /// Bob's desktop, logged in and listening.
@@ -119,18 +116,14 @@ impl Desk {
     }
 }
 
-/// A server with the campaign in `mode` and its `contacts`, and the carrier UA on the
-/// trunk's address.
-async fn start(mode: &str, contacts: &[&str]) -> (Server, Ua) {
-    let reserve = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let carrier_addr = reserve.local_addr().unwrap();
-    drop(reserve);
-    let s = Server::start(&base_config(&temp_dir(), &config(carrier_addr, mode)))
+/// A server with the campaign (`campaign`: extra keys) and its `contacts`, and the
+/// carrier UA on the trunk's address.
+async fn start(campaign: &str, contacts: &[&str]) -> (Server, Ua) {
+    let carrier_addr = e2e::free_udp_addr().await;
+    let s = Server::start(&base_config(&temp_dir(), &config(carrier_addr, campaign)))
         .await
         .unwrap();
-    let mut carrier = Ua::new("carrier", "", s.udp).await.unwrap();
-    carrier.sock = tokio::net::UdpSocket::bind(carrier_addr).await.unwrap();
-    carrier.addr = carrier_addr;
+    let carrier = e2e::carrier_at(carrier_addr, s.udp).await;
     let contacts: Vec<_> = contacts
         .iter()
         .map(|e164| NewCampaignContact {
@@ -190,9 +183,28 @@ async fn answered_by_bob(
     (customer, offered)
 }
 
+/// The customer hangs up; bob's phone gets the BYE.
+async fn hang_up(carrier: &mut Ua, customer: &mut e2e::Dialog, bob: &mut Ua) {
+    assert_eq!(carrier.bye(customer).await.unwrap().status, 200);
+    let bye = bob.request(Method::Bye).await.unwrap();
+    bob.reply(&bye, 200, "bob-a").await.unwrap();
+}
+
+/// The campaign's attempts, once there are `n` (polling the store).
+async fn attempts(s: &Server, n: usize) -> Vec<comm_server::store::CampaignAttempt> {
+    for _ in 0..50 {
+        let attempts = s.store.campaign_attempts("renewals").await.unwrap();
+        if attempts.len() >= n {
+            return attempts;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the campaign never had {n} attempts");
+}
+
 #[tokio::test]
 async fn a_callback_booked_in_the_disposition_is_dialled_at_its_time() {
-    let (s, mut carrier) = start("progressive", &[CONTACT]).await;
+    let (s, mut carrier) = start(r#"mode = "progressive""#, &[CONTACT]).await;
     let mut desk = Desk::open(&s).await;
     let (mut bob, _bob_rtp) = e2e::available_agent(&s, "bob").await;
     run_campaign(&s).await;
@@ -200,9 +212,7 @@ async fn a_callback_booked_in_the_disposition_is_dialled_at_its_time() {
     // The customer answers, talks to bob and asks to be called back later.
     let invite = dialled(&mut carrier, CONTACT, WAIT).await;
     let (mut customer, offered) = answered_by_bob(&mut carrier, &invite, &mut bob, &mut desk).await;
-    assert_eq!(carrier.bye(&mut customer).await.unwrap().status, 200);
-    let bye = bob.request(Method::Bye).await.unwrap();
-    bob.reply(&bye, 200, "bob-a").await.unwrap();
+    hang_up(&mut carrier, &mut customer, &mut bob).await;
     desk.until(|e| matches!(e, Ev::WrapUpStarted(_)).then_some(()))
         .await;
 
@@ -277,7 +287,7 @@ async fn decide(desk: &mut Desk, call_id: &str, dial: bool) -> Result<(), tonic:
 
 #[tokio::test]
 async fn in_preview_mode_the_agent_dials_or_skips_each_contact() {
-    let (s, mut carrier) = start("preview", &[CONTACT, SECOND]).await;
+    let (s, mut carrier) = start(r#"mode = "preview""#, &[CONTACT, SECOND]).await;
     let mut desk = Desk::open(&s).await;
     let (mut bob, _bob_rtp) = e2e::available_agent(&s, "bob").await;
     run_campaign(&s).await;
@@ -316,24 +326,112 @@ async fn in_preview_mode_the_agent_dials_or_skips_each_contact() {
     let mut customer = carrier.dialog_as_callee(&invite, &ok);
     desk.until(|e| matches!(e, Ev::CallConnected(_)).then_some(()))
         .await;
-    assert_eq!(carrier.bye(&mut customer).await.unwrap().status, 200);
-    let bye = bob.request(Method::Bye).await.unwrap();
-    bob.reply(&bye, 200, "bob-a").await.unwrap();
+    hang_up(&mut carrier, &mut customer, &mut bob).await;
 
     // The dialled contact has its answered attempt, by bob; the skipped one none.
-    let mut attempts = Vec::new();
-    for _ in 0..50 {
-        attempts = s.store.campaign_attempts("renewals").await.unwrap();
-        if !attempts.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let attempts = attempts(&s, 1).await;
     assert_eq!(attempts.len(), 1, "{attempts:?}");
     assert_eq!(attempts[0].outcome, "answered");
     assert_eq!(attempts[0].agent.as_deref(), Some("bob"));
     let contacts = s.store.campaign_contacts("renewals").await.unwrap();
     let skipped = contacts.iter().find(|c| c.e164 == CONTACT).unwrap();
     assert_eq!(skipped.last_outcome.as_deref(), Some("skipped"));
+    s.stop().await.unwrap();
+}
+
+/// Sends `samples` as PCMU at the real pace to `to`, then line noise for ever (the
+/// caller stops listening by dropping this future).
+async fn speak(rtp: &mut e2e::Rtp, to: std::net::SocketAddr, samples: &[i16]) {
+    for frame in samples.chunks(160) {
+        rtp.send(to, 0, &e2e::pcmu(frame)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let hiss: Vec<i16> = (0..160)
+        .map(|i| if i % 2 == 0 { 40 } else { -40 })
+        .collect();
+    loop {
+        rtp.send(to, 0, &e2e::pcmu(&hiss)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The carrier answers `invite` with its media on `rtp`; returns where our audio goes.
+async fn answer_with_media(
+    carrier: &mut Ua,
+    invite: &Request,
+    rtp: &e2e::Rtp,
+) -> (e2e::Dialog, std::net::SocketAddr) {
+    carrier.media_port = rtp.port();
+    let ok = carrier.reply(invite, 200, "cust").await.unwrap();
+    let to = e2e::sdp_audio_addr(&invite.body).expect("our offer has an address");
+    (carrier.dialog_as_callee(invite, &ok), to)
+}
+
+#[tokio::test]
+async fn a_machine_hears_the_message_and_a_person_reaches_the_agent() {
+    use comm_server::campaigns::amd::samples;
+    const MACHINE: &str = CONTACT;
+    const PERSON: &str = SECOND;
+    let campaign = r#"mode = "progressive"
+amd = "message"
+amd-message = "general/goodbye""#;
+    let (s, mut carrier) = start(campaign, &[MACHINE, PERSON]).await;
+    let (mut bob, _bob_rtp) = e2e::available_agent(&s, "bob").await;
+    run_campaign(&s).await;
+
+    // A machine answers and talks on: it hears the message, then we hang up; bob's
+    // phone never rings for it.
+    let mut rtp = e2e::Rtp::bind().await.unwrap();
+    let invite = dialled(&mut carrier, MACHINE, WAIT).await;
+    let (_machine, to) = answer_with_media(&mut carrier, &invite, &rtp).await;
+    let greeting = samples::machine(7);
+    let bye = tokio::select! {
+        bye = carrier.request(Method::Bye) => bye.unwrap(),
+        _ = speak(&mut rtp, to, &greeting) => unreachable!(),
+        _ = tokio::time::sleep(Duration::from_secs(15)) => panic!("the machine was never hung up on"),
+    };
+    carrier.reply(&bye, 200, "cust").await.unwrap();
+    let message = rtp
+        .collect(Duration::from_millis(200), Duration::from_secs(2))
+        .await;
+    assert!(
+        message.len() > 10,
+        "the machine heard the message: {} frames",
+        message.len()
+    );
+
+    // A person says hello and waits: bob's phone rings with them.
+    let invite = dialled(&mut carrier, PERSON, WAIT).await;
+    let (mut person, to) = answer_with_media(&mut carrier, &invite, &rtp).await;
+    let hello = samples::human(7);
+    let offer = tokio::select! {
+        offer = bob.request(Method::Invite) => offer.unwrap(),
+        _ = speak(&mut rtp, to, &hello) => unreachable!(),
+        _ = tokio::time::sleep(Duration::from_secs(15)) => panic!("the person never reached bob"),
+    };
+    assert!(
+        offer
+            .headers
+            .get("From")
+            .is_some_and(|f| f.contains(PERSON.trim_start_matches('+'))),
+        "bob is offered the person, not the machine: {:?}",
+        offer.headers.get("From")
+    );
+    bob.reply(&offer, 200, "bob-a").await.unwrap();
+    hang_up(&mut carrier, &mut person, &mut bob).await;
+
+    // The attempts: the machine's outcome is "machine", the person's "answered".
+    let attempts = attempts(&s, 2).await;
+    let outcomes: Vec<_> = attempts.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["machine", "answered"]);
+    assert_eq!(attempts[0].agent, None);
+    assert_eq!(attempts[1].agent.as_deref(), Some("bob"));
+    let history = s.store.history_for_phone(MACHINE, 10).await.unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|h| h.contact.outcome.as_deref() == Some("machine")),
+        "the machine is in the contact history"
+    );
     s.stop().await.unwrap();
 }

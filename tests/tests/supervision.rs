@@ -13,9 +13,9 @@ use agent_gateway::proto::supervisor::{
 use comm_server::sip::header::uri_user;
 use comm_server::sip::message::Method;
 use comm_server::store::NewCampaignContact;
-use e2e::{Server, Ua, WAIT, base_config, temp_dir};
+use e2e::{Server, Ua, WAIT, authed, base_config, temp_dir};
 use tonic::transport::Channel;
-use tonic::{Code, Request, Streaming};
+use tonic::{Code, Streaming};
 
 const CONTACT: &str = "+441110001";
 
@@ -53,13 +53,6 @@ retry-busy = "1h"
         hash("bob-pw"),
         hash("sue-pw"),
     )
-}
-
-fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut r = Request::new(message);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
 }
 
 async fn supervisor(s: &Server) -> (SupervisorServiceClient<Channel>, String) {
@@ -139,15 +132,11 @@ async fn campaigns_until(
 /// A server with the campaign and its one contact, and the carrier UA on the trunk's
 /// address.
 async fn start_with_one_contact() -> (Server, Ua) {
-    let reserve = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let carrier_addr = reserve.local_addr().unwrap();
-    drop(reserve);
+    let carrier_addr = e2e::free_udp_addr().await;
     let s = Server::start(&base_config(&temp_dir(), &config(carrier_addr)))
         .await
         .unwrap();
-    let mut carrier = Ua::new("carrier", "", s.udp).await.unwrap();
-    carrier.sock = tokio::net::UdpSocket::bind(carrier_addr).await.unwrap();
-    carrier.addr = carrier_addr;
+    let carrier = e2e::carrier_at(carrier_addr, s.udp).await;
     let contact = NewCampaignContact {
         e164: CONTACT.into(),
         name: "Ada".into(),

@@ -31,8 +31,9 @@ use super::campaign_board::{self, Live};
 use super::outbound::{OutLeg, Outbound};
 use super::*;
 use crate::acd::ItemKind;
+use crate::campaigns::amd::{AmdParams, Verdict};
 use crate::campaigns::screen::{Screen, screen, zone_of};
-use crate::campaigns::settings::Campaign;
+use crate::campaigns::settings::{AmdAction, Campaign};
 use crate::campaigns::{AbandonWindow, DialMode, DoNotCall, Floor, Outcome, Pacer, Stats};
 use crate::store::{CampaignAttempt, CampaignContact, CampaignState, StoreError};
 
@@ -46,6 +47,11 @@ const IDENTIFICATION: u64 = 1;
 const IDENTIFICATION_PROMPT: &str = "general/campaign-identification";
 /// Said instead when the identification prompt is not installed.
 const FALLBACK_PROMPT: &str = "general/goodbye";
+/// Play id of the message an answering machine hears (`amd = "message"`).
+const MACHINE_MESSAGE: u64 = 2;
+/// How long past the detector's own limit we wait for its verdict: a far end that
+/// sends no audio at all never lets it decide.
+const AMD_GRACE: Duration = Duration::from_secs(1);
 /// The rolling period of the abandonment rate (Ofcom counts per 24 hours).
 const ABANDON_PERIOD: StdDuration = StdDuration::from_secs(24 * 3600);
 
@@ -563,6 +569,9 @@ impl Dial {
         let far = Instant::now() + Duration::from_secs(24 * 3600);
         let mut ring_deadline = Some(Instant::now() + self.campaign.ring_timeout);
         let mut connect_deadline: Option<Instant> = None;
+        // Answering-machine detection running: its verdict is due by then.
+        let mut amd_deadline: Option<Instant> = None;
+        let mut machine = false;
         let mut rang_out = false;
         let mut enqueued = false;
         let mut connected = false;
@@ -573,6 +582,13 @@ impl Dial {
                     ring_deadline = None;
                     rang_out = true;
                     let _ = self.out.cmd.send(Command::Cancel { uid, handle: 1 });
+                }
+                _ = tokio::time::sleep_until(amd_deadline.unwrap_or(far)), if amd_deadline.is_some() => {
+                    // No verdict from silence or a lost stream: a person, to be safe.
+                    amd_deadline = None;
+                    tracing::info!("no machine verdict in time: treated as a person");
+                    connect_deadline = Some(self.enqueue(uid, contact, &inbox_tx));
+                    enqueued = true;
                 }
                 _ = tokio::time::sleep_until(connect_deadline.unwrap_or(far)), if connect_deadline.is_some() => {
                     connect_deadline = None;
@@ -617,6 +633,29 @@ impl Dial {
                         }
                         break if connected { Outcome::Answered } else { Outcome::Failed };
                     }
+                    Some(CallInput::Media(MediaAction::MachineDetection(verdict))) if amd_deadline.is_some() => {
+                        amd_deadline = None;
+                        tracing::info!(?verdict, "answering-machine detection");
+                        if verdict != Verdict::Machine {
+                            connect_deadline = Some(self.enqueue(uid, contact, &inbox_tx));
+                            enqueued = true;
+                            continue;
+                        }
+                        machine = true;
+                        let Some(c) = customer.as_mut() else { break Outcome::Machine };
+                        if !self.play_machine_message(c) {
+                            next_handle += 1;
+                            self.out.bye(uid, c, next_handle);
+                            break Outcome::Machine;
+                        }
+                    }
+                    Some(CallInput::Media(MediaAction::PlaybackFinished { id: MACHINE_MESSAGE, .. })) => {
+                        if let Some(c) = customer.as_mut() {
+                            next_handle += 1;
+                            self.out.bye(uid, c, next_handle);
+                        }
+                        break Outcome::Machine;
+                    }
                     Some(CallInput::Media(MediaAction::PlaybackFinished { id: IDENTIFICATION, .. })) => {
                         if let Some(c) = customer.as_mut() {
                             next_handle += 1;
@@ -640,18 +679,19 @@ impl Dial {
                             self.out.bye(uid, c, next_handle);
                             break Outcome::Failed;
                         }
-                        tracing::info!("customer answered; queueing for an agent");
                         result.answered_at_ms = Some(self.out.shared.clock.unix_ms());
-                        connect_deadline = Some(Instant::now() + self.campaign.connect_timeout);
+                        if self.campaign.amd != AmdAction::Off
+                            && let Some((leg, _)) = c.media.as_ref()
+                        {
+                            tracing::info!("customer answered; listening for a machine");
+                            let params = AmdParams::default();
+                            let _ = self.out.shared.engine.command(*leg, MediaCommand::DetectMachine(params));
+                            amd_deadline = Some(Instant::now() + params.max_analysis + AMD_GRACE);
+                            continue;
+                        }
+                        tracing::info!("customer answered; queueing for an agent");
+                        connect_deadline = Some(self.enqueue(uid, contact, &inbox_tx));
                         enqueued = true;
-                        let _ = self.out.shared.acd.send(AcdRequest::EnqueueCampaign {
-                            item: uid,
-                            call_id: self.call_id.clone(),
-                            queue: self.campaign.queue.clone(),
-                            caller: Some(contact.e164.clone()),
-                            customer: contact.customer_id,
-                            inbox: inbox_tx.clone(),
-                        });
                     }
                     Some(CallInput::Response { handle: 2, response }) => {
                         if response.status < 200 {
@@ -692,7 +732,13 @@ impl Dial {
                                     // The agent hung up before we knew: treat as a failed offer.
                                     continue;
                                 }
-                                break if connected { Outcome::Answered } else { Outcome::Abandoned };
+                                break if connected {
+                                    Outcome::Answered
+                                } else if machine {
+                                    Outcome::Machine
+                                } else {
+                                    Outcome::Abandoned
+                                };
                             }
                             // No re-offers on campaign calls yet (hold, codec changes): the
                             // session stays as it is (RFC 3261 §14.2).
@@ -748,6 +794,54 @@ impl Dial {
         }
         self.out.close([&customer, &agent_leg]).await;
         outcome
+    }
+}
+
+impl Dial {
+    /// Queues the answered customer for the campaign's agents; returns when the wait
+    /// for one ends (abandoned).
+    fn enqueue(
+        &self,
+        uid: u64,
+        contact: &CampaignContact,
+        inbox: &mpsc::UnboundedSender<CallInput>,
+    ) -> Instant {
+        let _ = self.out.shared.acd.send(AcdRequest::EnqueueCampaign {
+            item: uid,
+            call_id: self.call_id.clone(),
+            queue: self.campaign.queue.clone(),
+            caller: Some(contact.e164.clone()),
+            customer: contact.customer_id,
+            inbox: inbox.clone(),
+        });
+        Instant::now() + self.campaign.connect_timeout
+    }
+
+    /// Plays the campaign's message to a machine; false when there is none to play
+    /// (`amd = "hang-up"`, or the prompt is missing): hang up instead.
+    fn play_machine_message(&self, customer: &OutLeg) -> bool {
+        let AmdAction::Message(name) = &self.campaign.amd else {
+            return false;
+        };
+        let (Ok(prompt), Some((leg, _))) = (
+            self.out.shared.prompts.prompt(name),
+            customer.media.as_ref(),
+        ) else {
+            tracing::warn!(prompt = %name, "machine message not played");
+            return false;
+        };
+        self.out
+            .shared
+            .engine
+            .command(
+                *leg,
+                MediaCommand::Play {
+                    id: MACHINE_MESSAGE,
+                    prompts: vec![prompt],
+                    barge_in: false,
+                },
+            )
+            .is_ok()
     }
 }
 
