@@ -257,6 +257,9 @@ impl AcdDriver {
 
     /// The core sends the item to its overflow or exit target.
     pub(super) fn overflow(&mut self, item: ItemId, target: OverflowTarget) {
+        if self.preview_refused(item) {
+            return;
+        }
         let mut exit = self.features.target(item, &target);
         if self.features.exit_pending
             && let Some(QueueExit::Queue(q)) = self

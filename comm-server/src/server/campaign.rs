@@ -405,8 +405,10 @@ impl CampaignTask {
                         result.answered_at_ms = answered_at_ms;
                         result.agent = Some(agent);
                     }
-                    // Skipped, or dropped by the ACD (stopping): nothing was dialled.
-                    Some(super::preview::PreviewEnd::Skipped) | None => result.skipped = true,
+                    Some(super::preview::PreviewEnd::Skipped) => result.skipped = true,
+                    // Refused by the queue, or dropped by a stopping ACD: a failed
+                    // attempt, retried as one.
+                    Some(super::preview::PreviewEnd::NotOffered) | None => {}
                 }
                 result.ended_at_ms = out.shared.clock.unix_ms();
                 let _ = out.cmd.send(Command::CallEnded { uid });

@@ -26,6 +26,8 @@ use agent_gateway::BackendError;
 pub(super) enum PreviewEnd {
     /// The agent skipped the contact: nothing was dialled.
     Skipped,
+    /// The queue refused it (its length limit): not offered, nothing dialled.
+    NotOffered,
     /// The agent dialled; what became of the customer's leg.
     Dialled {
         outcome: Outcome,
@@ -182,6 +184,20 @@ impl AcdDriver {
         self.customers.remove(&item);
         self.input(AcdInput::CustomerNotReached(item));
         Ok(())
+    }
+
+    /// The queue refused a preview (an entry rule): true when `item` was one; its
+    /// campaign hears it was not offered.
+    pub(super) fn preview_refused(&mut self, item: ItemId) -> bool {
+        let Some(p) = self.previews.items.remove(&item) else {
+            return false;
+        };
+        tracing::info!(?item, "the queue refused a campaign preview");
+        let _ = p.dial.report.send(PreviewEnd::NotOffered);
+        self.features.forget(item);
+        self.desk_item_ended(item);
+        self.customers.remove(&item);
+        true
     }
 
     /// Dials the previews the agents chose to dial (from the driver's async drain).
