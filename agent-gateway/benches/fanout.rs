@@ -230,6 +230,7 @@ async fn main() {
                     ..ScreenPop::default()
                 }),
                 ring_timeout_ms: 20_000,
+                preview: false,
             }),
         );
         hub.publish_supervisor(sv::StatusUpdate {

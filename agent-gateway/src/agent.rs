@@ -45,6 +45,22 @@ impl<B: Backend> AgentApi<B> {
         }
     }
 
+    /// Dial or skip the preview the agent was offered.
+    async fn preview(
+        &self,
+        request: Request<CallRequest>,
+        dial: bool,
+    ) -> Result<Response<CallControlResponse>, Status> {
+        let call = &request.get_ref().call_id;
+        let agent = self.own_call(&request, call)?;
+        self.shared
+            .backend
+            .preview(&agent, call, dial)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(CallControlResponse {}))
+    }
+
     async fn control(
         &self,
         request: Request<CallRequest>,
@@ -219,11 +235,29 @@ impl<B: Backend> AgentService for AgentApi<B> {
         if r.code.trim().is_empty() {
             return Err(Status::invalid_argument("code is required"));
         }
-        self.shared
-            .backend
-            .disposition(&agent, &r.call_id, r.code.trim(), &r.notes)
-            .await
-            .map_err(status_of)?;
+        let backend = &self.shared.backend;
+        let code = r.code.trim();
+        if r.callback_at_unix_ms == 0 {
+            backend
+                .disposition(&agent, &r.call_id, code, &r.notes)
+                .await
+        } else if r.callback_at_unix_ms <= backend.unix_ms() {
+            return Err(Status::invalid_argument(format!(
+                "callback_at_unix_ms {} is not in the future",
+                r.callback_at_unix_ms
+            )));
+        } else {
+            backend
+                .disposition_with_callback(
+                    &agent,
+                    &r.call_id,
+                    code,
+                    &r.notes,
+                    r.callback_at_unix_ms,
+                )
+                .await
+        }
+        .map_err(status_of)?;
         Ok(Response::new(DispositionResponse {}))
     }
 
@@ -267,6 +301,20 @@ impl<B: Backend> AgentService for AgentApi<B> {
             .await
             .map_err(status_of)?;
         Ok(Response::new(CallControlResponse {}))
+    }
+
+    async fn preview_dial(
+        &self,
+        request: Request<CallRequest>,
+    ) -> Result<Response<CallControlResponse>, Status> {
+        self.preview(request, true).await
+    }
+
+    async fn preview_skip(
+        &self,
+        request: Request<CallRequest>,
+    ) -> Result<Response<CallControlResponse>, Status> {
+        self.preview(request, false).await
     }
 
     async fn list_voicemail(

@@ -149,6 +149,26 @@ pub trait Backend: Send + Sync + 'static {
         notes: &str,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
+    /// As [`Backend::disposition`], and books a callback to the campaign contact of
+    /// `call` at `callback_at_unix_ms` (the gateway checked it is in the future). A
+    /// call that is not a campaign call is refused before wrap-up ends. Servers
+    /// without campaigns keep the default.
+    fn disposition_with_callback(
+        &self,
+        agent: &str,
+        call: &str,
+        code: &str,
+        notes: &str,
+        callback_at_unix_ms: i64,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = (agent, call, code, notes, callback_at_unix_ms);
+        async {
+            Err(BackendError::Unimplemented(
+                "scheduled callbacks are not offered".into(),
+            ))
+        }
+    }
+
     /// The agent takes the voicemail task offered to them (`task`, checked to be the
     /// agent's current offer). Servers without voicemail tasks keep the default.
     fn accept_task(
@@ -160,6 +180,23 @@ pub trait Backend: Send + Sync + 'static {
         async {
             Err(BackendError::Unimplemented(
                 "no voicemail tasks on this server".into(),
+            ))
+        }
+    }
+
+    /// The agent's decision on the preview offered to them (`call`, checked to be
+    /// the agent's current offer): dial the contact (`dial`) or skip it. Servers
+    /// without preview campaigns keep the default.
+    fn preview(
+        &self,
+        agent: &str,
+        call: &str,
+        dial: bool,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let _ = (agent, call, dial);
+        async {
+            Err(BackendError::Unimplemented(
+                "no preview campaigns on this server".into(),
             ))
         }
     }

@@ -1,6 +1,8 @@
 //! The event hub: where the server publishes agent and supervisor events, and where
 //! streams find them. Each agent has a bounded, numbered [`EventLog`] (for resume) and
 //! a broadcast channel (for live delivery); supervisors share one broadcast channel.
+//! The campaigns' status is published once for all streams; the hub keeps the latest
+//! so a stream that opens later starts with it.
 //!
 //! The hub also remembers each agent's current call from the events that pass through
 //! it (offered → current, withdrawn or wrap-up ended → none), which is what the
@@ -10,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use callcenter_proto::agent::{AgentEvent, agent_event::Kind};
-use callcenter_proto::supervisor::StatusUpdate;
+use callcenter_proto::supervisor::{CampaignList, StatusUpdate, status_update};
 use tokio::sync::broadcast;
 
 use crate::log::{self, EventLog};
@@ -31,6 +33,8 @@ pub struct EventHub {
     capacity: usize,
     agents: Mutex<HashMap<String, AgentStream>>,
     supervisors: broadcast::Sender<StatusUpdate>,
+    /// The campaigns' latest status, as last published.
+    campaigns: Mutex<Option<StatusUpdate>>,
 }
 
 impl Default for EventHub {
@@ -60,6 +64,7 @@ impl EventHub {
             capacity,
             agents: Mutex::new(HashMap::new()),
             supervisors: broadcast::channel(SUPERVISOR_BUFFER).0,
+            campaigns: Mutex::new(None),
         }
     }
 
@@ -128,6 +133,38 @@ impl EventHub {
         let _ = self.supervisors.send(update);
     }
 
+    /// Publishes the campaigns' status to every supervisor stream and keeps it for the
+    /// streams that open later; a list equal to the last one is not sent again.
+    /// Returns whether it was sent.
+    pub fn publish_campaigns(&self, at_unix_ms: i64, list: CampaignList) -> bool {
+        let mut latest = self.campaigns.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(StatusUpdate {
+            kind: Some(status_update::Kind::Campaigns(last)),
+            ..
+        }) = latest.as_ref()
+            && *last == list
+        {
+            return false;
+        }
+        let update = StatusUpdate {
+            at_unix_ms,
+            kind: Some(status_update::Kind::Campaigns(list)),
+        };
+        *latest = Some(update.clone());
+        // Sent under the lock: a stream reading the latest after subscribing can see
+        // an update twice (harmless) but never an older one after a newer.
+        let _ = self.supervisors.send(update);
+        true
+    }
+
+    /// The campaigns' latest status, if any was published.
+    pub(crate) fn campaigns(&self) -> Option<StatusUpdate> {
+        self.campaigns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The call the agent may act on: ringing, talking or wrapping up.
     pub fn current_call(&self, agent: &str) -> Option<String> {
         self.lock().get(agent).and_then(|s| s.current_call.clone())
@@ -152,7 +189,44 @@ impl EventHub {
     }
 
     /// A receiver of supervisor updates.
-    pub(crate) fn subscribe_supervisor(&self) -> broadcast::Receiver<StatusUpdate> {
+    pub fn subscribe_supervisor(&self) -> broadcast::Receiver<StatusUpdate> {
         self.supervisors.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callcenter_proto::supervisor::CampaignView;
+
+    fn list(answered: u32) -> CampaignList {
+        CampaignList {
+            campaigns: vec![CampaignView {
+                name: "renewals".into(),
+                answered,
+                ..CampaignView::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn campaigns_are_sent_on_change_and_kept_for_later_streams() {
+        let hub = EventHub::default();
+        assert!(hub.campaigns().is_none(), "nothing before the first status");
+        let mut early = hub.subscribe_supervisor();
+        assert!(hub.publish_campaigns(1, list(1)));
+        assert!(
+            !hub.publish_campaigns(2, list(1)),
+            "unchanged: not sent again"
+        );
+        assert!(hub.publish_campaigns(3, list(2)));
+        let sent: Vec<i64> = std::iter::from_fn(|| early.try_recv().ok())
+            .map(|u| u.at_unix_ms)
+            .collect();
+        assert_eq!(sent, [1, 3]);
+        // A stream opened now starts from the latest.
+        let latest = hub.campaigns().unwrap();
+        assert_eq!(latest.at_unix_ms, 3);
+        assert_eq!(latest.kind, Some(status_update::Kind::Campaigns(list(2))));
     }
 }

@@ -4,11 +4,10 @@ use std::sync::Arc;
 
 use callcenter_proto::supervisor::supervisor_service_server::SupervisorService;
 use callcenter_proto::supervisor::{
-    ActionResponse, CampaignCommand, CampaignList, ForceBreakRequest, ForceLogoutRequest,
-    ListCampaignsRequest, ListCampaignsResponse, LoginRequest, LoginResponse, LogoutRequest,
-    LogoutResponse, ReportKind, ReportRequest, ReportResponse, SetAgentQueuesRequest,
-    SetAgentSkillsRequest, SetCampaignStateRequest, StatusUpdate, StreamStatusRequest,
-    status_update::Kind,
+    ActionResponse, CampaignCommand, ForceBreakRequest, ForceLogoutRequest, ListCampaignsRequest,
+    ListCampaignsResponse, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse, ReportKind,
+    ReportRequest, ReportResponse, SetAgentQueuesRequest, SetAgentSkillsRequest,
+    SetCampaignStateRequest, StatusUpdate, StreamStatusRequest, status_update::Kind,
 };
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -19,8 +18,6 @@ use crate::{Role, Shared, status_of};
 
 /// Updates queued for one supervisor before the stream waits for it to read.
 const STREAM_BUFFER: usize = 256;
-/// How often a stream checks the campaigns' figures for a change.
-const CAMPAIGN_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The supervisor service over a [`Backend`].
 pub struct SupervisorApi<B> {
@@ -71,17 +68,15 @@ impl<B: Backend> SupervisorApi<B> {
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
-            let mut campaigns = tokio::time::interval(CAMPAIGN_POLL);
-            let mut sent = None;
+            // The campaigns' latest status; later ones arrive with the live updates.
+            if let Some(campaigns) = self.shared.hub.campaigns()
+                && tx.send(Ok(campaigns)).await.is_err()
+            {
+                return;
+            }
             loop {
                 let update = tokio::select! {
                     u = live.recv() => u,
-                    _ = campaigns.tick() => {
-                        if !self.send_campaigns(&tx, &mut sent).await {
-                            return;
-                        }
-                        continue;
-                    }
                     _ = tx.closed() => return,
                 };
                 match update {
@@ -95,35 +90,6 @@ impl<B: Backend> SupervisorApi<B> {
                 }
             }
         }
-    }
-}
-
-impl<B: Backend> SupervisorApi<B> {
-    /// Sends the campaigns when they differ from what was `sent` last (nothing while
-    /// there are none); false when the client is gone.
-    async fn send_campaigns(
-        &self,
-        tx: &mpsc::Sender<Result<StatusUpdate, Status>>,
-        sent: &mut Option<CampaignList>,
-    ) -> bool {
-        let list = match self.shared.backend.campaigns().await {
-            Ok(c) => CampaignList { campaigns: c },
-            // A figure that cannot be read now is tried again at the next tick.
-            Err(_) => return !tx.is_closed(),
-        };
-        let unchanged = match sent {
-            Some(s) => *s == list,
-            None => list.campaigns.is_empty(),
-        };
-        if unchanged {
-            return true;
-        }
-        *sent = Some(list.clone());
-        let update = StatusUpdate {
-            at_unix_ms: self.shared.backend.unix_ms(),
-            kind: Some(Kind::Campaigns(list)),
-        };
-        tx.send(Ok(update)).await.is_ok()
     }
 }
 

@@ -1401,6 +1401,18 @@ impl Config {
                 }
             }
         }
+        for (i, c) in self.campaigns.iter().enumerate() {
+            if let Some(message) = &c.amd_message
+                && sounds_loaded
+                && refs.prompts.prompt(message.get_ref().trim()).is_err()
+            {
+                refs.errors.push(self.span_error(
+                    message.span(),
+                    &format!("campaign[{i}].amd-message"),
+                    format!("no prompt {:?} in sounds-dir", message.get_ref()),
+                ));
+            }
+        }
         for (i, m) in self.mailboxes.iter().enumerate() {
             if let Some(greeting) = &m.greeting
                 && sounds_loaded

@@ -43,6 +43,21 @@ assert.deepEqual(decode(A.ScriptStepResponse, encode(A.ScriptStepResponse, step)
 assert.deepEqual([...encode(A.TransferRequest, { call_id: "7", queue: "q" })], [0x0a, 1, 0x37, 0x12, 1, 0x71]);
 const q = { name: "q", waiting: [], longest_wait_ms: 0, agents_logged_in: 2, agents_available: 1, service_level_today: 0.8125, answered_today: 13, abandoned_today: 3, voicemail_tasks_waiting: 2, voicemail_tasks_today: 5 };
 assert.deepEqual(decode(S.QueueView, encode(S.QueueView, q)), q);
+// A disposition carries the callback the agent booked (field 4, int64 Unix ms).
+assert.deepEqual(decode(A.DispositionRequest, encode(A.DispositionRequest, { call_id: "7", code: "call-back", notes: "", callback_at_unix_ms: 1_760_000_000_123 })),
+  { call_id: "7", code: "call-back", notes: "", callback_at_unix_ms: 1_760_000_000_123 });
+// A preview offer says so (CallOffered field 4, bool).
+assert.deepEqual(decode(A.AgentEvent, encode(A.AgentEvent, { call_offered: { call_id: "p", preview: true } })).call_offered,
+  { call_id: "p", ring_timeout_ms: 0, preview: true });
+// A campaign's agents (field 17, varint: 88 01) and dial ratio (field 18, double: 91 01).
+assert.deepEqual([...encode(S.CampaignView, { agents: 2, dial_ratio: 1.5 })],
+  [0x88, 0x01, 2, 0x91, 0x01, 0, 0, 0, 0, 0, 0, 0xf8, 0x3f]);
+const campaign = {
+  name: "renewals", state: "running", mode: "predictive", queue: "outbound", contacts: 10, pending: 4,
+  in_progress: 3, done: 3, attempts: 9, answered: 5, no_answer: 2, busy: 1, abandoned: 1, machine: 0,
+  failed: 0, abandonment_rate: 1 / 6, agents: 2, dial_ratio: 1.5,
+};
+assert.deepEqual(decode(S.CampaignView, encode(S.CampaignView, campaign)), campaign);
 // Unknown fields are skipped; truncated input is an error, not garbage.
 assert.deepEqual(decode(A.CallRequest, Uint8Array.from([0x0a, 1, 0x78, 0x18, 5, 0x22, 1, 0])), { call_id: "x" });
 assert.throws(() => decode(A.CallRequest, Uint8Array.from([0x0a, 5, 0x78])), /truncated/);

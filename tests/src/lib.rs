@@ -839,3 +839,28 @@ pub async fn available_agent(s: &Server, name: &str) -> (Ua, Rtp) {
     ua.reply(&bye, 200, "fc").await.unwrap();
     (ua, rtp)
 }
+
+/// A gRPC request carrying a session's bearer token (`authorization` metadata).
+pub fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("a token is ASCII"),
+    );
+    r
+}
+
+/// A free loopback UDP address, for a `[[trunk]]` whose carrier a test plays with
+/// [`carrier_at`] once the server is up.
+pub async fn free_udp_addr() -> SocketAddr {
+    let reserve = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    reserve.local_addr().unwrap()
+}
+
+/// A UA playing the carrier behind a `[[trunk]]` at `addr` (from [`free_udp_addr`]).
+pub async fn carrier_at(addr: SocketAddr, server: SocketAddr) -> Ua {
+    let mut carrier = Ua::new("carrier", "", server).await.unwrap();
+    carrier.sock = UdpSocket::bind(addr).await.unwrap();
+    carrier.addr = addr;
+    carrier
+}

@@ -176,6 +176,7 @@ async fn an_agent_gets_the_offer_with_its_screen_pop_answers_and_a_disposition_e
             call_id: offer.call_id.clone(),
             code: "resolved".into(),
             notes: "reset the router".into(),
+            ..Default::default()
         },
     ))
     .await
@@ -194,6 +195,7 @@ async fn an_agent_gets_the_offer_with_its_screen_pop_answers_and_a_disposition_e
                 call_id: offer.call_id.clone(),
                 code: "resolved".into(),
                 notes: String::new(),
+                ..Default::default()
             },
         ))
         .await
@@ -495,6 +497,7 @@ async fn a_known_callers_record_and_history_pop_and_the_disposition_is_stored() 
             call_id: offer.call_id.clone(),
             code: "card-replaced".into(),
             notes: "sent a new card".into(),
+            ..Default::default()
         },
     ))
     .await
@@ -782,6 +785,7 @@ async fn a_blind_transfer_to_a_queue_reaches_its_agent_and_wraps_up_the_first() 
             call_id: call_id.clone(),
             code: "transferred-to-billing".into(),
             notes: String::new(),
+            ..Default::default()
         },
     ))
     .await

@@ -13,9 +13,9 @@ use agent_gateway::proto::supervisor::{
 use comm_server::sip::header::uri_user;
 use comm_server::sip::message::Method;
 use comm_server::store::NewCampaignContact;
-use e2e::{Server, Ua, WAIT, base_config, temp_dir};
+use e2e::{Server, Ua, WAIT, authed, base_config, temp_dir};
 use tonic::transport::Channel;
-use tonic::{Code, Request, Streaming};
+use tonic::{Code, Streaming};
 
 const CONTACT: &str = "+441110001";
 
@@ -53,13 +53,6 @@ retry-busy = "1h"
         hash("bob-pw"),
         hash("sue-pw"),
     )
-}
-
-fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut r = Request::new(message);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
 }
 
 async fn supervisor(s: &Server) -> (SupervisorServiceClient<Channel>, String) {
@@ -139,15 +132,11 @@ async fn campaigns_until(
 /// A server with the campaign and its one contact, and the carrier UA on the trunk's
 /// address.
 async fn start_with_one_contact() -> (Server, Ua) {
-    let reserve = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let carrier_addr = reserve.local_addr().unwrap();
-    drop(reserve);
+    let carrier_addr = e2e::free_udp_addr().await;
     let s = Server::start(&base_config(&temp_dir(), &config(carrier_addr)))
         .await
         .unwrap();
-    let mut carrier = Ua::new("carrier", "", s.udp).await.unwrap();
-    carrier.sock = tokio::net::UdpSocket::bind(carrier_addr).await.unwrap();
-    carrier.addr = carrier_addr;
+    let carrier = e2e::carrier_at(carrier_addr, s.udp).await;
     let contact = NewCampaignContact {
         e164: CONTACT.into(),
         name: "Ada".into(),
@@ -199,13 +188,14 @@ async fn a_supervisor_runs_a_campaign_watches_it_and_reads_its_report() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
 
-    // The stream carries the campaigns after its snapshot.
+    // The stream carries the campaigns after its snapshot; nobody is on it yet.
     let mut updates = sup
         .stream_status(authed(&token, StreamStatusRequest {}))
         .await
         .unwrap()
         .into_inner();
-    campaigns_until(&mut updates, |c| c.state == "draft" && c.pending == 1).await;
+    let c = campaigns_until(&mut updates, |c| c.state == "draft" && c.pending == 1).await;
+    assert_eq!((c.agents, c.dial_ratio), (0, 0.0));
 
     // Start with bob free (progressive dials one call per free agent): the carrier
     // is dialled and answers busy; the stream shows the attempt.
@@ -218,8 +208,12 @@ async fn a_supervisor_runs_a_campaign_watches_it_and_reads_its_report() {
         .unwrap()
         .unwrap();
     assert_eq!(uri_user(&invite.uri).as_deref(), Some(CONTACT));
+    // While it rings the stream shows bob on the campaign and one call per agent.
+    let c = campaigns_until(&mut updates, |c| c.state == "running" && c.in_progress == 1).await;
+    assert_eq!((c.agents, c.dial_ratio), (1, 1.0));
     carrier.reply(&invite, 486, "busy").await.unwrap();
     let c = campaigns_until(&mut updates, |c| c.busy == 1).await;
+    assert_eq!((c.agents, c.dial_ratio), (1, 0.0), "nothing in progress");
     assert_eq!(
         (c.state.as_str(), c.attempts, c.answered),
         ("running", 1, 0)
@@ -388,6 +382,7 @@ async fn an_agents_disposition_lands_on_the_campaign_attempt_and_in_the_report()
             call_id,
             code: "sale".into(),
             notes: String::new(),
+            ..Default::default()
         },
     ))
     .await

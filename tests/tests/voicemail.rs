@@ -551,6 +551,7 @@ async fn a_queue_mailbox_message_is_offered_to_an_agent_accepted_and_handled() {
                 call_id: task.task_id.clone(),
                 code: "called-back".into(),
                 notes: String::new(),
+                ..Default::default()
             },
         ))
         .await
@@ -576,6 +577,7 @@ async fn a_queue_mailbox_message_is_offered_to_an_agent_accepted_and_handled() {
                 call_id: task.task_id.clone(),
                 code: "called-back".into(),
                 notes: "card on its way".into(),
+                ..Default::default()
             },
         ))
         .await

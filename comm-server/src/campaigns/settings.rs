@@ -15,6 +15,8 @@
 //! ring-timeout = "25s"
 //! connect-timeout = "2s"              # answered, no agent within this: abandoned
 //! script = "renewal-offer"            # shown to the agent with the screen pop
+//! amd = "message"                     # off | hang-up | message
+//! amd-message = "campaign/renewals-message"
 //! ```
 //!
 //! Checked at load: the queue and trunk exist, the mode, hours and zone parse, names
@@ -86,6 +88,25 @@ pub struct CampaignSection {
     /// A script name the agent's desktop shows with the contact.
     #[serde(default)]
     pub script: Option<String>,
+    /// Answering-machine detection on answered calls: off (default), hang-up or
+    /// message.
+    #[serde(default)]
+    pub amd: Option<toml::Spanned<String>>,
+    /// With `amd = "message"`: the prompt a machine hears before we hang up.
+    #[serde(default)]
+    pub amd_message: Option<toml::Spanned<String>>,
+}
+
+/// What a campaign does with a call an answering machine picked up.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AmdAction {
+    /// No detection: every answered call goes to an agent.
+    #[default]
+    Off,
+    /// Detect; a machine is hung up on.
+    HangUp,
+    /// Detect; a machine hears this prompt, then we hang up.
+    Message(String),
 }
 
 /// A checked campaign.
@@ -102,6 +123,7 @@ pub struct Campaign {
     pub ring_timeout: Duration,
     pub connect_timeout: Duration,
     pub script: Option<String>,
+    pub amd: AmdAction,
 }
 
 /// What is wrong with a campaign section: the byte span it is about, the key, and why.
@@ -217,6 +239,39 @@ impl CampaignSection {
             machine: self.retry_machine.map(|d| d.0).or(defaults.machine),
             abandoned: or(self.retry_abandoned, defaults.abandoned),
         };
+        let amd = match (
+            self.amd.as_ref().map(|a| a.get_ref().as_str()),
+            &self.amd_message,
+        ) {
+            (None | Some("off"), None) => AmdAction::Off,
+            (Some("hang-up"), None) => AmdAction::HangUp,
+            (Some("message"), Some(m)) if !m.get_ref().trim().is_empty() => {
+                AmdAction::Message(m.get_ref().trim().to_owned())
+            }
+            (Some("message"), _) => {
+                let span = self.amd.as_ref().map(|a| a.span()).unwrap_or_default();
+                return Err(error(
+                    span,
+                    "amd-message",
+                    "amd = \"message\" needs the prompt to play: amd-message = \"NAME\"".into(),
+                ));
+            }
+            (Some("off" | "hang-up") | None, Some(m)) => {
+                return Err(error(
+                    m.span(),
+                    "amd-message",
+                    "only used with amd = \"message\"".into(),
+                ));
+            }
+            (Some(other), _) => {
+                let span = self.amd.as_ref().map(|a| a.span()).unwrap_or_default();
+                return Err(error(
+                    span,
+                    "amd",
+                    format!("unknown action {other:?}: use off, hang-up or message"),
+                ));
+            }
+        };
         Ok(Campaign {
             name: name.clone(),
             queue: self.queue.get_ref().clone(),
@@ -229,6 +284,7 @@ impl CampaignSection {
             ring_timeout: or(self.ring_timeout, DEFAULT_CAMPAIGN_RING),
             connect_timeout: or(self.connect_timeout, DEFAULT_CONNECT_TIMEOUT),
             script: self.script.clone(),
+            amd,
         })
     }
 }
@@ -276,7 +332,8 @@ mod tests {
                  caller-id = \"+442079460000\"\nmode = \"predictive\"\nabandon-cap = 0.02\n\
                  calling-hours = \"sat 10:00-12:00\"\ntime-zone = \"Europe/London\"\n\
                  max-attempts = 5\nretry-busy = \"1s\"\nretry-no-answer = \"2s\"\n\
-                 ring-timeout = \"10s\"\nconnect-timeout = \"1s\"\nscript = \"offer\"\n"
+                 ring-timeout = \"10s\"\nconnect-timeout = \"1s\"\nscript = \"offer\"\n\
+                 amd = \"message\"\namd-message = \"campaign/sorry\"\n"
             ),
             "t.toml",
         )
@@ -289,7 +346,9 @@ mod tests {
         assert_eq!(a.retry, RetryPolicy::default());
         assert_eq!(a.ring_timeout, DEFAULT_CAMPAIGN_RING);
         assert_eq!(a.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(a.amd, AmdAction::Off);
         let b = &campaigns[1];
+        assert_eq!(b.amd, AmdAction::Message("campaign/sorry".into()));
         assert!(
             matches!(b.mode, DialMode::Predictive(p) if p.abandon_cap == 0.02),
             "{:?}",
@@ -332,6 +391,18 @@ mod tests {
         assert_eq!(
             error(&format!("{ok}max-attempts = 0\n")),
             "t.toml:12: campaign[0].max-attempts: must be at least 1"
+        );
+        assert_eq!(
+            error(&format!("{ok}amd = \"guess\"\n")),
+            "t.toml:12: campaign[0].amd: unknown action \"guess\": use off, hang-up or message"
+        );
+        assert_eq!(
+            error(&format!("{ok}amd = \"message\"\n")),
+            "t.toml:12: campaign[0].amd-message: amd = \"message\" needs the prompt to play: amd-message = \"NAME\""
+        );
+        assert_eq!(
+            error(&format!("{ok}amd = \"hang-up\"\namd-message = \"x\"\n")),
+            "t.toml:13: campaign[0].amd-message: only used with amd = \"message\""
         );
         assert_eq!(
             error(&format!("{ok}abandon-cap = 3.0\n")),

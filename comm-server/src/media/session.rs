@@ -48,6 +48,7 @@ use super::rtcp::{self, SenderInfo};
 use super::rtp::{OutgoingStream, RtpError, RtpPacket, RtpReceiver, StreamQuality};
 use super::sdp::{Direction, Negotiated};
 use super::{FRAME_DURATION, FRAME_SAMPLES, SAMPLE_RATE};
+use crate::campaigns::amd;
 
 /// Default dead-media timeout: 30 s without RTP while we expect it, the common
 /// carrier/PBX value (long enough for phones that pause RTP during silence).
@@ -170,6 +171,9 @@ pub enum MediaCommand {
     },
     /// Stops mixing; the remaining samples come out of `poll_recording`.
     StopRecording,
+    /// Runs answering-machine detection ([`amd::Detector`]) over the received audio
+    /// from now on; the verdict comes back once in [`MediaAction::MachineDetection`].
+    DetectMachine(amd::AmdParams),
     /// Sends digits as RFC 4733 events, or as tones if the leg has no telephone-event.
     SendDtmf(String),
     /// A re-INVITE changed the media (hold, new address, new codec).
@@ -207,6 +211,8 @@ pub enum MediaAction {
     RemoteLatched {
         address: SocketAddr,
     },
+    /// What answered, by [`MediaCommand::DetectMachine`].
+    MachineDetection(amd::Verdict),
 }
 
 /// A datagram to send.
@@ -331,6 +337,8 @@ pub struct MediaSession {
     /// De-duplicates bridged events that this leg must turn into tones.
     relayed_events: DtmfReceiver,
     tone_detector: Option<ToneDetector>,
+    /// Answering-machine detection, until its verdict.
+    machine_detector: Option<amd::Detector>,
     reorder: ReorderBuffer<HeldAudio>,
     recording: Option<Recording>,
     last_activity: Instant,
@@ -379,6 +387,7 @@ impl MediaSession {
             stream: OutgoingStream::new(config.ssrc, config.initial_sequence),
             receiver: RtpReceiver::new(now, SAMPLE_RATE),
             tone_detector: config.inband_dtmf.then(ToneDetector::new),
+            machine_detector: None,
             reorder: ReorderBuffer::new(config.reorder_depth),
             config,
             epoch,
@@ -613,6 +622,9 @@ impl MediaSession {
                 }
             }
             MediaCommand::StopRecording => self.release_recording(now, true),
+            MediaCommand::DetectMachine(params) => {
+                self.machine_detector = Some(amd::Detector::new(params));
+            }
             MediaCommand::SendDtmf(digits) => {
                 for digit in digits.chars() {
                     let Ok(event) = dtmf::digit_event(digit) else {
@@ -978,6 +990,16 @@ impl MediaSession {
             // At most one digit per 20 ms frame: a block is 25.6 ms.
             if let Some(digit) = detector.poll_digit() {
                 self.digit(digit, DtmfMethod::InBand);
+            }
+        }
+        if let Some(detector) = self.machine_detector.as_mut() {
+            let verdict = self
+                .pcm
+                .chunks(amd::FRAME)
+                .find_map(|frame| detector.push(frame));
+            if let Some(v) = verdict {
+                self.machine_detector = None;
+                self.actions.push_back(MediaAction::MachineDetection(v));
             }
         }
         let position_now = self.position(now);

@@ -73,6 +73,15 @@ pub(super) enum AcdRequest {
     /// Voicemail tasks: a message to work on, an agent accepting or finishing one
     /// (see `voicemail_work.rs`).
     Voicemail(super::voicemail_work::VoicemailRequest),
+    /// A preview-mode campaign's contact waits for an agent (see `preview.rs`).
+    EnqueuePreview(super::preview::NewPreview),
+    /// An agent dials (`dial`) or skips the preview offered to them.
+    Preview {
+        agent: String,
+        item: ItemId,
+        dial: bool,
+        reply: tokio::sync::oneshot::Sender<Result<(), agent_gateway::BackendError>>,
+    },
     /// A campaign asks how many of these agents are ready and busy (for its pacer).
     CampaignFloor {
         agents: Vec<u64>,
@@ -127,6 +136,8 @@ pub(super) struct AcdDriver {
     pub(super) features: super::callback::QueueFeatures,
     /// Voicemail tasks in the ACD (see `voicemail_work.rs`).
     pub(super) voicemail: super::voicemail_work::VoicemailTasks,
+    /// Preview-mode campaign contacts in the ACD (see `preview.rs`).
+    pub(super) previews: super::preview::Previews,
 }
 
 /// Starts the ACD task; errors are configuration errors.
@@ -198,6 +209,7 @@ pub(super) fn spawn_acd(
         desk,
         features,
         voicemail: Default::default(),
+        previews: Default::default(),
     };
     driver.publish_metrics();
     tokio::spawn(driver.run(rx).instrument(tracing::info_span!("acd")));
@@ -374,6 +386,15 @@ impl AcdDriver {
             AcdRequest::PopReady { item, pop } => self.pop_ready(item, pop),
             AcdRequest::Callback(request) => self.callback_request(request),
             AcdRequest::Voicemail(request) => self.handle_voicemail(request),
+            AcdRequest::EnqueuePreview(p) => self.enqueue_preview(p),
+            AcdRequest::Preview {
+                agent,
+                item,
+                dial,
+                reply,
+            } => {
+                let _ = reply.send(self.preview_decision(&agent, item, dial));
+            }
             AcdRequest::CampaignFloor { agents, reply } => {
                 let _ = reply.send(super::campaign::campaign_floor(&self.acd, &agents));
             }
@@ -387,6 +408,7 @@ impl AcdDriver {
     }
 
     async fn drain(&mut self) {
+        self.dial_previews().await;
         while let Some(action) = self.acd.poll_action() {
             use crate::acd::Action as A;
             if self.voicemail_action(&action) {

@@ -257,6 +257,9 @@ impl AcdDriver {
 
     /// The core sends the item to its overflow or exit target.
     pub(super) fn overflow(&mut self, item: ItemId, target: OverflowTarget) {
+        if self.preview_refused(item) {
+            return;
+        }
         let mut exit = self.features.target(item, &target);
         if self.features.exit_pending
             && let Some(QueueExit::Queue(q)) = self
@@ -284,6 +287,11 @@ impl AcdDriver {
         agent: AgentId,
         number: Option<String>,
     ) {
+        // A campaign preview is offered on the desktop first (see `preview.rs`).
+        if self.offer_preview(item, agent).await {
+            return;
+        }
+        let preview = self.previews.dialling(item);
         let number = number
             .or_else(|| self.features.callbacks.get(&item).cloned())
             .filter(|n| !n.is_empty());
@@ -313,17 +321,20 @@ impl AcdDriver {
             ));
             return;
         };
-        // The agent's desktop pops the customer as for a call offer.
+        // The agent's desktop pops the customer as for a call offer (a preview's
+        // already has).
         let ring_timeout = self
             .features
             .queues
             .get(&queue)
             .map_or(Duration::from_secs(15), |k| k.ring_timeout);
-        self.desk_action(&crate::acd::Action::Offer {
-            item,
-            agent,
-            ring_timeout,
-        });
+        if preview.is_none() {
+            self.desk_action(&crate::acd::Action::Offer {
+                item,
+                agent,
+                ring_timeout,
+            });
+        }
         let (inbox_tx, inbox) = mpsc::unbounded_channel();
         self.items.insert(item, inbox_tx.clone());
         let due = CallbackDue {
@@ -338,6 +349,7 @@ impl AcdDriver {
             ring_timeout,
             inbox,
             inbox_tx,
+            preview,
         };
         if dialler.send(due).is_err() {
             self.items.remove(&item);
@@ -353,11 +365,13 @@ impl AcdDriver {
             CallbackRequest::Answered(item) => {
                 // From here the item ends like any answered call.
                 self.features.forget(ItemId(item));
+                self.previews.forget(ItemId(item));
                 self.input(AcdInput::CustomerAnswered(ItemId(item)));
             }
             CallbackRequest::AgentMissed(item, agent) => {
                 // The dial is over; the item waits again as a callback with no call.
                 self.items.remove(&ItemId(item));
+                self.previews.agent_missed(ItemId(item));
                 self.input(AcdInput::OfferNotAnswered(
                     ItemId(item),
                     AgentId(agent),
@@ -367,6 +381,7 @@ impl AcdDriver {
             CallbackRequest::NotReached(item) => {
                 let item = ItemId(item);
                 self.features.forget(item);
+                self.previews.forget(item);
                 self.items.remove(&item);
                 self.desk_item_ended(item);
                 self.customers.remove(&item);

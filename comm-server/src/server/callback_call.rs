@@ -51,6 +51,9 @@ pub(super) struct CallbackDue {
     /// The ACD's commands for this call (the desktop's hang-up).
     pub(super) inbox: mpsc::UnboundedReceiver<CallInput>,
     pub(super) inbox_tx: mpsc::UnboundedSender<CallInput>,
+    /// A campaign preview the agent chose to dial: its trunk, caller ID and Call-ID,
+    /// and where its end is reported (its campaign records the attempt and history).
+    pub(super) preview: Option<super::preview::PreviewDial>,
 }
 
 /// Starts the task that dials due callbacks and tells the ACD driver where it is.
@@ -120,7 +123,11 @@ async fn run(out: Outbound, mut due: CallbackDue) {
             return;
         }
     };
-    let Some(trunk) = trunk_for(&shared.trunks, &e164).cloned() else {
+    let trunk = match &due.preview {
+        Some(p) => Some(p.trunk.clone()),
+        None => trunk_for(&shared.trunks, &e164).cloned(),
+    };
+    let Some(trunk) = trunk else {
         tracing::warn!(number = %e164, "no trunk to call the customer back through");
         tell(super::callback::CallbackRequest::NotReached(item));
         return;
@@ -139,7 +146,10 @@ async fn run(out: Outbound, mut due: CallbackDue) {
         agent: None,
         next_handle: 10,
         answered_at_ms: None,
-        customer_call_id: crate::sip::random_token(),
+        customer_call_id: due
+            .preview
+            .as_ref()
+            .map_or_else(crate::sip::random_token, |p| p.call_id.clone()),
     };
     let verdict = call.converse(&mut due).await;
     out.close([&call.customer, &call.agent]).await;
@@ -156,6 +166,17 @@ async fn run(out: Outbound, mut due: CallbackDue) {
     }
     if verdict != Verdict::AgentMissed {
         call.record(&due, verdict, started_at_ms).await;
+        if let Some(p) = &due.preview {
+            let outcome = match verdict {
+                Verdict::NotReached(o) => o,
+                _ => Outcome::Answered,
+            };
+            let _ = p.report.send(super::preview::PreviewEnd::Dialled {
+                outcome,
+                answered_at_ms: call.answered_at_ms,
+                agent: due.agent_name.clone(),
+            });
+        }
     }
 }
 
@@ -254,7 +275,10 @@ impl CallbackCall<'_> {
                         if let (Ok(p), Some((id, _))) = (out.shared.prompts.prompt(RINGBACK_PROMPT), a.media.as_ref()) {
                             let _ = out.shared.engine.command(*id, MediaCommand::LoopMusic(p));
                         }
-                        let caller_id = self.trunk.caller_id.clone().unwrap_or_else(|| "anonymous".into());
+                        let caller_id = match &due.preview {
+                            Some(p) => p.caller_id.clone(),
+                            None => self.trunk.caller_id.clone().unwrap_or_else(|| "anonymous".into()),
+                        };
                         let opened = out
                             .open_trunk_leg(uid, self.customer_call_id.clone(), &self.trunk, &caller_id, &self.e164, CUSTOMER)
                             .await;
@@ -381,6 +405,10 @@ impl CallbackCall<'_> {
         };
         if let Err(e) = shared.store.insert_cdr(&cdr).await {
             tracing::warn!(error = %e, "callback CDR not written");
+        }
+        if due.preview.is_some() {
+            // The campaign writes a preview's history, as for its other calls.
+            return;
         }
         let history = store::Contact {
             customer_id: due.customer,

@@ -27,12 +27,14 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
+use super::campaign_board::{self, Live};
 use super::outbound::{OutLeg, Outbound};
 use super::*;
 use crate::acd::ItemKind;
+use crate::campaigns::amd::{AmdParams, Verdict};
 use crate::campaigns::screen::{Screen, screen, zone_of};
-use crate::campaigns::settings::Campaign;
-use crate::campaigns::{AbandonWindow, DoNotCall, Floor, Outcome, Pacer, Stats};
+use crate::campaigns::settings::{AmdAction, Campaign};
+use crate::campaigns::{AbandonWindow, DialMode, DoNotCall, Floor, Outcome, Pacer, Stats};
 use crate::store::{CampaignAttempt, CampaignContact, CampaignState, StoreError};
 
 /// How often a campaign looks at its state, its floor and its due contacts.
@@ -45,6 +47,11 @@ const IDENTIFICATION: u64 = 1;
 const IDENTIFICATION_PROMPT: &str = "general/campaign-identification";
 /// Said instead when the identification prompt is not installed.
 const FALLBACK_PROMPT: &str = "general/goodbye";
+/// Play id of the message an answering machine hears (`amd = "message"`).
+const MACHINE_MESSAGE: u64 = 2;
+/// How long past the detector's own limit we wait for its verdict: a far end that
+/// sends no audio at all never lets it decide.
+const AMD_GRACE: Duration = Duration::from_secs(1);
 /// The rolling period of the abandonment rate (Ofcom counts per 24 hours).
 const ABANDON_PERIOD: StdDuration = StdDuration::from_secs(24 * 3600);
 
@@ -62,6 +69,39 @@ struct DialResult {
     ended_at_ms: i64,
     outcome: Outcome,
     agent: Option<String>,
+    /// The dial was a callback an agent booked.
+    callback: bool,
+    /// A preview the agent skipped: nothing was dialled.
+    skipped: bool,
+}
+
+impl DialResult {
+    /// A dial of `contact` starting now: failed until it says otherwise.
+    fn new(contact: &CampaignContact, call_id: String, started_at_ms: i64) -> DialResult {
+        DialResult {
+            contact: contact.id,
+            attempts: contact.attempts + 1,
+            customer: contact.customer_id,
+            e164: contact.e164.clone(),
+            answered_at_ms: None,
+            call_id,
+            started_at_ms,
+            ended_at_ms: started_at_ms,
+            outcome: Outcome::Failed,
+            agent: None,
+            callback: contact.callback_at_ms.is_some(),
+            skipped: false,
+        }
+    }
+}
+
+/// The number a campaign's calls show: the campaign's, else the trunk's.
+fn caller_id(campaign: &Campaign, trunk: &Trunk) -> String {
+    campaign
+        .caller_id
+        .clone()
+        .or_else(|| trunk.caller_id.clone())
+        .unwrap_or_else(|| "anonymous".into())
 }
 
 /// Starts one task per `[[campaign]]`.
@@ -97,6 +137,9 @@ pub(super) fn spawn_campaigns(shared: &Arc<Shared>, cmd: &mpsc::UnboundedSender<
             campaign,
             agents,
             in_flight: 0,
+            agents_on: 0,
+            last_state: None,
+            refresh_at: None,
         };
         tokio::spawn(task.run().instrument(span));
     }
@@ -114,6 +157,12 @@ struct CampaignTask {
     /// What the pacer knows of this campaign's calls so far.
     stats: Stats,
     in_flight: u32,
+    /// Agents available or busy on the campaign's queue at the last tick.
+    agents_on: u32,
+    /// The run state at the last tick: a change refreshes the status at once.
+    last_state: Option<CampaignState>,
+    /// When the status is refreshed even without a change seen here.
+    refresh_at: Option<std::time::Instant>,
 }
 
 impl CampaignTask {
@@ -150,14 +199,11 @@ impl CampaignTask {
     }
 
     async fn tick(&mut self, done: &mpsc::UnboundedSender<DialResult>) -> Result<(), StoreError> {
-        let store = &self.shared.store;
-        let name = &self.campaign.name;
-        // Draining (SIGTERM): no new dials; calls in progress finish.
-        if !self.shared.metrics.serving()
-            || store.campaign_state(name).await? != Some(CampaignState::Running)
-        {
-            return Ok(());
-        }
+        let state = self
+            .shared
+            .store
+            .campaign_state(&self.campaign.name)
+            .await?;
         let (reply, floor) = oneshot::channel();
         let _ = self.shared.acd.send(AcdRequest::CampaignFloor {
             agents: self.agents.clone(),
@@ -166,6 +212,49 @@ impl CampaignTask {
         let Ok((ready, busy)) = floor.await else {
             return Ok(());
         };
+        // Draining (SIGTERM): no new dials; calls in progress finish.
+        if self.shared.metrics.serving() && state == Some(CampaignState::Running) {
+            self.dial_due(ready, busy, done).await?;
+        }
+        self.agents_on = ready + busy;
+        let changed = self.set_live() || state != self.last_state;
+        self.last_state = state;
+        if changed || self.refresh_at.is_none_or(|at| at <= now()) {
+            self.refresh_status().await;
+        }
+        Ok(())
+    }
+
+    /// Tells the board the agents on the campaign (as of the last tick) and the calls
+    /// in progress now; true if that changed.
+    fn set_live(&self) -> bool {
+        let live = Live::new(self.agents_on, self.in_flight);
+        self.shared
+            .campaign_board
+            .set_live(&self.campaign.name, live)
+    }
+
+    /// Computes the campaign's status and hands it to the board, which publishes it
+    /// to supervisors if it changed.
+    async fn refresh_status(&mut self) {
+        self.refresh_at = Some(now() + campaign_board::REFRESH);
+        let live = self.shared.campaign_board.live(&self.campaign.name);
+        match super::supervision::campaign_view(&self.shared.store, &self.campaign, live).await {
+            Ok(view) => self.shared.campaign_board.update(view),
+            // Tried again at the next refresh.
+            Err(e) => tracing::debug!(error = %e, "campaign status not refreshed"),
+        }
+    }
+
+    /// Places the calls the pacer asks for with `ready` and `busy` agents.
+    async fn dial_due(
+        &mut self,
+        ready: u32,
+        busy: u32,
+        done: &mpsc::UnboundedSender<DialResult>,
+    ) -> Result<(), StoreError> {
+        let store = &self.shared.store;
+        let name = &self.campaign.name;
         let floor = Floor {
             ready,
             busy,
@@ -175,7 +264,12 @@ impl CampaignTask {
         self.abandons.expire(now());
         self.stats.abandon_rate = self.abandons.rate();
         self.stats.answered_in_window = self.abandons.answered();
-        let mut dials = self.pacer.dials(&floor, &self.stats);
+        let mut dials = match self.campaign.mode {
+            // One contact offered per free agent: the ACD holds each agent it offers
+            // one to (reserved), so the next floor no longer counts them.
+            DialMode::Preview => floor.ready,
+            _ => self.pacer.dials(&floor, &self.stats),
+        };
         if dials == 0 {
             return Ok(());
         }
@@ -191,10 +285,16 @@ impl CampaignTask {
                 break;
             }
             let zone = zone_of(contact.time_zone.as_deref(), self.campaign.time_zone);
+            // A callback the agent booked with the customer is kept whatever the
+            // attempts so far; hours and do-not-call still apply.
+            let max_attempts = match contact.callback_at_ms {
+                Some(_) => u32::MAX,
+                None => self.campaign.retry.max_attempts,
+            };
             let verdict = screen(
                 &contact.e164,
                 contact.attempts,
-                self.campaign.retry.max_attempts,
+                max_attempts,
                 zone,
                 at,
                 &dnc,
@@ -229,7 +329,11 @@ impl CampaignTask {
             }
             dials -= 1;
             self.in_flight += 1;
-            self.dial(contact, done.clone());
+            if self.campaign.mode == DialMode::Preview {
+                self.preview(contact, done.clone());
+            } else {
+                self.dial(contact, done.clone());
+            }
         }
         Ok(())
     }
@@ -255,8 +359,81 @@ impl CampaignTask {
         );
     }
 
+    /// Offers a contact to an agent, who dials or skips it (see `preview.rs`); the
+    /// result comes back like a dial's.
+    fn preview(&self, contact: CampaignContact, done: mpsc::UnboundedSender<DialResult>) {
+        let out = Outbound {
+            shared: self.shared.clone(),
+            cmd: self.cmd.clone(),
+        };
+        let call_id = crate::sip::random_token();
+        let span =
+            tracing::info_span!("campaign preview", call_id = %call_id, contact = contact.id);
+        let mut result = DialResult::new(&contact, call_id.clone(), out.shared.clock.unix_ms());
+        let queue = self.campaign.queue.clone();
+        let (trunk, caller_id) = (self.trunk.clone(), caller_id(&self.campaign, &self.trunk));
+        tokio::spawn(
+            async move {
+                let (inbox, _unused) = mpsc::unbounded_channel();
+                let Some(uid) = out.register(inbox).await else {
+                    let _ = done.send(result);
+                    return;
+                };
+                let (report, mut ended) = mpsc::unbounded_channel();
+                let _ =
+                    out.shared
+                        .acd
+                        .send(AcdRequest::EnqueuePreview(super::preview::NewPreview {
+                            item: uid,
+                            queue,
+                            e164: contact.e164.clone(),
+                            customer: contact.customer_id,
+                            dial: super::preview::PreviewDial {
+                                report,
+                                call_id,
+                                trunk,
+                                caller_id,
+                            },
+                        }));
+                match ended.recv().await {
+                    Some(super::preview::PreviewEnd::Dialled {
+                        outcome,
+                        answered_at_ms,
+                        agent,
+                    }) => {
+                        result.outcome = outcome;
+                        result.answered_at_ms = answered_at_ms;
+                        result.agent = Some(agent);
+                    }
+                    Some(super::preview::PreviewEnd::Skipped) => result.skipped = true,
+                    // Refused by the queue, or dropped by a stopping ACD: a failed
+                    // attempt, retried as one.
+                    Some(super::preview::PreviewEnd::NotOffered) | None => {}
+                }
+                result.ended_at_ms = out.shared.clock.unix_ms();
+                let _ = out.cmd.send(Command::CallEnded { uid });
+                let _ = done.send(result);
+            }
+            .instrument(span),
+        );
+    }
+
     async fn finished(&mut self, r: DialResult) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        if r.skipped {
+            tracing::info!("preview skipped: the contact is closed");
+            let closed = self
+                .shared
+                .store
+                .reschedule_campaign_contact(r.contact, None, Some("skipped"))
+                .await;
+            if let Err(e) = closed {
+                tracing::warn!(error = %e, "skipped contact not closed");
+            }
+            self.set_live();
+            self.refresh_status().await;
+            return;
+        }
         tracing::info!(outcome = r.outcome.as_str(), agent = ?r.agent, "campaign call ended");
         match r.outcome {
             Outcome::Answered => self.abandons.record(now(), false),
@@ -264,6 +441,12 @@ impl CampaignTask {
             _ => {}
         }
         self.measure(&r);
+        self.record(r).await;
+        self.set_live();
+        self.refresh_status().await;
+    }
+
+    async fn record(&self, r: DialResult) {
         let store = &self.shared.store;
         let attempts = r.attempts;
         let at = DateTime::<Utc>::from_timestamp_millis(r.ended_at_ms).unwrap_or_default();
@@ -295,7 +478,11 @@ impl CampaignTask {
             agent: attempt.agent.clone(),
             outcome: Some(attempt.outcome.clone()),
             call_id: attempt.call_id.clone(),
-            details: serde_json::json!({ "campaign": self.campaign.name, "attempt": attempts }),
+            details: serde_json::json!({
+                "campaign": self.campaign.name,
+                "attempt": attempts,
+                "callback": r.callback,
+            }),
         };
         if let Err(e) = store.add_history(&history).await {
             tracing::warn!(error = %e, "campaign attempt not in the contact history");
@@ -338,18 +525,7 @@ struct Dial {
 impl Dial {
     async fn run(self, contact: CampaignContact) -> DialResult {
         let started_at_ms = self.out.shared.clock.unix_ms();
-        let mut result = DialResult {
-            contact: contact.id,
-            attempts: contact.attempts + 1,
-            customer: contact.customer_id,
-            e164: contact.e164.clone(),
-            answered_at_ms: None,
-            call_id: self.call_id.clone(),
-            started_at_ms,
-            ended_at_ms: started_at_ms,
-            outcome: Outcome::Failed,
-            agent: None,
-        };
+        let mut result = DialResult::new(&contact, self.call_id.clone(), started_at_ms);
         let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
         let Some(uid) = self.out.register(inbox_tx.clone()).await else {
             return result;
@@ -371,12 +547,7 @@ impl Dial {
         inbox: &mut mpsc::UnboundedReceiver<CallInput>,
         result: &mut DialResult,
     ) -> Outcome {
-        let caller_id = self
-            .campaign
-            .caller_id
-            .clone()
-            .or_else(|| self.trunk.caller_id.clone())
-            .unwrap_or_else(|| "anonymous".into());
+        let caller_id = caller_id(&self.campaign, &self.trunk);
         let Some((customer, offer)) = self
             .out
             .open_trunk_leg(
@@ -400,6 +571,9 @@ impl Dial {
         let far = Instant::now() + Duration::from_secs(24 * 3600);
         let mut ring_deadline = Some(Instant::now() + self.campaign.ring_timeout);
         let mut connect_deadline: Option<Instant> = None;
+        // Answering-machine detection running: its verdict is due by then.
+        let mut amd_deadline: Option<Instant> = None;
+        let mut machine = false;
         let mut rang_out = false;
         let mut enqueued = false;
         let mut connected = false;
@@ -410,6 +584,13 @@ impl Dial {
                     ring_deadline = None;
                     rang_out = true;
                     let _ = self.out.cmd.send(Command::Cancel { uid, handle: 1 });
+                }
+                _ = tokio::time::sleep_until(amd_deadline.unwrap_or(far)), if amd_deadline.is_some() => {
+                    // No verdict from silence or a lost stream: a person, to be safe.
+                    amd_deadline = None;
+                    tracing::info!("no machine verdict in time: treated as a person");
+                    connect_deadline = Some(self.enqueue(uid, contact, &inbox_tx));
+                    enqueued = true;
                 }
                 _ = tokio::time::sleep_until(connect_deadline.unwrap_or(far)), if connect_deadline.is_some() => {
                     connect_deadline = None;
@@ -454,6 +635,29 @@ impl Dial {
                         }
                         break if connected { Outcome::Answered } else { Outcome::Failed };
                     }
+                    Some(CallInput::Media(MediaAction::MachineDetection(verdict))) if amd_deadline.is_some() => {
+                        amd_deadline = None;
+                        tracing::info!(?verdict, "answering-machine detection");
+                        if verdict != Verdict::Machine {
+                            connect_deadline = Some(self.enqueue(uid, contact, &inbox_tx));
+                            enqueued = true;
+                            continue;
+                        }
+                        machine = true;
+                        let Some(c) = customer.as_mut() else { break Outcome::Machine };
+                        if !self.play_machine_message(c) {
+                            next_handle += 1;
+                            self.out.bye(uid, c, next_handle);
+                            break Outcome::Machine;
+                        }
+                    }
+                    Some(CallInput::Media(MediaAction::PlaybackFinished { id: MACHINE_MESSAGE, .. })) => {
+                        if let Some(c) = customer.as_mut() {
+                            next_handle += 1;
+                            self.out.bye(uid, c, next_handle);
+                        }
+                        break Outcome::Machine;
+                    }
                     Some(CallInput::Media(MediaAction::PlaybackFinished { id: IDENTIFICATION, .. })) => {
                         if let Some(c) = customer.as_mut() {
                             next_handle += 1;
@@ -477,18 +681,19 @@ impl Dial {
                             self.out.bye(uid, c, next_handle);
                             break Outcome::Failed;
                         }
-                        tracing::info!("customer answered; queueing for an agent");
                         result.answered_at_ms = Some(self.out.shared.clock.unix_ms());
-                        connect_deadline = Some(Instant::now() + self.campaign.connect_timeout);
+                        if self.campaign.amd != AmdAction::Off
+                            && let Some((leg, _)) = c.media.as_ref()
+                        {
+                            tracing::info!("customer answered; listening for a machine");
+                            let params = AmdParams::default();
+                            let _ = self.out.shared.engine.command(*leg, MediaCommand::DetectMachine(params));
+                            amd_deadline = Some(Instant::now() + params.max_analysis + AMD_GRACE);
+                            continue;
+                        }
+                        tracing::info!("customer answered; queueing for an agent");
+                        connect_deadline = Some(self.enqueue(uid, contact, &inbox_tx));
                         enqueued = true;
-                        let _ = self.out.shared.acd.send(AcdRequest::EnqueueCampaign {
-                            item: uid,
-                            call_id: self.call_id.clone(),
-                            queue: self.campaign.queue.clone(),
-                            caller: Some(contact.e164.clone()),
-                            customer: contact.customer_id,
-                            inbox: inbox_tx.clone(),
-                        });
                     }
                     Some(CallInput::Response { handle: 2, response }) => {
                         if response.status < 200 {
@@ -529,7 +734,13 @@ impl Dial {
                                     // The agent hung up before we knew: treat as a failed offer.
                                     continue;
                                 }
-                                break if connected { Outcome::Answered } else { Outcome::Abandoned };
+                                break if connected {
+                                    Outcome::Answered
+                                } else if machine {
+                                    Outcome::Machine
+                                } else {
+                                    Outcome::Abandoned
+                                };
                             }
                             // No re-offers on campaign calls yet (hold, codec changes): the
                             // session stays as it is (RFC 3261 §14.2).
@@ -588,6 +799,54 @@ impl Dial {
     }
 }
 
+impl Dial {
+    /// Queues the answered customer for the campaign's agents; returns when the wait
+    /// for one ends (abandoned).
+    fn enqueue(
+        &self,
+        uid: u64,
+        contact: &CampaignContact,
+        inbox: &mpsc::UnboundedSender<CallInput>,
+    ) -> Instant {
+        let _ = self.out.shared.acd.send(AcdRequest::EnqueueCampaign {
+            item: uid,
+            call_id: self.call_id.clone(),
+            queue: self.campaign.queue.clone(),
+            caller: Some(contact.e164.clone()),
+            customer: contact.customer_id,
+            inbox: inbox.clone(),
+        });
+        Instant::now() + self.campaign.connect_timeout
+    }
+
+    /// Plays the campaign's message to a machine; false when there is none to play
+    /// (`amd = "hang-up"`, or the prompt is missing): hang up instead.
+    fn play_machine_message(&self, customer: &OutLeg) -> bool {
+        let AmdAction::Message(name) = &self.campaign.amd else {
+            return false;
+        };
+        let (Ok(prompt), Some((leg, _))) = (
+            self.out.shared.prompts.prompt(name),
+            customer.media.as_ref(),
+        ) else {
+            tracing::warn!(prompt = %name, "machine message not played");
+            return false;
+        };
+        self.out
+            .shared
+            .engine
+            .command(
+                *leg,
+                MediaCommand::Play {
+                    id: MACHINE_MESSAGE,
+                    prompts: vec![prompt],
+                    barge_in: false,
+                },
+            )
+            .is_ok()
+    }
+}
+
 /// Answers the campaign driver's floor question from the ACD's agents: `agents` are
 /// the indices of the campaign queue's agents; (ready, busy).
 pub(super) fn campaign_floor(acd: &crate::acd::Acd, agents: &[u64]) -> (u32, u32) {
@@ -598,9 +857,15 @@ pub(super) fn campaign_floor(acd: &crate::acd::Acd, agents: &[u64]) -> (u32, u32
         match (acd.agent_status(id), acd.agent_state(id)) {
             (Some(AgentStatus::Available), Some(AgentState::Idle)) => ready += 1,
             (Some(AgentStatus::LoggedOut) | None, _) => {}
-            (_, Some(AgentState::OnCall(_) | AgentState::WrapUp | AgentState::Ringing(_))) => {
-                busy += 1
-            }
+            (
+                _,
+                Some(
+                    AgentState::OnCall(_)
+                    | AgentState::WrapUp
+                    | AgentState::Ringing(_)
+                    | AgentState::Reserved(_),
+                ),
+            ) => busy += 1,
             _ => {}
         }
     }
@@ -613,17 +878,31 @@ pub(super) fn campaign_item_kind() -> ItemKind {
     ItemKind::CampaignCall { campaign: 0 }
 }
 
-/// Writes an agent's disposition onto the campaign attempt with this Call-ID. The
-/// attempt row is stored when the dial ends, which races with a quick disposition:
-/// a row not there yet is looked for again, for a few seconds.
-pub(super) fn record_disposition(store: crate::store::Store, call_id: String, code: String) {
+/// Writes an agent's disposition onto the campaign attempt with this Call-ID, and
+/// books the callback they set (if any) on its contact. The attempt row is stored
+/// when the dial ends, which races with a quick disposition: a row not there yet is
+/// looked for again, for a few seconds. The booking follows the attempt, so it
+/// replaces whatever the retry rules decided when the dial ended.
+pub(super) fn record_disposition(
+    store: crate::store::Store,
+    call_id: String,
+    code: String,
+    callback_at_ms: Option<i64>,
+) {
     tokio::spawn(async move {
         for _ in 0..40 {
             match store
                 .set_campaign_attempt_disposition(&call_id, &code)
                 .await
             {
-                Ok(true) => return,
+                Ok(true) => {
+                    let Some(at) = callback_at_ms else { return };
+                    match store.book_campaign_callback(&call_id, at).await {
+                        Ok(_) => tracing::info!(%call_id, at, "campaign callback booked"),
+                        Err(e) => tracing::warn!(error = %e, %call_id, "callback not booked"),
+                    }
+                    return;
+                }
                 Ok(false) => tokio::time::sleep(Duration::from_millis(250)).await,
                 Err(e) => {
                     tracing::warn!(error = %e, %call_id, "disposition not saved to the attempt");

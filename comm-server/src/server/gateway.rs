@@ -63,6 +63,9 @@ pub(crate) enum GatewayRequest {
         agent: String,
         item: ItemId,
         code: String,
+        /// Only for a campaign call (a callback is booked): refused otherwise, and
+        /// wrap-up goes on.
+        campaign_only: bool,
         reply: Reply<LastCall>,
     },
     SetQueues {
@@ -86,6 +89,8 @@ struct ItemInfo {
     /// A voicemail task: work, not a caller on the line. Kept out of the waiting
     /// calls and the day's call counts.
     task: bool,
+    /// A preview-mode campaign contact: offered for the agent to dial or skip.
+    preview: bool,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -244,6 +249,7 @@ impl Desk {
                 enqueued_at: now,
                 campaign_call: None,
                 task: false,
+                preview: false,
             },
         );
     }
@@ -259,6 +265,13 @@ impl Desk {
     pub(super) fn campaign_call(&mut self, item: ItemId, call_id: String) {
         if let Some(info) = self.items.get_mut(&item) {
             info.campaign_call = Some(call_id);
+        }
+    }
+
+    /// Marks a waiting item as a campaign preview.
+    pub(super) fn preview(&mut self, item: ItemId) {
+        if let Some(info) = self.items.get_mut(&item) {
+            info.preview = true;
         }
     }
 
@@ -325,7 +338,7 @@ fn proto_state(s: AgentState) -> sv::AgentState {
 }
 
 impl AcdDriver {
-    fn agent_id(&self, name: &str) -> Result<AgentId, BackendError> {
+    pub(super) fn agent_id(&self, name: &str) -> Result<AgentId, BackendError> {
         self.agents
             .iter()
             .position(|a| a == name)
@@ -369,13 +382,14 @@ impl AcdDriver {
                 agent,
                 ring_timeout,
             } => {
-                let (caller, queue, waited) = match self.desk.items.get(item) {
+                let (caller, queue, waited, preview) = match self.desk.items.get(item) {
                     Some(i) => (
                         i.caller.clone().unwrap_or_default(),
                         i.queue.clone(),
                         now().saturating_duration_since(i.enqueued_at),
+                        i.preview,
                     ),
-                    None => (String::new(), String::new(), Duration::ZERO),
+                    None => (String::new(), String::new(), Duration::ZERO, false),
                 };
                 let offer = Kind::CallOffered(CallOffered {
                     call_id: call_id(*item),
@@ -395,6 +409,7 @@ impl AcdDriver {
                         callback_number: self.features.callback_number(*item),
                     }),
                     ring_timeout_ms: ring_timeout.as_millis() as u64,
+                    preview,
                 });
                 self.offer_with_pop(*agent, *item, &caller, offer);
             }
@@ -802,6 +817,7 @@ impl AcdDriver {
                 agent,
                 item,
                 code,
+                campaign_only,
                 reply,
             } => {
                 let r = self.agent_id(&agent).and_then(|id| {
@@ -811,6 +827,13 @@ impl AcdDriver {
                     {
                         return Err(BackendError::FailedPrecondition(format!(
                             "{agent} is not wrapping up call {}",
+                            item.0
+                        )));
+                    }
+                    if campaign_only && a.last_with.campaign_call.is_none() {
+                        return Err(BackendError::FailedPrecondition(format!(
+                            "call {} is not a campaign call: only campaign calls take a \
+                             scheduled callback",
                             item.0
                         )));
                     }
@@ -886,6 +909,8 @@ pub struct ServerBackend {
     clock: Arc<dyn Clock>,
     /// The configured campaigns, for the supervisor's list and commands.
     campaigns: Vec<crate::campaigns::settings::Campaign>,
+    /// The drivers' live campaign figures (agents, dial ratio).
+    campaign_board: Arc<super::campaign_board::CampaignBoard>,
     /// Agent-guided scripts (see `agent_script.rs`); none without a script library.
     scripts: Option<Arc<super::agent_script::AgentScripts>>,
     /// Agents' voicemail (see `voicemail_work.rs`); none: UNIMPLEMENTED.
@@ -898,6 +923,7 @@ impl ServerBackend {
         acd: mpsc::UnboundedSender<AcdRequest>,
         clock: Arc<dyn Clock>,
         store: Store,
+        campaign_board: Arc<super::campaign_board::CampaignBoard>,
     ) -> ServerBackend {
         let mut accounts = HashMap::new();
         for a in &config.agents {
@@ -934,6 +960,7 @@ impl ServerBackend {
             plan: config.customers.dial_plan().unwrap_or_default(),
             // Checked at load, like the plan.
             campaigns: config.checked_campaigns().unwrap_or_default(),
+            campaign_board,
             voicemail: None,
         }
     }
@@ -967,6 +994,89 @@ impl ServerBackend {
             self.clock.clone(),
         )));
         self
+    }
+
+    /// Records a disposition (and a booked callback, for a campaign call): ends
+    /// wrap-up, then writes the contact history and the campaign attempt.
+    async fn dispose(
+        &self,
+        agent: &str,
+        call: &str,
+        code: &str,
+        notes: &str,
+        callback_at_ms: Option<i64>,
+    ) -> Result<(), BackendError> {
+        let item = parse_call(call)?;
+        tracing::info!(%agent, call = item.0, %code, notes_len = notes.len(), ?callback_at_ms, "disposition");
+        // A callback is only for a campaign call, which is never a voicemail task.
+        let task = match callback_at_ms {
+            None => super::voicemail_work::finish(&self.acd, agent, item, code).await?,
+            Some(_) => None,
+        };
+        let with = match &task {
+            Some((with, _)) => with.clone(),
+            None => {
+                let (agent, code) = (agent.to_string(), code.to_string());
+                self.ask(|reply| GatewayRequest::Disposition {
+                    agent,
+                    item,
+                    code,
+                    campaign_only: callback_at_ms.is_some(),
+                    reply,
+                })
+                .await?
+            }
+        };
+
+        // Wrap-up has ended either way; a history write that fails is logged, not
+        // turned into an error the agent would retry against a finished wrap-up.
+        let phone = with.caller.as_deref().map(|c| {
+            crate::phone::normalise(c, &self.plan)
+                .map_or_else(|_| c.to_string(), |e| e.into_string())
+        });
+        let mut contact = crate::store::Contact {
+            customer_id: with.customer,
+            phone,
+            kind: crate::store::ContactKind::Disposition,
+            direction: None,
+            started_at_ms: self.clock.unix_ms(),
+            ended_at_ms: None,
+            queue: with.queue,
+            agent: Some(agent.to_string()),
+            outcome: Some(code.to_string()),
+            call_id: Some(call.to_string()),
+            details: serde_json::json!({ "notes": notes }),
+        };
+        if let Some((_, message)) = &task {
+            contact.details["voicemail"] = message.clone().into();
+        }
+        if let Some(at) = callback_at_ms {
+            // The booking, as the customer's history (and the next screen pop) shows it.
+            contact.details["callback_at_ms"] = at.into();
+        }
+        if let Err(e) = self.store.add_history(&contact).await {
+            tracing::warn!(error = %e, call, "disposition not saved to the contact history");
+        }
+        if let Some(call_id) = with.campaign_call.clone() {
+            super::campaign::record_disposition(
+                self.store.clone(),
+                call_id,
+                code.to_string(),
+                callback_at_ms,
+            );
+        }
+        if let Some(scripts) = &self.scripts {
+            scripts.forget(agent, item.0);
+        }
+        if let Some((_, message)) = task {
+            let handling = crate::store::VoicemailHandling {
+                agent: agent.to_string(),
+                at_ms: contact.started_at_ms,
+                outcome: code.to_string(),
+            };
+            super::voicemail_work::mark_handled(&self.store, &message, handling).await;
+        }
+        Ok(())
     }
 
     async fn ask<T>(
@@ -1064,62 +1174,34 @@ impl Backend for ServerBackend {
         code: &str,
         notes: &str,
     ) -> Result<(), BackendError> {
+        self.dispose(agent, call, code, notes, None).await
+    }
+
+    async fn disposition_with_callback(
+        &self,
+        agent: &str,
+        call: &str,
+        code: &str,
+        notes: &str,
+        callback_at_unix_ms: i64,
+    ) -> Result<(), BackendError> {
+        self.dispose(agent, call, code, notes, Some(callback_at_unix_ms))
+            .await
+    }
+
+    async fn preview(&self, agent: &str, call: &str, dial: bool) -> Result<(), BackendError> {
         let item = parse_call(call)?;
-        tracing::info!(%agent, call = item.0, %code, notes_len = notes.len(), "disposition");
-        let task = super::voicemail_work::finish(&self.acd, agent, item, code).await?;
-        let with = match &task {
-            Some((with, _)) => with.clone(),
-            None => {
-                let (agent, code) = (agent.to_string(), code.to_string());
-                self.ask(|reply| GatewayRequest::Disposition {
-                    agent,
-                    item,
-                    code,
-                    reply,
-                })
-                .await?
-            }
-        };
-        // Wrap-up has ended either way; a history write that fails is logged, not
-        // turned into an error the agent would retry against a finished wrap-up.
-        let phone = with.caller.as_deref().map(|c| {
-            crate::phone::normalise(c, &self.plan)
-                .map_or_else(|_| c.to_string(), |e| e.into_string())
-        });
-        let mut contact = crate::store::Contact {
-            customer_id: with.customer,
-            phone,
-            kind: crate::store::ContactKind::Disposition,
-            direction: None,
-            started_at_ms: self.clock.unix_ms(),
-            ended_at_ms: None,
-            queue: with.queue,
-            agent: Some(agent.to_string()),
-            outcome: Some(code.to_string()),
-            call_id: Some(call.to_string()),
-            details: serde_json::json!({ "notes": notes }),
-        };
-        if let Some((_, message)) = &task {
-            contact.details["voicemail"] = message.clone().into();
-        }
-        if let Err(e) = self.store.add_history(&contact).await {
-            tracing::warn!(error = %e, call, "disposition not saved to the contact history");
-        }
-        if let Some(call_id) = with.campaign_call.clone() {
-            super::campaign::record_disposition(self.store.clone(), call_id, code.to_string());
-        }
-        if let Some(scripts) = &self.scripts {
-            scripts.forget(agent, item.0);
-        }
-        if let Some((_, message)) = task {
-            let handling = crate::store::VoicemailHandling {
+        let (reply, rx) = oneshot::channel();
+        self.acd
+            .send(AcdRequest::Preview {
                 agent: agent.to_string(),
-                at_ms: contact.started_at_ms,
-                outcome: code.to_string(),
-            };
-            super::voicemail_work::mark_handled(&self.store, &message, handling).await;
-        }
-        Ok(())
+                item,
+                dial,
+                reply,
+            })
+            .map_err(|_| BackendError::Unavailable("the ACD is stopping".into()))?;
+        rx.await
+            .map_err(|_| BackendError::Unavailable("the ACD is stopping".into()))?
     }
 
     async fn report(
@@ -1132,7 +1214,7 @@ impl Backend for ServerBackend {
     async fn campaigns(
         &self,
     ) -> Result<Vec<agent_gateway::proto::supervisor::CampaignView>, BackendError> {
-        super::supervision::campaigns(&self.store, &self.campaigns).await
+        super::supervision::campaigns(&self.store, &self.campaigns, &self.campaign_board).await
     }
 
     async fn set_campaign_state(

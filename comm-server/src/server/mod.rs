@@ -50,11 +50,13 @@ mod call_task;
 mod callback;
 mod callback_call;
 mod campaign;
+mod campaign_board;
 mod contact;
 mod event_log;
 pub mod gateway;
 mod mwi;
 mod outbound;
+mod preview;
 pub mod reports;
 mod routing;
 mod screen_pop;
@@ -352,6 +354,17 @@ impl App {
         let (engine, media_events, _media_task) = MediaEngine::spawn(engine_config);
         let (event_log, event_log_task) = EventLog::spawn(self.store.clone(), self.metrics.clone());
         let hub = Arc::new(agent_gateway::EventHub::default());
+        let campaign_names: Vec<String> = cfg
+            .checked_campaigns()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        let campaign_board = Arc::new(campaign_board::CampaignBoard::new(
+            hub.clone(),
+            self.clock.clone(),
+            &campaign_names,
+        ));
         let mut desk = gateway::Desk::new(
             hub.clone(),
             self.clock.clone(),
@@ -396,6 +409,7 @@ impl App {
                 acd.clone(),
                 self.clock.clone(),
                 self.store.clone(),
+                campaign_board.clone(),
             )
             .with_agent_scripts(self.scripts.clone(), self.actions.clone())
             .with_voicemail(voicemail_work::AgentVoicemail::new(
@@ -504,6 +518,7 @@ impl App {
             voicemail_events: self.voicemail_events.clone(),
             actions: self.actions.clone(),
             mwi,
+            campaign_board,
         });
         voicemail_work::spawn_voicemail_work(
             cfg.clone(),
@@ -586,6 +601,8 @@ struct Shared {
     actions: crate::script_actions::ScriptActions,
     /// Message-waiting subscriptions (see `mwi.rs`).
     mwi: mpsc::UnboundedSender<mwi::MwiInput>,
+    /// The campaigns' live status for supervisors (see `campaign_board.rs`).
+    campaign_board: Arc<campaign_board::CampaignBoard>,
 }
 
 enum Inbound {

@@ -8,6 +8,7 @@ use agent_gateway::proto::supervisor::{
     ReportValue, report_value,
 };
 
+use super::campaign_board::{CampaignBoard, Live};
 use super::reports::{Kind, QueryError, ReportQuery, compute};
 use crate::campaigns::DialMode;
 use crate::campaigns::settings::Campaign;
@@ -92,54 +93,68 @@ fn value(cell: Cell) -> ReportValue {
     }
 }
 
+/// Every configured campaign from the store, with the drivers' live figures (agents,
+/// dial ratio) from the `board`.
 pub(super) async fn campaigns(
     store: &Store,
     campaigns: &[Campaign],
+    board: &CampaignBoard,
 ) -> Result<Vec<CampaignView>, BackendError> {
     let mut views = Vec::with_capacity(campaigns.len());
     for c in campaigns {
-        let state = store
-            .campaign_state(&c.name)
-            .await
-            .map_err(internal)?
-            .unwrap_or(CampaignState::Draft);
-        let p = store.campaign_progress(&c.name).await.map_err(internal)?;
-        let n = |map: &std::collections::BTreeMap<String, u64>, k: &str| {
-            u32::try_from(map.get(k).copied().unwrap_or(0)).unwrap_or(u32::MAX)
-        };
-        let (answered, abandoned) = (n(&p.attempts, "answered"), n(&p.attempts, "abandoned"));
-        let live = answered + abandoned;
-        views.push(CampaignView {
-            name: c.name.clone(),
-            state: state.to_string(),
-            mode: match c.mode {
-                DialMode::Preview => "preview",
-                DialMode::Progressive => "progressive",
-                DialMode::Predictive(_) => "predictive",
-            }
-            .into(),
-            queue: c.queue.clone(),
-            contacts: u32::try_from(p.contacts.values().sum::<u64>()).unwrap_or(u32::MAX),
-            pending: n(&p.contacts, "pending"),
-            in_progress: n(&p.contacts, "in-progress"),
-            done: n(&p.contacts, "done"),
-            attempts: u32::try_from(p.attempts.values().sum::<u64>()).unwrap_or(u32::MAX),
-            answered,
-            no_answer: n(&p.attempts, "no-answer"),
-            busy: n(&p.attempts, "busy"),
-            abandoned,
-            machine: n(&p.attempts, "machine"),
-            failed: n(&p.attempts, "failed")
-                + n(&p.attempts, "invalid-number")
-                + n(&p.attempts, "rejected"),
-            abandonment_rate: if live == 0 {
-                0.0
-            } else {
-                f64::from(abandoned) / f64::from(live)
-            },
-        });
+        views.push(campaign_view(store, c, board.live(&c.name)).await?);
     }
     Ok(views)
+}
+
+/// One campaign's status: its state and counts from the store, `live` from its driver.
+pub(super) async fn campaign_view(
+    store: &Store,
+    c: &Campaign,
+    live: Live,
+) -> Result<CampaignView, BackendError> {
+    let state = store
+        .campaign_state(&c.name)
+        .await
+        .map_err(internal)?
+        .unwrap_or(CampaignState::Draft);
+    let p = store.campaign_progress(&c.name).await.map_err(internal)?;
+    let n = |map: &std::collections::BTreeMap<String, u64>, k: &str| {
+        u32::try_from(map.get(k).copied().unwrap_or(0)).unwrap_or(u32::MAX)
+    };
+    let (answered, abandoned) = (n(&p.attempts, "answered"), n(&p.attempts, "abandoned"));
+    let answers = answered + abandoned;
+    Ok(CampaignView {
+        name: c.name.clone(),
+        state: state.to_string(),
+        mode: match c.mode {
+            DialMode::Preview => "preview",
+            DialMode::Progressive => "progressive",
+            DialMode::Predictive(_) => "predictive",
+        }
+        .into(),
+        queue: c.queue.clone(),
+        contacts: u32::try_from(p.contacts.values().sum::<u64>()).unwrap_or(u32::MAX),
+        pending: n(&p.contacts, "pending"),
+        in_progress: n(&p.contacts, "in-progress"),
+        done: n(&p.contacts, "done"),
+        attempts: u32::try_from(p.attempts.values().sum::<u64>()).unwrap_or(u32::MAX),
+        answered,
+        no_answer: n(&p.attempts, "no-answer"),
+        busy: n(&p.attempts, "busy"),
+        abandoned,
+        machine: n(&p.attempts, "machine"),
+        failed: n(&p.attempts, "failed")
+            + n(&p.attempts, "invalid-number")
+            + n(&p.attempts, "rejected"),
+        abandonment_rate: if answers == 0 {
+            0.0
+        } else {
+            f64::from(abandoned) / f64::from(answers)
+        },
+        agents: live.agents,
+        dial_ratio: live.dial_ratio,
+    })
 }
 
 /// The state a command moves a campaign to from `now`, or why it cannot.

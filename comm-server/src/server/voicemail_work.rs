@@ -225,6 +225,7 @@ impl AcdDriver {
                 agent: agent.to_string(),
                 item,
                 code,
+                campaign_only: false,
                 reply: tx,
             });
         }

@@ -100,6 +100,9 @@ pub struct CampaignContact {
     pub next_attempt_at_ms: i64,
     pub state: ContactState,
     pub last_outcome: Option<String>,
+    /// A callback an agent booked in their disposition (Unix ms), until it is dialled:
+    /// the attempts limit does not stop that dial.
+    pub callback_at_ms: Option<i64>,
 }
 
 /// One finished dial.
@@ -146,7 +149,7 @@ pub struct DoNotCallLists {
 macro_rules! contact_columns {
     () => {
         "id, campaign, e164, customer_id, name, time_zone, attributes_json, attempts, \
-         next_attempt_at_ms, state, last_outcome"
+         next_attempt_at_ms, state, last_outcome, callback_at_ms"
     };
 }
 
@@ -163,6 +166,7 @@ struct ContactRow {
     next_attempt_at_ms: i64,
     state: String,
     last_outcome: Option<String>,
+    callback_at_ms: Option<i64>,
 }
 
 impl TryFrom<ContactRow> for CampaignContact {
@@ -195,6 +199,7 @@ impl TryFrom<ContactRow> for CampaignContact {
                 .parse()
                 .map_err(|e: UnknownValue| corrupt("campaign_contacts.state", e.0))?,
             last_outcome: row.last_outcome,
+            callback_at_ms: row.callback_at_ms,
         })
     }
 }
@@ -406,8 +411,8 @@ impl Store {
     pub async fn claim_campaign_contact(&self, id: i64) -> Result<bool, StoreError> {
         let done = with_pool!(self, pool => {
             sqlx::query(
-                "UPDATE campaign_contacts SET state = 'in-progress', attempts = attempts + 1 \
-                 WHERE id = $1 AND state = 'pending'",
+                "UPDATE campaign_contacts SET state = 'in-progress', attempts = attempts + 1, \
+                 callback_at_ms = NULL WHERE id = $1 AND state = 'pending'",
             )
             .bind(id)
             .execute(pool)
@@ -566,6 +571,30 @@ impl Store {
                 .await
                 .map_err(database("writing a campaign disposition"))?
                 .rows_affected()
+        });
+        Ok(done > 0)
+    }
+
+    /// Books the callback an agent set in the disposition of the attempt with this
+    /// Call-ID: its contact is pending again, due at `at_ms`, marked as a callback.
+    /// False when there is no such attempt (yet).
+    pub async fn book_campaign_callback(
+        &self,
+        call_id: &str,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = with_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE campaign_contacts SET state = 'pending', next_attempt_at_ms = $1, \
+                 callback_at_ms = $1 WHERE id IN \
+                 (SELECT contact_id FROM campaign_attempts WHERE call_id = $2)",
+            )
+            .bind(at_ms)
+            .bind(call_id)
+            .execute(pool)
+            .await
+            .map_err(database("booking a campaign callback"))?
+            .rows_affected()
         });
         Ok(done > 0)
     }

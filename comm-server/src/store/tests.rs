@@ -1076,6 +1076,36 @@ async fn due_contacts_claim_and_retry(store: &Store) {
             ..
         })
     ));
+
+    // An agent books a callback on the attempt "call-1": its contact is due again
+    // then, marked as a callback until it is dialled.
+    let at = NOW_MS + 3_600_000;
+    assert!(store.book_campaign_callback("call-1", at).await.unwrap());
+    assert!(
+        !store
+            .book_campaign_callback("no-such-call", at)
+            .await
+            .unwrap()
+    );
+    let booked = store
+        .due_campaign_contacts("renewals", at, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.callback_at_ms.is_some())
+        .expect("the booked contact is due at its time");
+    assert_eq!(
+        (
+            booked.state,
+            booked.next_attempt_at_ms,
+            booked.callback_at_ms
+        ),
+        (ContactState::Pending, at, Some(at))
+    );
+    assert!(store.claim_campaign_contact(booked.id).await.unwrap());
+    let claimed = store.campaign_contacts("renewals").await.unwrap();
+    let claimed = claimed.iter().find(|c| c.id == booked.id).unwrap();
+    assert_eq!(claimed.callback_at_ms, None, "dialled: the booking is used");
 }
 
 fn busy_clone() -> CampaignAttempt {

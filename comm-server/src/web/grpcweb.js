@@ -280,7 +280,7 @@
   };
   agent.AgentEvent = {
     id: [1, "uint64"], at_unix_ms: [2, "int64"],
-    call_offered: [10, { call_id: [1, "string"], screen_pop: [2, agent.ScreenPop], ring_timeout_ms: [3, "uint64"] }],
+    call_offered: [10, { call_id: [1, "string"], screen_pop: [2, agent.ScreenPop], ring_timeout_ms: [3, "uint64"], preview: [4, "bool"] }],
     call_connected: [11, { call_id: [1, "string"] }],
     call_ended: [12, { call_id: [1, "string"], reason: [2, "string"] }],
     wrap_up_started: [13, { call_id: [1, "string"], duration_ms: [2, "uint64"] }],
@@ -293,7 +293,7 @@
     events_lost: [17, { oldest_available: [1, "uint64"] }],
   };
   agent.CallRequest = { call_id: [1, "string"] };
-  agent.DispositionRequest = { call_id: [1, "string"], code: [2, "string"], notes: [3, "string"] };
+  agent.DispositionRequest = { call_id: [1, "string"], code: [2, "string"], notes: [3, "string"], callback_at_unix_ms: [4, "int64"] };
   agent.TransferRequest = { call_id: [1, "string"], queue: [2, "string"], agent_id: [3, "string"], number: [4, "string"] };
   agent.SubmitAnswerRequest = { call_id: [1, "string"], answer: [2, "string"] };
   agent.ScriptStepView = {
@@ -333,6 +333,7 @@
     contacts: [5, "uint32"], pending: [6, "uint32"], in_progress: [7, "uint32"], done: [8, "uint32"],
     attempts: [9, "uint32"], answered: [10, "uint32"], no_answer: [11, "uint32"], busy: [12, "uint32"],
     abandoned: [13, "uint32"], machine: [14, "uint32"], failed: [15, "uint32"], abandonment_rate: [16, "double"],
+    agents: [17, "uint32"], dial_ratio: [18, "double"],
   };
   supervisor.StatusUpdate.campaigns = [13, { campaigns: [1, supervisor.CampaignView, "repeated"] }];
   supervisor.CampaignCommand = { START: 1, PAUSE: 2, RESUME: 3, STOP: 4 };
@@ -362,6 +363,8 @@
     setStatus: (req, o) => unary(AGENT + "SetStatus", agent.SetStatusRequest, req, Empty, o),
     streamEvents: (req, o) => call(AGENT + "StreamEvents", agent.StreamEventsRequest, req, agent.AgentEvent, o),
     hangUp: (req, o) => unary(AGENT + "HangUp", agent.CallRequest, req, Empty, o),
+    previewDial: (req, o) => unary(AGENT + "PreviewDial", agent.CallRequest, req, Empty, o),
+    previewSkip: (req, o) => unary(AGENT + "PreviewSkip", agent.CallRequest, req, Empty, o),
     disposition: (req, o) => unary(AGENT + "Disposition", agent.DispositionRequest, req, Empty, o),
     hold: (req, o) => unary(AGENT + "Hold", agent.CallRequest, req, Empty, o),
     unhold: (req, o) => unary(AGENT + "Unhold", agent.CallRequest, req, Empty, o),

@@ -811,6 +811,35 @@ fn silence_while_recording_is_reported_once_and_rearms_on_speech() {
     );
 }
 
+/// The received audio goes through answering-machine detection once asked: the
+/// generated greetings of the detector's accuracy tests, sent as PCMU, get their
+/// verdict once.
+#[test]
+fn machine_detection_runs_on_received_audio_and_answers_once() {
+    use crate::campaigns::amd::{self, AmdParams, Verdict};
+    for (samples, expected) in [
+        (amd::samples::machine(3), Verdict::Machine),
+        (amd::samples::human(3), Verdict::Human),
+    ] {
+        let t0 = crate::media::test_epoch();
+        let mut s = session(t0, Codec::Pcmu);
+        s.handle_command(t0, MediaCommand::DetectMachine(AmdParams::default()));
+        let mut phone = Peer::new(Codec::Pcmu);
+        let mut verdicts = Vec::new();
+        for (k, frame) in samples.chunks(160).enumerate() {
+            let now = ms(t0, 20 * k as u64);
+            s.handle_rtp(now, CALLER, &phone.audio(frame));
+            s.handle_tick(now);
+            let (_, actions) = drain(&mut s);
+            verdicts.extend(actions.into_iter().filter_map(|a| match a {
+                MediaAction::MachineDetection(v) => Some(v),
+                _ => None,
+            }));
+        }
+        assert_eq!(verdicts, [expected]);
+    }
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
