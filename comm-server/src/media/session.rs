@@ -263,6 +263,9 @@ struct OutgoingDigit {
 /// Received audio waiting in the reorder buffer.
 #[derive(Debug)]
 struct HeldAudio {
+    /// Session clock position when the packet arrived: the recording anchors on
+    /// arrival, not on release from the buffer (which lags by the buffer's depth).
+    arrival: u64,
     timestamp: u32,
     ssrc: u32,
     codec: Codec,
@@ -480,6 +483,7 @@ impl MediaSession {
         // recording. Both need packets in order, hence the reorder buffer.
         if self.tone_detector.is_some() || self.recording.is_some() {
             let held = HeldAudio {
+                arrival: self.position(now),
                 timestamp: packet.timestamp,
                 ssrc: packet.ssrc,
                 codec,
@@ -487,7 +491,7 @@ impl MediaSession {
             };
             self.reorder.push(accepted.extended_sequence, held);
             while let Some((_, held)) = self.reorder.pop() {
-                self.consume_received(now, held);
+                self.consume_received(held);
             }
         }
     }
@@ -970,7 +974,7 @@ impl MediaSession {
     }
 
     /// Received audio in sequence order: into the tone detector and the recording.
-    fn consume_received(&mut self, now: Instant, held: HeldAudio) {
+    fn consume_received(&mut self, held: HeldAudio) {
         self.pcm.clear();
         held.codec.decode(&held.payload, &mut self.pcm);
         if let Some(detector) = self.tone_detector.as_mut() {
@@ -980,7 +984,6 @@ impl MediaSession {
                 self.digit(digit, DtmfMethod::InBand);
             }
         }
-        let position_now = self.position(now);
         if let Some(rec) = self.recording.as_mut() {
             let position = match rec.receive_anchor {
                 Some((ssrc, ts, pos))
@@ -991,8 +994,8 @@ impl MediaSession {
                     (pos as i64 + held.timestamp.wrapping_sub(ts) as i32 as i64).max(0) as u64
                 }
                 _ => {
-                    rec.receive_anchor = Some((held.ssrc, held.timestamp, position_now));
-                    position_now
+                    rec.receive_anchor = Some((held.ssrc, held.timestamp, held.arrival));
+                    held.arrival
                 }
             };
             rec.mixer
@@ -1017,7 +1020,7 @@ impl MediaSession {
         }
         if stop {
             while let Some((_, held)) = self.reorder.drain() {
-                self.consume_received(now, held);
+                self.consume_received(held);
             }
         }
         let position = self.position(now);
@@ -1025,7 +1028,11 @@ impl MediaSession {
             return;
         };
         let upto = if stop {
-            position
+            // What the remote said just before the stop was placed a packet (plus
+            // jitter) past now: keep it, up to the hold-back window.
+            rec.mixer
+                .placed_end()
+                .clamp(position, position + RECORDING_DELAY_SAMPLES)
         } else {
             position.saturating_sub(RECORDING_DELAY_SAMPLES)
         };
