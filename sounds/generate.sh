@@ -96,6 +96,8 @@ say currency/gbp-cents "pence"
 # --- voicemail -------------------------------------------------------------------
 say voicemail/leave-message-after-tone "Please leave your message after the tone. When you are finished, hang up, or press the pound key."
 tone voicemail/beep 0.5 1000
+# A mailbox with `review = true`: after the message, before it is sent.
+say voicemail/review-menu "To listen to your message, press 1. To record it again, press 2. To send it, press 3."
 say voicemail/enter-mailbox "Please enter your mailbox number, followed by the pound key."
 say voicemail/enter-pin "Please enter your PIN, followed by the pound key."
 say voicemail/invalid-pin "That PIN is not correct."

@@ -353,6 +353,10 @@ pub struct MailboxSection {
     /// Mean absolute 16-bit sample level that counts as silence. Default 100.
     #[serde(default = "default_silence_level")]
     pub silence_level: u16,
+    /// After the message, offer "listen 1, record again 2, send 3" before it is
+    /// stored. A caller who hangs up during review has the message sent. Default false.
+    #[serde(default)]
+    pub review: bool,
     /// Where to e-mail new messages, with the recording attached (needs `[smtp]`).
     #[serde(default)]
     pub email: Option<String>,

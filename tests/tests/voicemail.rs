@@ -36,6 +36,15 @@ target = { mailbox = "sales" }
 [[route]]
 number = "601"
 target = { voicemail-retrieval = "sales" }
+
+[[mailbox]]
+name = "careful"
+pin = "1111"
+review = true
+
+[[route]]
+number = "602"
+target = { mailbox = "careful" }
 "#,
     )
 }
@@ -112,8 +121,12 @@ impl Sender<'_> {
 }
 
 fn tone(seconds: f64) -> Vec<i16> {
+    tone_at(TONE_HZ, seconds)
+}
+
+fn tone_at(hz: f64, seconds: f64) -> Vec<i16> {
     (0..(8000.0 * seconds) as usize)
-        .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * TONE_HZ * i as f64 / 8000.0).sin()) as i16)
+        .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin()) as i16)
         .collect()
 }
 
@@ -140,9 +153,13 @@ fn purity(window: &[i16], hz: f64) -> f64 {
 
 /// Milliseconds of `samples` that are the tone, in 50 ms windows.
 fn tone_ms(samples: &[i16]) -> usize {
+    tone_ms_at(samples, TONE_HZ)
+}
+
+fn tone_ms_at(samples: &[i16], hz: f64) -> usize {
     samples
         .chunks_exact(400)
-        .filter(|w| purity(w, TONE_HZ) > 0.8)
+        .filter(|w| purity(w, hz) > 0.8)
         .count()
         * 50
 }
@@ -277,6 +294,74 @@ async fn a_message_is_left_notified_played_back_by_pin_and_deleted() {
     assert!(body.contains("Voice-Message: 0/0\r\n"), "{body}");
     assert_eq!(s.store.voicemails("sales").await.unwrap(), vec![]);
     assert!(!file.exists(), "the deleted message's file is gone");
+    s.stop().await.unwrap();
+}
+
+/// The second take's tone: apart from the first's, the beep's and DTMF's.
+const SECOND_TONE_HZ: f64 = 450.0;
+
+#[tokio::test]
+async fn with_review_the_caller_listens_records_again_and_sends_only_the_second_take() {
+    let dir = temp_dir();
+    let s = Server::start(&config(&dir)).await.unwrap();
+    let mut caller = Ua::new("5559876", "unused", s.udp).await.unwrap();
+    let (_d, rtp, to) = call(&mut caller, "602").await;
+    let mut sender = sender(&rtp.sock, to);
+    sender.audio(&[0; 160 * 5]).await;
+    sender.keys("1").await; // skip the greeting
+    sender.audio(&[0; 160 * 40]).await; // the beep
+    sender.audio(&tone(1.5)).await;
+    sender.keys("#").await;
+    // The take is completed; the review menu starts ("to listen press 1, ...").
+    sender.audio(&[0; 160 * 50]).await;
+    sender.keys("1").await;
+    // What we hear now is our own first take.
+    let mut heard = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tone_ms(&heard) < 1000 {
+        let (n, _) = tokio::time::timeout_at(deadline, rtp.sock.recv_from(&mut buf))
+            .await
+            .expect("the first take is played back for review")
+            .unwrap();
+        if let Ok(p) = RtpPacket::parse(&buf[..n])
+            && p.payload_type == 0
+        {
+            Codec::Pcmu.decode(p.payload, &mut heard);
+        }
+    }
+    // Record again: the beep, then a different tone.
+    // We were only listening: pace on from now rather than burst to catch up.
+    sender.next = tokio::time::Instant::now();
+    sender.keys("2").await;
+    sender.audio(&[0; 160 * 40]).await;
+    sender.audio(&tone_at(SECOND_TONE_HZ, 1.5)).await;
+    sender.keys("#").await;
+    sender.audio(&[0; 160 * 50]).await;
+    sender.keys("3").await; // send
+    let bye = caller.request(Method::Bye).await.unwrap();
+    caller.reply(&bye, 200, "t").await.unwrap();
+
+    let messages = s.store.voicemails("careful").await.unwrap();
+    assert_eq!(
+        messages.len(),
+        1,
+        "only the sent take is listed: {messages:?}"
+    );
+    let recorded = wav_samples(&dir.join(&messages[0].file));
+    assert!(
+        tone_ms_at(&recorded, SECOND_TONE_HZ) >= 1400,
+        "the stored message is the second take ({} ms of its tone)",
+        tone_ms_at(&recorded, SECOND_TONE_HZ)
+    );
+    assert_eq!(tone_ms(&recorded), 0, "nothing of the first take");
+    assert_eq!(
+        std::fs::read_dir(dir.join("voicemail/.tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "the first take is gone from the temporary directory"
+    );
     s.stop().await.unwrap();
 }
 

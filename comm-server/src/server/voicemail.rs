@@ -170,6 +170,7 @@ impl VoicemailCall {
                     min_message: m.min_message.0,
                     silence_level: m.silence_level,
                     silence_end: m.silence_end.0,
+                    review: m.review,
                 };
                 Some(VoicemailCall::Deposit {
                     mailbox: name.clone(),
@@ -296,10 +297,17 @@ pub(super) async fn drive_voicemail(
                     return;
                 };
                 match action {
-                    DepositAction::Play { id: play, audio } => media.play(
-                        VOICEMAIL_PLAY_BASE + play,
-                        prompts(shared, &audio, |_| None),
-                    ),
+                    DepositAction::Play { id: play, audio } => {
+                        // Review plays the take back from the temporary directory.
+                        let take = |_: &str| {
+                            id.as_ref().map(|id| {
+                                voicemail_root(&data_dir)
+                                    .join(TEMP)
+                                    .join(format!("{id}.wav"))
+                            })
+                        };
+                        media.play(VOICEMAIL_PLAY_BASE + play, prompts(shared, &audio, take))
+                    }
                     DepositAction::StartRecording {
                         silence_level,
                         silence_end,
@@ -337,7 +345,7 @@ pub(super) async fn drive_voicemail(
                                 .join(format!("{id}.wav"));
                             // Absent when the recording failed; nothing else to do then.
                             let _ = std::fs::remove_file(temp);
-                            tracing::info!("voicemail message too short: discarded");
+                            tracing::info!(%id, "voicemail take discarded (too short or re-recorded)");
                         }
                     }
                     DepositAction::HangUp => call.hang_up_all(now(), "answered"),
@@ -391,6 +399,7 @@ pub(super) async fn drive_voicemail(
 }
 
 /// The prompts (and message files) to play; missing ones are skipped with a warning.
+/// `file` finds a message's file by id, or the take under review given "".
 fn prompts(
     shared: &Shared,
     audio: &[Audio],
@@ -404,6 +413,10 @@ fn prompts(
                 Audio::Message(id) => match file(id) {
                     Some(path) => Prompt::load(&path, id).map_err(|e| e.to_string()),
                     None => Err(format!("no file for message {id}")),
+                },
+                Audio::Recording => match file("") {
+                    Some(path) => Prompt::load(&path, "take").map_err(|e| e.to_string()),
+                    None => Err("no take to play back".to_string()),
                 },
             };
             loaded

@@ -23,6 +23,8 @@ pub enum Audio {
     Prompt(String),
     /// A message, by id.
     Message(String),
+    /// The message just recorded, played back for review before it is sent.
+    Recording,
 }
 
 /// The mailbox greeting played when a mailbox has none of its own.
