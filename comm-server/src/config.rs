@@ -404,7 +404,8 @@ pub struct ServerSection {
     pub sounds_dir: PathBuf,
     #[serde(default = "default_grace")]
     pub shutdown_grace: HumanDuration,
-    /// The site's IANA time zone: where "today" starts on the wallboard. Default UTC.
+    /// The site's IANA time zone: where "today" starts on the wallboard, and the zone
+    /// voicemail retrieval announces message times in. Default UTC.
     #[serde(default)]
     pub time_zone: Option<toml::Spanned<String>>,
 }

@@ -203,7 +203,7 @@ impl VoicemailCall {
                     .collect();
                 Some(VoicemailCall::Retrieval {
                     mailbox: name.clone(),
-                    retrieval: Retrieval::new(&m.pin, listings),
+                    retrieval: Retrieval::new(&m.pin, listings, shared.config.server.zone()),
                     files: messages.into_iter().map(|m| (m.id, m.file)).collect(),
                 })
             }

@@ -99,6 +99,8 @@ enum State {
 #[derive(Debug)]
 pub struct Retrieval {
     pin: String,
+    /// The site's zone: message dates and times are announced in it.
+    zone: chrono_tz::Tz,
     messages: Vec<Listing>,
     entered: String,
     tries: u32,
@@ -113,11 +115,12 @@ fn prompts(names: &[&str]) -> Vec<Audio> {
 
 impl Retrieval {
     /// Starts with the PIN prompt. `messages` are the mailbox's, new ones are played
-    /// first, each group oldest first.
-    pub fn new(pin: &str, mut messages: Vec<Listing>) -> Retrieval {
+    /// first, each group oldest first. Their times are announced in `zone`.
+    pub fn new(pin: &str, mut messages: Vec<Listing>, zone: chrono_tz::Tz) -> Retrieval {
         messages.sort_by_key(|m| (m.heard, m.created_at_ms));
         let mut r = Retrieval {
             pin: pin.to_string(),
+            zone,
             messages,
             entered: String::new(),
             tries: 0,
@@ -308,7 +311,7 @@ impl Retrieval {
             self.state = State::Goodbye { id };
             return;
         };
-        let audio = announcement(m.created_at_ms, &m.caller)
+        let audio = announcement(m.created_at_ms, &m.caller, self.zone)
             .into_iter()
             .map(Audio::Prompt)
             .collect();
@@ -360,6 +363,7 @@ impl Retrieval {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono_tz::UTC;
 
     fn listing(id: &str, heard: bool, at: i64) -> Listing {
         Listing {
@@ -404,7 +408,7 @@ mod tests {
     #[test]
     fn three_wrong_pins_say_goodbye_and_hang_up() {
         let now = crate::time::base_instant();
-        let mut r = Retrieval::new("1234", vec![listing("a", false, 0)]);
+        let mut r = Retrieval::new("1234", vec![listing("a", false, 0)], UTC);
         run(&mut r, now);
         keys(&mut r, now, "1111#");
         run(&mut r, now);
@@ -429,6 +433,7 @@ mod tests {
         let mut r = Retrieval::new(
             "1234",
             vec![listing("old", true, 1), listing("new", false, 2)],
+            UTC,
         );
         drain(&mut r);
         keys(&mut r, now, "1234#"); // over the prompt: type-ahead
@@ -481,7 +486,11 @@ mod tests {
     #[test]
     fn a_key_during_a_message_acts_at_once_and_no_key_moves_on() {
         let now = crate::time::base_instant();
-        let mut r = Retrieval::new("9", vec![listing("a", false, 1), listing("b", false, 2)]);
+        let mut r = Retrieval::new(
+            "9",
+            vec![listing("a", false, 1), listing("b", false, 2)],
+            UTC,
+        );
         drain(&mut r);
         r.handle_playback_finished(now, 1);
         keys(&mut r, now, "9#");
@@ -520,7 +529,7 @@ mod tests {
     #[test]
     fn an_empty_mailbox_says_so_and_goodbye() {
         let now = crate::time::base_instant();
-        let mut r = Retrieval::new("1", vec![]);
+        let mut r = Retrieval::new("1", vec![], UTC);
         run(&mut r, now);
         keys(&mut r, now, "1#");
         let (heard, other) = run(&mut r, now);
