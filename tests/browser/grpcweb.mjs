@@ -43,6 +43,13 @@ assert.deepEqual(decode(A.ScriptStepResponse, encode(A.ScriptStepResponse, step)
 assert.deepEqual([...encode(A.TransferRequest, { call_id: "7", queue: "q" })], [0x0a, 1, 0x37, 0x12, 1, 0x71]);
 const q = { name: "q", waiting: [], longest_wait_ms: 0, agents_logged_in: 2, agents_available: 1, service_level_today: 0.8125, answered_today: 13, abandoned_today: 3 };
 assert.deepEqual(decode(S.QueueView, encode(S.QueueView, q)), q);
+// Voicemail: a message round trip, and audio bytes as sent (field 1, length 4).
+const vm1 = { id: "1800000000000-ab-42", mailbox: "support", caller_number: "42", duration_ms: 1500, left_at_unix_ms: 1_800_000_000_000, heard: true, handled_by: "", outcome: "" };
+assert.deepEqual(decode(A.ListVoicemailResponse, encode(A.ListVoicemailResponse, { messages: [vm1] })), { messages: [vm1] });
+const wav = Uint8Array.from([0x52, 0x49, 0x46, 0x46]);
+assert.deepEqual([...encode(A.VoicemailAudio, { wav })], [0x0a, 4, 0x52, 0x49, 0x46, 0x46]);
+assert.deepEqual(decode(A.VoicemailAudio, encode(A.VoicemailAudio, { wav })).wav, wav);
+assert.deepEqual(decode(A.VoicemailAudio, new Uint8Array(0)).wav, new Uint8Array(0));
 // Unknown fields are skipped; truncated input is an error, not garbage.
 assert.deepEqual(decode(A.CallRequest, Uint8Array.from([0x0a, 1, 0x78, 0x18, 5, 0x22, 1, 0])), { call_id: "x" });
 assert.throws(() => decode(A.CallRequest, Uint8Array.from([0x0a, 5, 0x78])), /truncated/);
