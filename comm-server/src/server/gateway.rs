@@ -336,6 +336,17 @@ impl AcdDriver {
         }
         self.publish(agent, offer);
     }
+
+    /// What `agent`'s desktop shows ringing.
+    pub(super) fn desk_ringing(&mut self, agent: AgentId) -> Option<ItemId> {
+        self.desk.agent_mut(agent).and_then(|a| a.ringing)
+    }
+
+    /// Shows a task on the desktop of an agent it is already connected to (a
+    /// persistent line: nothing rings, CallConnected follows).
+    pub(super) fn desk_task_connected(&mut self, agent: AgentId, task: Kind) {
+        self.publish(agent, task);
+    }
 }
 
 fn call_id(item: ItemId) -> String {

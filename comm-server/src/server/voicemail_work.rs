@@ -238,51 +238,63 @@ impl AcdDriver {
         Ok(Some((with, task.message.id)))
     }
 
+    /// The `VoicemailTask` event for a task, its screen pop looked up now.
+    async fn task_event(&self, item: ItemId, ring_timeout: Option<Duration>) -> Kind {
+        let task = &self.voicemail.tasks[&item];
+        let m = task.message.clone();
+        let queue = task.queue.clone();
+        let waited = now().saturating_duration_since(task.enqueued_at);
+        let (customer, last_interactions) = if m.caller.is_empty() {
+            (None, Vec::new())
+        } else {
+            tokio::time::timeout(LOOKUP_TIMEOUT, (self.desk_lookup())(m.caller.clone()))
+                .await
+                .unwrap_or_default()
+        };
+        Kind::VoicemailTask(VoicemailTask {
+            task_id: item.0.to_string(),
+            mailbox: m.mailbox,
+            caller_number: m.caller.clone(),
+            duration_ms: u64::try_from(m.duration_ms).unwrap_or_default(),
+            left_at_unix_ms: m.created_at_ms,
+            screen_pop: Some(ScreenPop {
+                caller_number: m.caller,
+                customer,
+                last_interactions,
+                ivr_answers: HashMap::new(),
+                queue,
+                wait_ms: waited.as_millis() as u64,
+                script_id: String::new(),
+                callback_number: String::new(),
+            }),
+            message_id: m.id,
+            ring_timeout_ms: ring_timeout.map_or(0, |t| t.as_millis() as u64),
+        })
+    }
+
     /// Carries out an action about a voicemail task; false for anything else.
     pub(super) async fn voicemail_action(&mut self, action: &AcdAction) -> bool {
-        match action {
-            AcdAction::Offer {
-                item,
-                agent,
-                ring_timeout,
-            } if self.voicemail.is_task(*item) => {
-                let task = &self.voicemail.tasks[item];
-                let m = task.message.clone();
-                let queue = task.queue.clone();
-                let waited = now().saturating_duration_since(task.enqueued_at);
-                let (customer, last_interactions) = if m.caller.is_empty() {
-                    (None, Vec::new())
-                } else {
-                    tokio::time::timeout(LOOKUP_TIMEOUT, (self.desk_lookup())(m.caller.clone()))
-                        .await
-                        .unwrap_or_default()
-                };
-                tracing::info!(item = item.0, agent = agent.0, message = %m.id, "offering a voicemail task");
-                self.desk_offer_task(
-                    *agent,
-                    *item,
-                    Kind::VoicemailTask(VoicemailTask {
-                        task_id: item.0.to_string(),
-                        mailbox: m.mailbox,
-                        caller_number: m.caller.clone(),
-                        duration_ms: u64::try_from(m.duration_ms).unwrap_or_default(),
-                        left_at_unix_ms: m.created_at_ms,
-                        screen_pop: Some(ScreenPop {
-                            caller_number: m.caller,
-                            customer,
-                            last_interactions,
-                            ivr_answers: HashMap::new(),
-                            queue,
-                            wait_ms: waited.as_millis() as u64,
-                            script_id: String::new(),
-                            callback_number: String::new(),
-                        }),
-                        message_id: m.id,
-                        ring_timeout_ms: ring_timeout.as_millis() as u64,
-                    }),
-                );
-                true
+        if let Some((item, agent, ring_timeout)) = pops_up(action)
+            && self.voicemail.is_task(item)
+        {
+            if ring_timeout.is_none() && self.desk_ringing(agent) == Some(item) {
+                // An accepted offer being connected: its pop is already up.
+                return true;
             }
+            let pop = self.task_event(item, ring_timeout).await;
+            tracing::info!(
+                item = item.0,
+                agent = agent.0,
+                connected = ring_timeout.is_none(),
+                "offering a voicemail task"
+            );
+            match ring_timeout {
+                Some(_) => self.desk_offer_task(agent, item, pop),
+                None => self.desk_task_connected(agent, pop),
+            }
+            return true;
+        }
+        match action {
             AcdAction::Overflow { item, .. } if self.voicemail.is_task(*item) => {
                 // The queue's join or length rule refused it: the message stays unhandled
                 // in the mailbox and is offered again after the next start.
@@ -294,13 +306,25 @@ impl AcdDriver {
                 self.customers.remove(item);
                 true
             }
-            AcdAction::Bridge { item, .. } | AcdAction::Hold { item, .. }
-                if self.voicemail.is_task(*item) =>
-            {
-                true
-            }
+            AcdAction::Hold { item, .. } if self.voicemail.is_task(*item) => true,
             _ => false,
         }
+    }
+}
+
+/// The ACD actions that may put an item on an agent's desktop, with the ring timeout
+/// of an offer: `Offer` (the agent accepts within it), and `Bridge` with none. A
+/// `Bridge` follows an accepted offer (already shown) or, for a persistent-line agent,
+/// comes with no offer at all: then the pop must come all the same.
+fn pops_up(action: &AcdAction) -> Option<(ItemId, AgentId, Option<Duration>)> {
+    match action {
+        AcdAction::Offer {
+            item,
+            agent,
+            ring_timeout,
+        } => Some((*item, *agent, Some(*ring_timeout))),
+        AcdAction::Bridge { item, agent } => Some((*item, *agent, None)),
+        _ => None,
     }
 }
 
@@ -591,5 +615,31 @@ impl AgentVoicemail {
             .mwi
             .send(super::mwi::MwiInput::Changed { mailbox: m.mailbox });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persistent_line_bridges_pop_up_like_offers() {
+        let (item, agent) = (ItemId(TASK_ID_BASE + 1), AgentId(3));
+        let ring_timeout = Duration::from_secs(15);
+        assert_eq!(
+            pops_up(&AcdAction::Offer {
+                item,
+                agent,
+                ring_timeout
+            }),
+            Some((item, agent, Some(ring_timeout)))
+        );
+        // The core bridges a persistent-line agent without an Offer: the task still
+        // pops up, already connected (no ring timeout, no AcceptTask).
+        assert_eq!(
+            pops_up(&AcdAction::Bridge { item, agent }),
+            Some((item, agent, None))
+        );
+        assert_eq!(pops_up(&AcdAction::CancelOffer { item, agent }), None);
     }
 }
