@@ -357,6 +357,10 @@ pub struct MailboxSection {
     /// stored. A caller who hangs up during review has the message sent. Default false.
     #[serde(default)]
     pub review: bool,
+    /// Messages older than this many days are deleted (file and row) by a sweep at
+    /// start-up and every hour, heard or not. Default none: kept until deleted.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
     /// Where to e-mail new messages, with the recording attached (needs `[smtp]`).
     #[serde(default)]
     pub email: Option<String>,
@@ -1045,6 +1049,13 @@ impl Config {
                     m.name.span(),
                     &format!("mailbox[{i}].work-queue"),
                     format!("no [[queue]] named {q:?}"),
+                ));
+            }
+            if m.retention_days == Some(0) {
+                return Err(invalid(
+                    m.name.span(),
+                    &format!("mailbox[{i}].retention-days"),
+                    "give at least 1 (days); leave it out to keep messages".into(),
                 ));
             }
             if m.min_message.0 > m.max_message.0 {

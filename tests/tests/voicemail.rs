@@ -1089,3 +1089,54 @@ async fn agents_list_download_mark_and_delete_their_queues_voicemail_over_grpc()
     assert!(!file.exists(), "the deleted message's file is gone");
     s.stop().await.unwrap();
 }
+
+/// Issue 7, retention per mailbox: at start-up the sweep deletes a message older than
+/// the mailbox's `retention-days` (file and row), keeps a recent one and the messages
+/// of a mailbox without a policy.
+#[tokio::test]
+async fn messages_past_their_mailboxs_retention_are_deleted_by_the_sweep() {
+    use comm_server::time::{Clock, SystemClock};
+    let dir = temp_dir();
+    let now_ms = SystemClock.unix_ms();
+    let day_ms = 86_400_000;
+    let prompt = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sounds/voicemail/beep.wav");
+    let plant = |mailbox: &str, left_ms: i64| {
+        let file = dir
+            .join("voicemail")
+            .join(mailbox)
+            .join(format!("{left_ms}-ab12-5551234.wav"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::copy(&prompt, &file).unwrap();
+        file
+    };
+    // Start-up lists files without rows; the sweep then applies the policy.
+    let expired = plant("sales", now_ms - 8 * day_ms);
+    let recent = plant("sales", now_ms - day_ms);
+    let unlimited = plant("careful", now_ms - 400 * day_ms);
+    let config = config(&dir).replace(
+        "silence-end = \"4s\"",
+        "silence-end = \"4s\"\nretention-days = 7",
+    );
+    let s = Server::start(&config).await.unwrap();
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    while expired.exists() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!expired.exists(), "the 8-day-old message's file is deleted");
+    let left: Vec<i64> = s
+        .store
+        .voicemails("sales")
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.created_at_ms)
+        .collect();
+    assert_eq!(left, vec![now_ms - day_ms], "only the recent row remains");
+    assert!(recent.exists());
+    assert!(
+        unlimited.exists(),
+        "a mailbox without retention keeps everything"
+    );
+    assert_eq!(s.store.voicemails("careful").await.unwrap().len(), 1);
+    s.stop().await.unwrap();
+}

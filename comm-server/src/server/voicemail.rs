@@ -372,22 +372,8 @@ pub(super) async fn drive_voicemail(
                         notify_mwi(shared, mailbox).await;
                     }
                     RetrievalAction::Delete(id) => {
-                        let _ = shared.acd.send(AcdRequest::Voicemail(
-                            super::voicemail_work::VoicemailRequest::Deleted {
-                                message: id.clone(),
-                            },
-                        ));
-                        match shared.store.delete_voicemail(&id).await {
-                            // Row first: a crash between the two leaves a file that
-                            // start-up lists again, never a row without its audio.
-                            Ok(_) => {
-                                if let Some(f) = files.remove(&id)
-                                    && let Err(e) = std::fs::remove_file(data_dir.join(&f))
-                                {
-                                    tracing::warn!(error = %e, file = %f, "voicemail file not removed");
-                                }
-                            }
-                            Err(e) => tracing::warn!(error = %e, "voicemail message not deleted"),
+                        if let Some(f) = files.remove(&id) {
+                            remove_message(shared, &id, &f).await;
                         }
                         notify_mwi(shared, mailbox).await;
                     }
@@ -459,6 +445,83 @@ async fn store_message(shared: &Shared, mailbox: &str, caller: &str, id: &str, d
         duration_ms: message.duration_ms,
     });
     notify_mwi(shared, mailbox).await;
+}
+
+/// Deletes a message: its task leaves the queue, then the row, then the file (`file`
+/// relative to the data directory). Row first: a crash between the two leaves a file
+/// that start-up lists again, never a row without its audio. The caller tells MWI.
+async fn remove_message(shared: &Shared, id: &str, file: &str) {
+    let _ = shared.acd.send(AcdRequest::Voicemail(
+        super::voicemail_work::VoicemailRequest::Deleted {
+            message: id.to_string(),
+        },
+    ));
+    match shared.store.delete_voicemail(id).await {
+        Ok(_) => {
+            let path = shared.config.server.data_dir.join(file);
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(error = %e, %file, "voicemail file not removed");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, %id, "voicemail message not deleted"),
+    }
+}
+
+/// How often mailboxes with a `retention-days` are swept for expired messages.
+pub(super) const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
+
+/// Sweeps at start and every [`RETENTION_SWEEP`] while the server runs (the task ends
+/// once `shared` is gone). "Now" is the injected clock's.
+pub(super) fn spawn_retention(shared: &Arc<Shared>) {
+    if shared
+        .config
+        .mailboxes
+        .iter()
+        .all(|m| m.retention_days.is_none())
+    {
+        return;
+    }
+    let shared = Arc::downgrade(shared);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(RETENTION_SWEEP);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            sweep_expired(&shared).await;
+        }
+    });
+}
+
+/// Deletes every message older than its mailbox's retention (file and row, its task
+/// withdrawn) and updates the mailbox's message-waiting state.
+pub(super) async fn sweep_expired(shared: &Shared) {
+    let now_ms = shared.clock.unix_ms();
+    for m in &shared.config.mailboxes {
+        let Some(days) = m.retention_days else {
+            continue;
+        };
+        let mailbox = m.name.get_ref();
+        let cutoff = crate::voicemail::retention_cutoff(now_ms, days);
+        let expired = match shared.store.voicemails_left_before(mailbox, cutoff).await {
+            Ok(expired) => expired,
+            Err(e) => {
+                tracing::warn!(error = %e, %mailbox, "voicemail retention: mailbox not readable");
+                continue;
+            }
+        };
+        if expired.is_empty() {
+            continue;
+        }
+        for message in &expired {
+            remove_message(shared, &message.id, &message.file).await;
+        }
+        tracing::info!(%mailbox, removed = expired.len(), retention_days = days,
+            "voicemail retention: expired messages deleted");
+        notify_mwi(shared, mailbox).await;
+    }
 }
 
 /// The mailbox's counts changed: the owner's phones and subscriptions hear of it

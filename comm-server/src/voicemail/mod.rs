@@ -81,6 +81,21 @@ pub fn parse_message_id(id: &str) -> Option<(i64, String)> {
     Some((created.parse().ok()?, caller.to_string()))
 }
 
+/// Milliseconds in a day, for `retention-days`.
+const DAY_MS: i64 = 86_400_000;
+
+/// Under a mailbox's `retention-days` policy at `now_ms`, the messages left before
+/// this instant (Unix ms) have expired: a message exactly `days` old is kept until
+/// the next sweep. Heard or not, handled or not: the policy is about age only.
+pub fn retention_cutoff(now_ms: i64, days: u32) -> i64 {
+    now_ms.saturating_sub(i64::from(days) * DAY_MS)
+}
+
+/// Whether a message left at `created_at_ms` has expired at the cutoff.
+pub fn expired(created_at_ms: i64, cutoff_ms: i64) -> bool {
+    created_at_ms < cutoff_ms
+}
+
 /// The RFC 3842 §5.2 `application/simple-message-summary` body for `account`
 /// (a SIP URI): whether messages wait and the new/old voice message counts.
 pub fn message_summary(account: &str, new: u32, old: u32) -> String {
@@ -154,6 +169,28 @@ mod tests {
         for bad in ["", "x-ab-1", "1--c", "1-ab", "1-ab-c.d", "../1-ab-c"] {
             assert_eq!(parse_message_id(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn retention_selects_messages_older_than_the_policy() {
+        let now = 1_800_000_000_000;
+        let cutoff = retention_cutoff(now, 30);
+        assert_eq!(cutoff, now - 30 * 86_400_000);
+        let left = [
+            ("today", now - 1_000),
+            ("29 days", now - 29 * DAY_MS),
+            ("exactly 30 days", now - 30 * DAY_MS),
+            ("30 days and a second", now - 30 * DAY_MS - 1_000),
+            ("a year", now - 365 * DAY_MS),
+        ];
+        let gone: Vec<&str> = left
+            .iter()
+            .filter(|(_, at)| expired(*at, cutoff))
+            .map(|(name, _)| *name)
+            .collect();
+        assert_eq!(gone, ["30 days and a second", "a year"]);
+        // A huge policy never underflows: nothing expires.
+        assert!(!expired(0, retention_cutoff(0, u32::MAX)));
     }
 
     #[test]
