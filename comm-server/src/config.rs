@@ -1793,6 +1793,7 @@ mod tests {
         let cfg = Config::parse(&ok, "t.toml").unwrap();
         let m = cfg.mailbox("sales").unwrap();
         assert_eq!(m.max_message.0, DEFAULT_MAX_MESSAGE);
+        assert!(!m.review && m.retention_days.is_none(), "both off by default");
         assert!(!format!("{m:?}").contains("4321"));
         let cases = [
             ("name = \"../x\"\npin = \"1\"", "t.toml:6: mailbox[0].name"),
@@ -1812,6 +1813,11 @@ mod tests {
                 "name = \"a\"\npin = \"1\"\nwork-queue = \"nope\"",
                 "t.toml:6: mailbox[0].work-queue: no [[queue]] named \"nope\"",
             ),
+            (
+                "name = \"a\"\npin = \"1\"\nretention-days = 0",
+                "t.toml:6: mailbox[0].retention-days: give at least 1 (days)",
+            ),
+            ("name = \"a\"\npin = \"1\"\nreview = \"yes\"", "review"),
         ];
         for (body, want) in cases {
             let src = format!("{base}[[mailbox]]\n{body}\n");
