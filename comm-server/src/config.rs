@@ -1793,7 +1793,10 @@ mod tests {
         let cfg = Config::parse(&ok, "t.toml").unwrap();
         let m = cfg.mailbox("sales").unwrap();
         assert_eq!(m.max_message.0, DEFAULT_MAX_MESSAGE);
-        assert!(!m.review && m.retention_days.is_none(), "both off by default");
+        assert!(
+            !m.review && m.retention_days.is_none(),
+            "both off by default"
+        );
         assert!(!format!("{m:?}").contains("4321"));
         let cases = [
             ("name = \"../x\"\npin = \"1\"", "t.toml:6: mailbox[0].name"),

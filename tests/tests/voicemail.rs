@@ -1140,3 +1140,54 @@ async fn messages_past_their_mailboxs_retention_are_deleted_by_the_sweep() {
     assert_eq!(s.store.voicemails("careful").await.unwrap().len(), 1);
     s.stop().await.unwrap();
 }
+
+/// Issue 7, "call the customer back" from retrieval: during a message the owner
+/// presses 4; the caller's number is dialled through the trunk and the two talk.
+#[tokio::test]
+async fn the_owner_calls_a_messages_caller_back_through_the_trunk() {
+    const CUSTOMER: &str = "+442071234001";
+    let dir = temp_dir();
+    let reserve = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let carrier_addr = reserve.local_addr().unwrap();
+    drop(reserve);
+    let config = format!(
+        "{}\n[[trunk]]\nname = \"carrier\"\naddress = \"{carrier_addr}\"\n\
+         inbound-sources = [\"127.0.0.2\"]\nprefixes = [\"+\"]\n",
+        config(&dir)
+    );
+    let s = Server::start(&config).await.unwrap();
+    let mut carrier_rtp = Rtp::bind().await.unwrap();
+    let mut carrier = Ua::new("carrier", "", s.udp).await.unwrap();
+    carrier.sock = UdpSocket::bind(carrier_addr).await.unwrap();
+    carrier.addr = carrier_addr;
+    carrier.media_port = carrier_rtp.port();
+
+    leave_message_as(&s, CUSTOMER, 1.5).await;
+    let mut alice = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
+    let (mut alice_d, mut alice_rtp, to) = call(&mut alice, "601").await;
+    let mut sender = sender(&alice_rtp.sock, to);
+    sender.audio(&[0; 160 * 5]).await;
+    sender.keys("4321#").await;
+    // "You have one new message" (keys do not cut it), then the announcement.
+    sender.audio(&[0; 160 * 150]).await;
+    sender.keys("4").await;
+
+    let invite = carrier.request(Method::Invite).await.unwrap();
+    assert_eq!(
+        comm_server::sip::header::uri_user(&invite.uri).unwrap_or_default(),
+        CUSTOMER,
+        "the message's caller is dialled through the trunk"
+    );
+    let carrier_server = sdp_audio_addr(&invite.body).unwrap();
+    carrier.reply(&invite, 200, "cust").await.unwrap();
+    // Owner and caller hear each other.
+    e2e::carries(&mut alice_rtp, to, &carrier_rtp).await;
+    e2e::carries(&mut carrier_rtp, carrier_server, &alice_rtp).await;
+
+    assert_eq!(alice.bye(&mut alice_d).await.unwrap().status, 200);
+    let bye = carrier.request(Method::Bye).await.unwrap();
+    carrier.reply(&bye, 200, "cust").await.unwrap();
+    let m = &s.store.voicemails("sales").await.unwrap()[0];
+    assert!(m.heard, "calling back counts as listening");
+    s.stop().await.unwrap();
+}

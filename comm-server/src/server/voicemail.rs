@@ -145,6 +145,8 @@ pub(super) enum VoicemailCall {
         retrieval: Retrieval,
         /// Message id to its file, relative to the data directory.
         files: HashMap<String, String>,
+        /// A caller's number the owner asked to call back, for the call task to dial.
+        call_back: Option<String>,
     },
 }
 
@@ -205,6 +207,7 @@ impl VoicemailCall {
                     mailbox: name.clone(),
                     retrieval: Retrieval::new(&m.pin, listings, shared.config.server.zone()),
                     files: messages.into_iter().map(|m| (m.id, m.file)).collect(),
+                    call_back: None,
                 })
             }
         }
@@ -251,6 +254,21 @@ impl VoicemailCall {
         match self {
             VoicemailCall::Deposit { deposit, .. } => deposit.handle_caller_gone(now()),
             VoicemailCall::Retrieval { retrieval, .. } => retrieval.handle_caller_gone(now()),
+        }
+    }
+
+    /// The number the owner asked to call back, once.
+    pub(super) fn take_call_back(&mut self) -> Option<String> {
+        match self {
+            VoicemailCall::Retrieval { call_back, .. } => call_back.take(),
+            VoicemailCall::Deposit { .. } => None,
+        }
+    }
+
+    /// The call back could not be placed or was not answered: back to the menu.
+    pub(super) fn handle_call_back_failed(&mut self) {
+        if let VoicemailCall::Retrieval { retrieval, .. } = self {
+            retrieval.handle_call_back_failed(now());
         }
     }
 
@@ -355,6 +373,7 @@ pub(super) async fn drive_voicemail(
                 mailbox,
                 retrieval,
                 files,
+                call_back,
             } => {
                 let Some(action) = retrieval.poll_action() else {
                     return;
@@ -377,6 +396,7 @@ pub(super) async fn drive_voicemail(
                         }
                         notify_mwi(shared, mailbox).await;
                     }
+                    RetrievalAction::CallBack(number) => *call_back = Some(number),
                     RetrievalAction::HangUp => call.hang_up_all(now(), "answered"),
                 }
             }

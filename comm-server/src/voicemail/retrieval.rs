@@ -7,8 +7,11 @@
 //!   Message(i): announcement ("message from ... received ...") --> the message
 //!     --played to the end (marked heard)--> Menu(i)
 //!   Menu(i): 1 replay | 2 save --> Message(i+1) | 3 delete --> Message(i+1)
+//!            | 4 call the caller back --> CallingBack(i)
 //!            | '#' or no key --> Message(i+1); a key during Message(i) stops it and
 //!            counts as the menu key
+//!   CallingBack(i) --the host's call failed--> "could not call back" --> Menu(i)
+//!                  (answered: the owner talks to the caller; retrieval is over)
 //!   Message(past the last) --> "no more messages" --> Goodbye --> Ended (hang up)
 //! ```
 
@@ -48,6 +51,9 @@ pub enum RetrievalAction {
     MarkHeard(String),
     /// Delete this message (row, then file).
     Delete(String),
+    /// Call this number (the message's caller) and connect the owner to it; report
+    /// `handle_call_back_failed` if it cannot be reached.
+    CallBack(String),
     HangUp,
 }
 
@@ -88,6 +94,15 @@ enum State {
     Confirming {
         id: u64,
         next: usize,
+    },
+    /// The host is calling message `index`'s caller.
+    CallingBack {
+        index: usize,
+    },
+    /// "could not call back" is playing; then the menu again.
+    CallBackFailed {
+        id: u64,
+        index: usize,
     },
     Goodbye {
         id: u64,
@@ -166,6 +181,7 @@ impl Retrieval {
             | State::PlayingMessage { id, .. }
             | State::MenuPrompt { id, .. }
             | State::Confirming { id, .. }
+            | State::CallBackFailed { id, .. }
             | State::Goodbye { id } => *id,
             _ => return,
         };
@@ -190,8 +206,7 @@ impl Retrieval {
             }
             State::PlayingMessage { index, .. } => {
                 self.heard(index);
-                let id = self.play(prompts(&["voicemail/message-menu"]));
-                self.state = State::MenuPrompt { id, index };
+                self.menu(index);
             }
             State::MenuPrompt { index, .. } => {
                 self.state = State::Menu {
@@ -200,6 +215,7 @@ impl Retrieval {
                 }
             }
             State::Confirming { next, .. } => self.message(next),
+            State::CallBackFailed { index, .. } => self.menu(index),
             State::Goodbye { .. } => {
                 self.actions.push_back(RetrievalAction::HangUp);
                 self.state = State::Ended;
@@ -235,6 +251,14 @@ impl Retrieval {
             State::CollectPin { deadline } if deadline <= now => self.check_pin(),
             State::Menu { index, deadline } if deadline <= now => self.message(index + 1),
             _ => {}
+        }
+    }
+
+    /// The call back to a message's caller could not be placed or was not answered.
+    pub fn handle_call_back_failed(&mut self, _now: Instant) {
+        if let State::CallingBack { index } = self.state {
+            let id = self.play(prompts(&["voicemail/call-back-failed"]));
+            self.state = State::CallBackFailed { id, index };
         }
     }
 
@@ -350,13 +374,26 @@ impl Retrieval {
                 let id = self.play(prompts(&["voicemail/message-deleted"]));
                 self.state = State::Confirming { id, next: index };
             }
-            '#' => self.message(index + 1),
-            _ => {
-                // Not a menu key: say the menu again.
-                let id = self.play(prompts(&["voicemail/message-menu"]));
-                self.state = State::MenuPrompt { id, index };
+            // Only a caller with a number can be called back.
+            '4' if self.messages[index]
+                .caller
+                .bytes()
+                .any(|b| b.is_ascii_digit()) =>
+            {
+                self.heard(index);
+                let number = self.messages[index].caller.clone();
+                self.actions.push_back(RetrievalAction::CallBack(number));
+                self.state = State::CallingBack { index };
             }
+            '#' => self.message(index + 1),
+            // Not a menu key: say the menu again.
+            _ => self.menu(index),
         }
+    }
+
+    fn menu(&mut self, index: usize) {
+        let id = self.play(prompts(&["voicemail/message-menu"]));
+        self.state = State::MenuPrompt { id, index };
     }
 }
 
@@ -538,5 +575,48 @@ mod tests {
             prompts(&["voicemail/no-new-messages", "voicemail/goodbye"])
         );
         assert_eq!(other, [RetrievalAction::HangUp]);
+    }
+
+    #[test]
+    fn four_calls_the_caller_back_and_a_failure_returns_to_the_menu() {
+        let now = crate::time::base_instant();
+        let unknown = Listing {
+            caller: "alice".into(),
+            ..listing("b", false, 2)
+        };
+        let mut r = Retrieval::new("1", vec![listing("a", false, 1), unknown], UTC);
+        drain(&mut r);
+        keys(&mut r, now, "1#");
+        let (_, other) = run(&mut r, now);
+        assert_eq!(
+            other,
+            [
+                RetrievalAction::StopPlayback,
+                RetrievalAction::MarkHeard("a".into())
+            ]
+        );
+        keys(&mut r, now, "4");
+        assert_eq!(drain(&mut r), [RetrievalAction::CallBack("42".into())]);
+        assert_eq!(r.poll_timeout(), None, "waits for the call");
+        r.handle_digit(now, '3'); // keys while it is dialled change nothing
+        assert!(drain(&mut r).is_empty());
+        r.handle_call_back_failed(now);
+        let (heard, _) = run(&mut r, now);
+        assert_eq!(
+            heard,
+            prompts(&["voicemail/call-back-failed", "voicemail/message-menu"])
+        );
+        // The menu goes on: next message, whose caller has no number to call.
+        keys(&mut r, now, "#");
+        let (heard, _) = run(&mut r, now);
+        assert_eq!(heard[1], Audio::Prompt("voicemail/unknown-caller".into()));
+        keys(&mut r, now, "4");
+        let (heard, other) = run(&mut r, now);
+        assert_eq!(
+            heard,
+            prompts(&["voicemail/message-menu"]),
+            "no number: the menu again"
+        );
+        assert!(other.is_empty());
     }
 }
