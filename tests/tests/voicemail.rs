@@ -180,6 +180,25 @@ async fn call(ua: &mut Ua, number: &str) -> (Dialog, Rtp, std::net::SocketAddr) 
     (d, rtp, to)
 }
 
+/// Listens on `rtp` until a second of the message's tone has been played to us;
+/// panics with `what` if that takes longer than `within`.
+async fn hear_tone(rtp: &Rtp, within: Duration, what: &str) {
+    let mut heard = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let deadline = tokio::time::Instant::now() + within;
+    while tone_ms(&heard) < 1000 {
+        let (n, _) = tokio::time::timeout_at(deadline, rtp.sock.recv_from(&mut buf))
+            .await
+            .expect(what)
+            .unwrap();
+        if let Ok(p) = RtpPacket::parse(&buf[..n])
+            && p.payload_type == 0
+        {
+            Codec::Pcmu.decode(p.payload, &mut heard);
+        }
+    }
+}
+
 /// The next message-summary NOTIFY to `ua`, answered 200; its body.
 async fn notify(ua: &mut Ua) -> String {
     let n: Request = ua.request(Method::Notify).await.unwrap();
@@ -267,20 +286,12 @@ async fn a_message_is_left_notified_played_back_by_pin_and_deleted() {
     let mut sender = sender(&rtp.sock, to);
     sender.audio(&[0; 160 * 5]).await;
     sender.keys("4321#").await;
-    let mut heard = Vec::new();
-    let mut buf = vec![0u8; 2048];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tone_ms(&heard) < 1000 {
-        let (n, _) = tokio::time::timeout_at(deadline, rtp.sock.recv_from(&mut buf))
-            .await
-            .expect("the message's tone is played back")
-            .unwrap();
-        if let Ok(p) = RtpPacket::parse(&buf[..n])
-            && p.payload_type == 0
-        {
-            Codec::Pcmu.decode(p.payload, &mut heard);
-        }
-    }
+    hear_tone(
+        &rtp,
+        Duration::from_secs(30),
+        "the message's tone is played back",
+    )
+    .await;
     // Delete it (a key during the message or its menu acts at once).
     sender.keys("3").await;
     let bye = alice.request(Method::Bye).await.unwrap();
@@ -316,20 +327,12 @@ async fn with_review_the_caller_listens_records_again_and_sends_only_the_second_
     sender.audio(&[0; 160 * 50]).await;
     sender.keys("1").await;
     // What we hear now is our own first take.
-    let mut heard = Vec::new();
-    let mut buf = vec![0u8; 2048];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tone_ms(&heard) < 1000 {
-        let (n, _) = tokio::time::timeout_at(deadline, rtp.sock.recv_from(&mut buf))
-            .await
-            .expect("the first take is played back for review")
-            .unwrap();
-        if let Ok(p) = RtpPacket::parse(&buf[..n])
-            && p.payload_type == 0
-        {
-            Codec::Pcmu.decode(p.payload, &mut heard);
-        }
-    }
+    hear_tone(
+        &rtp,
+        Duration::from_secs(20),
+        "the first take is played back for review",
+    )
+    .await;
     // Record again: the beep, then a different tone.
     // We were only listening: pace on from now rather than burst to catch up.
     sender.next = tokio::time::Instant::now();

@@ -455,18 +455,21 @@ mod tests {
     #[test]
     fn hanging_up_keeps_what_was_said_and_plays_nothing_more() {
         let t0 = crate::time::base_instant();
-        let mut d = recording(t0);
-        d.handle_caller_gone(t0);
-        assert_eq!(drain(&mut d), [DepositAction::StopRecording]);
-        assert!(d.awaits_recording());
-        d.handle_recorded(t0, Some(Duration::from_secs(3)));
-        assert_eq!(
-            drain(&mut d),
-            [DepositAction::Store {
-                duration: Duration::from_secs(3)
-            }]
-        );
-        assert!(d.is_ended());
+        // With review too: a caller who is gone is not asked, the message is kept.
+        for settings in [settings(), reviewing()] {
+            let mut d = recording_with(t0, settings);
+            d.handle_caller_gone(t0);
+            assert_eq!(drain(&mut d), [DepositAction::StopRecording]);
+            assert!(d.awaits_recording());
+            d.handle_recorded(t0, Some(Duration::from_secs(3)));
+            assert_eq!(
+                drain(&mut d),
+                [DepositAction::Store {
+                    duration: Duration::from_secs(3)
+                }]
+            );
+            assert!(d.is_ended());
+        }
 
         // Gone during the greeting: nothing recorded, nothing to wait for.
         let mut d = Deposit::new(settings());
@@ -613,24 +616,12 @@ mod tests {
     }
 
     #[test]
-    fn review_is_skipped_for_short_takes_and_callers_already_gone() {
+    fn review_is_skipped_for_short_takes() {
         let t0 = crate::time::base_instant();
         let mut d = recording_with(t0, reviewing());
         d.handle_digit(t0, '#');
         drain(&mut d);
         d.handle_recorded(t0, Some(Duration::from_millis(500)));
         assert_eq!(drain(&mut d)[0], DepositAction::Discard);
-
-        let mut d = recording_with(t0, reviewing());
-        d.handle_caller_gone(t0);
-        drain(&mut d);
-        d.handle_recorded(t0, Some(Duration::from_secs(3)));
-        assert_eq!(
-            drain(&mut d),
-            [DepositAction::Store {
-                duration: Duration::from_secs(3)
-            }]
-        );
-        assert!(d.is_ended());
     }
 }
