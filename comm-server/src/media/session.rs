@@ -275,6 +275,8 @@ struct HeldAudio {
 #[derive(Debug)]
 struct Recording {
     mixer: Mixer,
+    /// Session clock position when the recording started.
+    started: u64,
     /// Maps the remote's RTP timestamps (per SSRC) onto our timeline.
     receive_anchor: Option<(u32, u32, u64)>,
     silence: Option<SilenceDetector>,
@@ -602,6 +604,7 @@ impl MediaSession {
                 let position = self.position(now);
                 self.recording = Some(Recording {
                     mixer: Mixer::new(position, sides),
+                    started: position,
                     receive_anchor: None,
                     silence: None,
                 });
@@ -985,6 +988,11 @@ impl MediaSession {
             }
         }
         if let Some(rec) = self.recording.as_mut() {
+            if held.arrival < rec.started {
+                // Said before the recording started (it waited in the reorder buffer):
+                // not part of it, and no anchor for what follows.
+                return;
+            }
             let position = match rec.receive_anchor {
                 Some((ssrc, ts, pos))
                     if ssrc == held.ssrc

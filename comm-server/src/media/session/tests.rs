@@ -780,6 +780,41 @@ fn stopping_flushes_reordered_packets_into_the_recording() {
     );
 }
 
+/// Audio still in the reorder buffer from before the recording started is not part
+/// of it, and does not anchor it: a phone whose timestamps did not advance during a
+/// pause (before the beep) is still recorded from when it speaks.
+#[test]
+fn audio_from_before_the_recording_neither_enters_nor_anchors_it() {
+    let t0 = crate::media::test_epoch();
+    let mut s = session(t0, Codec::Pcmu);
+    let mut phone = Peer::new(Codec::Pcmu);
+    for k in 0..10u64 {
+        let d = phone.audio(&[500; 160]);
+        s.handle_rtp(ms(t0, 20 * k), CALLER, &d);
+    }
+    s.handle_command(
+        ms(t0, 2000),
+        MediaCommand::StartRecording(RecordSides::Received),
+    );
+    let mut now = t0;
+    for k in 0..20u64 {
+        now = ms(t0, 2000 + 20 * k);
+        let d = phone.audio(&[3000; 160]);
+        s.handle_rtp(now, CALLER, &d);
+        s.handle_tick(now);
+    }
+    s.handle_command(now, MediaCommand::StopRecording);
+    let recorded: Vec<i16> = std::iter::from_fn(|| s.poll_recording())
+        .flatten()
+        .collect();
+    assert!(
+        recorded.iter().all(|&x| x == 0 || x > 2500),
+        "nothing from before"
+    );
+    assert_eq!(recorded.iter().filter(|&&x| x > 2500).count(), 20 * 160);
+    assert!(recorded[..160].iter().all(|&x| x > 2500), "from the start");
+}
+
 #[test]
 fn recording_both_sides_mixes_prompt_and_caller() {
     let t0 = crate::media::test_epoch();
