@@ -96,6 +96,8 @@ say currency/gbp-cents "pence"
 # --- voicemail -------------------------------------------------------------------
 say voicemail/leave-message-after-tone "Please leave your message after the tone. When you are finished, hang up, or press the pound key."
 tone voicemail/beep 0.5 1000
+# A mailbox with `review = true`: after the message, before it is sent.
+say voicemail/review-menu "To listen to your message, press 1. To record it again, press 2. To send it, press 3."
 say voicemail/enter-mailbox "Please enter your mailbox number, followed by the pound key."
 say voicemail/enter-pin "Please enter your PIN, followed by the pound key."
 say voicemail/invalid-pin "That PIN is not correct."
@@ -104,7 +106,8 @@ say voicemail/new-message "new message"
 say voicemail/new-messages "new messages"
 say voicemail/no-new-messages "You have no new messages."
 say voicemail/main-menu "To listen to your new messages, press 1. To listen to saved messages, press 2. To change your greeting, press 3. To exit, press star."
-say voicemail/message-menu "To replay this message, press 1. To save it, press 2. To delete it, press 3. For the next message, press pound."
+say voicemail/message-menu "To replay this message, press 1. To save it, press 2. To delete it, press 3. To call the caller back, press 4. For the next message, press pound."
+say voicemail/call-back-failed "Sorry, the caller could not be reached."
 say voicemail/message-deleted "Message deleted."
 say voicemail/message-saved "Message saved."
 say voicemail/no-more-messages "There are no more messages."

@@ -410,6 +410,14 @@ pub struct MailboxSection {
     /// Mean absolute 16-bit sample level that counts as silence. Default 100.
     #[serde(default = "default_silence_level")]
     pub silence_level: u16,
+    /// After the message, offer "listen 1, record again 2, send 3" before it is
+    /// stored. A caller who hangs up during review has the message sent. Default false.
+    #[serde(default)]
+    pub review: bool,
+    /// Messages older than this many days are deleted (file and row) by a sweep at
+    /// start-up and every hour, heard or not. Default none: kept until deleted.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
     /// Where to e-mail new messages, with the recording attached (needs `[smtp]`).
     #[serde(default)]
     pub email: Option<String>,
@@ -457,7 +465,8 @@ pub struct ServerSection {
     pub sounds_dir: PathBuf,
     #[serde(default = "default_grace")]
     pub shutdown_grace: HumanDuration,
-    /// The site's IANA time zone: where "today" starts on the wallboard. Default UTC.
+    /// The site's IANA time zone: where "today" starts on the wallboard, and the zone
+    /// voicemail retrieval announces message times in. Default UTC.
     #[serde(default)]
     pub time_zone: Option<toml::Spanned<String>>,
 }
@@ -1119,6 +1128,13 @@ impl Config {
                     m.name.span(),
                     &format!("mailbox[{i}].work-queue"),
                     format!("no [[queue]] named {q:?}"),
+                ));
+            }
+            if m.retention_days == Some(0) {
+                return Err(invalid(
+                    m.name.span(),
+                    &format!("mailbox[{i}].retention-days"),
+                    "give at least 1 (days); leave it out to keep messages".into(),
                 ));
             }
             if m.min_message.0 > m.max_message.0 {
@@ -1868,6 +1884,10 @@ mod tests {
         let cfg = Config::parse(&ok, "t.toml").unwrap();
         let m = cfg.mailbox("sales").unwrap();
         assert_eq!(m.max_message.0, DEFAULT_MAX_MESSAGE);
+        assert!(
+            !m.review && m.retention_days.is_none(),
+            "both off by default"
+        );
         assert!(!format!("{m:?}").contains("4321"));
         let cases = [
             ("name = \"../x\"\npin = \"1\"", "t.toml:6: mailbox[0].name"),
@@ -1887,6 +1907,11 @@ mod tests {
                 "name = \"a\"\npin = \"1\"\nwork-queue = \"nope\"",
                 "t.toml:6: mailbox[0].work-queue: no [[queue]] named \"nope\"",
             ),
+            (
+                "name = \"a\"\npin = \"1\"\nretention-days = 0",
+                "t.toml:6: mailbox[0].retention-days: give at least 1 (days)",
+            ),
+            ("name = \"a\"\npin = \"1\"\nreview = \"yes\"", "review"),
         ];
         for (body, want) in cases {
             let src = format!("{base}[[mailbox]]\n{body}\n");

@@ -1,7 +1,9 @@
 // The agent desktop in a real browser: bob logs in, goes available, a known
 // customer calls the support queue, the screen pop shows who it is, bob answers on
 // his (test) phone, follows the queue's agent script to its end, hangs up from the
-// page and saves a disposition that ends wrap-up.
+// page and saves a disposition that ends wrap-up. Then, on break, a caller leaves a
+// message in the support queue's mailbox: the voicemail panel lists it, plays it,
+// marks it heard and deletes it.
 // Usage: node desktop.mjs http://127.0.0.1:PORT/  (DESK_CALL and SIP_ADDR set by run.sh)
 import assert from "node:assert/strict";
 import { launch } from "./browser.mjs";
@@ -11,7 +13,7 @@ const base = process.argv[2];
 assert.ok(base, "usage: node desktop.mjs BASE_URL");
 
 const browser = await launch();
-let call = null;
+let call = null, message = null;
 try {
   const page = await browser.newPage();
   page.setDefaultTimeout(15_000);
@@ -29,6 +31,7 @@ try {
   await page.click("#login-form button[type=submit]");
   await page.waitForSelector("#desk:not([hidden])");
   assert.equal(await page.textContent("#who"), "bob");
+  await page.waitForFunction(() => document.querySelector("#vm-list").textContent === "no messages");
 
   await page.click("#available");
   await page.waitForSelector('#status[data-status="1"]');
@@ -79,11 +82,39 @@ try {
   assert.equal(await page.textContent("#desk-error"), "");
   assert.equal(await call.exited, 0, "the phone and the caller saw the hang-up");
 
+  // Voicemail, on break so the message's task is not offered meanwhile.
+  await page.click("#break");
+  await page.waitForSelector('#status[data-status="2"]');
+  message = deskCall("message", "02079460958", "850");
+  await message.step("left");
+  assert.equal(await message.exited, 0);
+  // Stored once the server has the hang-up: refresh until it is listed.
+  for (let i = 0; i < 50 && !(await page.$("#vm-list li[data-id]")); i++) {
+    await page.click("#vm-refresh");
+    await page.waitForTimeout(200);
+  }
+  const item = "#vm-list li[data-id]";
+  assert.match(await page.textContent(item), /02079460958 · support-messages · .* · new/);
+  assert.equal(await page.getAttribute(item, "data-heard"), "false");
+  await page.click(`${item} .vm-play`);
+  await page.waitForSelector("#vm-audio:not([hidden])");
+  // The browser decoded the WAV: about 3 s of message after the beep.
+  await page.waitForFunction(() => document.querySelector("#vm-audio").duration > 2);
+  assert.equal(await page.getAttribute("#vm-audio", "data-message"), await page.getAttribute(item, "data-id"));
+  await page.click(`${item} .vm-heard`);
+  await page.waitForSelector('#vm-list li[data-heard="true"]');
+  assert.doesNotMatch(await page.textContent(item), /· new/);
+  assert.ok(await page.isDisabled(`${item} .vm-heard`));
+  await page.click(`${item} .vm-delete`);
+  await page.waitForFunction(() => document.querySelector("#vm-list").textContent === "no messages");
+  assert.equal(await page.textContent("#desk-error"), "");
+
   await page.click("#logout");
   await page.waitForSelector("#login:not([hidden])");
   assert.deepEqual(pageErrors, []);
-  console.log("desktop: login, available, screen pop, agent script, answer, hang-up and disposition in chromium");
+  console.log("desktop: login, available, screen pop, agent script, answer, hang-up, disposition and the voicemail panel in chromium");
 } finally {
   call?.kill();
+  message?.kill();
   await browser.close();
 }

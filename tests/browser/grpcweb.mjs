@@ -58,6 +58,13 @@ const campaign = {
   failed: 0, abandonment_rate: 1 / 6, agents: 2, dial_ratio: 1.5,
 };
 assert.deepEqual(decode(S.CampaignView, encode(S.CampaignView, campaign)), campaign);
+// Voicemail: a message round trip, and audio bytes as sent (field 1, length 4).
+const vm1 = { id: "1800000000000-ab-42", mailbox: "support", caller_number: "42", duration_ms: 1500, left_at_unix_ms: 1_800_000_000_000, heard: true, handled_by: "", outcome: "" };
+assert.deepEqual(decode(A.ListVoicemailResponse, encode(A.ListVoicemailResponse, { messages: [vm1] })), { messages: [vm1] });
+const wav = Uint8Array.from([0x52, 0x49, 0x46, 0x46]);
+assert.deepEqual([...encode(A.VoicemailAudio, { wav })], [0x0a, 4, 0x52, 0x49, 0x46, 0x46]);
+assert.deepEqual(decode(A.VoicemailAudio, encode(A.VoicemailAudio, { wav })).wav, wav);
+assert.deepEqual(decode(A.VoicemailAudio, new Uint8Array(0)).wav, new Uint8Array(0));
 // Unknown fields are skipped; truncated input is an error, not garbage.
 assert.deepEqual(decode(A.CallRequest, Uint8Array.from([0x0a, 1, 0x78, 0x18, 5, 0x22, 1, 0])), { call_id: "x" });
 assert.throws(() => decode(A.CallRequest, Uint8Array.from([0x0a, 5, 0x78])), /truncated/);

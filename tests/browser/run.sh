@@ -85,6 +85,16 @@ target = { queue = "support" }
 number = "801"
 target = { queue = "sales" }
 
+# The support queue's mailbox: the desktop test leaves a message and works it.
+[[mailbox]]
+name = "support-messages"
+pin = "1"
+work-queue = "support"
+
+[[route]]
+number = "850"
+target = { mailbox = "support-messages" }
+
 # A campaign with no contacts: the wallboard starts and pauses it, the reports page
 # lists it; nothing is ever dialled (the discard port stands in for a carrier).
 [[trunk]]

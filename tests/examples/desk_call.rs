@@ -1,6 +1,7 @@
 //! A scripted phone call for the browser tests (`tests/browser/run.sh`): the SIP side
 //! of a scenario whose desktop side a page drives. Prints one line per step reached
-//! (`registered`, `queued`, `connected`, `ended`, `waiting`) so the test can follow.
+//! (`registered`, `queued`, `connected`, `ended`, `waiting`, `left`) so the test can
+//! follow.
 //!
 //! ```text
 //! desk_call answer SIP_ADDR AGENT PASSWORD CALLER NUMBER
@@ -8,6 +9,9 @@
 //!     the queue offers it, then waits for the hang-up (the page's button) on both.
 //! desk_call wait SIP_ADDR CALLER NUMBER
 //!     calls NUMBER from CALLER and stays on the line until killed.
+//! desk_call message SIP_ADDR CALLER NUMBER
+//!     calls NUMBER (a mailbox) from CALLER, talks through the greeting and for a few
+//!     seconds after the beep, then hangs up: the message is kept.
 //! ```
 
 use std::net::SocketAddr;
@@ -19,6 +23,9 @@ use e2e::{Rtp, Ua};
 
 /// How long a step may wait on the page (a person in the test clicking through).
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a caller leaving a message talks: the 6.3 s greeting, the beep, then
+/// about 3 s of message.
+const MESSAGE_TALK: Duration = Duration::from_secs(10);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -37,8 +44,12 @@ async fn main() -> anyhow::Result<()> {
         ["wait", sip, caller, number] => {
             wait(sip.parse().context("SIP_ADDR")?, caller, number).await
         }
+        ["message", sip, caller, number] => {
+            message(sip.parse().context("SIP_ADDR")?, caller, number).await
+        }
         _ => bail!(
-            "usage: desk_call answer SIP_ADDR AGENT PASSWORD CALLER NUMBER | wait SIP_ADDR CALLER NUMBER"
+            "usage: desk_call answer SIP_ADDR AGENT PASSWORD CALLER NUMBER | wait SIP_ADDR CALLER NUMBER \
+             | message SIP_ADDR CALLER NUMBER"
         ),
     }
 }
@@ -52,7 +63,7 @@ async fn dial(
     sip: SocketAddr,
     caller: &str,
     number: &str,
-) -> anyhow::Result<(Ua, Rtp, e2e::Dialog)> {
+) -> anyhow::Result<(Ua, Rtp, e2e::Dialog, Option<SocketAddr>)> {
     let rtp = Rtp::bind().await?;
     let mut ua = Ua::new(caller, "", sip).await?;
     ua.media_port = rtp.port();
@@ -66,7 +77,7 @@ async fn dial(
     }
     let d = ua.dialog_from_answer(&invite, &ok);
     ua.ack(&d).await?;
-    Ok((ua, rtp, d))
+    Ok((ua, rtp, d, e2e::sdp_audio_addr(&ok.body)))
 }
 
 /// The next `method` request, waiting up to [`STEP_TIMEOUT`] (the UA's own wait is short).
@@ -96,7 +107,7 @@ async fn answer(
         bail!("{agent}'s phone could not register: {}", reg.status);
     }
     step("registered");
-    let (mut customer, _rtp, _d) = dial(sip, caller, number).await?;
+    let (mut customer, _rtp, _d, _) = dial(sip, caller, number).await?;
     step("queued");
     let invite = next_request(&mut phone, Method::Invite).await?;
     phone.reply(&invite, 200, "desk-phone").await?;
@@ -111,8 +122,24 @@ async fn answer(
 }
 
 async fn wait(sip: SocketAddr, caller: &str, number: &str) -> anyhow::Result<()> {
-    let (_ua, _rtp, _d) = dial(sip, caller, number).await?;
+    let (_ua, _rtp, _d, _) = dial(sip, caller, number).await?;
     step("waiting");
     tokio::time::sleep(STEP_TIMEOUT).await;
+    Ok(())
+}
+
+/// Talks (a rising tone) for [`MESSAGE_TALK`]: the greeting and beep, then the message.
+async fn message(sip: SocketAddr, caller: &str, number: &str) -> anyhow::Result<()> {
+    let (mut ua, mut rtp, mut d, to) = dial(sip, caller, number).await?;
+    let to = to.context("the mailbox's answer has no audio address")?;
+    let frames = e2e::talk();
+    let mut next = tokio::time::Instant::now();
+    for k in 0..MESSAGE_TALK.as_millis() / 20 {
+        rtp.send(to, 0, &frames[k as usize % frames.len()]).await?;
+        next += Duration::from_millis(20);
+        tokio::time::sleep_until(next).await;
+    }
+    ua.bye(&mut d).await?;
+    step("left");
     Ok(())
 }

@@ -36,6 +36,15 @@ target = { mailbox = "sales" }
 [[route]]
 number = "601"
 target = { voicemail-retrieval = "sales" }
+
+[[mailbox]]
+name = "careful"
+pin = "1111"
+review = true
+
+[[route]]
+number = "602"
+target = { mailbox = "careful" }
 "#,
     )
 }
@@ -112,8 +121,12 @@ impl Sender<'_> {
 }
 
 fn tone(seconds: f64) -> Vec<i16> {
+    tone_at(TONE_HZ, seconds)
+}
+
+fn tone_at(hz: f64, seconds: f64) -> Vec<i16> {
     (0..(8000.0 * seconds) as usize)
-        .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * TONE_HZ * i as f64 / 8000.0).sin()) as i16)
+        .map(|i| (6000.0 * (2.0 * std::f64::consts::PI * hz * i as f64 / 8000.0).sin()) as i16)
         .collect()
 }
 
@@ -140,9 +153,13 @@ fn purity(window: &[i16], hz: f64) -> f64 {
 
 /// Milliseconds of `samples` that are the tone, in 50 ms windows.
 fn tone_ms(samples: &[i16]) -> usize {
+    tone_ms_at(samples, TONE_HZ)
+}
+
+fn tone_ms_at(samples: &[i16], hz: f64) -> usize {
     samples
         .chunks_exact(400)
-        .filter(|w| purity(w, TONE_HZ) > 0.8)
+        .filter(|w| purity(w, hz) > 0.8)
         .count()
         * 50
 }
@@ -161,6 +178,25 @@ async fn call(ua: &mut Ua, number: &str) -> (Dialog, Rtp, std::net::SocketAddr) 
     ua.ack(&d).await.unwrap();
     let to = sdp_audio_addr(&ok.body).unwrap();
     (d, rtp, to)
+}
+
+/// Listens on `rtp` until a second of the message's tone has been played to us;
+/// panics with `what` if that takes longer than `within`.
+async fn hear_tone(rtp: &Rtp, within: Duration, what: &str) {
+    let mut heard = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let deadline = tokio::time::Instant::now() + within;
+    while tone_ms(&heard) < 1000 {
+        let (n, _) = tokio::time::timeout_at(deadline, rtp.sock.recv_from(&mut buf))
+            .await
+            .expect(what)
+            .unwrap();
+        if let Ok(p) = RtpPacket::parse(&buf[..n])
+            && p.payload_type == 0
+        {
+            Codec::Pcmu.decode(p.payload, &mut heard);
+        }
+    }
 }
 
 /// The next message-summary NOTIFY to `ua`, answered 200; its body.
@@ -204,10 +240,8 @@ async fn leave_message_as(s: &Server, from: &str, seconds: f64) {
     sender.keys("1").await; // skip the greeting
     sender.audio(&[0; 160 * 40]).await; // the beep plays
     sender.audio(&tone(seconds)).await;
-    // A pause before '#', as people make: a stop drops audio still on its way
-    // through the media session (its reorder buffer and scheduling, up to ~0.5 s
-    // on a loaded test machine).
-    sender.audio(&[0; 160 * 50]).await;
+    // '#' straight after the tone: the stop flushes what is still in the media
+    // session's reorder buffer into the message, so the tail is kept.
     sender.keys("#").await;
     let bye = caller.request(Method::Bye).await.unwrap();
     caller.reply(&bye, 200, "t").await.unwrap();
@@ -234,7 +268,7 @@ async fn a_message_is_left_notified_played_back_by_pin_and_deleted() {
     let file = dir.join(&m.file);
     let recorded = wav_samples(&file);
     assert!(
-        tone_ms(&recorded) >= 1200,
+        tone_ms(&recorded) >= 1400,
         "the stored message holds the caller's {TONE_HZ} Hz tone ({} ms of it)",
         tone_ms(&recorded)
     );
@@ -252,20 +286,12 @@ async fn a_message_is_left_notified_played_back_by_pin_and_deleted() {
     let mut sender = sender(&rtp.sock, to);
     sender.audio(&[0; 160 * 5]).await;
     sender.keys("4321#").await;
-    let mut heard = Vec::new();
-    let mut buf = vec![0u8; 2048];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tone_ms(&heard) < 1000 {
-        let (n, _) = tokio::time::timeout_at(deadline, rtp.sock.recv_from(&mut buf))
-            .await
-            .expect("the message's tone is played back")
-            .unwrap();
-        if let Ok(p) = RtpPacket::parse(&buf[..n])
-            && p.payload_type == 0
-        {
-            Codec::Pcmu.decode(p.payload, &mut heard);
-        }
-    }
+    hear_tone(
+        &rtp,
+        Duration::from_secs(30),
+        "the message's tone is played back",
+    )
+    .await;
     // Delete it (a key during the message or its menu acts at once).
     sender.keys("3").await;
     let bye = alice.request(Method::Bye).await.unwrap();
@@ -279,6 +305,66 @@ async fn a_message_is_left_notified_played_back_by_pin_and_deleted() {
     assert!(body.contains("Voice-Message: 0/0\r\n"), "{body}");
     assert_eq!(s.store.voicemails("sales").await.unwrap(), vec![]);
     assert!(!file.exists(), "the deleted message's file is gone");
+    s.stop().await.unwrap();
+}
+
+/// The second take's tone: apart from the first's, the beep's and DTMF's.
+const SECOND_TONE_HZ: f64 = 450.0;
+
+#[tokio::test]
+async fn with_review_the_caller_listens_records_again_and_sends_only_the_second_take() {
+    let dir = temp_dir();
+    let s = Server::start(&config(&dir)).await.unwrap();
+    let mut caller = Ua::new("5559876", "unused", s.udp).await.unwrap();
+    let (_d, rtp, to) = call(&mut caller, "602").await;
+    let mut sender = sender(&rtp.sock, to);
+    sender.audio(&[0; 160 * 5]).await;
+    sender.keys("1").await; // skip the greeting
+    sender.audio(&[0; 160 * 40]).await; // the beep
+    sender.audio(&tone(1.5)).await;
+    sender.keys("#").await;
+    // The take is completed; the review menu starts ("to listen press 1, ...").
+    sender.audio(&[0; 160 * 50]).await;
+    sender.keys("1").await;
+    // What we hear now is our own first take.
+    hear_tone(
+        &rtp,
+        Duration::from_secs(20),
+        "the first take is played back for review",
+    )
+    .await;
+    // Record again: the beep, then a different tone.
+    // We were only listening: pace on from now rather than burst to catch up.
+    sender.next = tokio::time::Instant::now();
+    sender.keys("2").await;
+    sender.audio(&[0; 160 * 40]).await;
+    sender.audio(&tone_at(SECOND_TONE_HZ, 1.5)).await;
+    sender.keys("#").await;
+    sender.audio(&[0; 160 * 50]).await;
+    sender.keys("3").await; // send
+    let bye = caller.request(Method::Bye).await.unwrap();
+    caller.reply(&bye, 200, "t").await.unwrap();
+
+    let messages = s.store.voicemails("careful").await.unwrap();
+    assert_eq!(
+        messages.len(),
+        1,
+        "only the sent take is listed: {messages:?}"
+    );
+    let recorded = wav_samples(&dir.join(&messages[0].file));
+    assert!(
+        tone_ms_at(&recorded, SECOND_TONE_HZ) >= 1400,
+        "the stored message is the second take ({} ms of its tone)",
+        tone_ms_at(&recorded, SECOND_TONE_HZ)
+    );
+    assert_eq!(tone_ms(&recorded), 0, "nothing of the first take");
+    assert_eq!(
+        std::fs::read_dir(dir.join("voicemail/.tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "the first take is gone from the temporary directory"
+    );
     s.stop().await.unwrap();
 }
 
@@ -1007,5 +1093,107 @@ async fn agents_list_download_mark_and_delete_their_queues_voicemail_over_grpc()
         .unwrap();
     assert_eq!(s.store.voicemails("sales").await.unwrap(), vec![]);
     assert!(!file.exists(), "the deleted message's file is gone");
+    s.stop().await.unwrap();
+}
+
+/// Issue 7, retention per mailbox: at start-up the sweep deletes a message older than
+/// the mailbox's `retention-days` (file and row), keeps a recent one and the messages
+/// of a mailbox without a policy.
+#[tokio::test]
+async fn messages_past_their_mailboxs_retention_are_deleted_by_the_sweep() {
+    use comm_server::time::{Clock, SystemClock};
+    let dir = temp_dir();
+    let now_ms = SystemClock.unix_ms();
+    let day_ms = 86_400_000;
+    let prompt = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sounds/voicemail/beep.wav");
+    let plant = |mailbox: &str, left_ms: i64| {
+        let file = dir
+            .join("voicemail")
+            .join(mailbox)
+            .join(format!("{left_ms}-ab12-5551234.wav"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::copy(&prompt, &file).unwrap();
+        file
+    };
+    // Start-up lists files without rows; the sweep then applies the policy.
+    let expired = plant("sales", now_ms - 8 * day_ms);
+    let recent = plant("sales", now_ms - day_ms);
+    let unlimited = plant("careful", now_ms - 400 * day_ms);
+    let config = config(&dir).replace(
+        "silence-end = \"4s\"",
+        "silence-end = \"4s\"\nretention-days = 7",
+    );
+    let s = Server::start(&config).await.unwrap();
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    while expired.exists() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!expired.exists(), "the 8-day-old message's file is deleted");
+    let left: Vec<i64> = s
+        .store
+        .voicemails("sales")
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.created_at_ms)
+        .collect();
+    assert_eq!(left, vec![now_ms - day_ms], "only the recent row remains");
+    assert!(recent.exists());
+    assert!(
+        unlimited.exists(),
+        "a mailbox without retention keeps everything"
+    );
+    assert_eq!(s.store.voicemails("careful").await.unwrap().len(), 1);
+    s.stop().await.unwrap();
+}
+
+/// Issue 7, "call the customer back" from retrieval: during a message the owner
+/// presses 4; the caller's number is dialled through the trunk and the two talk.
+#[tokio::test]
+async fn the_owner_calls_a_messages_caller_back_through_the_trunk() {
+    const CUSTOMER: &str = "+442071234001";
+    let dir = temp_dir();
+    let reserve = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let carrier_addr = reserve.local_addr().unwrap();
+    drop(reserve);
+    let config = format!(
+        "{}\n[[trunk]]\nname = \"carrier\"\naddress = \"{carrier_addr}\"\n\
+         inbound-sources = [\"127.0.0.2\"]\nprefixes = [\"+\"]\n",
+        config(&dir)
+    );
+    let s = Server::start(&config).await.unwrap();
+    let mut carrier_rtp = Rtp::bind().await.unwrap();
+    let mut carrier = Ua::new("carrier", "", s.udp).await.unwrap();
+    carrier.sock = UdpSocket::bind(carrier_addr).await.unwrap();
+    carrier.addr = carrier_addr;
+    carrier.media_port = carrier_rtp.port();
+
+    leave_message_as(&s, CUSTOMER, 1.5).await;
+    let mut alice = Ua::new("alice", "alice-pw", s.udp).await.unwrap();
+    let (mut alice_d, mut alice_rtp, to) = call(&mut alice, "601").await;
+    let mut sender = sender(&alice_rtp.sock, to);
+    sender.audio(&[0; 160 * 5]).await;
+    sender.keys("4321#").await;
+    // "You have one new message" (keys do not cut it), then the announcement.
+    sender.audio(&[0; 160 * 150]).await;
+    sender.keys("4").await;
+
+    let invite = carrier.request(Method::Invite).await.unwrap();
+    assert_eq!(
+        comm_server::sip::header::uri_user(&invite.uri).unwrap_or_default(),
+        CUSTOMER,
+        "the message's caller is dialled through the trunk"
+    );
+    let carrier_server = sdp_audio_addr(&invite.body).unwrap();
+    carrier.reply(&invite, 200, "cust").await.unwrap();
+    // Owner and caller hear each other.
+    e2e::carries(&mut alice_rtp, to, &carrier_rtp).await;
+    e2e::carries(&mut carrier_rtp, carrier_server, &alice_rtp).await;
+
+    assert_eq!(alice.bye(&mut alice_d).await.unwrap().status, 200);
+    let bye = carrier.request(Method::Bye).await.unwrap();
+    carrier.reply(&bye, 200, "cust").await.unwrap();
+    let m = &s.store.voicemails("sales").await.unwrap()[0];
+    assert!(m.heard, "calling back counts as listening");
     s.stop().await.unwrap();
 }

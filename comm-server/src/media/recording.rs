@@ -101,6 +101,11 @@ impl Mixer {
     pub fn released(&self) -> u64 {
         self.released
     }
+
+    /// Position just past the last audio placed so far.
+    pub fn placed_end(&self) -> u64 {
+        self.released + self.pending.len() as u64
+    }
 }
 
 /// File errors while recording, naming the file. The call goes on; the CDR notes that

@@ -269,6 +269,9 @@ struct OutgoingDigit {
 /// Received audio waiting in the reorder buffer.
 #[derive(Debug)]
 struct HeldAudio {
+    /// Session clock position when the packet arrived: the recording anchors on
+    /// arrival, not on release from the buffer (which lags by the buffer's depth).
+    arrival: u64,
     timestamp: u32,
     ssrc: u32,
     codec: Codec,
@@ -278,6 +281,8 @@ struct HeldAudio {
 #[derive(Debug)]
 struct Recording {
     mixer: Mixer,
+    /// Session clock position when the recording started.
+    started: u64,
     /// Maps the remote's RTP timestamps (per SSRC) onto our timeline.
     receive_anchor: Option<(u32, u32, u64)>,
     silence: Option<SilenceDetector>,
@@ -489,6 +494,7 @@ impl MediaSession {
         // recording. Both need packets in order, hence the reorder buffer.
         if self.tone_detector.is_some() || self.recording.is_some() {
             let held = HeldAudio {
+                arrival: self.position(now),
                 timestamp: packet.timestamp,
                 ssrc: packet.ssrc,
                 codec,
@@ -496,7 +502,7 @@ impl MediaSession {
             };
             self.reorder.push(accepted.extended_sequence, held);
             while let Some((_, held)) = self.reorder.pop() {
-                self.consume_received(now, held);
+                self.consume_received(held);
             }
         }
     }
@@ -607,6 +613,7 @@ impl MediaSession {
                 let position = self.position(now);
                 self.recording = Some(Recording {
                     mixer: Mixer::new(position, sides),
+                    started: position,
                     receive_anchor: None,
                     silence: None,
                 });
@@ -982,7 +989,7 @@ impl MediaSession {
     }
 
     /// Received audio in sequence order: into the tone detector and the recording.
-    fn consume_received(&mut self, now: Instant, held: HeldAudio) {
+    fn consume_received(&mut self, held: HeldAudio) {
         self.pcm.clear();
         held.codec.decode(&held.payload, &mut self.pcm);
         if let Some(detector) = self.tone_detector.as_mut() {
@@ -1002,8 +1009,12 @@ impl MediaSession {
                 self.actions.push_back(MediaAction::MachineDetection(v));
             }
         }
-        let position_now = self.position(now);
         if let Some(rec) = self.recording.as_mut() {
+            if held.arrival < rec.started {
+                // Said before the recording started (it waited in the reorder buffer):
+                // not part of it, and no anchor for what follows.
+                return;
+            }
             let position = match rec.receive_anchor {
                 Some((ssrc, ts, pos))
                     if ssrc == held.ssrc
@@ -1013,8 +1024,8 @@ impl MediaSession {
                     (pos as i64 + held.timestamp.wrapping_sub(ts) as i32 as i64).max(0) as u64
                 }
                 _ => {
-                    rec.receive_anchor = Some((held.ssrc, held.timestamp, position_now));
-                    position_now
+                    rec.receive_anchor = Some((held.ssrc, held.timestamp, held.arrival));
+                    held.arrival
                 }
             };
             rec.mixer
@@ -1039,7 +1050,7 @@ impl MediaSession {
         }
         if stop {
             while let Some((_, held)) = self.reorder.drain() {
-                self.consume_received(now, held);
+                self.consume_received(held);
             }
         }
         let position = self.position(now);
@@ -1047,7 +1058,11 @@ impl MediaSession {
             return;
         };
         let upto = if stop {
-            position
+            // What the remote said just before the stop was placed a packet (plus
+            // jitter) past now: keep it, up to the hold-back window.
+            rec.mixer
+                .placed_end()
+                .clamp(position, position + RECORDING_DELAY_SAMPLES)
         } else {
             position.saturating_sub(RECORDING_DELAY_SAMPLES)
         };

@@ -537,6 +537,20 @@ pub(super) async fn run_call(
     // Hold and transfers from the agent's desktop.
     let mut desk = super::call_control::DeskState::default();
     loop {
+        if let Some(v) = vm.as_mut()
+            && let Some(number) = v.take_call_back()
+        {
+            // The mailbox owner calls a message's caller back: dialled as a script's
+            // transfer to a number, through the trunk.
+            match script_routing::number_via_trunk(&shared, &number) {
+                Ok(dial) => ivr_next = Some(IvrOutcome::Transfer(dial)),
+                Err(e) => {
+                    tracing::info!(error = %e, "voicemail call-back not placed");
+                    v.handle_call_back_failed();
+                    drive_voicemail(&shared, v, &media, &mut call, &cmd).await;
+                }
+            }
+        }
         match ivr_next.take() {
             Some(IvrOutcome::Enqueue(e)) => pending_enqueue = Some(e),
             Some(IvrOutcome::Voicemail(m)) => {
@@ -570,6 +584,9 @@ pub(super) async fn run_call(
                     i.handle_host_reply(wall_now(&shared), why);
                     ivr_next = drive_ivr(&shared, i, &media, &mut call, &mut contact).await;
                     continue;
+                } else if let Some(v) = vm.as_mut() {
+                    v.handle_call_back_failed();
+                    drive_voicemail(&shared, v, &media, &mut call, &cmd).await;
                 }
             }
             Some(IvrOutcome::Record(q)) => {
@@ -644,18 +661,21 @@ pub(super) async fn run_call(
                         // A transfer to a number failed: no agent is coming back.
                         call.hang_up_all(now(), "failed");
                     }
-                    if let Some(dial) = transfer.take()
-                        && let Some(i) = ivr.as_mut()
-                    {
-                        // The script's fallback (the next element) takes the caller.
+                    if let Some(dial) = transfer.take() {
                         let why = script_routing::dial_failure(status);
-                        tracing::info!(to = %dial.label, %why, "script transfer failed");
+                        tracing::info!(to = %dial.label, %why, "transfer failed");
                         media.stop();
-                        i.handle_host_reply(
-                            wall_now(&shared),
-                            script_engine::Input::RouteFailed(why),
-                        );
-                        ivr_next = drive_ivr(&shared, i, &media, &mut call, &mut contact).await;
+                        if let Some(i) = ivr.as_mut() {
+                            // The script's fallback (the next element) takes the caller.
+                            i.handle_host_reply(
+                                wall_now(&shared),
+                                script_engine::Input::RouteFailed(why),
+                            );
+                            ivr_next = drive_ivr(&shared, i, &media, &mut call, &mut contact).await;
+                        } else if let Some(v) = vm.as_mut() {
+                            v.handle_call_back_failed();
+                            drive_voicemail(&shared, v, &media, &mut call, &cmd).await;
+                        }
                     }
                 }
                 Action::CalleeAnswered { body } => {
@@ -666,6 +686,8 @@ pub(super) async fn run_call(
                         if let Some(i) = ivr.take() {
                             script_routing::transferred(&shared, i, &mut contact);
                         }
+                        // A voicemail call-back: the owner now talks to the caller.
+                        vm = None;
                     } else if let Some(agent) = offered_agent {
                         answered_agent = Some(agent);
                         let _ = shared

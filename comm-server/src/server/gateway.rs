@@ -306,6 +306,11 @@ impl AcdDriver {
     ) {
         self.offer_with_pop(agent, item, caller, offer);
     }
+
+    /// What `agent`'s desktop shows ringing.
+    pub(super) fn desk_ringing(&mut self, agent: AgentId) -> Option<ItemId> {
+        self.desk.agent_mut(agent).and_then(|a| a.ringing)
+    }
 }
 
 fn call_id(item: ItemId) -> String {

@@ -553,6 +553,7 @@ impl App {
         self.metrics.set_serving(true);
         campaign::spawn_campaigns(&driver.shared, &driver.cmd_tx);
         callback_call::spawn_dialler(&driver.shared, &driver.cmd_tx);
+        voicemail::spawn_retention(&driver.shared);
         driver.run(inbound_rx, cmd_rx, media_events, shutdown).await;
         let _ = http_stop.send(true);
         if let Some(leases) = leases {

@@ -145,6 +145,8 @@ pub(super) enum VoicemailCall {
         retrieval: Retrieval,
         /// Message id to its file, relative to the data directory.
         files: HashMap<String, String>,
+        /// A caller's number the owner asked to call back, for the call task to dial.
+        call_back: Option<String>,
     },
 }
 
@@ -170,6 +172,7 @@ impl VoicemailCall {
                     min_message: m.min_message.0,
                     silence_level: m.silence_level,
                     silence_end: m.silence_end.0,
+                    review: m.review,
                 };
                 Some(VoicemailCall::Deposit {
                     mailbox: name.clone(),
@@ -202,8 +205,9 @@ impl VoicemailCall {
                     .collect();
                 Some(VoicemailCall::Retrieval {
                     mailbox: name.clone(),
-                    retrieval: Retrieval::new(&m.pin, listings),
+                    retrieval: Retrieval::new(&m.pin, listings, shared.config.server.zone()),
                     files: messages.into_iter().map(|m| (m.id, m.file)).collect(),
+                    call_back: None,
                 })
             }
         }
@@ -253,6 +257,21 @@ impl VoicemailCall {
         }
     }
 
+    /// The number the owner asked to call back, once.
+    pub(super) fn take_call_back(&mut self) -> Option<String> {
+        match self {
+            VoicemailCall::Retrieval { call_back, .. } => call_back.take(),
+            VoicemailCall::Deposit { .. } => None,
+        }
+    }
+
+    /// The call back could not be placed or was not answered: back to the menu.
+    pub(super) fn handle_call_back_failed(&mut self) {
+        if let VoicemailCall::Retrieval { retrieval, .. } = self {
+            retrieval.handle_call_back_failed(now());
+        }
+    }
+
     /// True when a recording's result is still to come.
     pub(super) fn awaits_recording(&self) -> bool {
         matches!(self, VoicemailCall::Deposit { deposit, .. } if deposit.awaits_recording())
@@ -296,10 +315,17 @@ pub(super) async fn drive_voicemail(
                     return;
                 };
                 match action {
-                    DepositAction::Play { id: play, audio } => media.play(
-                        VOICEMAIL_PLAY_BASE + play,
-                        prompts(shared, &audio, |_| None),
-                    ),
+                    DepositAction::Play { id: play, audio } => {
+                        // Review plays the take back from the temporary directory.
+                        let take = |_: &str| {
+                            id.as_ref().map(|id| {
+                                voicemail_root(&data_dir)
+                                    .join(TEMP)
+                                    .join(format!("{id}.wav"))
+                            })
+                        };
+                        media.play(VOICEMAIL_PLAY_BASE + play, prompts(shared, &audio, take))
+                    }
                     DepositAction::StartRecording {
                         silence_level,
                         silence_end,
@@ -337,7 +363,7 @@ pub(super) async fn drive_voicemail(
                                 .join(format!("{id}.wav"));
                             // Absent when the recording failed; nothing else to do then.
                             let _ = std::fs::remove_file(temp);
-                            tracing::info!("voicemail message too short: discarded");
+                            tracing::info!(%id, "voicemail take discarded (too short or re-recorded)");
                         }
                     }
                     DepositAction::HangUp => call.hang_up_all(now(), "answered"),
@@ -347,6 +373,7 @@ pub(super) async fn drive_voicemail(
                 mailbox,
                 retrieval,
                 files,
+                call_back,
             } => {
                 let Some(action) = retrieval.poll_action() else {
                     return;
@@ -364,25 +391,12 @@ pub(super) async fn drive_voicemail(
                         notify_mwi(shared, mailbox).await;
                     }
                     RetrievalAction::Delete(id) => {
-                        let _ = shared.acd.send(AcdRequest::Voicemail(
-                            super::voicemail_work::VoicemailRequest::Deleted {
-                                message: id.clone(),
-                            },
-                        ));
-                        match shared.store.delete_voicemail(&id).await {
-                            // Row first: a crash between the two leaves a file that
-                            // start-up lists again, never a row without its audio.
-                            Ok(_) => {
-                                if let Some(f) = files.remove(&id)
-                                    && let Err(e) = std::fs::remove_file(data_dir.join(&f))
-                                {
-                                    tracing::warn!(error = %e, file = %f, "voicemail file not removed");
-                                }
-                            }
-                            Err(e) => tracing::warn!(error = %e, "voicemail message not deleted"),
+                        if let Some(f) = files.remove(&id) {
+                            remove_message(shared, &id, &f).await;
                         }
                         notify_mwi(shared, mailbox).await;
                     }
+                    RetrievalAction::CallBack(number) => *call_back = Some(number),
                     RetrievalAction::HangUp => call.hang_up_all(now(), "answered"),
                 }
             }
@@ -391,6 +405,7 @@ pub(super) async fn drive_voicemail(
 }
 
 /// The prompts (and message files) to play; missing ones are skipped with a warning.
+/// `file` finds a message's file by id, or the take under review given "".
 fn prompts(
     shared: &Shared,
     audio: &[Audio],
@@ -404,6 +419,10 @@ fn prompts(
                 Audio::Message(id) => match file(id) {
                     Some(path) => Prompt::load(&path, id).map_err(|e| e.to_string()),
                     None => Err(format!("no file for message {id}")),
+                },
+                Audio::Recording => match file("") {
+                    Some(path) => Prompt::load(&path, "take").map_err(|e| e.to_string()),
+                    None => Err("no take to play back".to_string()),
                 },
             };
             loaded
@@ -446,6 +465,83 @@ async fn store_message(shared: &Shared, mailbox: &str, caller: &str, id: &str, d
         duration_ms: message.duration_ms,
     });
     notify_mwi(shared, mailbox).await;
+}
+
+/// Deletes a message: its task leaves the queue, then the row, then the file (`file`
+/// relative to the data directory). Row first: a crash between the two leaves a file
+/// that start-up lists again, never a row without its audio. The caller tells MWI.
+async fn remove_message(shared: &Shared, id: &str, file: &str) {
+    let _ = shared.acd.send(AcdRequest::Voicemail(
+        super::voicemail_work::VoicemailRequest::Deleted {
+            message: id.to_string(),
+        },
+    ));
+    match shared.store.delete_voicemail(id).await {
+        Ok(_) => {
+            let path = shared.config.server.data_dir.join(file);
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(error = %e, %file, "voicemail file not removed");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, %id, "voicemail message not deleted"),
+    }
+}
+
+/// How often mailboxes with a `retention-days` are swept for expired messages.
+pub(super) const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
+
+/// Sweeps at start and every [`RETENTION_SWEEP`] while the server runs (the task ends
+/// once `shared` is gone). "Now" is the injected clock's.
+pub(super) fn spawn_retention(shared: &Arc<Shared>) {
+    if shared
+        .config
+        .mailboxes
+        .iter()
+        .all(|m| m.retention_days.is_none())
+    {
+        return;
+    }
+    let shared = Arc::downgrade(shared);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(RETENTION_SWEEP);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            sweep_expired(&shared).await;
+        }
+    });
+}
+
+/// Deletes every message older than its mailbox's retention (file and row, its task
+/// withdrawn) and updates the mailbox's message-waiting state.
+pub(super) async fn sweep_expired(shared: &Shared) {
+    let now_ms = shared.clock.unix_ms();
+    for m in &shared.config.mailboxes {
+        let Some(days) = m.retention_days else {
+            continue;
+        };
+        let mailbox = m.name.get_ref();
+        let cutoff = crate::voicemail::retention_cutoff(now_ms, days);
+        let expired = match shared.store.voicemails_left_before(mailbox, cutoff).await {
+            Ok(expired) => expired,
+            Err(e) => {
+                tracing::warn!(error = %e, %mailbox, "voicemail retention: mailbox not readable");
+                continue;
+            }
+        };
+        if expired.is_empty() {
+            continue;
+        }
+        for message in &expired {
+            remove_message(shared, &message.id, &message.file).await;
+        }
+        tracing::info!(%mailbox, removed = expired.len(), retention_days = days,
+            "voicemail retention: expired messages deleted");
+        notify_mwi(shared, mailbox).await;
+    }
 }
 
 /// The mailbox's counts changed: the owner's phones and subscriptions hear of it

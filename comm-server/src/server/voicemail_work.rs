@@ -238,46 +238,58 @@ impl AcdDriver {
         Ok(Some((with, task.message.id)))
     }
 
+    /// The `VoicemailTask` event for a task (the screen pop's record is filled in
+    /// from the lookup begun at enqueue), and the caller it is about.
+    fn task_event(&self, item: ItemId, ring_timeout: Option<Duration>) -> (String, Kind) {
+        let task = &self.voicemail.tasks[&item];
+        let m = task.message.clone();
+        let queue = task.queue.clone();
+        let waited = now().saturating_duration_since(task.enqueued_at);
+        let caller = m.caller.clone();
+        let event = Kind::VoicemailTask(VoicemailTask {
+            task_id: item.0.to_string(),
+            mailbox: m.mailbox,
+            caller_number: m.caller.clone(),
+            duration_ms: u64::try_from(m.duration_ms).unwrap_or_default(),
+            left_at_unix_ms: m.created_at_ms,
+            screen_pop: Some(ScreenPop {
+                caller_number: m.caller,
+                customer: None,
+                last_interactions: Vec::new(),
+                ivr_answers: HashMap::new(),
+                queue,
+                wait_ms: waited.as_millis() as u64,
+                script_id: String::new(),
+                callback_number: String::new(),
+            }),
+            message_id: m.id,
+            ring_timeout_ms: ring_timeout.map_or(0, |t| t.as_millis() as u64),
+        });
+        (caller, event)
+    }
+
     /// Carries out an action about a voicemail task; false for anything else.
     pub(super) fn voicemail_action(&mut self, action: &AcdAction) -> bool {
-        match action {
-            AcdAction::Offer {
-                item,
-                agent,
-                ring_timeout,
-            } if self.voicemail.is_task(*item) => {
-                let task = &self.voicemail.tasks[item];
-                let m = task.message.clone();
-                let queue = task.queue.clone();
-                let waited = now().saturating_duration_since(task.enqueued_at);
-                tracing::info!(item = item.0, agent = agent.0, message = %m.id, "offering a voicemail task");
-                let caller = m.caller.clone();
-                self.desk_offer_task(
-                    *agent,
-                    *item,
-                    &caller,
-                    Kind::VoicemailTask(VoicemailTask {
-                        task_id: item.0.to_string(),
-                        mailbox: m.mailbox,
-                        caller_number: m.caller.clone(),
-                        duration_ms: u64::try_from(m.duration_ms).unwrap_or_default(),
-                        left_at_unix_ms: m.created_at_ms,
-                        screen_pop: Some(ScreenPop {
-                            caller_number: m.caller,
-                            customer: None,
-                            last_interactions: Vec::new(),
-                            ivr_answers: HashMap::new(),
-                            queue,
-                            wait_ms: waited.as_millis() as u64,
-                            script_id: String::new(),
-                            callback_number: String::new(),
-                        }),
-                        message_id: m.id,
-                        ring_timeout_ms: ring_timeout.as_millis() as u64,
-                    }),
-                );
-                true
+        if let Some((item, agent, ring_timeout)) = pops_up(action)
+            && self.voicemail.is_task(item)
+        {
+            if ring_timeout.is_none() && self.desk_ringing(agent) == Some(item) {
+                // An accepted offer being connected: its pop is already up.
+                return true;
             }
+            let (caller, pop) = self.task_event(item, ring_timeout);
+            tracing::info!(
+                item = item.0,
+                agent = agent.0,
+                connected = ring_timeout.is_none(),
+                "offering a voicemail task"
+            );
+            // Either way the customer record comes from the lookup started when the
+            // task was enqueued (see `screen_pop.rs`), never from I/O here.
+            self.desk_offer_task(agent, item, &caller, pop);
+            return true;
+        }
+        match action {
             AcdAction::Overflow { item, .. } if self.voicemail.is_task(*item) => {
                 // The queue's join or length rule refused it: the message stays unhandled
                 // in the mailbox and is offered again after the next start.
@@ -289,13 +301,25 @@ impl AcdDriver {
                 self.customers.remove(item);
                 true
             }
-            AcdAction::Bridge { item, .. } | AcdAction::Hold { item, .. }
-                if self.voicemail.is_task(*item) =>
-            {
-                true
-            }
+            AcdAction::Hold { item, .. } if self.voicemail.is_task(*item) => true,
             _ => false,
         }
+    }
+}
+
+/// The ACD actions that may put an item on an agent's desktop, with the ring timeout
+/// of an offer: `Offer` (the agent accepts within it), and `Bridge` with none. A
+/// `Bridge` follows an accepted offer (already shown) or, for a persistent-line agent,
+/// comes with no offer at all: then the pop must come all the same.
+fn pops_up(action: &AcdAction) -> Option<(ItemId, AgentId, Option<Duration>)> {
+    match action {
+        AcdAction::Offer {
+            item,
+            agent,
+            ring_timeout,
+        } => Some((*item, *agent, Some(*ring_timeout))),
+        AcdAction::Bridge { item, agent } => Some((*item, *agent, None)),
+        _ => None,
     }
 }
 
@@ -586,5 +610,31 @@ impl AgentVoicemail {
             .mwi
             .send(super::mwi::MwiInput::Changed { mailbox: m.mailbox });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persistent_line_bridges_pop_up_like_offers() {
+        let (item, agent) = (ItemId(TASK_ID_BASE + 1), AgentId(3));
+        let ring_timeout = Duration::from_secs(15);
+        assert_eq!(
+            pops_up(&AcdAction::Offer {
+                item,
+                agent,
+                ring_timeout
+            }),
+            Some((item, agent, Some(ring_timeout)))
+        );
+        // The core bridges a persistent-line agent without an Offer: the task still
+        // pops up, already connected (no ring timeout, no AcceptTask).
+        assert_eq!(
+            pops_up(&AcdAction::Bridge { item, agent }),
+            Some((item, agent, None))
+        );
+        assert_eq!(pops_up(&AcdAction::CancelOffer { item, agent }), None);
     }
 }

@@ -127,6 +127,36 @@ fn voicemail(id: &str, mailbox: &str, created_at_ms: i64) -> VoicemailMessage {
     }
 }
 
+async fn voicemail_retention_reads_only_older_messages_of_the_mailbox(store: &Store) {
+    for m in [
+        voicemail("old", "support", NOW_MS - 1),
+        voicemail("older", "support", NOW_MS - 10),
+        voicemail("edge", "support", NOW_MS),
+        voicemail("other-box", "sales", NOW_MS - 10),
+    ] {
+        store.insert_voicemail(&m).await.unwrap();
+    }
+    let ids = |v: Vec<VoicemailMessage>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store
+            .voicemails_left_before("support", NOW_MS)
+            .await
+            .unwrap()),
+        vec!["older", "old"]
+    );
+    assert_eq!(
+        ids(store
+            .voicemails_left_before("support", NOW_MS - 10)
+            .await
+            .unwrap()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(store.voicemails_left_before("sales", NOW_MS).await.unwrap()),
+        vec!["other-box"]
+    );
+}
+
 async fn voicemail_tasks_are_handled_once(store: &Store) {
     for m in [
         voicemail("a", "support", NOW_MS),
@@ -1277,6 +1307,7 @@ on_every_backend!(
     acd_events_keep_their_order_and_period,
     voicemail_index_lists_marks_and_deletes,
     voicemail_tasks_are_handled_once,
+    voicemail_retention_reads_only_older_messages_of_the_mailbox,
     customers_are_found_by_every_key,
     upserts_merge_by_phone_or_external_ref,
     import_is_all_or_nothing,

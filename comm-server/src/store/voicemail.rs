@@ -87,6 +87,27 @@ impl Store {
         Ok(sorted(rows))
     }
 
+    /// A mailbox's messages left before `before_ms` (Unix ms), oldest first: those a
+    /// retention policy removes ([`crate::voicemail::expired`] says the same).
+    pub async fn voicemails_left_before(
+        &self,
+        mailbox: &str,
+        before_ms: i64,
+    ) -> Result<Vec<VoicemailMessage>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM voicemail_messages WHERE mailbox = $1 AND created_at_ms < $2"
+        );
+        let rows = with_pool!(self, pool => sqlx::query_as::<_, MessageRow>(sql)
+            .bind(mailbox)
+            .bind(before_ms)
+            .fetch_all(pool)
+            .await
+            .map_err(database("reading expired voicemail messages"))?);
+        Ok(sorted(rows))
+    }
+
     /// Every message of every mailbox (start-up reconciliation), oldest first.
     pub async fn all_voicemails(&self) -> Result<Vec<VoicemailMessage>, StoreError> {
         let sql = concat!("SELECT ", columns!(), " FROM voicemail_messages");

@@ -6,16 +6,30 @@
 //!   Stopping --recorded(duration)--> Store (>= min length) | Discard (shorter)
 //!            --> Goodbye ("message saved", "goodbye") --> Ended (hang up)
 //!   Starting --failed--> Goodbye
+//!
+//!   With review, a long enough message goes from Stopping to the review menu instead:
+//!   Review ("listen 1, record again 2, send 3") --no key--> ReviewWait --5 s--> Review
+//!     1 --> Listening (the message) --finished--> Review
+//!     2 --> Discard, Beep (a new take; the first is never listed)
+//!     3, or the menu asked three times unanswered --> Store, Goodbye
 //! ```
 //!
 //! The caller hanging up ends the recording but not the deposit: what was said up to
 //! then is a message, so the host still reports `handle_recorded` and acts on
-//! `Store`/`Discard` (no prompts are played to a caller who is gone).
+//! `Store`/`Discard` (no prompts are played to a caller who is gone). Hanging up during
+//! review sends the message too: a message is never lost.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{Audio, BEEP, DEFAULT_GREETING};
+
+/// The review menu's prompt.
+pub const REVIEW_MENU: &str = "voicemail/review-menu";
+/// Time for a key after the review menu before it is said again.
+pub const REVIEW_WAIT: Duration = Duration::from_secs(5);
+/// The review menu is said this many times; unanswered, the message is sent.
+pub const MAX_REVIEW_MENUS: u32 = 3;
 
 /// A mailbox's deposit settings, from its `[[mailbox]]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +42,8 @@ pub struct DepositSettings {
     pub silence_level: u16,
     /// This much silence ends the recording.
     pub silence_end: Duration,
+    /// Offer the review menu (listen, record again, send) before storing.
+    pub review: bool,
 }
 
 /// What the call task must do.
@@ -57,12 +73,34 @@ pub enum DepositAction {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Greeting { id: u64 },
-    Beep { id: u64 },
+    Greeting {
+        id: u64,
+    },
+    Beep {
+        id: u64,
+    },
     Starting,
-    Recording { until: Instant },
+    Recording {
+        until: Instant,
+    },
     Stopping,
-    Goodbye { id: u64 },
+    /// The review menu is playing; `asked` times so far.
+    Review {
+        id: u64,
+        asked: u32,
+    },
+    ReviewWait {
+        until: Instant,
+        asked: u32,
+    },
+    /// The message is played back to the caller.
+    Listening {
+        id: u64,
+        asked: u32,
+    },
+    Goodbye {
+        id: u64,
+    },
     Ended,
 }
 
@@ -72,6 +110,8 @@ pub struct Deposit {
     settings: DepositSettings,
     state: State,
     caller_gone: bool,
+    /// Length of the take under review.
+    take: Option<Duration>,
     next_play: u64,
     actions: VecDeque<DepositAction>,
 }
@@ -87,6 +127,7 @@ impl Deposit {
             settings,
             state: State::Ended,
             caller_gone: false,
+            take: None,
             next_play: 0,
             actions: VecDeque::new(),
         };
@@ -102,7 +143,7 @@ impl Deposit {
     /// When the recording reaches its maximum length.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Recording { until } => Some(until),
+            State::Recording { until } | State::ReviewWait { until, .. } => Some(until),
             _ => None,
         }
     }
@@ -134,7 +175,7 @@ impl Deposit {
         self.state = State::Beep { id };
     }
 
-    pub fn handle_playback_finished(&mut self, _now: Instant, id: u64) {
+    pub fn handle_playback_finished(&mut self, now: Instant, id: u64) {
         match self.state {
             State::Greeting { id: g } if g == id => self.beep(),
             State::Beep { id: b } if b == id => {
@@ -144,6 +185,13 @@ impl Deposit {
                 });
                 self.state = State::Starting;
             }
+            State::Review { id: r, asked } if r == id => {
+                self.state = State::ReviewWait {
+                    until: now + REVIEW_WAIT,
+                    asked,
+                }
+            }
+            State::Listening { id: l, asked } if l == id => self.review(asked),
             State::Goodbye { id: g } if g == id => self.end(),
             _ => {}
         }
@@ -167,11 +215,27 @@ impl Deposit {
         }
     }
 
-    /// `#` ends the recording; any key skips the greeting (callers who know it).
+    /// `#` ends the recording; any key skips the greeting (callers who know it). In
+    /// review, 1 listens, 2 records again and 3 sends, at once (over the menu too).
     pub fn handle_digit(&mut self, _now: Instant, digit: char) {
         match self.state {
             State::Greeting { .. } => self.beep(),
             State::Recording { .. } if digit == '#' => self.stop(),
+            State::Review { asked, .. }
+            | State::ReviewWait { asked, .. }
+            | State::Listening { asked, .. } => match digit {
+                '1' => {
+                    let id = self.play(vec![Audio::Recording]);
+                    self.state = State::Listening { id, asked };
+                }
+                '2' => {
+                    self.take = None;
+                    self.actions.push_back(DepositAction::Discard);
+                    self.beep();
+                }
+                '3' => self.send(),
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -184,19 +248,23 @@ impl Deposit {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let State::Recording { until } = self.state
-            && until <= now
-        {
-            self.stop();
+        match self.state {
+            State::Recording { until } if until <= now => self.stop(),
+            State::ReviewWait { until, asked } if until <= now => self.review(asked),
+            _ => {}
         }
     }
 
-    /// The caller hung up: a running recording ends here and is still kept.
+    /// The caller hung up: a running recording ends here and is still kept, and so
+    /// is a message under review.
     pub fn handle_caller_gone(&mut self, _now: Instant) {
         self.caller_gone = true;
         match self.state {
             State::Recording { .. } => self.stop(),
             State::Starting | State::Stopping => {}
+            State::Review { .. } | State::ReviewWait { .. } | State::Listening { .. } => {
+                self.send()
+            }
             _ => self.state = State::Ended,
         }
     }
@@ -208,14 +276,38 @@ impl Deposit {
         }
         match length {
             Some(d) if d >= self.settings.min_message => {
-                self.actions.push_back(DepositAction::Store { duration: d });
-                self.goodbye(true);
+                self.take = Some(d);
+                if self.settings.review && !self.caller_gone {
+                    self.review(0);
+                } else {
+                    self.send();
+                }
             }
             _ => {
                 self.actions.push_back(DepositAction::Discard);
                 self.goodbye(false);
             }
         }
+    }
+
+    /// Says the review menu, or sends the message once it went unanswered enough.
+    fn review(&mut self, asked: u32) {
+        if asked >= MAX_REVIEW_MENUS {
+            return self.send();
+        }
+        let id = self.play(vec![Audio::Prompt(REVIEW_MENU.into())]);
+        self.state = State::Review {
+            id,
+            asked: asked + 1,
+        };
+    }
+
+    /// Stores the take and says goodbye.
+    fn send(&mut self) {
+        if let Some(duration) = self.take.take() {
+            self.actions.push_back(DepositAction::Store { duration });
+        }
+        self.goodbye(true);
     }
 
     fn stop(&mut self) {
@@ -254,6 +346,7 @@ mod tests {
             min_message: Duration::from_secs(1),
             silence_level: 100,
             silence_end: Duration::from_secs(5),
+            review: false,
         }
     }
 
@@ -273,7 +366,11 @@ mod tests {
 
     /// Greeting and beep played through; recording started at `t0`.
     fn recording(t0: Instant) -> Deposit {
-        let mut d = Deposit::new(settings());
+        recording_with(t0, settings())
+    }
+
+    fn recording_with(t0: Instant, settings: DepositSettings) -> Deposit {
+        let mut d = Deposit::new(settings);
         let a = drain(&mut d);
         assert_eq!(
             a,
@@ -358,18 +455,21 @@ mod tests {
     #[test]
     fn hanging_up_keeps_what_was_said_and_plays_nothing_more() {
         let t0 = crate::time::base_instant();
-        let mut d = recording(t0);
-        d.handle_caller_gone(t0);
-        assert_eq!(drain(&mut d), [DepositAction::StopRecording]);
-        assert!(d.awaits_recording());
-        d.handle_recorded(t0, Some(Duration::from_secs(3)));
-        assert_eq!(
-            drain(&mut d),
-            [DepositAction::Store {
-                duration: Duration::from_secs(3)
-            }]
-        );
-        assert!(d.is_ended());
+        // With review too: a caller who is gone is not asked, the message is kept.
+        for settings in [settings(), reviewing()] {
+            let mut d = recording_with(t0, settings);
+            d.handle_caller_gone(t0);
+            assert_eq!(drain(&mut d), [DepositAction::StopRecording]);
+            assert!(d.awaits_recording());
+            d.handle_recorded(t0, Some(Duration::from_secs(3)));
+            assert_eq!(
+                drain(&mut d),
+                [DepositAction::Store {
+                    duration: Duration::from_secs(3)
+                }]
+            );
+            assert!(d.is_ended());
+        }
 
         // Gone during the greeting: nothing recorded, nothing to wait for.
         let mut d = Deposit::new(settings());
@@ -398,5 +498,130 @@ mod tests {
         assert_eq!(a[0], DepositAction::Discard);
         d.handle_playback_finished(t0, play_id(&a));
         assert_eq!(drain(&mut d), [DepositAction::HangUp]);
+    }
+
+    fn reviewing() -> DepositSettings {
+        DepositSettings {
+            review: true,
+            ..settings()
+        }
+    }
+
+    /// A review deposit with a take of `secs` recorded: the review menu is playing.
+    fn in_review(t0: Instant, secs: u64) -> (Deposit, u64) {
+        let mut d = recording_with(t0, reviewing());
+        d.handle_digit(t0, '#');
+        assert_eq!(drain(&mut d), [DepositAction::StopRecording]);
+        d.handle_recorded(t0, Some(Duration::from_secs(secs)));
+        let a = drain(&mut d);
+        assert!(
+            matches!(&a[..], [DepositAction::Play { audio, .. }] if audio[..] == [Audio::Prompt(REVIEW_MENU.into())]),
+            "{a:?}"
+        );
+        let id = play_id(&a);
+        (d, id)
+    }
+
+    #[test]
+    fn review_listens_records_again_and_sends_only_the_second_take() {
+        let t0 = crate::time::base_instant();
+        let (mut d, menu) = in_review(t0, 4);
+        // 1: the take is played back, then the menu again.
+        d.handle_digit(t0, '1');
+        let a = drain(&mut d);
+        assert_eq!(
+            a,
+            [DepositAction::Play {
+                id: menu + 1,
+                audio: vec![Audio::Recording]
+            }]
+        );
+        d.handle_playback_finished(t0, menu); // the interrupted menu reports late
+        assert!(drain(&mut d).is_empty());
+        d.handle_playback_finished(t0, menu + 1);
+        let a = drain(&mut d);
+        assert!(
+            matches!(&a[..], [DepositAction::Play { audio, .. }] if audio[0] == Audio::Prompt(REVIEW_MENU.into()))
+        );
+        // 2: the first take is thrown away and a new one starts after the beep.
+        d.handle_digit(t0, '2');
+        let a = drain(&mut d);
+        assert_eq!(a[0], DepositAction::Discard);
+        assert!(
+            matches!(&a[1], DepositAction::Play { audio, .. } if audio[0] == Audio::Prompt(BEEP.into()))
+        );
+        assert_eq!(a.len(), 2);
+        d.handle_playback_finished(t0, play_id(&a));
+        assert!(matches!(
+            drain(&mut d)[..],
+            [DepositAction::StartRecording { .. }]
+        ));
+        d.handle_recording_started(t0);
+        d.handle_silence(t0);
+        assert_eq!(drain(&mut d), [DepositAction::StopRecording]);
+        d.handle_recorded(t0, Some(Duration::from_secs(2)));
+        drain(&mut d);
+        // 3: the second take is stored, once; goodbye.
+        d.handle_digit(t0, '3');
+        let a = drain(&mut d);
+        assert_eq!(
+            a[0],
+            DepositAction::Store {
+                duration: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(a.len(), 2);
+        d.handle_playback_finished(t0, play_id(&a));
+        assert_eq!(drain(&mut d), [DepositAction::HangUp]);
+    }
+
+    #[test]
+    fn review_unanswered_or_hung_up_sends_the_message() {
+        let t0 = crate::time::base_instant();
+        let (mut d, mut menu) = in_review(t0, 4);
+        for asked in 1..MAX_REVIEW_MENUS {
+            d.handle_playback_finished(t0, menu);
+            assert_eq!(d.poll_timeout(), Some(t0 + REVIEW_WAIT));
+            d.handle_timeout(t0 + REVIEW_WAIT - Duration::from_millis(1));
+            assert!(drain(&mut d).is_empty(), "not yet, asked {asked}");
+            d.handle_timeout(t0 + REVIEW_WAIT);
+            menu = play_id(&drain(&mut d));
+        }
+        d.handle_playback_finished(t0, menu);
+        d.handle_timeout(t0 + REVIEW_WAIT);
+        let a = drain(&mut d);
+        assert_eq!(
+            a[0],
+            DepositAction::Store {
+                duration: Duration::from_secs(4)
+            }
+        );
+
+        // Hanging up during the menu or while listening sends it too.
+        for listening in [false, true] {
+            let (mut d, _) = in_review(t0, 3);
+            if listening {
+                d.handle_digit(t0, '1');
+                drain(&mut d);
+            }
+            d.handle_caller_gone(t0);
+            assert_eq!(
+                drain(&mut d),
+                [DepositAction::Store {
+                    duration: Duration::from_secs(3)
+                }]
+            );
+            assert!(d.is_ended());
+        }
+    }
+
+    #[test]
+    fn review_is_skipped_for_short_takes() {
+        let t0 = crate::time::base_instant();
+        let mut d = recording_with(t0, reviewing());
+        d.handle_digit(t0, '#');
+        drain(&mut d);
+        d.handle_recorded(t0, Some(Duration::from_millis(500)));
+        assert_eq!(drain(&mut d)[0], DepositAction::Discard);
     }
 }

@@ -23,6 +23,8 @@ pub enum Audio {
     Prompt(String),
     /// A message, by id.
     Message(String),
+    /// The message just recorded, played back for review before it is sent.
+    Recording,
 }
 
 /// The mailbox greeting played when a mailbox has none of its own.
@@ -79,6 +81,21 @@ pub fn parse_message_id(id: &str) -> Option<(i64, String)> {
     Some((created.parse().ok()?, caller.to_string()))
 }
 
+/// Milliseconds in a day, for `retention-days`.
+const DAY_MS: i64 = 86_400_000;
+
+/// Under a mailbox's `retention-days` policy at `now_ms`, the messages left before
+/// this instant (Unix ms) have expired: a message exactly `days` old is kept until
+/// the next sweep. Heard or not, handled or not: the policy is about age only.
+pub fn retention_cutoff(now_ms: i64, days: u32) -> i64 {
+    now_ms.saturating_sub(i64::from(days) * DAY_MS)
+}
+
+/// Whether a message left at `created_at_ms` has expired at the cutoff.
+pub fn expired(created_at_ms: i64, cutoff_ms: i64) -> bool {
+    created_at_ms < cutoff_ms
+}
+
 /// The RFC 3842 §5.2 `application/simple-message-summary` body for `account`
 /// (a SIP URI): whether messages wait and the new/old voice message counts.
 pub fn message_summary(account: &str, new: u32, old: u32) -> String {
@@ -89,8 +106,8 @@ pub fn message_summary(account: &str, new: u32, old: u32) -> String {
 }
 
 /// What retrieval says before a message: "Message from 5 5 5 1 received November 23
-/// at 14 35". The time is UTC (the server has no time zone setting yet).
-pub fn announcement(created_at_ms: i64, caller: &str) -> Vec<String> {
+/// at 14 35", the date and time in the site's `zone` (`[server] time-zone`).
+pub fn announcement(created_at_ms: i64, caller: &str, zone: chrono_tz::Tz) -> Vec<String> {
     use crate::media::prompt::{digit_prompts, number_prompts};
     let mut out = vec!["voicemail/message-from".to_string()];
     let digits = digit_prompts(caller);
@@ -99,7 +116,7 @@ pub fn announcement(created_at_ms: i64, caller: &str) -> Vec<String> {
     } else {
         out.extend(digits);
     }
-    let (month, day, hour, minute) = civil_utc(created_at_ms);
+    let (month, day, hour, minute) = civil(created_at_ms, zone);
     out.push("voicemail/received".into());
     out.push(format!("voicemail/month-{month}"));
     out.extend(number_prompts(day));
@@ -116,27 +133,20 @@ pub fn announcement(created_at_ms: i64, caller: &str) -> Vec<String> {
     out
 }
 
-/// Month (1-12), day, hour and minute of a Unix time in milliseconds, UTC
-/// (days-to-civil conversion of the proleptic Gregorian calendar).
-fn civil_utc(unix_ms: i64) -> (u32, u32, u32, u32) {
-    let secs = unix_ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (hour, minute) = ((rem / 3600) as u32, ((rem % 3600) / 60) as u32);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (month, day, hour, minute)
+/// Month (1-12), day, hour and minute of a Unix time in milliseconds, in `zone`.
+/// A time outside chrono's range (not one this server wrote) reads as the epoch.
+fn civil(unix_ms: i64, zone: chrono_tz::Tz) -> (u32, u32, u32, u32) {
+    use chrono::{Datelike, Timelike};
+    let local = chrono::DateTime::from_timestamp_millis(unix_ms)
+        .unwrap_or_default()
+        .with_timezone(&zone);
+    (local.month(), local.day(), local.hour(), local.minute())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono_tz::UTC;
 
     #[test]
     fn pins_compare_whole() {
@@ -162,6 +172,28 @@ mod tests {
     }
 
     #[test]
+    fn retention_selects_messages_older_than_the_policy() {
+        let now = 1_800_000_000_000;
+        let cutoff = retention_cutoff(now, 30);
+        assert_eq!(cutoff, now - 30 * 86_400_000);
+        let left = [
+            ("today", now - 1_000),
+            ("29 days", now - 29 * DAY_MS),
+            ("exactly 30 days", now - 30 * DAY_MS),
+            ("30 days and a second", now - 30 * DAY_MS - 1_000),
+            ("a year", now - 365 * DAY_MS),
+        ];
+        let gone: Vec<&str> = left
+            .iter()
+            .filter(|(_, at)| expired(*at, cutoff))
+            .map(|(name, _)| *name)
+            .collect();
+        assert_eq!(gone, ["30 days and a second", "a year"]);
+        // A huge policy never underflows: nothing expires.
+        assert!(!expired(0, retention_cutoff(0, u32::MAX)));
+    }
+
+    #[test]
     fn summary_follows_rfc_3842() {
         assert_eq!(
             message_summary("sip:sales@example.com", 1, 0),
@@ -174,9 +206,9 @@ mod tests {
     fn announcement_says_who_and_when() {
         // 2027-01-15 09:05:00 UTC.
         let t = 1_800_003_900_000;
-        assert_eq!(civil_utc(t), (1, 15, 9, 5));
+        assert_eq!(civil(t, UTC), (1, 15, 9, 5));
         assert_eq!(
-            announcement(t, "42"),
+            announcement(t, "42", UTC),
             [
                 "voicemail/message-from",
                 "digits/4",
@@ -190,10 +222,31 @@ mod tests {
                 "numbers/5"
             ]
         );
-        let a = announcement(0, "alice");
+        let a = announcement(0, "alice", UTC);
         assert_eq!(a[1], "voicemail/unknown-caller");
-        assert_eq!(civil_utc(0), (1, 1, 0, 0));
+        assert_eq!(civil(0, UTC), (1, 1, 0, 0));
         assert_eq!(a.last().unwrap(), "voicemail/oclock");
-        assert_eq!(civil_utc(951_782_400_000), (2, 29, 0, 0)); // 2000-02-29
+        assert_eq!(civil(951_782_400_000, UTC), (2, 29, 0, 0)); // 2000-02-29
+    }
+
+    #[test]
+    fn announcement_tells_the_time_in_the_site_zone() {
+        use chrono_tz::{America::Los_Angeles, Asia::Tokyo};
+        // 2027-01-15 09:05:00 UTC is 01:05 the same day in Los Angeles (UTC-8) and
+        // 18:05 in Tokyo (UTC+9).
+        let t = 1_800_003_900_000;
+        assert_eq!(civil(t, Los_Angeles), (1, 15, 1, 5));
+        assert_eq!(civil(t, Tokyo), (1, 15, 18, 5));
+        let said = announcement(t, "42", Los_Angeles);
+        assert_eq!(
+            &said[6..],
+            ["voicemail/at", "numbers/1", "voicemail/oh", "numbers/5"]
+        );
+        // Just after midnight UTC on New Year's Day is still the old year in Los Angeles.
+        let new_year = 1_798_761_660_000; // 2027-01-01 00:01 UTC
+        assert_eq!(civil(new_year, UTC), (1, 1, 0, 1));
+        assert_eq!(civil(new_year, Los_Angeles), (12, 31, 16, 1));
+        let said = announcement(new_year, "42", Los_Angeles);
+        assert_eq!(said[4..6], ["voicemail/month-12", "numbers/30"]);
     }
 }

@@ -7,8 +7,11 @@
 //!   Message(i): announcement ("message from ... received ...") --> the message
 //!     --played to the end (marked heard)--> Menu(i)
 //!   Menu(i): 1 replay | 2 save --> Message(i+1) | 3 delete --> Message(i+1)
+//!            | 4 call the caller back --> CallingBack(i)
 //!            | '#' or no key --> Message(i+1); a key during Message(i) stops it and
 //!            counts as the menu key
+//!   CallingBack(i) --the host's call failed--> "could not call back" --> Menu(i)
+//!                  (answered: the owner talks to the caller; retrieval is over)
 //!   Message(past the last) --> "no more messages" --> Goodbye --> Ended (hang up)
 //! ```
 
@@ -48,6 +51,9 @@ pub enum RetrievalAction {
     MarkHeard(String),
     /// Delete this message (row, then file).
     Delete(String),
+    /// Call this number (the message's caller) and connect the owner to it; report
+    /// `handle_call_back_failed` if it cannot be reached.
+    CallBack(String),
     HangUp,
 }
 
@@ -89,6 +95,15 @@ enum State {
         id: u64,
         next: usize,
     },
+    /// The host is calling message `index`'s caller.
+    CallingBack {
+        index: usize,
+    },
+    /// "could not call back" is playing; then the menu again.
+    CallBackFailed {
+        id: u64,
+        index: usize,
+    },
     Goodbye {
         id: u64,
     },
@@ -99,6 +114,8 @@ enum State {
 #[derive(Debug)]
 pub struct Retrieval {
     pin: String,
+    /// The site's zone: message dates and times are announced in it.
+    zone: chrono_tz::Tz,
     messages: Vec<Listing>,
     entered: String,
     tries: u32,
@@ -113,11 +130,12 @@ fn prompts(names: &[&str]) -> Vec<Audio> {
 
 impl Retrieval {
     /// Starts with the PIN prompt. `messages` are the mailbox's, new ones are played
-    /// first, each group oldest first.
-    pub fn new(pin: &str, mut messages: Vec<Listing>) -> Retrieval {
+    /// first, each group oldest first. Their times are announced in `zone`.
+    pub fn new(pin: &str, mut messages: Vec<Listing>, zone: chrono_tz::Tz) -> Retrieval {
         messages.sort_by_key(|m| (m.heard, m.created_at_ms));
         let mut r = Retrieval {
             pin: pin.to_string(),
+            zone,
             messages,
             entered: String::new(),
             tries: 0,
@@ -163,6 +181,7 @@ impl Retrieval {
             | State::PlayingMessage { id, .. }
             | State::MenuPrompt { id, .. }
             | State::Confirming { id, .. }
+            | State::CallBackFailed { id, .. }
             | State::Goodbye { id } => *id,
             _ => return,
         };
@@ -187,8 +206,7 @@ impl Retrieval {
             }
             State::PlayingMessage { index, .. } => {
                 self.heard(index);
-                let id = self.play(prompts(&["voicemail/message-menu"]));
-                self.state = State::MenuPrompt { id, index };
+                self.menu(index);
             }
             State::MenuPrompt { index, .. } => {
                 self.state = State::Menu {
@@ -197,6 +215,7 @@ impl Retrieval {
                 }
             }
             State::Confirming { next, .. } => self.message(next),
+            State::CallBackFailed { index, .. } => self.menu(index),
             State::Goodbye { .. } => {
                 self.actions.push_back(RetrievalAction::HangUp);
                 self.state = State::Ended;
@@ -232,6 +251,14 @@ impl Retrieval {
             State::CollectPin { deadline } if deadline <= now => self.check_pin(),
             State::Menu { index, deadline } if deadline <= now => self.message(index + 1),
             _ => {}
+        }
+    }
+
+    /// The call back to a message's caller could not be placed or was not answered.
+    pub fn handle_call_back_failed(&mut self, _now: Instant) {
+        if let State::CallingBack { index } = self.state {
+            let id = self.play(prompts(&["voicemail/call-back-failed"]));
+            self.state = State::CallBackFailed { id, index };
         }
     }
 
@@ -308,7 +335,7 @@ impl Retrieval {
             self.state = State::Goodbye { id };
             return;
         };
-        let audio = announcement(m.created_at_ms, &m.caller)
+        let audio = announcement(m.created_at_ms, &m.caller, self.zone)
             .into_iter()
             .map(Audio::Prompt)
             .collect();
@@ -347,19 +374,33 @@ impl Retrieval {
                 let id = self.play(prompts(&["voicemail/message-deleted"]));
                 self.state = State::Confirming { id, next: index };
             }
-            '#' => self.message(index + 1),
-            _ => {
-                // Not a menu key: say the menu again.
-                let id = self.play(prompts(&["voicemail/message-menu"]));
-                self.state = State::MenuPrompt { id, index };
+            // Only a caller with a number can be called back.
+            '4' if self.messages[index]
+                .caller
+                .bytes()
+                .any(|b| b.is_ascii_digit()) =>
+            {
+                self.heard(index);
+                let number = self.messages[index].caller.clone();
+                self.actions.push_back(RetrievalAction::CallBack(number));
+                self.state = State::CallingBack { index };
             }
+            '#' => self.message(index + 1),
+            // Not a menu key: say the menu again.
+            _ => self.menu(index),
         }
+    }
+
+    fn menu(&mut self, index: usize) {
+        let id = self.play(prompts(&["voicemail/message-menu"]));
+        self.state = State::MenuPrompt { id, index };
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono_tz::UTC;
 
     fn listing(id: &str, heard: bool, at: i64) -> Listing {
         Listing {
@@ -404,7 +445,7 @@ mod tests {
     #[test]
     fn three_wrong_pins_say_goodbye_and_hang_up() {
         let now = crate::time::base_instant();
-        let mut r = Retrieval::new("1234", vec![listing("a", false, 0)]);
+        let mut r = Retrieval::new("1234", vec![listing("a", false, 0)], UTC);
         run(&mut r, now);
         keys(&mut r, now, "1111#");
         run(&mut r, now);
@@ -429,6 +470,7 @@ mod tests {
         let mut r = Retrieval::new(
             "1234",
             vec![listing("old", true, 1), listing("new", false, 2)],
+            UTC,
         );
         drain(&mut r);
         keys(&mut r, now, "1234#"); // over the prompt: type-ahead
@@ -481,7 +523,11 @@ mod tests {
     #[test]
     fn a_key_during_a_message_acts_at_once_and_no_key_moves_on() {
         let now = crate::time::base_instant();
-        let mut r = Retrieval::new("9", vec![listing("a", false, 1), listing("b", false, 2)]);
+        let mut r = Retrieval::new(
+            "9",
+            vec![listing("a", false, 1), listing("b", false, 2)],
+            UTC,
+        );
         drain(&mut r);
         r.handle_playback_finished(now, 1);
         keys(&mut r, now, "9#");
@@ -520,7 +566,7 @@ mod tests {
     #[test]
     fn an_empty_mailbox_says_so_and_goodbye() {
         let now = crate::time::base_instant();
-        let mut r = Retrieval::new("1", vec![]);
+        let mut r = Retrieval::new("1", vec![], UTC);
         run(&mut r, now);
         keys(&mut r, now, "1#");
         let (heard, other) = run(&mut r, now);
@@ -529,5 +575,48 @@ mod tests {
             prompts(&["voicemail/no-new-messages", "voicemail/goodbye"])
         );
         assert_eq!(other, [RetrievalAction::HangUp]);
+    }
+
+    #[test]
+    fn four_calls_the_caller_back_and_a_failure_returns_to_the_menu() {
+        let now = crate::time::base_instant();
+        let unknown = Listing {
+            caller: "alice".into(),
+            ..listing("b", false, 2)
+        };
+        let mut r = Retrieval::new("1", vec![listing("a", false, 1), unknown], UTC);
+        drain(&mut r);
+        keys(&mut r, now, "1#");
+        let (_, other) = run(&mut r, now);
+        assert_eq!(
+            other,
+            [
+                RetrievalAction::StopPlayback,
+                RetrievalAction::MarkHeard("a".into())
+            ]
+        );
+        keys(&mut r, now, "4");
+        assert_eq!(drain(&mut r), [RetrievalAction::CallBack("42".into())]);
+        assert_eq!(r.poll_timeout(), None, "waits for the call");
+        r.handle_digit(now, '3'); // keys while it is dialled change nothing
+        assert!(drain(&mut r).is_empty());
+        r.handle_call_back_failed(now);
+        let (heard, _) = run(&mut r, now);
+        assert_eq!(
+            heard,
+            prompts(&["voicemail/call-back-failed", "voicemail/message-menu"])
+        );
+        // The menu goes on: next message, whose caller has no number to call.
+        keys(&mut r, now, "#");
+        let (heard, _) = run(&mut r, now);
+        assert_eq!(heard[1], Audio::Prompt("voicemail/unknown-caller".into()));
+        keys(&mut r, now, "4");
+        let (heard, other) = run(&mut r, now);
+        assert_eq!(
+            heard,
+            prompts(&["voicemail/message-menu"]),
+            "no number: the menu again"
+        );
+        assert!(other.is_empty());
     }
 }

@@ -31,10 +31,11 @@ const REPORTS_PAGE: &str = include_str!("reports.html");
 const GRPC_WEB_JS: &str = include_str!("grpcweb.js");
 
 /// The pages loads only their own inline code and `/static/grpcweb.js`, and talk
-/// only to this server.
+/// only to this server. `media-src blob:` lets the desktop play a voicemail it
+/// downloaded over gRPC-web (a blob URL the page made itself).
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; \
-                   script-src 'self' 'unsafe-inline'; connect-src 'self'; base-uri 'none'; \
-                   form-action 'none'; frame-ancestors 'none'";
+                   script-src 'self' 'unsafe-inline'; connect-src 'self'; media-src blob:; \
+                   base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// `web` with the desktop and wallboard pages and the gateway's gRPC-web `api`
 /// (`agent_gateway::Gateway::web_routes`, which has no fallback of its own).

@@ -3,8 +3,9 @@
 // gRPC-web framing (5-byte frames; flag 0x80 marks the trailers frame), unary calls
 // and server streaming through fetch + ReadableStream. No dependencies, no build step.
 //
-// Schemas: { field_name: [number, type, mode] } where type is "string", "bool",
-// "uint32", "uint64", "int64", "enum", "double" or another schema (a message), and
+// Schemas: { field_name: [number, type, mode] } where type is "string", "bytes"
+// (a Uint8Array), "bool", "uint32", "uint64", "int64", "enum", "double" or another
+// schema (a message), and
 // mode is undefined, "repeated", "map" (map<string, string>) or "optional" (a oneof
 // member or proto3 optional: left undefined unless it arrives). Numbers are JS
 // numbers: every 64-bit value this API sends (ids, milliseconds) is below 2^53.
@@ -38,6 +39,7 @@
 
   function encodeValue(out, num, type, value) {
     if (type === "string") bytesField(out, num, utf8.encode(value));
+    else if (type === "bytes") bytesField(out, num, value);
     else if (type === "double") {
       varint(out, num * 8 + 1);
       const b = new Uint8Array(8);
@@ -120,6 +122,7 @@
       if (mode === "repeated") o[name] = [];
       else if (mode === "map") o[name] = {};
       else if (type === "string") o[name] = "";
+      else if (type === "bytes") o[name] = new Uint8Array(0);
       else if (type === "bool") o[name] = false;
       else if (typeof type !== "object") o[name] = 0;
     }
@@ -128,6 +131,7 @@
 
   function decodeValue(r, wire, type) {
     if (type === "string") return fromUtf8.decode(r.take(r.varint()));
+    if (type === "bytes") return r.take(r.varint()).slice();
     if (type === "double") return new DataView(r.take(8).slice().buffer).getFloat64(0, true);
     if (VARINT.has(type)) {
       const n = r.varint();
@@ -306,6 +310,13 @@
     awaiting: [4, agent.ScriptStepView], outcome: [5, "string"], failure: [6, "string"],
   };
   agent.Status = { UNSPECIFIED: 0, AVAILABLE: 1, ON_BREAK: 2, LOGGED_OUT: 3 };
+  agent.VoicemailMessage = {
+    id: [1, "string"], mailbox: [2, "string"], caller_number: [3, "string"], duration_ms: [4, "uint64"],
+    left_at_unix_ms: [5, "int64"], heard: [6, "bool"], handled_by: [7, "string"], outcome: [8, "string"],
+  };
+  agent.ListVoicemailResponse = { messages: [1, agent.VoicemailMessage, "repeated"] };
+  agent.VoicemailMessageRequest = { message_id: [1, "string"] };
+  agent.VoicemailAudio = { wav: [1, "bytes"] };
 
   const supervisor = {};
   supervisor.LoginRequest = { supervisor_id: [1, "string"], password: [2, "string"] };
@@ -372,6 +383,12 @@
     transfer: (req, o) => unary(AGENT + "Transfer", agent.TransferRequest, req, Empty, o),
     scriptStep: (req, o) => unary(AGENT + "ScriptStep", agent.CallRequest, req, agent.ScriptStepResponse, o),
     submitAnswer: (req, o) => unary(AGENT + "SubmitAnswer", agent.SubmitAnswerRequest, req, agent.ScriptStepResponse, o),
+    listVoicemail: (o) => unary(AGENT + "ListVoicemail", Empty, {}, agent.ListVoicemailResponse, o),
+    getVoicemailAudio: (req, o) =>
+      unary(AGENT + "GetVoicemailAudio", agent.VoicemailMessageRequest, req, agent.VoicemailAudio, o),
+    markVoicemailHeard: (req, o) =>
+      unary(AGENT + "MarkVoicemailHeard", agent.VoicemailMessageRequest, req, Empty, o),
+    deleteVoicemail: (req, o) => unary(AGENT + "DeleteVoicemail", agent.VoicemailMessageRequest, req, Empty, o),
     supervisorLogin: (req, o) =>
       unary(SUPERVISOR + "Login", supervisor.LoginRequest, req, supervisor.LoginResponse, o),
     supervisorLogout: (o) => unary(SUPERVISOR + "Logout", Empty, {}, Empty, o),

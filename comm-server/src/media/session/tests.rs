@@ -738,6 +738,83 @@ fn recording_puts_reordered_audio_back_in_order() {
     );
 }
 
+/// `#` stops the recording the moment the last packet arrives, with the final
+/// packets reordered: everything still in the reorder buffer lands in the WAV.
+#[test]
+fn stopping_flushes_reordered_packets_into_the_recording() {
+    let t0 = crate::media::test_epoch();
+    let mut s = session(t0, Codec::Pcmu);
+    s.handle_command(t0, MediaCommand::StartRecording(RecordSides::Received));
+    let mut phone = Peer::new(Codec::Pcmu);
+    // Packet k is a flat level, its sign alternating: each packet a run in the WAV.
+    let levels: Vec<i16> = (0..30)
+        .map(|k| (1000 + 100 * k) * if k % 2 == 0 { 1 } else { -1 })
+        .collect();
+    let datagrams: Vec<Vec<u8>> = levels.iter().map(|&l| phone.audio(&[l; 160])).collect();
+    let mut order: Vec<usize> = (0..datagrams.len()).collect();
+    order[26..].reverse(); // the last four arrive backwards
+    let mut now = t0;
+    for (k, &i) in order.iter().enumerate() {
+        now = ms(t0, 20 * k as u64);
+        s.handle_rtp(now, CALLER, &datagrams[i]);
+        s.handle_tick(now);
+    }
+    s.handle_command(now, MediaCommand::StopRecording);
+    let recorded: Vec<i16> = std::iter::from_fn(|| s.poll_recording())
+        .flatten()
+        .collect();
+    // Each run of equal samples is one packet (as G.711 decodes its level). Only
+    // the first packet may be missing: it went to the RTP probation.
+    let mut runs: Vec<i16> = recorded.iter().copied().filter(|&x| x != 0).collect();
+    runs.dedup();
+    let mut expected = Vec::new();
+    for &l in &levels[1..] {
+        let mut payload = Vec::new();
+        Codec::Pcmu.encode(&[l], &mut payload);
+        Codec::Pcmu.decode(&payload, &mut expected);
+    }
+    assert_eq!(runs, expected);
+    assert_eq!(
+        recorded.iter().filter(|&&x| x != 0).count(),
+        runs.len() * 160
+    );
+}
+
+/// Audio still in the reorder buffer from before the recording started is not part
+/// of it, and does not anchor it: a phone whose timestamps did not advance during a
+/// pause (before the beep) is still recorded from when it speaks.
+#[test]
+fn audio_from_before_the_recording_neither_enters_nor_anchors_it() {
+    let t0 = crate::media::test_epoch();
+    let mut s = session(t0, Codec::Pcmu);
+    let mut phone = Peer::new(Codec::Pcmu);
+    for k in 0..10u64 {
+        let d = phone.audio(&[500; 160]);
+        s.handle_rtp(ms(t0, 20 * k), CALLER, &d);
+    }
+    s.handle_command(
+        ms(t0, 2000),
+        MediaCommand::StartRecording(RecordSides::Received),
+    );
+    let mut now = t0;
+    for k in 0..20u64 {
+        now = ms(t0, 2000 + 20 * k);
+        let d = phone.audio(&[3000; 160]);
+        s.handle_rtp(now, CALLER, &d);
+        s.handle_tick(now);
+    }
+    s.handle_command(now, MediaCommand::StopRecording);
+    let recorded: Vec<i16> = std::iter::from_fn(|| s.poll_recording())
+        .flatten()
+        .collect();
+    assert!(
+        recorded.iter().all(|&x| x == 0 || x > 2500),
+        "nothing from before"
+    );
+    assert_eq!(recorded.iter().filter(|&&x| x > 2500).count(), 20 * 160);
+    assert!(recorded[..160].iter().all(|&x| x > 2500), "from the start");
+}
+
 #[test]
 fn recording_both_sides_mixes_prompt_and_caller() {
     let t0 = crate::media::test_epoch();
