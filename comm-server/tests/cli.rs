@@ -317,8 +317,37 @@ fn report_prints_a_days_queue_and_agent_figures_from_the_event_log() {
     assert!(out.status.success(), "{}", said(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "queue,offered,answered,abandoned,abandoned_short,overflowed,transferred,asa_s,service_level,handled,aht_s,avg_talk_s,avg_wrap_up_s\n\
-         support,2,1,1,0,0,0,4.000,0.500,1,60.000,60.000,\n"
+        "queue,offered,answered,abandoned,abandoned_short,overflowed,transferred,asa_s,service_level,handled,aht_s,avg_talk_s,avg_wrap_up_s,vm_tasks,vm_tasks_handled,avg_vm_task_s\n\
+         support,2,1,1,0,0,0,4.000,0.500,1,60.000,60.000,,0,0,\n"
+    );
+
+    // By hour: the same two calls, each row prefixed with its hour.
+    let out = run(&[
+        &["report", "calls"][..],
+        &day,
+        &["--interval", "1h", "--format", "csv"],
+    ]
+    .concat());
+    assert!(out.status.success(), "{}", said(&out));
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let mut lines = csv.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("interval_start,queue,offered,"),
+        "{csv}"
+    );
+    let offered: u64 = lines
+        .map(|l| l.split(',').nth(2).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(offered, 2, "{csv}");
+    let out = run(&[&["report", "calls"][..], &day, &["--interval", "1s"]].concat());
+    assert!(!out.status.success());
+    assert!(
+        said(&out).contains("more than 1000 intervals of 1 s"),
+        "{}",
+        said(&out)
     );
 
     let out = run(&[

@@ -1,14 +1,16 @@
 //! The voicemail report: messages left per mailbox and how fast they were dealt with.
 //!
-//! Computed from the mailbox index (each listed message with its length, whether the
-//! owner heard it, and, for a mailbox with a `work-queue`, which agent handled it as a
-//! task and when). A message deleted from the index no longer counts.
+//! Computed from the mailbox index (each message with its length, whether the owner
+//! heard it, for a mailbox with a `work-queue` which agent handled it as a task and
+//! when, and when it was deleted). Deleted messages keep their row, so a past period's
+//! figures do not shrink when messages are deleted or expire.
 //!
 //! # Definitions
 //! A message counts in the period in which it was left (`from <= left < to`).
 //! * **left**: messages left; **heard**: of those, heard by the owner or an agent;
 //! * **handled**: of those, closed by an agent's disposition (voicemail as work), at
-//!   any time up to now; **open**: not handled yet;
+//!   any time up to now; **deleted**: of those, deleted since (by the owner, an agent
+//!   or the mailbox's retention); **open**: neither handled nor deleted;
 //! * **time to handle**: mean and longest time from the message being left to its
 //!   disposition, over the handled ones;
 //! * **average length**: mean message duration.
@@ -27,6 +29,8 @@ pub struct Message {
     pub heard: bool,
     /// When an agent's disposition closed it, if one did.
     pub handled_ms: Option<i64>,
+    /// When it was deleted, if it was.
+    pub deleted_ms: Option<i64>,
 }
 
 /// One mailbox's figures.
@@ -36,15 +40,18 @@ pub struct MailboxFigures {
     pub left: u64,
     pub heard: u64,
     pub handled: u64,
+    pub deleted: u64,
+    /// Deleted without an agent having handled it.
+    deleted_unhandled: u64,
     length_ms: i64,
     handle_ms: i64,
     longest_handle_ms: i64,
 }
 
 impl MailboxFigures {
-    /// Messages not handled yet.
+    /// Messages neither handled nor deleted.
     pub fn open(&self) -> u64 {
-        self.left - self.handled
+        self.left - self.handled - self.deleted_unhandled
     }
 
     pub fn average_length(&self) -> Option<Duration> {
@@ -87,6 +94,12 @@ pub fn voicemail_report(messages: &[Message], period: Period) -> Vec<MailboxFigu
             f.handle_ms += took;
             f.longest_handle_ms = f.longest_handle_ms.max(took);
         }
+        if m.deleted_ms.is_some() {
+            f.deleted += 1;
+            if m.handled_ms.is_none() {
+                f.deleted_unhandled += 1;
+            }
+        }
     }
     by.into_values().collect()
 }
@@ -108,6 +121,7 @@ mod tests {
             duration_ms: secs * 1000,
             heard,
             handled_ms: handled_after_s.map(|s| left_ms + s * 1000),
+            deleted_ms: None,
         }
     }
 
@@ -122,6 +136,15 @@ mod tests {
             message("alice", 4_000, 10, true, None),
             // Left after the period: not counted.
             message("support", 100_000, 5, false, None),
+            // sales: one deleted unheard (no longer open), one handled then deleted.
+            Message {
+                deleted_ms: Some(9_000),
+                ..message("sales", 5_000, 12, false, None)
+            },
+            Message {
+                deleted_ms: Some(90_000),
+                ..message("sales", 6_000, 8, true, Some(60))
+            },
         ];
         let rows = voicemail_report(
             &messages,
@@ -130,8 +153,17 @@ mod tests {
                 to_ms: 50_000,
             },
         );
-        assert_eq!(rows.len(), 2);
-        let (alice, support) = (&rows[0], &rows[1]);
+        assert_eq!(rows.len(), 3);
+        let (alice, sales, support) = (&rows[0], &rows[1], &rows[2]);
+        assert_eq!(sales.mailbox, "sales");
+        assert_eq!(
+            (sales.left, sales.heard, sales.handled, sales.deleted),
+            (2, 1, 1, 2),
+            "deleted messages still count as left in their period"
+        );
+        assert_eq!(sales.open(), 0);
+        assert_eq!(sales.average_length(), Some(Duration::from_secs(10)));
+        assert_eq!(support.deleted, 0);
         assert_eq!(alice.mailbox, "alice");
         assert_eq!((alice.left, alice.heard, alice.handled), (1, 1, 0));
         assert_eq!(alice.average_time_to_handle(), None);

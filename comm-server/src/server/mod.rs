@@ -229,7 +229,7 @@ impl App {
             store.upsert_sip_account(&account).await?;
         }
         let (prompts, scripts) = load_references(&config)?;
-        let repaired = reconcile(&store, &config.server.data_dir).await?;
+        let repaired = reconcile(&store, &config.server.data_dir, clock.unix_ms()).await?;
         if repaired != Reconciled::default() {
             tracing::warn!(?repaired, "voicemail index reconciled with the files");
         }
@@ -417,6 +417,7 @@ impl App {
                 self.store.clone(),
                 acd.clone(),
                 mwi.clone(),
+                self.clock.clone(),
             ));
             let g = &cfg.grpc;
             let config = agent_gateway::GatewayConfig {

@@ -172,12 +172,13 @@ async fn read(store: &Store, q: &ReportQuery) -> Result<Source, QueryError> {
                 .voicemails_between(from_ms, to_ms)
                 .await?
                 .into_iter()
-                .map(|(m, handling)| reports::voicemail::Message {
-                    mailbox: m.mailbox,
-                    left_ms: m.created_at_ms,
-                    duration_ms: m.duration_ms,
-                    heard: m.heard,
-                    handled_ms: handling.map(|h| h.at_ms),
+                .map(|m| reports::voicemail::Message {
+                    handled_ms: m.handling.map(|h| h.at_ms),
+                    deleted_ms: m.deleted_at_ms,
+                    mailbox: m.message.mailbox,
+                    left_ms: m.message.created_at_ms,
+                    duration_ms: m.message.duration_ms,
+                    heard: m.message.heard,
                 })
                 .collect(),
         ),

@@ -53,7 +53,7 @@ pub struct Reconciled {
 }
 
 /// Makes the index match the files (see the module docs). Runs before calls are taken.
-pub async fn reconcile(store: &Store, data_dir: &Path) -> anyhow::Result<Reconciled> {
+pub async fn reconcile(store: &Store, data_dir: &Path, now_ms: i64) -> anyhow::Result<Reconciled> {
     let root = voicemail_root(data_dir);
     let mut done = Reconciled::default();
     let temp = root.join(TEMP);
@@ -71,7 +71,7 @@ pub async fn reconcile(store: &Store, data_dir: &Path) -> anyhow::Result<Reconci
     for row in &rows {
         if !data_dir.join(&row.file).is_file() {
             tracing::warn!(id = %row.id, file = %row.file, "voicemail row without its file: removed");
-            store.delete_voicemail(&row.id).await?;
+            store.delete_voicemail(&row.id, now_ms).await?;
             done.rows_removed += 1;
         }
     }
@@ -476,7 +476,11 @@ async fn remove_message(shared: &Shared, id: &str, file: &str) {
             message: id.to_string(),
         },
     ));
-    match shared.store.delete_voicemail(id).await {
+    match shared
+        .store
+        .delete_voicemail(id, shared.clock.unix_ms())
+        .await
+    {
         Ok(_) => {
             let path = shared.config.server.data_dir.join(file);
             if let Err(e) = std::fs::remove_file(path) {

@@ -479,6 +479,8 @@ pub(crate) struct AgentVoicemail {
     mailboxes: HashMap<String, Vec<String>>,
     acd: mpsc::UnboundedSender<AcdRequest>,
     mwi: mpsc::UnboundedSender<super::mwi::MwiInput>,
+    /// When a deletion happened, for the kept row.
+    clock: Arc<dyn crate::time::Clock>,
 }
 
 fn unavailable(e: crate::store::StoreError) -> BackendError {
@@ -492,6 +494,7 @@ impl AgentVoicemail {
         store: Store,
         acd: mpsc::UnboundedSender<AcdRequest>,
         mwi: mpsc::UnboundedSender<super::mwi::MwiInput>,
+        clock: Arc<dyn crate::time::Clock>,
     ) -> AgentVoicemail {
         let mailboxes = config
             .agents
@@ -512,6 +515,7 @@ impl AgentVoicemail {
             mailboxes,
             acd,
             mwi,
+            clock,
         }
     }
 
@@ -599,7 +603,7 @@ impl AgentVoicemail {
                 message: m.id.clone(),
             }));
         self.store
-            .delete_voicemail(&m.id)
+            .delete_voicemail(&m.id, self.clock.unix_ms())
             .await
             .map_err(unavailable)?;
         if let Err(e) = tokio::fs::remove_file(self.data_dir.join(&m.file)).await {

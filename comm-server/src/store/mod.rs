@@ -47,6 +47,7 @@ pub use model::{
     UnknownValue,
 };
 pub use model::{VoicemailHandling, VoicemailMessage};
+pub use voicemail::LeftMessage;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");

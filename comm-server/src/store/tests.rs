@@ -205,9 +205,29 @@ async fn voicemail_tasks_are_handled_once(store: &Store) {
     let left = store.voicemails_between(NOW_MS, NOW_MS + 10).await.unwrap();
     assert_eq!(
         left.iter()
-            .map(|(m, h)| (m.id.as_str(), h.as_ref().map(|h| h.agent.as_str())))
+            .map(|l| (
+                l.message.id.as_str(),
+                l.handling.as_ref().map(|h| h.agent.as_str())
+            ))
             .collect::<Vec<_>>(),
         vec![("a", Some("agent1")), ("c", None)]
+    );
+    // A deleted message leaves the mailbox but stays in the report, with when.
+    assert!(store.delete_voicemail("c", NOW_MS + 99).await.unwrap());
+    assert!(
+        store
+            .unhandled_voicemails("sales")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.voicemails("sales").await.unwrap().is_empty());
+    let left = store.voicemails_between(NOW_MS, NOW_MS + 10).await.unwrap();
+    assert_eq!(
+        left.iter()
+            .map(|l| (l.message.id.as_str(), l.deleted_at_ms))
+            .collect::<Vec<_>>(),
+        vec![("a", None), ("c", Some(NOW_MS + 99))]
     );
 }
 
@@ -247,8 +267,8 @@ async fn voicemail_index_lists_marks_and_deletes(store: &Store) {
         Err(StoreError::NotFound { .. })
     ));
 
-    assert!(store.delete_voicemail("b").await.unwrap());
-    assert!(!store.delete_voicemail("b").await.unwrap());
+    assert!(store.delete_voicemail("b", NOW_MS + 20).await.unwrap());
+    assert!(!store.delete_voicemail("b", NOW_MS + 30).await.unwrap());
     assert_eq!(store.voicemail_counts("sales").await.unwrap(), (0, 1));
     let all: Vec<String> = store
         .all_voicemails()

@@ -1,5 +1,8 @@
 //! Voicemail messages: inserted once the WAV is in place, marked heard, deleted.
 //! The files are the server's business (`server::voicemail`); this is the index.
+//!
+//! Deleting keeps the row, marked `deleted_at_ms`, so the voicemail report of a past
+//! period still counts what callers left; every listing reads only listed rows.
 
 use super::{Record, Store, StoreError, database, with_pool};
 use crate::store::model::{VoicemailHandling, VoicemailMessage};
@@ -33,6 +36,16 @@ impl From<MessageRow> for VoicemailMessage {
             file: r.file,
         }
     }
+}
+
+/// A message as the voicemail report reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeftMessage {
+    pub message: VoicemailMessage,
+    /// How an agent handled it, if one did.
+    pub handling: Option<VoicemailHandling>,
+    /// When it was deleted (Unix ms); none while listed.
+    pub deleted_at_ms: Option<i64>,
 }
 
 /// Sorted oldest first, ties by id, compared as bytes on both backends.
@@ -77,7 +90,7 @@ impl Store {
         let sql = concat!(
             "SELECT ",
             columns!(),
-            " FROM voicemail_messages WHERE mailbox = $1"
+            " FROM voicemail_messages WHERE mailbox = $1 AND deleted_at_ms IS NULL"
         );
         let rows = with_pool!(self, pool => sqlx::query_as::<_, MessageRow>(sql)
             .bind(mailbox)
@@ -97,7 +110,8 @@ impl Store {
         let sql = concat!(
             "SELECT ",
             columns!(),
-            " FROM voicemail_messages WHERE mailbox = $1 AND created_at_ms < $2"
+            " FROM voicemail_messages WHERE mailbox = $1 AND created_at_ms < $2 \
+             AND deleted_at_ms IS NULL"
         );
         let rows = with_pool!(self, pool => sqlx::query_as::<_, MessageRow>(sql)
             .bind(mailbox)
@@ -110,7 +124,11 @@ impl Store {
 
     /// Every message of every mailbox (start-up reconciliation), oldest first.
     pub async fn all_voicemails(&self) -> Result<Vec<VoicemailMessage>, StoreError> {
-        let sql = concat!("SELECT ", columns!(), " FROM voicemail_messages");
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM voicemail_messages WHERE deleted_at_ms IS NULL"
+        );
         let rows = with_pool!(self, pool => sqlx::query_as::<_, MessageRow>(sql)
             .fetch_all(pool)
             .await
@@ -136,11 +154,14 @@ impl Store {
         Ok(())
     }
 
-    /// Unlists a message; true when it was listed. The caller removes the file after.
-    pub async fn delete_voicemail(&self, id: &str) -> Result<bool, StoreError> {
-        let sql = "DELETE FROM voicemail_messages WHERE id = $1";
+    /// Unlists a message, deleted at `at_ms` (Unix ms); true when it was listed. The
+    /// caller removes the file after. The row stays for the reports.
+    pub async fn delete_voicemail(&self, id: &str, at_ms: i64) -> Result<bool, StoreError> {
+        let sql = "UPDATE voicemail_messages SET deleted_at_ms = $2 \
+                   WHERE id = $1 AND deleted_at_ms IS NULL";
         let n = with_pool!(self, pool => sqlx::query(sql)
             .bind(id)
+            .bind(at_ms)
             .execute(pool)
             .await
             .map_err(database("deleting a voicemail message"))?
@@ -163,7 +184,8 @@ impl Store {
         let sql = concat!(
             "SELECT ",
             columns!(),
-            " FROM voicemail_messages WHERE mailbox = $1 AND handled_at_ms IS NULL"
+            " FROM voicemail_messages WHERE mailbox = $1 AND handled_at_ms IS NULL \
+             AND deleted_at_ms IS NULL"
         );
         let rows = with_pool!(self, pool => sqlx::query_as::<_, MessageRow>(sql)
             .bind(mailbox)
@@ -200,13 +222,13 @@ impl Store {
         Ok(())
     }
 
-    /// Every listed message left in `[from_ms, to_ms)` with how it was handled, oldest
-    /// first: what the voicemail report reads. A deleted message is no longer listed.
+    /// Every message left in `[from_ms, to_ms)`, deleted ones included, with how it was
+    /// handled and when it was deleted, oldest first: what the voicemail report reads.
     pub async fn voicemails_between(
         &self,
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<Vec<(VoicemailMessage, Option<VoicemailHandling>)>, StoreError> {
+    ) -> Result<Vec<LeftMessage>, StoreError> {
         #[derive(sqlx::FromRow)]
         struct Row {
             #[sqlx(flatten)]
@@ -214,11 +236,12 @@ impl Store {
             handled_by: Option<String>,
             handled_at_ms: Option<i64>,
             outcome: Option<String>,
+            deleted_at_ms: Option<i64>,
         }
         let sql = concat!(
             "SELECT ",
             columns!(),
-            ", handled_by, handled_at_ms, outcome FROM voicemail_messages \
+            ", handled_by, handled_at_ms, outcome, deleted_at_ms FROM voicemail_messages \
              WHERE created_at_ms >= $1 AND created_at_ms < $2"
         );
         let rows = with_pool!(self, pool => sqlx::query_as::<_, Row>(sql)
@@ -227,18 +250,21 @@ impl Store {
             .fetch_all(pool)
             .await
             .map_err(database("reading voicemail messages"))?);
-        let mut out: Vec<(VoicemailMessage, Option<VoicemailHandling>)> = rows
+        let mut out: Vec<LeftMessage> = rows
             .into_iter()
-            .map(|r| {
-                let handling = r.handled_at_ms.map(|at_ms| VoicemailHandling {
+            .map(|r| LeftMessage {
+                handling: r.handled_at_ms.map(|at_ms| VoicemailHandling {
                     agent: r.handled_by.unwrap_or_default(),
                     at_ms,
                     outcome: r.outcome.unwrap_or_default(),
-                });
-                (r.message.into(), handling)
+                }),
+                deleted_at_ms: r.deleted_at_ms,
+                message: r.message.into(),
             })
             .collect();
-        out.sort_by(|(a, _), (b, _)| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        out.sort_by(|a, b| {
+            (a.message.created_at_ms, &a.message.id).cmp(&(b.message.created_at_ms, &b.message.id))
+        });
         Ok(out)
     }
 
