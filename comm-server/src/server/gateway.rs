@@ -286,10 +286,11 @@ impl Desk {
         }
     }
 
-    pub(super) fn is_ringing(&self, agent: AgentId, item: ItemId) -> bool {
+    /// Whether `agent` is offered `item` or already talking on it.
+    pub(super) fn is_on(&self, agent: AgentId, item: ItemId) -> bool {
         self.agents
             .get(agent.0 as usize)
-            .is_some_and(|a| a.ringing == Some(item))
+            .is_some_and(|a| a.ringing == Some(item) || a.connected == Some(item))
     }
 }
 
@@ -472,11 +473,11 @@ impl AcdDriver {
                         .get(item)
                         .and_then(|i| i.campaign_call.clone()),
                 };
-                // Answered before its pop was ready: the desktop hears of the offer
-                // first, without the pop, so the connection is never news of a call.
-                if let Some(offer) = self.desk.pops.take_unshown(*agent, *item) {
-                    self.publish(*agent, offer);
-                }
+                // Answered before its pop was ready (a phone that answers at once):
+                // the connection waits behind the offer, and both go out when the
+                // lookup ends (within its bound), so the desktop still gets the pop
+                // and never hears of a connection before the call.
+                let pop_pending = self.desk.pops.has_unshown(*agent, *item);
                 if let Some(a) = self.desk.agent_mut(*agent) {
                     a.ringing = None;
                     a.connected = Some(*item);
@@ -495,12 +496,14 @@ impl AcdDriver {
                         }
                     }
                 }
-                self.publish(
-                    *agent,
-                    Kind::CallConnected(CallConnected {
-                        call_id: call_id(*item),
-                    }),
-                );
+                let connected = Kind::CallConnected(CallConnected {
+                    call_id: call_id(*item),
+                });
+                if pop_pending {
+                    self.desk.pops.after_offer(*agent, *item, connected);
+                } else {
+                    self.publish(*agent, connected);
+                }
             }
             AcdEvent::NoAnswer {
                 item,
@@ -589,6 +592,7 @@ impl AcdDriver {
         if let Some(a) = self.desk.agent_mut(agent) {
             a.connected = None;
         }
+        self.flush_unshown(agent, item);
         self.publish(
             agent,
             Kind::CallEnded(CallEnded {
@@ -602,11 +606,21 @@ impl AcdDriver {
         info.caller.clone()
     }
 
+    /// What the desktop has not been shown yet about a call that ends before its pop
+    /// lookup did (the offer, the connection): out now, without the pop, so the end
+    /// is never news of a call.
+    fn flush_unshown(&mut self, agent: AgentId, item: ItemId) {
+        for event in self.desk.pops.take_all_unshown(agent, item) {
+            self.publish(agent, event);
+        }
+    }
+
     /// A connected call hung up (either side): tell its agent.
     pub(super) fn desk_item_ended(&mut self, item: ItemId) {
         for i in 0..self.desk.agents.len() {
             if self.desk.agents[i].connected == Some(item) {
                 self.desk.agents[i].connected = None;
+                self.flush_unshown(AgentId(i as u64), item);
                 self.publish(
                     AgentId(i as u64),
                     Kind::CallEnded(CallEnded {

@@ -181,6 +181,29 @@ impl Pops {
         self.take_unshown(agent, item).is_some()
     }
 
+    /// Whether an offer of `item` to `agent` still waits for its pop.
+    pub(super) fn has_unshown(&self, agent: AgentId, item: ItemId) -> bool {
+        matches!(self.items.get(&item), Some(PopLookup::Running(w)) if w.iter().any(|(a, _)| *a == agent))
+    }
+
+    /// Queues `event` to go out right after the waiting offer of `item` to `agent`.
+    pub(super) fn after_offer(&mut self, agent: AgentId, item: ItemId, event: Kind) {
+        if let Some(PopLookup::Running(waiting)) = self.items.get_mut(&item) {
+            waiting.push((agent, event));
+        }
+    }
+
+    /// Everything for `agent` about `item` still waiting for the pop (the offer, and
+    /// the connection queued behind it), taken out in order.
+    pub(super) fn take_all_unshown(&mut self, agent: AgentId, item: ItemId) -> Vec<Kind> {
+        let Some(PopLookup::Running(waiting)) = self.items.get_mut(&item) else {
+            return Vec::new();
+        };
+        let (mine, others): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|(a, _)| *a == agent);
+        *waiting = others;
+        mine.into_iter().map(|(_, event)| event).collect()
+    }
+
     /// The offer of `item` to `agent` that still waits for its pop, taken out.
     pub(super) fn take_unshown(&mut self, agent: AgentId, item: ItemId) -> Option<Kind> {
         let Some(PopLookup::Running(waiting)) = self.items.get_mut(&item) else {
@@ -224,7 +247,7 @@ impl AcdDriver {
             return;
         };
         for (agent, mut offer) in waiting {
-            if self.desk.is_ringing(agent, item) {
+            if self.desk.is_on(agent, item) {
                 fill(&mut offer, pop.clone());
                 self.publish(agent, offer);
             }
